@@ -1,0 +1,162 @@
+"""The answers file (`--answers FILE`): schema, loading and validation.
+
+Every key is optional. The wizard writes the same file. Unknown keys, wrong types and impossible
+values are `UserError`s that name the key and the allowed values.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal, get_args
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from advisor.errors import UserError
+
+Task = Literal[
+    "classification", "extraction", "question-answering", "summarization",
+    "chat", "code", "reasoning", "generation",
+]
+Goal = Literal[
+    "tone-style", "privacy", "low-resource-language", "cheaper-inference",
+    "new-capability", "output-format",
+]
+Method = Literal["auto", "lora", "qlora", "spectrum", "full"]
+
+
+class GPUAnswer(BaseModel):
+    """A GPU given by the user (planning for another machine) instead of detected."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = "GPU"
+    memory_gib: float = Field(gt=0, le=4096)
+
+
+class Answers(BaseModel):
+    """What the user told us. `None` means "not answered" (the rules treat it as a missing fact)."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+    task: Task | None = None
+    goals: list[Goal] = Field(default_factory=list)
+    needs_citations: bool | None = None
+    knowledge_changes_often: bool | None = None
+    clear_task: bool | None = None
+    tried_prompting: bool | None = None
+    examples: int | None = Field(default=None, ge=0)
+    preference_pairs: int | None = Field(default=None, ge=0)
+    dataset: str | None = None
+    model: str | None = None
+    gpus: list[GPUAnswer] | None = None
+    zero_latency: bool | None = None
+    method: Method = "auto"
+    # Not in the minimal schema of DESIGN.md but asked by the wizard; optional like every key.
+    trust_remote_code: bool = False
+
+    @field_validator("goals", mode="before")
+    @classmethod
+    def _goals_list(cls, v):
+        if v is None:
+            return []
+        if isinstance(v, str):
+            return [v]
+        return v
+
+    @field_validator("dataset", "model")
+    @classmethod
+    def _not_blank(cls, v):
+        if v is not None and not v.strip():
+            raise ValueError("must not be empty")
+        return v
+
+
+_ALLOWED = {
+    "task": ", ".join(get_args(Task)),
+    "goals": ", ".join(get_args(Goal)),
+    "method": ", ".join(get_args(Method)),
+}
+
+
+def _describe(err: dict) -> str:
+    loc = ".".join(str(p) for p in err["loc"]) or "(top level)"
+    key = str(err["loc"][0]) if err["loc"] else ""
+    if err["type"] == "extra_forbidden":
+        known = ", ".join(Answers.model_fields)
+        if len(err["loc"]) > 1 and err["loc"][0] == "gpus":
+            known = ", ".join(GPUAnswer.model_fields)
+        return f"unknown key '{loc}' (known keys: {known})"
+    allowed = _ALLOWED.get(key)
+    got = err.get("input")
+    msg = f"'{loc}': {err['msg']} (got {got!r})"
+    if allowed:
+        msg += f"; allowed: {allowed}"
+    return msg
+
+
+def parse_answers(data: object, source: str = "answers") -> Answers:
+    """Validate a mapping as answers; every problem is reported at once."""
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise UserError(
+            f"{source}: expected a mapping of keys to values, got {type(data).__name__}",
+            "write one `key: value` per line, e.g. `task: chat`",
+        )
+    try:
+        return Answers.model_validate(data)
+    except ValidationError as e:
+        problems = "\n  - ".join(_describe(err) for err in e.errors())
+        raise UserError(
+            f"{source}: {len(e.errors())} problem(s):\n  - {problems}",
+            "correct the keys above; `tunewise wizard --save-answers FILE` writes a valid file",
+        ) from None
+
+
+def load_answers(path: str | Path) -> Answers:
+    """Read an answers YAML file (safe loader only). Relative `dataset`/`model` paths that exist
+    are resolved against the answers file's directory."""
+    p = Path(path)
+    if not p.is_file():
+        raise UserError(f"answers file not found: {p}", "pass an existing YAML file to --answers")
+    try:
+        text = p.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise UserError(f"{p}: not UTF-8 text", "save the answers file as UTF-8") from None
+    except OSError as e:
+        raise UserError(f"{p}: cannot read ({e.strerror})", "check the path and its permissions") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise UserError(f"{p}: not valid YAML{where}", "fix the YAML syntax (indentation, colons, quotes)") from None
+    answers = parse_answers(data, source=str(p))
+    return resolve_paths(answers, p.parent)
+
+
+def resolve_paths(answers: Answers, base: Path) -> Answers:
+    """Resolve relative `dataset` and local `model` paths against `base` (the answers file's folder)."""
+    updates = {}
+    if answers.dataset and not Path(answers.dataset).is_absolute():
+        cand = (base / answers.dataset).resolve()
+        if cand.exists():
+            updates["dataset"] = str(cand)
+    if answers.model and answers.model.startswith((".", "/", "~")):
+        cand = (base / Path(answers.model).expanduser()).resolve()
+        if cand.exists():
+            updates["model"] = str(cand)
+    return answers.model_copy(update=updates) if updates else answers
+
+
+def dump_answers(answers: Answers) -> str:
+    """YAML text of the answers, keys in schema order, unanswered keys left out."""
+    data = answers.model_dump(mode="json", exclude_none=True)
+    if not data.get("goals"):
+        data.pop("goals", None)
+    if data.get("method") == "auto":
+        data.pop("method")
+    if not data.get("trust_remote_code"):
+        data.pop("trust_remote_code", None)
+    return yaml.safe_dump(data, sort_keys=False, allow_unicode=True)

@@ -1,0 +1,13 @@
+"""`tunewise estimate` (to be written)."""
+
+from __future__ import annotations
+
+from advisor.errors import UserError
+
+
+def add_parser(sub):
+    return sub.add_parser("estimate", help="(not yet available)")
+
+
+def run(args) -> int:
+    raise UserError("`tunewise estimate` is not available yet")

@@ -1,0 +1,13 @@
+"""`tunewise rules` (to be written)."""
+
+from __future__ import annotations
+
+from advisor.errors import UserError
+
+
+def add_parser(sub):
+    return sub.add_parser("rules", help="(not yet available)")
+
+
+def run(args) -> int:
+    raise UserError("`tunewise rules` is not available yet")

@@ -1,0 +1,170 @@
+"""The resolved training plan: the single source of truth a run directory's `plan.yaml` holds.
+
+The launcher reads nothing else to train. Each value's reason is kept in `reasons` (field -> why,
+citing the guide section or the measurement) for the report.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+
+import yaml
+
+from advisor.errors import UserError
+
+PLAN_VERSION = 1
+
+
+@dataclass
+class LoraSpec:
+    r: int = 16
+    alpha: int = 32
+    dropout: float = 0.05
+    target_modules: str | list[str] = "all-linear"
+
+
+@dataclass
+class QuantSpec:
+    load_in_4bit: bool = True
+    quant_type: str = "nf4"
+    double_quant: bool = True
+    compute_dtype: str = "bfloat16"
+
+
+@dataclass
+class SpectrumSpec:
+    top_percent: float = 30.0
+    unfrozen_parameters: list[str] = field(default_factory=list)  # regexes over parameter names
+    scan_file: str | None = None
+
+
+@dataclass
+class DPOSpec:
+    beta: float = 0.1
+    learning_rate: float = 5e-6
+    epochs: float = 1.0
+    dataset: str | None = None  # preference data (train split); None = the main dataset
+
+
+@dataclass
+class DataSpec:
+    source: str | None = None  # the user's file as given
+    train: str | None = None  # the split written into the run directory
+    validation: str | None = None
+    format: str | None = None  # alpaca | messages | sharegpt | prompt-completion | preference | text
+    column_map: dict[str, str] | None = None
+
+
+@dataclass
+class TrainingPlan:
+    model: str
+    method: str  # lora | qlora | spectrum | full
+    stage: str  # sft | dpo | sft+dpo
+    data: DataSpec = field(default_factory=DataSpec)
+    model_family: str | None = None
+    trust_remote_code: bool = False
+    max_length: int = 1024
+    packing: bool = True
+    completion_only_loss: bool = True  # loss on completions / assistant turns only
+    micro_batch_size: int = 4
+    grad_accum: int = 4
+    learning_rate: float = 2e-4
+    epochs: float = 3.0
+    max_steps: int | None = None
+    warmup_ratio: float = 0.03
+    lr_scheduler: str = "cosine"
+    weight_decay: float = 0.0
+    max_grad_norm: float = 1.0
+    lora: LoraSpec | None = None
+    quantization: QuantSpec | None = None
+    spectrum: SpectrumSpec | None = None
+    dpo: DPOSpec | None = None
+    gradient_checkpointing: bool = True
+    liger: bool = False
+    attn_implementation: str = "sdpa"
+    optimizer: str = "adamw_torch"
+    bf16: bool = True
+    eval_steps: int = 50
+    early_stopping_patience: int | None = 3
+    save_steps: int = 50
+    save_total_limit: int = 3
+    logging_steps: int = 5
+    seed: int = 42
+    n_gpus: int = 1
+    distributed: str | None = None  # None | ddp | fsdp | zero3
+    predicted_peak_gib: float | None = None
+    reasons: dict[str, str] = field(default_factory=dict)
+    version: int = PLAN_VERSION
+
+    @property
+    def effective_batch(self) -> int:
+        return self.micro_batch_size * self.grad_accum * max(1, self.n_gpus)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.to_dict(), sort_keys=False, allow_unicode=True)
+
+    @classmethod
+    def from_dict(cls, d: dict, source: str = "plan") -> TrainingPlan:
+        if not isinstance(d, dict):
+            raise UserError(f"{source}: expected a mapping", "regenerate it with `tunewise recommend --out`")
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise UserError(f"{source}: unknown key(s) {', '.join(unknown)}",
+                            f"known keys: {', '.join(sorted(known))}")
+        d = dict(d)
+        subs = {"data": DataSpec, "lora": LoraSpec, "quantization": QuantSpec, "spectrum": SpectrumSpec,
+                "dpo": DPOSpec}
+        try:
+            for k, typ in subs.items():
+                if d.get(k) is not None:
+                    if not isinstance(d[k], dict):
+                        raise TypeError(f"'{k}' must be a mapping")
+                    d[k] = typ(**d[k])
+            plan = cls(**d)
+        except TypeError as e:
+            raise UserError(f"{source}: {e}", "regenerate it with `tunewise recommend --out`") from None
+        plan.validate(source)
+        return plan
+
+    @classmethod
+    def load(cls, path: str | Path) -> TrainingPlan:
+        p = Path(path)
+        try:
+            data = yaml.safe_load(p.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise UserError(f"no plan at {p}", "create a run directory with `tunewise recommend --out DIR`") from None
+        except (yaml.YAMLError, UnicodeDecodeError) as e:
+            raise UserError(f"{p}: not a valid plan file ({type(e).__name__})",
+                            "regenerate it with `tunewise recommend --out`") from None
+        return cls.from_dict(data, source=str(p))
+
+    def validate(self, source: str = "plan") -> None:
+        problems = []
+        if self.method not in ("lora", "qlora", "spectrum", "full"):
+            problems.append(f"method {self.method!r} (allowed: lora, qlora, spectrum, full)")
+        if self.stage not in ("sft", "dpo", "sft+dpo"):
+            problems.append(f"stage {self.stage!r} (allowed: sft, dpo, sft+dpo)")
+        if self.method in ("lora", "qlora") and self.lora is None:
+            problems.append(f"method {self.method} needs a 'lora' section")
+        if self.method == "qlora" and self.quantization is None:
+            problems.append("method qlora needs a 'quantization' section")
+        if self.method == "spectrum" and (self.spectrum is None or not self.spectrum.unfrozen_parameters):
+            problems.append("method spectrum needs 'spectrum.unfrozen_parameters' from a scan "
+                            "(run `tunewise spectrum scan MODEL_DIR`); refusing to fall back to full fine-tuning")
+        for name in ("max_length", "micro_batch_size", "grad_accum", "eval_steps", "save_steps", "logging_steps",
+                     "n_gpus"):
+            v = getattr(self, name)
+            if not isinstance(v, int) or isinstance(v, bool) or v < 1:
+                problems.append(f"{name} must be a positive integer (got {v!r})")
+        if not (isinstance(self.learning_rate, int | float) and 0 < self.learning_rate < 1):
+            problems.append(f"learning_rate must be in (0, 1) (got {self.learning_rate!r})")
+        if self.distributed not in (None, "ddp", "fsdp", "zero3"):
+            problems.append(f"distributed {self.distributed!r} (allowed: ddp, fsdp, zero3, or empty)")
+        if problems:
+            raise UserError(f"{source}: invalid plan:\n  - " + "\n  - ".join(problems),
+                            "fix these keys or regenerate the plan with `tunewise recommend --out`")
