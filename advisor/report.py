@@ -1,0 +1,299 @@
+"""The recommendation report: what to do, why, and the plan, in the order a reviewer reads it.
+
+Built once as a list of `Section`s (pure data, no I/O), then rendered as markdown (`report.md`),
+as rich renderables for the terminal, or as JSON. The order follows OPA's `--explain`: the
+recommendation, the rules that fired, what was ruled out, what would change the decision, the
+memory table, the plan with the arithmetic behind each number, evaluation, the guide's checklist,
+warnings, sources.
+
+Public interface: `render(rec, fmt)`, `print_report(console, rec)`, `build_sections(rec)`,
+`report_json(rec)`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from advisor.errors import UserError
+from advisor.report_plan import plan_rows
+
+FORMATS = ("text", "markdown", "json")
+
+APPROACH_WORDS = {
+    "prompting": "prompt engineering (no training)",
+    "rag": "retrieval-augmented generation (RAG, no training)",
+    "fine-tune": "fine-tuning",
+    "rag+fine-tune": "RAG plus fine-tuning",
+}
+METHOD_WORDS = {"lora": "LoRA", "qlora": "QLoRA (4-bit base, LoRA adapters)", "spectrum": "Spectrum",
+                "full": "full fine-tuning"}
+STAGE_WORDS = {"sft": "instruction tuning (SFT)", "dpo": "preference alignment (DPO)",
+               "sft+dpo": "instruction tuning (SFT), then DPO"}
+# then-keys that decide the approach, method or stage, as opposed to plan values and warnings.
+_DECISIVE = ("approach", "method", "stage")
+
+
+@dataclass
+class Table:
+    header: list[str]
+    rows: list[list[str]]
+
+
+@dataclass
+class Section:
+    """One heading of the report. `lines` use a small markup: **bold** and `code` only."""
+
+    key: str
+    title: str
+    lines: list[str] = field(default_factory=list)
+    table: Table | None = None
+    after: list[str] = field(default_factory=list)  # lines printed below the table
+    checklist: list[tuple[bool | None, str]] = field(default_factory=list)  # (done?, text)
+
+
+def show_path(p: str | None) -> str:
+    """A path relative to the working directory when it lies below it (stable across machines)."""
+    if not p:
+        return ""
+    try:
+        return str(Path(p).resolve().relative_to(Path.cwd().resolve()))
+    except (ValueError, OSError):
+        return str(p)
+
+
+def gib(x: float | None) -> str:
+    return "?" if x is None else f"{x:,.1f}"
+
+
+def _facts(rec, name: str, default: Any = None) -> Any:
+    return getattr(getattr(rec, "facts", None), name, default)
+
+
+def _answers(rec):
+    return _facts(rec, "answers")
+
+
+def _rule_index(rec) -> dict:
+    return {r.id: r for r in rec.decision.trace}
+
+
+def _is_decisive(rule) -> bool:
+    text = repr(rule.then).lower()
+    return any(k in text for k in _DECISIVE)
+
+
+def _cite(rule) -> str:
+    return f" _({rule.source})_" if rule.source else ""
+
+
+def _headline(rec) -> Section:
+    d = rec.decision
+    lines = [f"**Approach:** {APPROACH_WORDS.get(d.approach, d.approach)}"]
+    if d.method:
+        lines.append(f"**Method:** {METHOD_WORDS.get(d.method, d.method)}")
+    if d.stage:
+        lines.append(f"**Stage:** {STAGE_WORDS.get(d.stage, d.stage)}")
+    model = _facts(rec, "model")
+    name = d.model or (model.name if model else None) or getattr(_answers(rec), "model", None)
+    if name:
+        size = f" — {model.params_total:,} parameters ({model.family})" if model and model.params_total else ""
+        lines.append(f"**Model:** `{show_path(name) if Path(name).is_absolute() else name}`{size}")
+    lines.append(f"**GPUs:** {_gpu_line(rec)}")
+    answers = _answers(rec)
+    chosen = getattr(answers, "method", "auto")
+    if chosen and chosen != "auto":
+        lines.append(f"**Your method choice:** `{chosen}` (the rules' view and whether it fits are shown below)")
+    data = _facts(rec, "data")
+    if data is not None:
+        lines.append(f"**Data:** `{show_path(getattr(data, 'path', None))}` — {getattr(data, 'rows', '?'):,} rows, "
+                     f"format {getattr(data, 'format', '?')}")
+    trc = bool(rec.plan.trust_remote_code if rec.plan else getattr(answers, "trust_remote_code", False))
+    lines.append("**trust_remote_code:** " + ("on — the model's own Python code will run; you asked for it"
+                                              if trc else "off (the model's repository code is never run)"))
+    return Section("recommendation", "Recommendation", lines)
+
+
+def _gpu_line(rec) -> str:
+    gpus = _facts(rec, "gpus") or []
+    if not gpus:
+        note = _facts(rec, "gpu_note")
+        return "none" + (f" ({note})" if note else "") + " — memory fit cannot be checked here"
+    names: dict[str, int] = {}
+    for g in gpus:
+        key = f"{g.name}, {gib(g.memory_gib)} GiB"
+        names[key] = names.get(key, 0) + 1
+    src = {g.source for g in gpus}
+    origin = "from your answers" if src == {"answers"} else "detected"
+    return "; ".join(f"{n} × {k}" for k, n in names.items()) + f" ({origin})"
+
+
+def _why(rec) -> Section:
+    fired = [r for r in rec.decision.trace if r.status == "fired"]
+    decisive = [r for r in fired if _is_decisive(r)]
+    other = [r for r in fired if not _is_decisive(r)]
+    lines = [f"`{r.id}` — {r.message or r.title}{_cite(r)}" for r in decisive + other]
+    if not lines:
+        lines = ["No rule fired."]
+    n_skip = sum(r.status == "skipped" for r in rec.decision.trace)
+    after = [f"{len(fired)} of {len(rec.decision.trace)} rules fired"
+             + (f"; {n_skip} skipped for a missing fact (see `--format json` for the full trace)." if n_skip else ".")]
+    return Section("why", "Why", lines, after=after)
+
+
+def _ruled_out(rec) -> Section:
+    idx = _rule_index(rec)
+    lines = []
+    for option, rule_ids in rec.decision.excluded.items():
+        reasons = "; ".join(f"`{rid}` — {idx[rid].message or idx[rid].title}" if rid in idx else f"`{rid}`"
+                            for rid in rule_ids)
+        lines.append(f"**{_option(option)}**: {reasons}")
+    for m, c in rec.decision.candidates.items():
+        if not c.fits and m not in rec.decision.excluded:
+            lines.append(f"**{_option(m)}**: the memory estimate ({gib(c.device_gib)} GiB) does not fit the GPU")
+    return Section("ruled-out", "Ruled out", lines or ["Nothing was ruled out."])
+
+
+def _option(name: str) -> str:
+    return METHOD_WORDS.get(name, name).split(" (")[0]
+
+
+def _would_change(rec) -> Section:
+    return Section("would-change", "What would change the decision",
+                   list(rec.decision.would_change) or ["No single change in the answers would alter it."])
+
+
+def _memory(rec) -> Section:
+    cands = rec.decision.candidates
+    if not cands:
+        why = ("no training is recommended" if rec.plan is None
+               else "the model's shapes are unknown")
+        return Section("memory", "Estimated peak memory", [f"No memory estimates: {why}."])
+    gpus = _facts(rec, "gpus") or []
+    mem = min((g.memory_gib for g in gpus), default=None)
+    rows = []
+    for m, c in cands.items():
+        mark = " (chosen)" if m == rec.decision.method else ""
+        if mem is None:
+            fit, margin = "no GPU", "—"
+        else:
+            spare = mem - c.device_gib
+            fit = "fits" if c.fits else "does not fit"
+            margin = (f"{spare:,.1f} GiB to spare" if spare >= 0 else f"{-spare:,.1f} GiB short")
+            if not c.fits and spare >= 0:
+                margin += " (inside the safety margin)"
+        rows.append([METHOD_WORDS.get(m, m).split(" (")[0] + mark, gib(c.peak_gib), gib(c.device_gib),
+                     gib(mem), fit, margin])
+    table = Table(["Method", "Peak (GiB)", "Device (GiB)", "GPU (GiB)", "Verdict", "Margin"], rows)
+    after = ["Per GPU, for one training step at the planned sequence length and micro-batch. Peak: what "
+             "PyTorch allocates; device: plus the CUDA context and allocator reserve, which decides the verdict."]
+    return Section("memory", "Estimated peak memory per method", table=table, after=after)
+
+
+def _plan(rec) -> Section:
+    if rec.plan is None:
+        return Section("plan", "Training plan",
+                       [f"No training plan: {APPROACH_WORDS.get(rec.decision.approach, rec.decision.approach)} "
+                        "does not train a model."])
+    rows, notes = plan_rows(rec.plan, _facts(rec, "data"), _examples(rec))
+    return Section("plan", "Training plan", table=Table(["Setting", "Value", "Why"], rows), after=notes)
+
+
+def _examples(rec) -> int | None:
+    values = _facts(rec, "values") or {}
+    for key in ("examples", "n_examples", "train_examples"):
+        v = values.get(key)
+        if isinstance(v, int | float) and not isinstance(v, bool) and v >= 0:
+            return int(v)
+    return getattr(_answers(rec), "examples", None)
+
+
+def _checklist(rec) -> Section:
+    items = []
+    for it in rec.decision.checklist:
+        status = str(it.get("status", "")).lower()
+        done = True if status in ("done", "ok", "yes", "true") else None if status in ("", "n/a", "na") else False
+        detail = it.get("detail")
+        items.append((done, f"{it.get('item', '')}" + (f" — {detail}" if detail else "")))
+    return Section("checklist", "Getting-started checklist", checklist=items,
+                   lines=[] if items else ["(no checklist)"],
+                   after=["From the guide's getting-started checklist _(Your Learning Path)_, "
+                          "filled in from your answers."] if items else [])
+
+
+def _warnings(rec) -> Section:
+    seen: list[str] = []
+    data = _facts(rec, "data")
+    for w in list(rec.decision.warnings) + list(getattr(data, "warnings", None) or []):
+        if w not in seen:
+            seen.append(w)
+    return Section("warnings", "Warnings", seen or ["None."])
+
+
+def _sources(rec) -> Section:
+    by_source: dict[str, list[str]] = {}
+    for r in rec.decision.trace:
+        if r.status == "fired" and r.source:
+            by_source.setdefault(r.source, []).append(r.id)
+    lines = [f"**{src}** — {', '.join(f'`{i}`' for i in ids)}" for src, ids in by_source.items()]
+    note = ("Guide: \"The Machine Learning Practitioner's Guide to Fine-Tuning Language Models\"; "
+            "\"measurement\" means tunewise's own memory estimator.")
+    return Section("sources", "Sources", lines or ["No rule fired."], after=[note])
+
+
+def build_sections(rec) -> list[Section]:
+    """The report as data, in reading order."""
+    sections = [_headline(rec), _why(rec), _ruled_out(rec), _would_change(rec), _memory(rec), _plan(rec)]
+    sections.append(Section("evaluation", "Evaluation plan", list(rec.decision.eval_plan) or ["(none)"]))
+    sections.append(_checklist(rec))
+    if rec.decision.suggestions:
+        sections.append(Section("suggestions", "Suggestions", list(rec.decision.suggestions)))
+    sections += [_warnings(rec), _sources(rec)]
+    return sections
+
+
+def report_json(rec) -> dict:
+    """`recommendation_json(rec)` (the DESIGN.md contract) plus the full trace and the explanation."""
+    from advisor.recommend import recommendation_json
+
+    out = dict(recommendation_json(rec))
+    d = rec.decision
+    out.setdefault("trace", [asdict(r) for r in d.trace])
+    out.setdefault("excluded", d.excluded)
+    out.setdefault("would_change", d.would_change)
+    out.setdefault("eval_plan", d.eval_plan)
+    out.setdefault("checklist", d.checklist)
+    out.setdefault("suggestions", d.suggestions)
+    out.setdefault("trust_remote_code", bool(rec.plan.trust_remote_code) if rec.plan else False)
+    return out
+
+
+def render(rec, fmt: str = "text") -> str:
+    """The report as a string: "text" (plain, 100 columns), "markdown" (report.md) or "json"."""
+    if fmt == "json":
+        import json
+
+        return json.dumps(report_json(rec), indent=2, default=str) + "\n"
+    if fmt == "markdown":
+        from advisor.report_render import to_markdown
+
+        return to_markdown(build_sections(rec))
+    if fmt == "text":
+        import io
+
+        from rich.console import Console
+
+        buf = io.StringIO()
+        print_report(Console(file=buf, width=100, color_system=None, force_terminal=False,
+                             legacy_windows=False), rec)
+        return "\n".join(line.rstrip() for line in buf.getvalue().splitlines()) + "\n"
+    raise UserError(f"unknown report format {fmt!r}", f"use one of: {', '.join(FORMATS)}")
+
+
+def print_report(console, rec) -> None:
+    """Print the report to a rich Console (the only place that writes)."""
+    from advisor.report_render import renderables
+
+    for r in renderables(build_sections(rec)):
+        console.print(r)

@@ -1,0 +1,154 @@
+"""The training-plan table of the report: every value, why it was chosen, and the arithmetic.
+
+The reasons come from `TrainingPlan.reasons` (filled by the plan builder, citing the guide or a
+measurement); derived quantities (sequences and tokens per step, steps per epoch) are computed here
+and shown with their arithmetic so a reader can check them.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+from advisor.plan import TrainingPlan
+
+NO_REASON = "default (no reason recorded)"
+
+
+def _n(x: float) -> str:
+    """1,024 / 0.0002 / 2e-4 as a person writes them."""
+    if isinstance(x, bool):
+        return "yes" if x else "no"
+    if isinstance(x, int):
+        return f"{x:,}"
+    if isinstance(x, float):
+        if x.is_integer() and abs(x) >= 1:
+            return f"{int(x):,}"
+        return f"{x:g}"
+    return str(x)
+
+
+def _why(plan: TrainingPlan, *keys: str) -> str:
+    seen: list[str] = []
+    for k in keys:
+        r = plan.reasons.get(k)
+        if r and r not in seen:
+            seen.append(r)
+    return " ".join(seen) if seen else NO_REASON
+
+
+def _path(p: str | None) -> str:
+    from advisor.report import show_path
+
+    return show_path(p) if p and Path(p).is_absolute() else (p or "")
+
+
+def _split_size(examples: int | None, plan: TrainingPlan) -> tuple[int | None, str]:
+    if examples is None:
+        return None, ""
+    n_train = math.floor(examples * 0.8)
+    return n_train, f"80% of {examples:,} = {n_train:,} training examples"
+
+
+def step_arithmetic(plan: TrainingPlan, data, examples: int | None) -> list[list[str]]:
+    """Rows for sequences/tokens per optimizer step and the number of steps."""
+    gpus = max(1, plan.n_gpus)
+    per_step = plan.effective_batch
+    gpu_part = f" × {gpus} GPUs" if gpus > 1 else ""
+    rows = [[
+        "Sequences per optimizer step",
+        _n(per_step),
+        f"{plan.micro_batch_size} × {plan.grad_accum}{gpu_part} = {per_step:,} "
+        f"(micro-batch × accumulation{' × GPUs' if gpus > 1 else ''})",
+    ]]
+    tokens = per_step * plan.max_length
+    rows.append(["Tokens per optimizer step", _n(tokens),
+                 f"{per_step:,} × {plan.max_length:,} = {tokens:,} "
+                 + ("(packing fills each sequence to the limit)" if plan.packing
+                    else "(at most; short examples are padded, not packed)")])
+    n_train, split = _split_size(examples, plan)
+    if n_train is None or plan.max_steps:
+        if plan.max_steps:
+            rows.append(["Optimizer steps", _n(plan.max_steps), _why(plan, "max_steps")])
+        return rows
+    stats = getattr(data, "token_stats", None) or {}
+    mean = stats.get("mean")
+    if plan.packing and mean:
+        seqs = max(1, math.ceil(n_train * mean / plan.max_length))
+        how = (f"{split}; packed: {n_train:,} × {mean:,.0f} mean tokens / {plan.max_length:,} "
+               f"≈ {seqs:,} sequences")
+    else:
+        seqs = n_train
+        how = split + ("; without token counts, one example per sequence (an upper bound with packing)"
+                       if plan.packing else "")
+    per_epoch = max(1, math.ceil(seqs / per_step))
+    total = math.ceil(per_epoch * plan.epochs)
+    rows.append(["Steps per epoch", _n(per_epoch), f"{how}; ⌈{seqs:,} / {per_step:,}⌉ = {per_epoch:,}"])
+    rows.append(["Total steps (at most)", _n(total),
+                 f"{per_epoch:,} × {_n(plan.epochs)} epochs = {total:,}; early stopping may end sooner"
+                 if plan.early_stopping_patience else f"{per_epoch:,} × {_n(plan.epochs)} epochs = {total:,}"])
+    return rows
+
+
+def plan_rows(plan: TrainingPlan, data=None, examples: int | None = None) -> tuple[list[list[str]], list[str]]:
+    """(rows of Setting | Value | Why, notes below the table)."""
+    p = plan
+    rows = [
+        ["Model", f"`{_path(p.model)}`", _why(p, "model")],
+        ["Method", p.method, _why(p, "method")],
+        ["Stage", p.stage, _why(p, "stage")],
+    ]
+    if p.data.source or p.data.format:
+        src = f"`{_path(p.data.source)}` " if p.data.source else ""
+        rows.append(["Data", src + (f"({p.data.format})" if p.data.format else ""),
+                     _why(p, "data", "data.format", "split", "validation")])
+    rows.append(["Max sequence length", _n(p.max_length), _why(p, "max_length")])
+    rows.append(["Micro-batch size", _n(p.micro_batch_size), _why(p, "micro_batch_size", "batch_size")])
+    rows.append(["Gradient accumulation", _n(p.grad_accum), _why(p, "grad_accum")])
+    rows += step_arithmetic(p, data, examples)
+    rows.append(["Learning rate", _n(p.learning_rate), _why(p, "learning_rate")])
+    rows.append(["Epochs", _n(p.epochs), _why(p, "epochs")])
+    rows.append(["Schedule", f"{p.lr_scheduler}, warm-up {p.warmup_ratio:.0%} of steps",
+                 _why(p, "lr_scheduler", "warmup_ratio")])
+    if p.lora:
+        lo = p.lora
+        alpha_note = f" ({lo.alpha // lo.r} × {lo.r})" if lo.r and lo.alpha % lo.r == 0 else ""
+        targets = lo.target_modules if isinstance(lo.target_modules, str) else ", ".join(lo.target_modules)
+        rows.append(["LoRA rank / alpha", f"{lo.r} / {lo.alpha}{alpha_note}",
+                     _why(p, "lora", "lora.r", "lora.alpha", "rank", "alpha")])
+        rows.append(["LoRA dropout", _n(lo.dropout), _why(p, "lora.dropout", "dropout")])
+        rows.append(["LoRA targets", targets, _why(p, "lora.target_modules", "target_modules")])
+    if p.quantization:
+        q = p.quantization
+        rows.append(["Quantization", f"4-bit {q.quant_type}" + (", double quantization" if q.double_quant else "")
+                     + f", {q.compute_dtype} compute", _why(p, "quantization")])
+    if p.spectrum:
+        s = p.spectrum
+        n = len(s.unfrozen_parameters)
+        value = f"top {_n(s.top_percent)}% of layers by SNR" + (f"; {n} patterns unfrozen" if n else
+                                                                 "; scan not run yet")
+        rows.append(["Spectrum", value, _why(p, "spectrum", "spectrum.top_percent")])
+    if p.dpo:
+        rows.append(["DPO", f"beta {_n(p.dpo.beta)}, learning rate {_n(p.dpo.learning_rate)}, "
+                     f"{_n(p.dpo.epochs)} epoch(s)", _why(p, "dpo", "dpo.beta")])
+    rows.append(["Gradient checkpointing", _n(p.gradient_checkpointing), _why(p, "gradient_checkpointing")])
+    rows.append(["Packing", _n(p.packing), _why(p, "packing")])
+    rows.append(["Loss on completions only", _n(p.completion_only_loss), _why(p, "completion_only_loss")])
+    rows.append(["Precision", "bf16" if p.bf16 else "fp32/fp16", _why(p, "bf16")])
+    rows.append(["Optimizer", p.optimizer, _why(p, "optimizer")])
+    if p.weight_decay:
+        rows.append(["Weight decay", _n(p.weight_decay), _why(p, "weight_decay")])
+    stop = (f"patience {p.early_stopping_patience} evaluations" if p.early_stopping_patience else "off")
+    rows.append(["Evaluation / early stopping", f"every {p.eval_steps} steps; {stop}",
+                 _why(p, "eval_steps", "early_stopping_patience")])
+    rows.append(["Checkpoints", f"every {p.save_steps} steps, keep {p.save_total_limit}",
+                 _why(p, "save_steps", "save_total_limit")])
+    if p.n_gpus > 1 or p.distributed:
+        rows.append(["GPUs", f"{p.n_gpus}" + (f" ({p.distributed})" if p.distributed else ""),
+                     _why(p, "n_gpus", "distributed")])
+    if p.predicted_peak_gib is not None:
+        rows.append(["Predicted peak memory", f"{p.predicted_peak_gib:,.1f} GiB per GPU",
+                     _why(p, "predicted_peak_gib")])
+    notes = [f"trust_remote_code: {'on' if p.trust_remote_code else 'off'}. "
+             "The run directory's `plan.yaml` holds exactly these values; edit it there to change the run."]
+    return rows, notes
