@@ -1,13 +1,139 @@
-"""`tunewise wizard` (to be written)."""
+"""`tunewise wizard`: answer a few questions in the terminal, get the report, launch the job."""
 
 from __future__ import annotations
 
+import os
+import sys
+from pathlib import Path
+
 from advisor.errors import UserError
+
+DEMO = Path("examples") / "demo" / "answers.yaml"
 
 
 def add_parser(sub):
-    return sub.add_parser("wizard", help="(not yet available)")
+    p = sub.add_parser("wizard", help="answer questions in the terminal; get a recommendation and a run",
+                       description="Asks only what the recommendation needs (pre-filled, detected and "
+                       "data-implied answers are skipped), prints the report, and offers to launch.")
+    p.add_argument("--answers", metavar="FILE", help="pre-fill answers from this YAML file")
+    p.add_argument("--save-answers", metavar="FILE", help="write the final answers to this YAML file")
+    p.add_argument("--demo", action="store_true",
+                   help=f"pre-fill the bundled demo ({DEMO}); press Enter through it")
+    p.add_argument("--no-detect", action="store_true", help="do not probe for GPUs (plan for another machine)")
+    return p
+
+
+def demo_answers_path() -> Path:
+    """The bundled demo answers: `examples/` sits at the repository root, next to the package."""
+    import advisor
+
+    path = Path(advisor.__file__).resolve().parent.parent / DEMO
+    if not path.is_file():
+        raise UserError(f"the demo answers are not at {path}",
+                        "run from a checkout of the tunewise repository (examples/ is not installed "
+                        "with the package), or pass --answers FILE")
+    return path
+
+
+def _relative_for(path: str | None, answers_file: Path) -> str | None:
+    """Store a dataset path relative to the saved file when it lies below it (files move together)."""
+    if not path:
+        return path
+    try:
+        return str(Path(path).resolve().relative_to(answers_file.resolve().parent))
+    except ValueError:
+        return str(Path(path).resolve())
+
+
+def save_answers(answers, path: str) -> Path:
+    from advisor.answers import dump_answers
+
+    out = Path(path).expanduser()
+    if out.is_dir():
+        raise UserError(f"--save-answers {path}: is a directory", "give a file name, e.g. answers.yaml")
+    if not out.parent.exists():
+        raise UserError(f"--save-answers {path}: folder {out.parent} does not exist", "create it first")
+    stored = answers.model_copy(update={"dataset": _relative_for(answers.dataset, out)}) \
+        if answers.dataset else answers
+    tmp = out.with_name(f".{out.name}.tmp")
+    tmp.write_text("# written by `tunewise wizard`; use with `tunewise recommend --answers FILE`\n"
+                   + dump_answers(stored), encoding="utf-8")
+    os.replace(tmp, out)
+    return out
+
+
+def _probe(detect: bool):
+    """The approach the rules would choose with the answers so far (None when it cannot be computed yet)."""
+    def approach(answers) -> str | None:
+        try:
+            from advisor.recommend import recommend
+
+            return recommend(answers, detect_gpus=detect).decision.approach
+        except Exception:  # noqa: BLE001 - a probe only: any gap means "ask the questions"
+            return None
+    return approach
+
+
+def _offer_launch(rec, console, prompter, answers_file: str | None) -> int:
+    if rec.plan is None:
+        console.print("\nNothing to train: the recommendation does not include fine-tuning.")
+        return 0
+    if not prompter.confirm("Write the run directory and launch now?", True):
+        console.print("Not launched.")
+        return 0
+    try:
+        from launcher.launch import offer_launch
+    except ImportError:
+        offer_launch = None
+    if offer_launch is not None:
+        return int(offer_launch(rec, console) or 0)
+    where = answers_file or "ANSWERS.yaml"
+    console.print("\nThe launcher is not available in this installation; nothing was written. "
+                  "Create the run directory with:")
+    console.print(f"  tunewise recommend --answers {where} --out runs/my-run", markup=False, highlight=False)
+    if not answers_file:
+        console.print("(rerun the wizard with --save-answers ANSWERS.yaml to keep these answers)",
+                      markup=False, highlight=False)
+    return 0
 
 
 def run(args) -> int:
-    raise UserError("`tunewise wizard` is not available yet")
+    if not sys.stdin.isatty():
+        raise UserError("`tunewise wizard` needs an interactive terminal (stdin is not a TTY)",
+                        "use `tunewise recommend --answers FILE` in scripts and pipes")
+    if args.demo and args.answers:
+        raise UserError("--demo and --answers both pre-fill the answers", "pass only one of them")
+    from rich.console import Console
+
+    from advisor.answers import Answers, load_answers
+    from advisor.hardware import detect_gpus
+    from advisor.wizard import QuestionaryPrompter, Wizard
+
+    console = Console(highlight=False)
+    source = str(demo_answers_path()) if args.demo else args.answers
+    prefill = load_answers(source) if source else Answers()
+    detect = not args.no_detect
+    detection = detect_gpus() if detect and prefill.gpus is None else None
+    saved = False
+    try:
+        prompter = QuestionaryPrompter()
+        wiz = Wizard(prefill, prompter, console.print, detection, approach_probe=_probe(detect))
+        answers = wiz.run()
+        answers_file = None
+        if args.save_answers:
+            answers_file = str(save_answers(answers, args.save_answers))
+            saved = True
+            console.print(f"Answers saved to {answers_file}", markup=False)
+        elif source and not wiz.asked:
+            answers_file = source  # accepted as pre-filled, nothing added
+        from advisor.recommend import recommend
+        from advisor.report import print_report
+
+        console.print("")
+        rec = recommend(answers, detect_gpus=detect and answers.gpus is None)
+        print_report(console, rec)
+        return _offer_launch(rec, console, prompter, answers_file)
+    except KeyboardInterrupt:
+        what = "the answers file was saved; nothing else was written" if saved else "nothing was written"
+        print(f"\ntunewise wizard: cancelled ({what}).", file=sys.stderr)
+        return 130

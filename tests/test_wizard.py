@@ -1,0 +1,184 @@
+"""The wizard's question logic with a scripted prompter (the pty tests drive the real terminal)."""
+
+from __future__ import annotations
+
+import sys
+from types import SimpleNamespace
+
+import pytest
+
+from advisor.answers import Answers, dump_answers, load_answers, parse_answers
+from advisor.commands.wizard import demo_answers_path, save_answers
+from advisor.hardware import GPU, Detection
+from advisor.wizard import (
+    Wizard,
+    dataset_validator,
+    float_validator,
+    int_validator,
+    model_validator,
+)
+
+
+class Script:
+    """Answers questions from a dict keyed by a word in the question; records what was asked."""
+
+    def __init__(self, replies: dict[str, object]):
+        self.replies = replies
+        self.asked: list[str] = []
+
+    def _reply(self, message, default, validate=None):
+        self.asked.append(message)
+        for key, value in self.replies.items():
+            if key in message:
+                if validate is not None:
+                    assert validate(str(value)) is None, (message, value)
+                return value
+        return default
+
+    def select(self, message, choices, default):
+        value = self._reply(message, default)
+        assert value in [v for v, _ in choices], (message, value)
+        return value
+
+    def checkbox(self, message, choices, default):
+        return self._reply(message, default)
+
+    def confirm(self, message, default):
+        return self._reply(message, default)
+
+    def text(self, message, default, validate=None):
+        return self._reply(message, default, validate)
+
+
+NO_GPU = Detection([], reason="no NVIDIA driver found")
+
+
+def run(prefill: Answers, replies: dict, detection=NO_GPU, probe=None) -> tuple[Answers, Script, list[str]]:
+    said: list[str] = []
+    script = Script(replies)
+    answers = Wizard(prefill, script, said.append, detection, approach_probe=probe).run()
+    return answers, script, said
+
+
+def test_from_scratch_asks_everything_and_builds_valid_answers():
+    replies = {"What should the model do": "code", "Which of these": ["new-capability"],
+               "cite": False, "change often": False, "clear task": True, "tried prompt": True,
+               "Training data": "", "How many training examples": "3,000", "preference pairs": "0",
+               "Which base model": "meta-llama/Llama-3.1-8B", "Which GPU": 0, "How many of them": "1",
+               "zero extra": False, "Training method": "auto"}
+    answers, script, said = run(Answers(), replies)
+    assert answers.task == "code" and answers.examples == 3000 and answers.goals == ["new-capability"]
+    assert answers.gpus[0].memory_gib == 16.0 and answers.gpus[0].name.startswith("NVIDIA T4")
+    assert any("No GPU detected" in s for s in said)
+    assert len(script.asked) == 14
+    # what the wizard built is a valid answers file
+    assert parse_answers(__import__("yaml").safe_load(dump_answers(answers))) == answers
+
+
+def test_accepted_prefill_is_not_asked_again():
+    prefill = parse_answers({"task": "chat", "goals": ["tone-style"], "needs_citations": False,
+                             "knowledge_changes_often": False, "clear_task": True, "tried_prompting": True,
+                             "examples": 2000, "preference_pairs": 0, "model": "meta-llama/Llama-3.1-8B",
+                             "gpus": [{"name": "RTX 4090", "memory_gib": 24}], "zero_latency": False})
+    answers, script, _ = run(prefill, {"Use these answers": True})
+    # only the confirmation was asked; the method keeps its default
+    assert script.asked == ["Use these answers? (No: review each one, with these as defaults)"]
+    assert answers.model_dump() == prefill.model_dump()
+
+
+def test_accepted_prefill_still_asks_what_the_recommendation_needs():
+    prefill = parse_answers({"goals": ["privacy"], "tried_prompting": True})
+    answers, script, _ = run(prefill, {"Use these answers": True, "What should the model": "extraction",
+                                       "How many training examples": "800", "Which GPU": 4})
+    asked = [q.split("?")[0] for q in script.asked]
+    assert asked == ["Use these answers", "What should the model do",
+                     "Training data file or folder (Enter to skip if you have none yet):",
+                     "How many training examples do you have (or can you write)", "Which base model",
+                     "Which GPU will you train on", "How many of them"]
+    assert answers.task == "extraction" and answers.examples == 800 and answers.gpus[0].memory_gib == 80
+
+
+def test_rejected_prefill_is_asked_with_the_file_values_as_defaults():
+    prefill = parse_answers({"task": "summarization", "examples": 42, "method": "qlora"})
+    answers, script, _ = run(prefill, {"Use these answers": False, "Which GPU": 1})
+    # Enter everywhere: the defaults are the file's values
+    assert answers.task == "summarization" and answers.examples == 42 and answers.method == "qlora"
+    assert any("What should the model do" in q for q in script.asked)
+
+
+def test_detected_gpus_are_confirmed_not_asked():
+    det = Detection([GPU("NVIDIA H100 80GB HBM3", 79.6, free_gib=79.0, compute_capability=(9, 0))])
+    answers, script, said = run(parse_answers({"task": "chat"}), {"Use these answers": True}, detection=det)
+    assert "Plan for these GPUs?" in script.asked and not any("Which GPU" in q for q in script.asked)
+    assert answers.gpus is None  # detection is used again when recommending
+    assert any("NVIDIA H100 80GB HBM3: 79.6 GiB" in s for s in said)
+
+
+def test_planning_for_another_machine_when_detection_is_declined():
+    det = Detection([GPU("NVIDIA GeForce RTX 3060", 12.0, free_gib=11.0)])
+    answers, _, _ = run(Answers(), {"Plan for these GPUs": False, "Which GPU": "__other__",
+                                    "GPU memory in GiB": "48", "How many of them": "2",
+                                    "How many training examples": "10"}, detection=det)
+    assert [g.memory_gib for g in answers.gpus] == [48.0, 48.0]
+
+
+def test_dataset_answers_the_example_count(tmp_path, monkeypatch):
+    data = tmp_path / "train.jsonl"
+    data.write_text('{"text": "a"}\n')
+    fake = SimpleNamespace(inspect_dataset=lambda p: SimpleNamespace(valid=1234, format="text", preference_rows=0))
+    monkeypatch.setitem(sys.modules, "advisor.data", fake)
+    answers, script, said = run(Answers(), {"Training data": str(data), "Which GPU": 1})
+    assert not any("How many training examples" in q for q in script.asked)
+    assert not any("preference pairs" in q for q in script.asked)
+    assert answers.dataset == str(data) and answers.examples is None
+    assert "Data: 1,234 usable rows, format text." in said
+
+
+def test_training_questions_are_skipped_when_no_fine_tuning_is_coming():
+    answers, script, said = run(Answers(), {"How many training examples": "20", "Which GPU": 1},
+                                probe=lambda a: "prompting")
+    assert not any("Training method" in q or "zero extra" in q for q in script.asked)
+    assert any("skipping the training questions" in s for s in said)
+
+
+def test_trust_remote_code_is_asked_only_for_custom_code(tmp_path):
+    model = tmp_path / "m"
+    model.mkdir()
+    (model / "config.json").write_text('{"model_type": "x", "auto_map": {"AutoModel": "m.M"}}')
+    prefill = parse_answers({"task": "chat", "examples": 2000, "model": str(model),
+                             "gpus": [{"memory_gib": 24}], "method": "lora"})
+    answers, script, _ = run(prefill, {"Use these answers": True, "trust_remote_code": True})
+    assert answers.trust_remote_code is True
+    (model / "config.json").write_text('{"model_type": "llama"}')
+    _, script, _ = run(prefill, {"Use these answers": True})
+    assert not any("trust_remote_code" in q for q in script.asked)
+
+
+@pytest.mark.parametrize(("check", "good", "bad", "says"), [
+    (int_validator(), "2,500", "lots", "not a whole number"),
+    (int_validator(1, 64), "8", "0", "out of range"),
+    (float_validator(0, 4096), "24", "-3", "out of range"),
+    (float_validator(0, 4096), "80.5", "big", "not a number"),
+    (model_validator, "meta-llama/Llama-3.1-8B", "./nowhere", "has no config.json"),
+    (dataset_validator, "", "/no/such/file.jsonl", "no file or folder"),
+])
+def test_validators_accept_and_reject(check, good, bad, says):
+    assert check(good) is None
+    assert says in check(bad)
+
+
+def test_save_answers_round_trips_with_a_relative_dataset(tmp_path):
+    data = tmp_path / "d" / "train.jsonl"
+    data.parent.mkdir()
+    data.write_text("{}\n")
+    answers = parse_answers({"task": "chat", "dataset": str(data), "gpus": [{"name": "A", "memory_gib": 24}],
+                             "method": "lora"})
+    out = save_answers(answers, str(tmp_path / "answers.yaml"))
+    assert "dataset: d/train.jsonl" in out.read_text()
+    assert load_answers(out) == answers
+
+
+def test_demo_answers_exist_and_load():
+    demo = load_answers(demo_answers_path())
+    assert demo.task == "chat" and demo.dataset and demo.dataset.endswith("train.jsonl")
+    assert __import__("pathlib").Path(demo.dataset).is_file()
