@@ -1,0 +1,151 @@
+"""Token statistics with the model's tokenizer: lengths, truncation, trainable tokens, template checks.
+
+Rows are rendered the way TRL will render them (the chat template for conversations; prompt and
+completion with EOS appended otherwise) and batch-encoded. For each row we measure the total length
+and the length of what comes before the first trainable token (the prompt): a row whose prompt
+alone reaches `max_length` keeps no trainable tokens after truncation, so its loss is zero.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+from advisor.errors import UserError
+
+SAMPLE_ROWS = 20_000  # rows tokenised at most; larger files are sampled (and the report says so)
+MAX_RECOMMENDED = 8192  # longest max_length recommended from data: longer rows are better split
+_BATCH = 512
+GUIDE = "Practical Tools and Getting Started"  # "start with 512–1,024 token sequences"
+
+
+def load_tokenizer(spec: Any, *, what: str = "tokenizer"):
+    """A tokenizer object as is, or one loaded from a local path / cached name (never downloaded)."""
+    if spec is None or not isinstance(spec, str):
+        return spec
+    from transformers import AutoTokenizer
+
+    try:
+        return AutoTokenizer.from_pretrained(spec, local_files_only=True, trust_remote_code=False)
+    except Exception as e:  # transformers raises OSError, ValueError, and others for missing files
+        raise UserError(f"cannot load a {what} from {spec!r} locally: {str(e).splitlines()[0]}",
+                        "pass a directory holding tokenizer files (tokenizer.json / tokenizer_config.json), "
+                        "or a model already in the Hugging Face cache") from e
+
+
+@dataclass
+class TokenResult:
+    lengths: list[int] = field(default_factory=list)  # total tokens per measured row
+    prompt_lengths: list[int] = field(default_factory=list)  # tokens before the first trainable one
+    lines: list[int] = field(default_factory=list)  # the row's line, aligned with lengths
+    errors: list[tuple[int, str]] = field(default_factory=list)  # (line, chat-template error)
+    notes: list[tuple[str, str]] = field(default_factory=list)  # (kind, message) about the tokenizer
+
+
+def measure(rows: list[tuple[int, dict]], fmt: str, tok) -> TokenResult:
+    """Token lengths of normalised rows `(line, row)` in format `fmt`."""
+    res = TokenResult()
+    has_template = bool(getattr(tok, "chat_template", None))
+    conversational = fmt == "messages" or (rows and isinstance(next(iter(rows[0][1].values())), list))
+    if conversational and not has_template:
+        res.notes.append(("chat-template", "the tokenizer has no chat template; TRL needs one for "
+                          "conversational data (lengths below use a plain 'role: content' layout)"))
+    fulls, prompts, lines = [], [], []
+    for line, row in rows:
+        try:
+            full, prompt = _render(row, fmt, tok, has_template)
+        except Exception as e:  # a Jinja template can raise anything (TemplateError, TypeError, ...)
+            res.errors.append((line, f"chat template failed: {str(e).splitlines()[0][:200]}"))
+            continue
+        fulls.append(full)
+        prompts.append(prompt)
+        lines.append(line)
+    special = not conversational  # chat templates write BOS themselves
+    eos_extra = 0 if conversational else 1  # TRL appends EOS to plain text and completions
+    for i in range(0, len(fulls), _BATCH):
+        f_ids = tok(fulls[i:i + _BATCH], add_special_tokens=special)["input_ids"]
+        p_ids = tok(prompts[i:i + _BATCH], add_special_tokens=special)["input_ids"]
+        res.lengths += [len(x) + eos_extra for x in f_ids]
+        res.prompt_lengths += [len(x) if p else 0 for x, p in zip(p_ids, prompts[i:i + _BATCH], strict=True)]
+    res.lines = lines
+    _check_eos(tok, fulls, rows, fmt, conversational, res)
+    return res
+
+
+def _render(row: dict, fmt: str, tok, has_template: bool) -> tuple[str, str]:
+    """(full text, prompt text) as the trainer will see them."""
+    def chat(msgs, gen=False):
+        if has_template:
+            return tok.apply_chat_template(msgs, tokenize=False, add_generation_prompt=gen)
+        return "".join(f"{m['role']}: {m.get('content') or ''}\n" for m in msgs)
+
+    if fmt == "messages":
+        msgs = row["messages"]
+        first = next(i for i, m in enumerate(msgs) if m["role"] == "assistant")
+        return chat(msgs), chat(msgs[:first], gen=True)
+    if fmt == "text":
+        return row["text"], ""
+    prompt = row["prompt"]
+    answer = row["completion"] if fmt == "prompt-completion" else max(row["chosen"], row["rejected"], key=len)
+    if isinstance(prompt, list) or isinstance(answer, list):
+        return chat(list(prompt) + list(answer)), chat(list(prompt), gen=True)
+    return prompt + answer, prompt
+
+
+def _check_eos(tok, fulls: list[str], rows, fmt: str, conversational: bool, res: TokenResult) -> None:
+    eos = getattr(tok, "eos_token", None)
+    if not eos:
+        res.notes.append(("missing-eos", "the tokenizer has no end-of-sequence token: the model may not "
+                          "learn to stop"))
+        return
+    if not conversational or not fulls or not getattr(tok, "chat_template", None):
+        return
+    # Look at what the template writes after the last assistant answer of the first rendered row.
+    row = rows[0][1]
+    msgs = row.get("messages") or row.get("completion") or row.get("chosen") or []
+    last = next((m.get("content") for m in reversed(msgs) if m["role"] == "assistant"), None)
+    text = fulls[0]
+    at = text.rfind(last) if last else -1
+    if at >= 0 and eos not in text[at + len(last):]:
+        res.notes.append(("missing-eos", f"the chat template does not close assistant turns with the EOS "
+                          f"token {eos!r}: the model may not learn to stop"))
+
+
+def percentile(sorted_vals: list[int], q: float) -> int:
+    """Nearest-rank percentile (an actual row length, never interpolated)."""
+    k = max(0, math.ceil(q * len(sorted_vals)) - 1)
+    return sorted_vals[k]
+
+
+def stats(lengths: list[int]) -> dict:
+    s = sorted(lengths)
+    return {"p50": percentile(s, 0.50), "p95": percentile(s, 0.95), "max": s[-1],
+            "mean": round(sum(s) / len(s), 1)}
+
+
+def histogram(lengths: list[int], bins: int = 12) -> list[dict]:
+    """Equal-width bins from 0 to the longest row."""
+    top = max(lengths)
+    width = max(1, math.ceil((top + 1) / bins))
+    counts = [0] * bins
+    for n in lengths:
+        counts[min(n // width, bins - 1)] += 1
+    return [{"lo": i * width, "hi": (i + 1) * width - 1, "count": c} for i, c in enumerate(counts)]
+
+
+def recommend_max_length(st: dict, model_max: int | None = None) -> tuple[int, str]:
+    """p95 rounded up (to 64 up to 1,024, to 128 beyond), capped; and why."""
+    p95 = st["p95"]
+    step = 64 if p95 <= 1024 else 128
+    rec = max(step, math.ceil(p95 / step) * step)
+    why = (f"95% of rows fit in {p95:,} tokens (p95), rounded up to a multiple of {step}: {rec:,}; "
+           f"the guide suggests starting with 512–1,024 tokens (\"{GUIDE}\")")
+    cap = MAX_RECOMMENDED
+    if model_max and 0 < model_max < cap:
+        cap = model_max
+    if rec > cap:
+        why += f"; capped at {cap:,} (" + ("the model's limit" if cap == model_max else
+                                            "longer rows are better split into shorter examples") + ")"
+        rec = cap
+    return rec, why
