@@ -37,7 +37,7 @@ GOALS = [
     ("output-format", "a strict output format"),
 ]
 MODELS = ["meta-llama/Llama-3.1-8B", "microsoft/Phi-3-mini-4k-instruct", "meta-llama/Llama-3.2-1B",
-          "meta-llama/Llama-3.2-3B", "Qwen/Qwen2.5-7B", "mistralai/Mistral-7B-v0.1"]
+          "meta-llama/Llama-3.2-3B", "Qwen/Qwen2.5-7B", "mistralai/Mistral-7B-v0.3"]
 GPU_PRESETS = [
     ("NVIDIA T4 (Colab)", 16.0), ("NVIDIA GeForce RTX 4090", 24.0), ("NVIDIA L40S", 48.0),
     ("NVIDIA A100 40GB", 40.0), ("NVIDIA A100/H100 80GB", 80.0),
@@ -267,8 +267,9 @@ class Wizard:
                 self.a.gpus = None  # detection is used again at recommendation time
                 return
         else:
-            why = self.detection.reason if self.detection else "detection is off (--no-detect)"
-            self.say(f"No GPU detected here ({why}). Plan for the GPU you will train on:")
+            why = f"No GPU detected here ({self.detection.reason})" if self.detection else \
+                "GPU detection is off (--no-detect)"
+            self.say(f"{why}. Plan for the GPU you will train on:")
         self.asked.append("gpus")
         choices = [(i, f"{name} — {mem:g} GiB") for i, (name, mem) in enumerate(GPU_PRESETS)]
         choices.append((OTHER, "another GPU (type its memory)"))

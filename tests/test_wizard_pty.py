@@ -1,0 +1,150 @@
+"""The wizard driven through a real pseudo-terminal, keys and all, as a person would use it."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pexpect
+import pytest
+
+from advisor.answers import load_answers
+
+ROOT = Path(__file__).resolve().parents[1]
+DOWN, ENTER, CTRL_C, CLEAR_LINE = "\x1b[B", "\r", "\x03", "\x15"
+
+pytestmark = pytest.mark.slow
+
+
+def _env() -> dict:
+    env = dict(os.environ, TERM="xterm", COLUMNS="100", LINES="40", PROMPT_TOOLKIT_NO_CPR="1",
+               HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", HF_HUB_DISABLE_TELEMETRY="1")
+    env.pop("NO_COLOR", None)
+    return env
+
+
+def spawn(*args: str, cwd: Path = ROOT) -> pexpect.spawn:
+    child = pexpect.spawn(sys.executable, ["-m", "advisor", "wizard", "--no-detect", *args], cwd=str(cwd),
+                          env=_env(), dimensions=(40, 100), encoding="utf-8", timeout=60)
+    child.logfile_read = _Log()
+    return child
+
+
+class _Log:
+    """Keeps everything the terminal showed, for the assertions and for a readable failure."""
+
+    def __init__(self):
+        self.parts: list[str] = []
+
+    def write(self, s: str) -> None:
+        self.parts.append(s)
+
+    def flush(self) -> None:
+        pass
+
+    @property
+    def text(self) -> str:
+        return "".join(self.parts)
+
+
+def finish(child: pexpect.spawn) -> int:
+    child.expect(pexpect.EOF)
+    child.close()
+    return child.exitstatus
+
+
+def test_enter_through_the_demo_reaches_the_report():
+    child = spawn("--demo")
+    child.expect("Pre-filled answers")
+    child.expect("Use these answers")
+    child.send(ENTER)
+    child.expect("usable rows")  # the dataset answered the number of examples
+    child.expect("Which GPU will you train on")
+    child.send(ENTER)
+    child.expect("How many of them")
+    child.send(ENTER)
+    child.expect("tunewise recommendation")
+    for part in ("Why", "Ruled out", "What would change the decision", "Estimated peak memory",
+                 "Training plan", "Evaluation plan", "Getting-started checklist", "Sources"):
+        child.expect(part)
+    child.expect("Write the run directory and launch now")
+    child.send("n")
+    assert finish(child) == 0
+    shown = child.logfile_read.text
+    assert "Traceback" not in shown and "How many training examples" not in shown
+
+
+def test_from_scratch_with_arrow_keys_typing_and_a_rejected_number(tmp_path):
+    saved = tmp_path / "answers.yaml"
+    child = spawn("--save-answers", str(saved))
+    child.expect("What should the model do")
+    child.send(DOWN)  # chat -> question-answering
+    child.send(ENTER)
+    child.expect("Which of these")
+    child.send(DOWN + DOWN + " ")  # tick the third goal: low-resource-language
+    child.send(ENTER)
+    child.expect("cite")
+    child.send("n")
+    child.expect("change often")
+    child.send("n")
+    child.expect("clear task")
+    child.send("y")
+    child.expect("tried prompt")
+    child.send("y")
+    child.expect("Training data")
+    child.send(ENTER)
+    child.expect("How many training examples")
+    child.send(CLEAR_LINE + "lots" + ENTER)
+    child.expect("not a whole number")  # re-asked inline, nothing lost
+    child.send(CLEAR_LINE + "3,000" + ENTER)
+    child.expect("preference pairs")
+    child.send(ENTER)
+    child.expect("Which base model")
+    child.send(DOWN + DOWN + ENTER)  # meta-llama/Llama-3.2-1B
+    child.expect("Which GPU will you train on")
+    child.send(DOWN + ENTER)  # the RTX 4090 is the default; one down is the L40S (48 GiB)
+    child.expect("How many of them")
+    child.send(CLEAR_LINE + "0" + ENTER)
+    child.expect("out of range")
+    child.send(CLEAR_LINE + "2" + ENTER)
+    child.expect("Answers saved to")
+    child.expect("tunewise recommendation")
+    child.expect("Write the run directory and launch now")
+    child.send("n")
+    assert finish(child) == 0
+    a = load_answers(saved)
+    assert a.task == "question-answering" and a.goals == ["low-resource-language"]
+    assert a.examples == 3000 and a.preference_pairs == 0 and a.model == "meta-llama/Llama-3.2-1B"
+    assert [g.memory_gib for g in a.gpus] == [48.0, 48.0]
+    assert (a.needs_citations, a.knowledge_changes_often, a.clear_task, a.tried_prompting) == (
+        False, False, True, True)
+    # the saved file, given back to the wizard, is accepted as it is
+    child = spawn("--answers", str(saved))
+    child.expect("Use these answers")
+    child.send(ENTER)
+    child.expect("tunewise recommendation")
+    child.expect("Write the run directory and launch now")
+    child.send("n")
+    assert finish(child) == 0
+    assert "Which GPU" not in child.logfile_read.text
+
+
+def test_ctrl_c_exits_130_without_a_traceback(tmp_path):
+    saved = tmp_path / "answers.yaml"
+    child = spawn("--save-answers", str(saved))
+    child.expect("What should the model do")
+    child.send(CTRL_C)
+    assert finish(child) == 130
+    shown = child.logfile_read.text
+    assert "cancelled (nothing was written)" in shown and "Traceback" not in shown
+    assert not saved.exists()
+
+
+def test_no_tty_is_a_clear_error():
+    r = subprocess.run([sys.executable, "-m", "advisor", "wizard", "--demo"], cwd=ROOT, env=_env(),
+                       stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2
+    assert "needs an interactive terminal" in r.stderr and "tunewise recommend --answers FILE" in r.stderr
+    assert "Traceback" not in r.stderr
