@@ -104,7 +104,12 @@ def _headline(rec) -> Section:
     answers = _answers(rec)
     chosen = getattr(answers, "method", "auto")
     if chosen and chosen != "auto":
-        lines.append(f"**Your method choice:** `{chosen}` (the rules' view and whether it fits are shown below)")
+        by_rules = getattr(d, "method_by_rules", None)
+        view = (f"the rules would choose {METHOD_WORDS.get(by_rules, by_rules)}" if by_rules and by_rules != chosen
+                else "the rules agree" if by_rules else "the rules' view and the fit are shown below")
+        lines.append(f"**Your method choice:** `{chosen}` ({view})")
+    for problem in getattr(rec, "problems", None) or []:
+        lines.append(f"**Problem:** {problem}")
     data = _facts(rec, "data")
     if data is not None:
         lines.append(f"**Data:** `{show_path(getattr(data, 'path', None))}` — {getattr(data, 'rows', '?'):,} rows, "
@@ -131,14 +136,19 @@ def _gpu_line(rec) -> str:
 
 def _why(rec) -> Section:
     fired = [r for r in rec.decision.trace if r.status == "fired"]
-    decisive = [r for r in fired if _is_decisive(r)]
-    other = [r for r in fired if not _is_decisive(r)]
+    applied = [r for r in fired if getattr(r, "applied", True)]
+    decisive = [r for r in applied if _is_decisive(r)]
+    other = [r for r in applied if not _is_decisive(r)]
     lines = [f"`{r.id}` — {r.message or r.title}{_cite(r)}" for r in decisive + other]
     if not lines:
         lines = ["No rule fired."]
     n_skip = sum(r.status == "skipped" for r in rec.decision.trace)
     after = [f"{len(fired)} of {len(rec.decision.trace)} rules fired"
              + (f"; {n_skip} skipped for a missing fact (see `--format json` for the full trace)." if n_skip else ".")]
+    idle = [r.id for r in fired if not getattr(r, "applied", True)]
+    if idle:
+        after.append("Fired without effect here (they concern training, which is not recommended): "
+                     + ", ".join(f"`{i}`" for i in idle) + ".")
     return Section("why", "Why", lines, after=after)
 
 
@@ -183,7 +193,9 @@ def _memory(rec) -> Section:
             margin = (f"{spare:,.1f} GiB to spare" if spare >= 0 else f"{-spare:,.1f} GiB short")
             if not c.fits and spare >= 0:
                 margin += " (inside the safety margin)"
-        rows.append([METHOD_WORDS.get(m, m).split(" (")[0] + mark, gib(c.peak_gib), gib(c.device_gib),
+        layout = f", {c.distributed.upper()}" if getattr(c, "distributed", None) else ""
+        label = _option(m)
+        rows.append([label[:1].upper() + label[1:] + layout + mark, gib(c.peak_gib), gib(c.device_gib),
                      gib(mem), fit, margin])
     table = Table(["Method", "Peak (GiB)", "Device (GiB)", "GPU (GiB)", "Verdict", "Margin"], rows)
     after = ["Per GPU, for one training step at the planned sequence length and micro-batch. Peak: what "
@@ -247,8 +259,10 @@ def build_sections(rec) -> list[Section]:
     sections = [_headline(rec), _why(rec), _ruled_out(rec), _would_change(rec), _memory(rec), _plan(rec)]
     sections.append(Section("evaluation", "Evaluation plan", list(rec.decision.eval_plan) or ["(none)"]))
     sections.append(_checklist(rec))
-    if rec.decision.suggestions:
-        sections.append(Section("suggestions", "Suggestions", list(rec.decision.suggestions)))
+    notes = list(rec.decision.suggestions) + list(getattr(rec.decision, "notes", None) or []) \
+        + list(_facts(rec, "notes", None) or [])
+    if notes:
+        sections.append(Section("suggestions", "Suggestions and notes", list(dict.fromkeys(notes))))
     sections += [_warnings(rec), _sources(rec)]
     return sections
 

@@ -28,13 +28,40 @@ def _n(x: float) -> str:
     return str(x)
 
 
-def _why(plan: TrainingPlan, *keys: str) -> str:
-    seen: list[str] = []
-    for k in keys:
-        r = plan.reasons.get(k)
-        if r and r not in seen:
-            seen.append(r)
-    return " ".join(seen) if seen else NO_REASON
+class _Reasons:
+    """Looks up `plan.reasons` and remembers which keys the table used, so none is left out."""
+
+    def __init__(self, plan: TrainingPlan):
+        self.plan = plan
+        self.used: set[str] = set()
+
+    def __call__(self, *keys: str) -> str:
+        seen: list[str] = []
+        for k in keys:
+            r = self.plan.reasons.get(k)
+            self.used.add(k)
+            if r and r not in seen:
+                seen.append(r)
+        return "; ".join(_sentence(x) for x in seen) if seen else NO_REASON
+
+    def rest(self) -> list[list[str]]:
+        """Rows for reasons the table has no place for (the value read from the plan)."""
+        rows = []
+        for key, why in self.plan.reasons.items():
+            if key in self.used:
+                continue
+            obj, name = self.plan, key
+            if "." in key:
+                sec, name = key.split(".", 1)
+                obj = getattr(self.plan, sec, None)
+            value = getattr(obj, name, None) if obj is not None else None
+            shown = ", ".join(map(str, value)) if isinstance(value, list) else _n(value) if value is not None else "—"
+            rows.append([key.replace("_", " ").replace(".", ": "), shown or "—", _sentence(why)])
+        return rows
+
+
+def _sentence(s: str) -> str:
+    return s.rstrip(".")
 
 
 def _path(p: str | None) -> str:
@@ -46,12 +73,16 @@ def _path(p: str | None) -> str:
 def _split_size(examples: int | None, plan: TrainingPlan) -> tuple[int | None, str]:
     if examples is None:
         return None, ""
-    n_train = math.floor(examples * 0.8)
-    return n_train, f"80% of {examples:,} = {n_train:,} training examples"
+    if plan.data.validation:
+        return examples, f"{examples:,} training examples (validation from its own file)"
+    share = 1 - getattr(plan.data, "validation_fraction", 0.2)
+    n_train = math.floor(examples * share)
+    return n_train, f"{share:.0%} of {examples:,} = {n_train:,} training examples"
 
 
-def step_arithmetic(plan: TrainingPlan, data, examples: int | None) -> list[list[str]]:
+def step_arithmetic(plan: TrainingPlan, data, examples: int | None, why=None) -> list[list[str]]:
     """Rows for sequences/tokens per optimizer step and the number of steps."""
+    why = why or _Reasons(plan)
     gpus = max(1, plan.n_gpus)
     per_step = plan.effective_batch
     gpu_part = f" × {gpus} GPUs" if gpus > 1 else ""
@@ -69,7 +100,7 @@ def step_arithmetic(plan: TrainingPlan, data, examples: int | None) -> list[list
     n_train, split = _split_size(examples, plan)
     if n_train is None or plan.max_steps:
         if plan.max_steps:
-            rows.append(["Optimizer steps", _n(plan.max_steps), _why(plan, "max_steps")])
+            rows.append(["Optimizer steps", _n(plan.max_steps), why("max_steps")])
         return rows
     stats = getattr(data, "token_stats", None) or {}
     mean = stats.get("mean")
@@ -93,62 +124,69 @@ def step_arithmetic(plan: TrainingPlan, data, examples: int | None) -> list[list
 def plan_rows(plan: TrainingPlan, data=None, examples: int | None = None) -> tuple[list[list[str]], list[str]]:
     """(rows of Setting | Value | Why, notes below the table)."""
     p = plan
+    why = _Reasons(p)
     rows = [
-        ["Model", f"`{_path(p.model)}`", _why(p, "model")],
-        ["Method", p.method, _why(p, "method")],
-        ["Stage", p.stage, _why(p, "stage")],
+        ["Model", f"`{_path(p.model)}`", why("model")],
+        ["Method", p.method, why("method")],
+        ["Stage", p.stage, why("stage")],
     ]
     if p.data.source or p.data.format:
         src = f"`{_path(p.data.source)}` " if p.data.source else ""
         rows.append(["Data", src + (f"({p.data.format})" if p.data.format else ""),
-                     _why(p, "data", "data.format", "split", "validation")])
-    rows.append(["Max sequence length", _n(p.max_length), _why(p, "max_length")])
-    rows.append(["Micro-batch size", _n(p.micro_batch_size), _why(p, "micro_batch_size", "batch_size")])
-    rows.append(["Gradient accumulation", _n(p.grad_accum), _why(p, "grad_accum")])
-    rows += step_arithmetic(p, data, examples)
-    rows.append(["Learning rate", _n(p.learning_rate), _why(p, "learning_rate")])
-    rows.append(["Epochs", _n(p.epochs), _why(p, "epochs")])
+                     why("data", "data.source", "data.format", "data.validation_fraction", "split", "validation")])
+    rows.append(["Max sequence length", _n(p.max_length), why("max_length")])
+    rows.append(["Micro-batch size", _n(p.micro_batch_size), why("micro_batch_size", "batch_size")])
+    rows.append(["Gradient accumulation", _n(p.grad_accum), why("grad_accum")])
+    rows += step_arithmetic(p, data, examples, why)
+    rows.append(["Learning rate", _n(p.learning_rate), why("learning_rate")])
+    rows.append(["Epochs", _n(p.epochs), why("epochs")])
     rows.append(["Schedule", f"{p.lr_scheduler}, warm-up {p.warmup_ratio:.0%} of steps",
-                 _why(p, "lr_scheduler", "warmup_ratio")])
+                 why("lr_scheduler", "warmup_ratio")])
     if p.lora:
         lo = p.lora
         alpha_note = f" ({lo.alpha // lo.r} × {lo.r})" if lo.r and lo.alpha % lo.r == 0 else ""
         targets = lo.target_modules if isinstance(lo.target_modules, str) else ", ".join(lo.target_modules)
         rows.append(["LoRA rank / alpha", f"{lo.r} / {lo.alpha}{alpha_note}",
-                     _why(p, "lora", "lora.r", "lora.alpha", "rank", "alpha")])
-        rows.append(["LoRA dropout", _n(lo.dropout), _why(p, "lora.dropout", "dropout")])
-        rows.append(["LoRA targets", targets, _why(p, "lora.target_modules", "target_modules")])
+                     why("lora", "lora.r", "lora.alpha", "rank", "alpha")])
+        rows.append(["LoRA dropout", _n(lo.dropout), why("lora.dropout", "dropout")])
+        rows.append(["LoRA targets", targets, why("lora.target_modules", "target_modules")])
     if p.quantization:
         q = p.quantization
         rows.append(["Quantization", f"4-bit {q.quant_type}" + (", double quantization" if q.double_quant else "")
-                     + f", {q.compute_dtype} compute", _why(p, "quantization")])
+                     + f", {q.compute_dtype} compute", why("quantization", "quantization.compute_dtype")])
     if p.spectrum:
         s = p.spectrum
         n = len(s.unfrozen_parameters)
         value = f"top {_n(s.top_percent)}% of layers by SNR" + (f"; {n} patterns unfrozen" if n else
                                                                  "; scan not run yet")
-        rows.append(["Spectrum", value, _why(p, "spectrum", "spectrum.top_percent")])
+        rows.append(["Spectrum", value, why("spectrum", "spectrum.top_percent", "spectrum.unfrozen_parameters")])
     if p.dpo:
         rows.append(["DPO", f"beta {_n(p.dpo.beta)}, learning rate {_n(p.dpo.learning_rate)}, "
-                     f"{_n(p.dpo.epochs)} epoch(s)", _why(p, "dpo", "dpo.beta")])
-    rows.append(["Gradient checkpointing", _n(p.gradient_checkpointing), _why(p, "gradient_checkpointing")])
-    rows.append(["Packing", _n(p.packing), _why(p, "packing")])
-    rows.append(["Loss on completions only", _n(p.completion_only_loss), _why(p, "completion_only_loss")])
-    rows.append(["Precision", "bf16" if p.bf16 else "fp32/fp16", _why(p, "bf16")])
-    rows.append(["Optimizer", p.optimizer, _why(p, "optimizer")])
+                     f"{_n(p.dpo.epochs)} epoch(s)", why("dpo", "dpo.beta")])
+    rows.append(["Gradient checkpointing", _n(p.gradient_checkpointing), why("gradient_checkpointing")])
+    rows.append(["Packing", _n(p.packing), why("packing")])
+    rows.append(["Loss on completions only", _n(p.completion_only_loss), why("completion_only_loss")])
+    rows.append(["Precision", "bf16" if p.bf16 else "fp32/fp16", why("bf16")])
+    rows.append(["Optimizer", p.optimizer, why("optimizer")])
+    rows.append(["Gradient clipping", f"max norm {_n(p.max_grad_norm)}", why("max_grad_norm")])
+    rows.append(["Attention / kernels", p.attn_implementation + (", Liger kernels" if p.liger else ""),
+                 why("attn_implementation", "liger")])
     if p.weight_decay:
-        rows.append(["Weight decay", _n(p.weight_decay), _why(p, "weight_decay")])
+        rows.append(["Weight decay", _n(p.weight_decay), why("weight_decay")])
     stop = (f"patience {p.early_stopping_patience} evaluations" if p.early_stopping_patience else "off")
     rows.append(["Evaluation / early stopping", f"every {p.eval_steps} steps; {stop}",
-                 _why(p, "eval_steps", "early_stopping_patience")])
+                 why("eval_steps", "early_stopping_patience")])
     rows.append(["Checkpoints", f"every {p.save_steps} steps, keep {p.save_total_limit}",
-                 _why(p, "save_steps", "save_total_limit")])
+                 why("save_steps", "save_total_limit")])
     if p.n_gpus > 1 or p.distributed:
         rows.append(["GPUs", f"{p.n_gpus}" + (f" ({p.distributed})" if p.distributed else ""),
-                     _why(p, "n_gpus", "distributed")])
+                     why("n_gpus", "distributed")])
     if p.predicted_peak_gib is not None:
         rows.append(["Predicted peak memory", f"{p.predicted_peak_gib:,.1f} GiB per GPU",
-                     _why(p, "predicted_peak_gib")])
+                     why("predicted_peak_gib")])
+    rows.append(["Logging / seed", f"every {p.logging_steps} steps; seed {p.seed}", why("logging_steps", "seed")])
+    why("trust_remote_code")  # stated below the table
+    rows += why.rest()
     notes = [f"trust_remote_code: {'on' if p.trust_remote_code else 'off'}. "
              "The run directory's `plan.yaml` holds exactly these values; edit it there to change the run."]
     return rows, notes

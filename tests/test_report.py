@@ -93,7 +93,7 @@ def test_markdown_has_every_part_in_order():
     heads = [line[3:] for line in md.splitlines() if line.startswith("## ")]
     assert heads == ["Recommendation", "Why", "Ruled out", "What would change the decision",
                      "Estimated peak memory per method", "Training plan", "Evaluation plan",
-                     "Getting-started checklist", "Suggestions", "Warnings", "Sources"]
+                     "Getting-started checklist", "Suggestions and notes", "Warnings", "Sources"]
     # fired rules with their messages and sources; the skipped one only counted
     assert "`lora-fits` — LoRA needs 25.3 GiB; the GPU has 24 GiB _(measurement)_" in md
     assert "citations-rag" not in md.split("## Sources")[0]
@@ -131,7 +131,7 @@ def test_plan_arithmetic_is_shown_and_right():
     # 80% of 2,500 = 2,000; ceil(2000/16) = 125 steps per epoch; 3 epochs = 375
     assert by["Steps per epoch"][1] == "125" and "80% of 2,500 = 2,000" in by["Steps per epoch"][2]
     assert by["Total steps (at most)"][1] == "375"
-    assert by["Learning rate"][1:] == ["0.0002", "The guide's 2e-4 for adapters."]
+    assert by["Learning rate"][1:] == ["0.0002", "The guide's 2e-4 for adapters"]
     assert by["Epochs"][2] == NO_REASON  # a missing reason is visible, not invented
     assert by["LoRA rank / alpha"][1] == "16 / 32 (2 × 16)"
 
