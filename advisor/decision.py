@@ -24,6 +24,9 @@ class RuleResult:
     then: dict = field(default_factory=dict)  # what the rule does when it fires
     observed: dict = field(default_factory=dict)  # fact name -> value the expression read
     missing: list[str] = field(default_factory=list)  # facts that were absent (status "skipped")
+    applied: bool = True  # False when fired but its effects do not apply (e.g. a method rule, no fine-tune)
+    priority: int = 0
+    error: str | None = None  # evaluation error other than a missing fact (a rule bug), when skipped
 
 
 @dataclass
@@ -35,6 +38,7 @@ class Candidate:
     device_gib: float
     fits: bool
     excluded_by: list[str] = field(default_factory=list)  # rule ids
+    distributed: str | None = None  # None (one GPU) | ddp | fsdp: the layout the estimate assumed
 
 
 @dataclass
@@ -52,6 +56,9 @@ class Decision:
     eval_plan: list[str] = field(default_factory=list)
     checklist: list[dict] = field(default_factory=list)  # {"item", "status", "detail"}
     suggestions: list[str] = field(default_factory=list)  # base models, tools, mitigations
+    method_by_rules: str | None = None  # what the rules chose when the user overrode the method
+    notes: list[str] = field(default_factory=list)  # informational messages of fired rules
+    settings: dict[str, dict] = field(default_factory=dict)  # plan field -> {value, rule, reason, source}
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -54,6 +54,7 @@ class DataSpec:
     validation: str | None = None
     format: str | None = None  # alpaca | messages | sharegpt | prompt-completion | preference | text
     column_map: dict[str, str] | None = None
+    validation_fraction: float = 0.2  # share held out when no separate validation file is given
 
 
 @dataclass

@@ -1,0 +1,301 @@
+"""Facts: the named values the rules' CEL expressions read, plus the raw objects behind them.
+
+`build_facts` turns answers into facts: it resolves the model, detects (or takes) the GPUs,
+inspects the dataset and estimates peak memory for each candidate method. Each source is one
+small function here, so an upstream interface change touches one place. The values are flat and
+normalised for CEL (which never mixes int and double in arithmetic): every number is a float,
+and an unknown value is left out, so a rule that reads it is "skipped (missing fact)".
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from advisor.answers import Answers
+from advisor.decision import Candidate
+from advisor.hardware import GPU
+
+# The one table of fact names. The rule loader rejects a rule that reads any other name.
+FACT_DOCS: dict[str, str] = {
+    "task": "the task: classification, extraction, question-answering, summarization, chat, code, "
+            "reasoning or generation",
+    "task_complexity": "simple (classification, extraction), medium (question-answering, "
+                       "summarization, chat) or complex (code, reasoning, generation)",
+    "goals": "list of goals from the answers (tone-style, privacy, low-resource-language, "
+             "cheaper-inference, new-capability, output-format)",
+    "has_value_goal": "true when a goal is one of the guide's five scenarios where fine-tuning adds value",
+    "needs_citations": "answers must cite or be grounded in source documents",
+    "knowledge_changes_often": "the knowledge the answers need changes often",
+    "clear_task": "a clear task definition and success criteria exist",
+    "tried_prompting": "the user has already tried prompt engineering",
+    "examples": "training examples in total (instruction examples plus preference pairs)",
+    "sft_examples": "instruction/response examples (from the dataset, or `examples` in the answers)",
+    "preference_pairs": "(prompt, chosen, rejected) examples",
+    "has_dataset": "a dataset file was given and inspected",
+    "data_format": "detected dataset format (alpaca, messages, sharegpt, prompt-completion, preference, text)",
+    "data_rows": "rows in the dataset file",
+    "data_valid": "usable rows in the dataset file",
+    "data_invalid": "rows that could not be used",
+    "data_duplicates": "duplicate rows in the dataset",
+    "data_p95_tokens": "95th percentile of tokens per example (needs a tokenizer)",
+    "data_recommended_max_length": "the data inspector's recommended sequence length, tokens",
+    "model_given": "the user named a model (otherwise the guide's default pick is assumed)",
+    "model_name": "the model as named in the answers (or the guide's default pick)",
+    "model_family": "the transformers model_type (llama, mistral, qwen2, phi3, gemma2, ...)",
+    "model_params_b": "model size in billions of parameters",
+    "gpu_count": "number of GPUs (detected, or listed in the answers); 0 means no GPU",
+    "gpu_memory_gib": "memory of the smallest GPU, GiB",
+    "gpu_total_memory_gib": "memory of all GPUs together, GiB",
+    "gpu_bf16": "every GPU supports bfloat16",
+    "zero_latency": "adapters must merge into the weights (no inference overhead)",
+    "method_requested": "the method the user asked for: auto, lora, qlora, spectrum or full",
+    "lora_fits": "LoRA's estimated peak memory fits the GPU",
+    "qlora_fits": "QLoRA's estimated peak memory fits the GPU",
+    "spectrum_fits": "Spectrum's estimated peak memory fits the GPU",
+    "full_fits": "full fine-tuning's estimated peak memory fits the GPU (estimated only when asked for)",
+    "lora_device_gib": "LoRA's estimated GPU memory in use at peak, GiB",
+    "qlora_device_gib": "QLoRA's estimated GPU memory in use at peak, GiB",
+    "spectrum_device_gib": "Spectrum's estimated GPU memory in use at peak, GiB",
+    "full_device_gib": "full fine-tuning's estimated GPU memory in use at peak, GiB",
+    "any_method_fits": "at least one parameter-efficient method (or the requested method) fits the GPU",
+    "gpu_usable_gib": "GPU memory a method may use: the smallest GPU less the fit margin, GiB",
+}
+
+# Values the engine decides and then exposes to later rules (layered evaluation, see engine.py).
+DECISION_DOCS: dict[str, str] = {
+    "approach": "the decided approach: prompting, rag, fine-tune or rag+fine-tune",
+    "fine_tuning": "the decided approach includes fine-tuning",
+    "method": "the decided training method (lora, qlora, spectrum, full); set only when fine-tuning",
+    "stage": "the decided training stage (sft, dpo, sft+dpo); set only when fine-tuning",
+}
+
+TASK_COMPLEXITY = {
+    "classification": "simple", "extraction": "simple",
+    "question-answering": "medium", "summarization": "medium", "chat": "medium",
+    "code": "complex", "reasoning": "complex", "generation": "complex",
+}
+VALUE_GOALS = ("tone-style", "privacy", "low-resource-language", "cheaper-inference", "new-capability")
+# The guide's recommended initial base models ("Practical Tools and Getting Started"), in order.
+DEFAULT_MODELS = ("meta-llama/Llama-3.1-8B", "microsoft/Phi-3-mini-4k-instruct")
+PEFT_METHODS = ("lora", "qlora", "spectrum")
+
+
+@dataclass
+class Facts:
+    """CEL variables (`values`) and the objects they came from (for the report and the plan)."""
+
+    values: dict[str, Any]
+    answers: Answers
+    model: Any = None  # advisor.models.ModelFacts | None
+    gpus: list[GPU] = field(default_factory=list)
+    gpu_note: str | None = None  # why there is no GPU, when there is none
+    data: Any = None  # the dataset report from advisor.data.inspect_dataset, or None
+    candidates: dict[str, Candidate] = field(default_factory=dict)
+    thresholds: dict[str, float] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)  # e.g. "model not given: assumed Llama-3.1-8B"
+    estimator: Callable | None = field(default=None, repr=False)  # memory estimator, reused by the plan
+
+
+def normalise(value: Any) -> Any:
+    """CEL-friendly value: ints become floats (CEL does not mix int and double in arithmetic)."""
+    if isinstance(value, bool) or value is None or isinstance(value, str):
+        return value
+    if isinstance(value, int | float):
+        return float(value)
+    if isinstance(value, list | tuple):
+        return [normalise(v) for v in value]
+    if isinstance(value, dict):
+        return {k: normalise(v) for k, v in value.items()}
+    return value
+
+
+def _resolve_model_default(spec: str):
+    from advisor.models import resolve_model
+
+    return resolve_model(spec)
+
+
+def _inspect_default(path: str, tokenizer: str | None = None):
+    from advisor.data import inspect_dataset
+
+    return inspect_dataset(path, tokenizer=tokenizer)
+
+
+def estimate_memory(model, method: str, n_gpus: int, distributed: str | None, seq_len: int,
+                    thresholds: dict[str, float], batch: int | None = None):
+    """Peak memory of one training step (`advisor.memory.estimate`) at the guide's starting values."""
+    from advisor.memory import MemoryConfig, estimate
+
+    cfg = MemoryConfig(method=method, rank=int(thresholds["lora_rank"]), seq_len=seq_len,
+                       batch_size=batch or int(thresholds["batch_size_start"]), n_gpus=n_gpus,
+                       distributed=distributed,
+                       spectrum_fraction=thresholds["spectrum_top_percent"] / 100)
+    return estimate(model, cfg)
+
+
+def _local_tokenizer(model: str | None) -> str | None:
+    """A local model directory with tokenizer files: the data inspector can then count tokens."""
+    from pathlib import Path
+
+    if model and Path(model).is_dir() and any(
+            (Path(model) / f).is_file() for f in ("tokenizer.json", "tokenizer.model", "tokenizer_config.json")):
+        return model
+    return None
+
+
+def _gpu_facts(answers: Answers, detect_gpus: bool) -> tuple[list[GPU], str | None]:
+    """GPUs from the answers override detection; no GPU is a normal outcome with a reason."""
+    from advisor.hardware import detect_gpus as nvml_detect
+    from advisor.hardware import gpus_from_answers
+
+    if answers.gpus is not None:
+        return gpus_from_answers(answers.gpus), None if answers.gpus else "the answers list no GPUs"
+    if not detect_gpus:
+        return [], "GPU detection turned off (--no-detect) and no gpus in the answers"
+    det = nvml_detect()
+    return list(det.gpus), det.reason
+
+
+def _data_facts(report) -> dict[str, Any]:
+    """The dataset report (`advisor.data.DataReport`) as facts. The one place that reads its shape."""
+    tokens = getattr(report, "token_stats", None) or {}
+    fmt = getattr(report, "format", None)
+    valid = getattr(report, "valid", None)
+    invalid = getattr(report, "invalid_count", None)
+    if invalid is None and isinstance(getattr(report, "invalid", None), list):
+        invalid = len(report.invalid)
+    # Rows the split keeps (valid, exact duplicates dropped) are what training will see.
+    usable = getattr(report, "usable_rows", valid)
+    pref = getattr(report, "preference_rows", None)
+    if not pref and fmt == "preference":
+        pref = usable
+    out = {
+        "has_dataset": True,
+        "data_format": fmt,
+        "data_rows": getattr(report, "rows", None),
+        "data_valid": valid,
+        "data_invalid": invalid,
+        "data_duplicates": getattr(report, "duplicates", None),
+        "data_p95_tokens": tokens.get("p95") if isinstance(tokens, dict) else None,
+        "data_recommended_max_length": getattr(report, "recommended_max_length", None),
+    }
+    if usable is not None:
+        pref = min(pref or 0, usable)
+        out["preference_pairs"] = pref
+        out["sft_examples"] = max(0, usable - pref)
+    return out
+
+
+def _candidates(model, gpus: list[GPU], answers: Answers, seq_len: int, th: dict[str, float],
+                estimator: Callable) -> dict[str, Candidate]:
+    """Peak memory per method, per GPU; multi-GPU tries replicated (DDP) first, then sharded (FSDP)."""
+    methods = list(PEFT_METHODS) + (["full"] if answers.method == "full" else [])
+    n = max(1, len(gpus))
+    usable = min(g.memory_gib for g in gpus) * (1 - th["fit_margin"]) if gpus else 0.0
+    out = {}
+    for m in methods:
+        modes = [None] if n == 1 else ["ddp", "fsdp"]
+        for mode in modes:
+            try:
+                est = estimator(model, m, n, mode, seq_len, th)
+            except NotImplementedError:
+                return {}
+            fits = bool(gpus) and est.device_gib <= usable
+            cand = Candidate(method=m, peak_gib=round(est.peak_allocated_gib, 2),
+                             device_gib=round(est.device_gib, 2), fits=fits, distributed=mode)
+            if fits:
+                break
+        out[m] = cand
+    return out
+
+
+def build_facts(answers: Answers, *, detect_gpus: bool = True, model_resolver: Callable | None = None,
+                data_inspector: Callable | None = None, estimator: Callable | None = None,
+                thresholds: dict[str, float] | None = None) -> Facts:
+    """Collect every fact the rules read. The callables are injectable for tests.
+
+    Raises:
+        UserError: the model cannot be resolved or the dataset cannot be read.
+    """
+    from advisor.rules import load_thresholds
+
+    th = thresholds if thresholds is not None else {k: v.value for k, v in load_thresholds().items()}
+    resolver = model_resolver or _resolve_model_default
+    inspector = data_inspector or _inspect_default
+    estimator = estimator or estimate_memory
+    notes: list[str] = []
+
+    v: dict[str, Any] = {
+        "task": answers.task,
+        "task_complexity": TASK_COMPLEXITY.get(answers.task) if answers.task else None,
+        "goals": list(answers.goals),
+        "has_value_goal": any(g in VALUE_GOALS for g in answers.goals),
+        "needs_citations": answers.needs_citations,
+        "knowledge_changes_often": answers.knowledge_changes_often,
+        "clear_task": answers.clear_task,
+        "tried_prompting": answers.tried_prompting,
+        "zero_latency": answers.zero_latency,
+        "method_requested": answers.method,
+        "has_dataset": False,
+        "sft_examples": answers.examples,
+        # Preference pairs nobody mentioned are taken as none (the user would know of them).
+        "preference_pairs": answers.preference_pairs if answers.preference_pairs is not None
+        else (0 if answers.examples is not None else None),
+    }
+
+    data = None
+    if answers.dataset:
+        data = inspector(answers.dataset, tokenizer=_local_tokenizer(answers.model))
+        v.update(_data_facts(data))
+    if v["sft_examples"] is not None and v["preference_pairs"] is not None:
+        v["examples"] = v["sft_examples"] + v["preference_pairs"]
+
+    gpus, gpu_note = _gpu_facts(answers, detect_gpus)
+    v["gpu_count"] = len(gpus)
+    if gpus:
+        v["gpu_memory_gib"] = min(g.memory_gib for g in gpus)
+        v["gpu_total_memory_gib"] = sum(g.memory_gib for g in gpus)
+        v["gpu_bf16"] = all(g.bf16 for g in gpus)
+        v["gpu_usable_gib"] = round(v["gpu_memory_gib"] * (1 - th["fit_margin"]), 2)
+
+    seq_len = int(th["max_length_start"])
+    p95 = v.get("data_p95_tokens")
+    if p95:
+        seq_len = int(min(max(p95, th["max_length_min"]), th["max_length_start"]))
+
+    model, candidates = None, {}
+    specs = [answers.model] if answers.model else list(DEFAULT_MODELS)
+    for spec in specs:
+        try:
+            model = resolver(spec)
+        except NotImplementedError:  # model facts not available in this build: rules skip them
+            model = None
+            notes.append("model facts unavailable: size-based rules and memory estimates skipped")
+            break
+        candidates = _candidates(model, gpus, answers, seq_len, th, estimator)
+        # Without a named model, take the guide's first pick that fits (Llama-3.1-8B, then Phi-3-mini).
+        if answers.model or not gpus or any(c.fits for c in candidates.values()):
+            break
+    if not answers.model and model is not None:
+        notes.append(f"no model given: assuming the guide's pick {model.name}")
+    v["model_given"] = bool(answers.model)
+    v["model_name"] = answers.model or (model.name if model else DEFAULT_MODELS[0])
+    if model is not None:
+        v["model_family"] = model.family
+        v["model_params_b"] = round(model.params_total / 1e9, 3)
+    for m, c in candidates.items():
+        v[f"{m}_device_gib"] = c.device_gib
+        if gpus:
+            v[f"{m}_fits"] = c.fits
+    if gpus and candidates:
+        pool = [m for m in PEFT_METHODS if m in candidates]
+        if answers.method not in ("auto",) and answers.method in candidates:
+            pool.append(answers.method)
+        v["any_method_fits"] = any(candidates[m].fits for m in pool)
+
+    values = {k: normalise(x) for k, x in v.items() if x is not None}
+    return Facts(values=values, answers=answers, model=model, gpus=gpus, gpu_note=gpu_note, data=data,
+                 candidates=candidates, thresholds=th, notes=notes,
+                 estimator=estimator if model is not None and candidates else None)

@@ -1,0 +1,216 @@
+"""Decision + facts -> TrainingPlan, with a reason for every value (`plan.reasons`).
+
+Values come, in this order, from: the method's sections (LoRA, 4-bit quantisation, Spectrum, DPO);
+the rules' `set` effects (each quoting its rule and guide section); the data (sequence length from
+the measured token lengths); the memory estimate (micro-batch and accumulation that fit the GPU);
+and the hardware (GPU count, bf16). Remaining values keep the TrainingPlan default with a stated
+reason.
+
+Spectrum plans leave `spectrum.unfrozen_parameters` empty with `top_percent` set: `recommend --out`
+fills the list from a scan (`advisor.spectrum`) when the model is a local directory; otherwise
+`tunewise spectrum scan MODEL_DIR` must be run before launching (the plan refuses to load without it,
+rather than silently training every weight).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+from advisor.decision import Decision
+from advisor.facts import Facts
+from advisor.plan import DataSpec, DPOSpec, LoraSpec, QuantSpec, SpectrumSpec, TrainingPlan
+
+PRACTICAL = "Practical Tools and Getting Started"
+PITFALLS = "Avoiding Critical Pitfalls"
+
+# Values no rule sets: why the default is kept.
+DEFAULT_REASONS = {
+    "warmup_ratio": "short warm-up (3% of steps) keeps the first updates of fresh adapter weights small; "
+                    "not specified by the guide",
+    "lr_scheduler": "cosine decay from the starting rate; not specified by the guide",
+    "max_grad_norm": "gradient clipping at 1.0 guards against loss spikes; not specified by the guide",
+    "optimizer": "AdamW, the optimizer the guide's recommended configurations assume",
+    "attn_implementation": "PyTorch SDPA attention works on every GPU; FlashAttention-2 (part of the guide's "
+                           "recommended stack) can be switched on where installed",
+    "liger": "Liger kernels (in the guide's recommended stack) need a GPU and the liger-kernel package; off by default",
+    "save_total_limit": "keep the 3 most recent checkpoints to bound disk use",
+    "logging_steps": "log loss every 5 steps so training and validation curves can be watched "
+                     f"({PITFALLS})",
+    "seed": "fixed seed so the split and the run can be reproduced",
+    "completion_only_loss": "loss only on responses/assistant turns, so the model learns to answer rather than "
+                            "to repeat prompts",
+    "trust_remote_code": "off unless the answers ask for it: model code from the hub is not run by default",
+}
+
+
+def _cast(old, value):
+    """Cast a rule value (thresholds are floats) to the type of the field it replaces."""
+    if isinstance(old, bool) or isinstance(value, bool):
+        return bool(value)
+    if isinstance(old, int) and isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+def _set(plan: TrainingPlan, key: str, value) -> bool:
+    """Set a possibly dotted field; False when the section does not exist for this method."""
+    obj, name = plan, key
+    if "." in key:
+        sec, name = key.split(".", 1)
+        obj = getattr(plan, sec)
+        if obj is None:
+            return False
+    setattr(obj, name, _cast(getattr(obj, name), value))
+    return True
+
+
+def _round_up(n: float, step: int = 64) -> int:
+    return int(math.ceil(n / step) * step)
+
+
+def build_plan(decision: Decision, facts: Facts, *, estimator: Callable | None = None) -> TrainingPlan | None:
+    """The resolved training plan, or None when the approach does not include fine-tuning."""
+    if decision.method is None or decision.stage is None:
+        return None
+    v, th, a = facts.values, facts.thresholds, facts.answers
+    r: dict[str, str] = {}
+    plan = TrainingPlan(model=v.get("model_name") or decision.model or "", method=decision.method,
+                        stage=decision.stage, model_family=v.get("model_family"),
+                        trust_remote_code=bool(a.trust_remote_code))
+    r["model"] = ("named in the answers" if v.get("model_given") else
+                  f"no model given: the guide's recommended initial base model ({PRACTICAL})")
+    r["method"] = _method_reason(decision)
+    r["stage"] = _stage_reason(decision)
+
+    if plan.method in ("lora", "qlora"):
+        plan.lora = LoraSpec(target_modules="all-linear")
+        r["lora.target_modules"] = "adapters on every linear layer of the blocks (attention and MLP)"
+    if plan.method == "qlora":
+        plan.quantization = QuantSpec()
+        r["quantization"] = ("base weights stored in 4-bit (NF4, double quantisation), computation in 16-bit "
+                             "(Essential Parameter-Efficient Fine-Tuning Methods)")
+    if plan.method == "spectrum":
+        plan.spectrum = SpectrumSpec()
+        r["spectrum.unfrozen_parameters"] = ("filled from a signal-to-noise scan of the weights: `recommend --out` "
+                                             "runs it for a local model directory; otherwise run `tunewise "
+                                             "spectrum scan MODEL_DIR` before launching")
+    if "dpo" in plan.stage:
+        plan.dpo = DPOSpec()
+
+    for key, s in decision.settings.items():
+        if _set(plan, key, s["value"]):
+            r[key] = f"{s['reason']} [{s['rule']}; {s['source']}]"
+
+    if plan.lora is not None and "lora.alpha" not in decision.settings:
+        plan.lora.alpha = int(plan.lora.r * th.get("lora_alpha_ratio", 2))
+        r["lora.alpha"] = f"alpha = {th.get('lora_alpha_ratio', 2):g} x rank = {plan.lora.alpha} ({PITFALLS})"
+    if plan.quantization is not None and v.get("gpu_bf16") is False:
+        plan.quantization.compute_dtype = "float16"
+        r["quantization.compute_dtype"] = "the GPU has no bfloat16 support: 16-bit compute in float16"
+    if v.get("gpu_bf16") is False:
+        plan.bf16 = False
+        r["bf16"] = "the GPU has no bfloat16 support (compute capability below 8.0)"
+    else:
+        r.setdefault("bf16", "bfloat16 mixed precision (the 16-bit compute format the guide names for QLoRA)")
+
+    _sequence_length(plan, v, th, r)
+    _data(plan, facts, r)
+    _hardware_and_batch(plan, decision, facts, r, estimator)
+    _schedule(plan, v, r)
+    for key, why in DEFAULT_REASONS.items():
+        r.setdefault(key, why)
+    plan.reasons = dict(sorted(r.items()))
+    return plan
+
+
+def _method_reason(d: Decision) -> str:
+    fired = [t for t in d.trace if t.id in d.fired and "method" in t.then.get("recommend", {})
+             and t.then["recommend"]["method"] == (d.method_by_rules or d.method)]
+    best = max(fired, key=lambda t: t.priority, default=None)
+    base = f"{best.message} [{best.id}; {best.source}]" if best else "chosen by the rules"
+    if d.method_by_rules and d.method != d.method_by_rules:
+        return f"asked for in the answers (the rules would choose {d.method_by_rules}: {base})"
+    return base
+
+
+def _stage_reason(d: Decision) -> str:
+    fired = [t for t in d.trace if t.id in d.fired and t.then.get("recommend", {}).get("stage") == d.stage]
+    best = max(fired, key=lambda t: t.priority, default=None)
+    return f"{best.message} [{best.id}; {best.source}]" if best else "chosen by the rules"
+
+
+def _sequence_length(plan: TrainingPlan, v: dict, th: dict, r: dict) -> None:
+    lo, hi = int(th.get("max_length_min", 512)), int(th.get("max_length_start", 1024))
+    measured = v.get("data_recommended_max_length") or v.get("data_p95_tokens")
+    if measured:
+        plan.max_length = max(lo, min(hi, _round_up(measured)))
+        what = "recommended by the data inspection" if v.get("data_recommended_max_length") else "p95 of the data"
+        r["max_length"] = (f"{int(measured):,} tokens {what}, rounded up to a multiple of 64 and kept within the "
+                           f"guide's starting range {lo:,}-{hi:,} (measurement; {PRACTICAL})")
+    else:
+        r.setdefault("max_length", f"no token measurement: the guide's starting length {hi:,} ({PRACTICAL})")
+
+
+def _data(plan: TrainingPlan, facts: Facts, r: dict) -> None:
+    v = facts.values
+    plan.data = DataSpec(source=facts.answers.dataset, format=v.get("data_format"),
+                         validation_fraction=plan.data.validation_fraction)
+    r["data.source"] = "the dataset named in the answers" if plan.data.source else "no dataset given yet"
+    if v.get("data_format") == "text":
+        plan.completion_only_loss = False
+        r["completion_only_loss"] = "plain-text data has no prompt/response split: loss on every token"
+
+
+def _hardware_and_batch(plan: TrainingPlan, d: Decision, facts: Facts, r: dict, estimator) -> None:
+    v, th = facts.values, facts.thresholds
+    n = int(v.get("gpu_count", 0))
+    plan.n_gpus = max(1, n)
+    cand = d.candidates.get(plan.method)
+    plan.distributed = cand.distributed if cand and n > 1 else None
+    r["n_gpus"] = (f"{n} GPU(s) {'listed in the answers' if facts.gpus and facts.gpus[0].source == 'answers' else 'detected'}"
+                   if n else "no GPU here: planned for one GPU")
+    if plan.distributed:
+        r["distributed"] = ("data parallel: each GPU holds a full copy" if plan.distributed == "ddp" else
+                            "sharded (FSDP): a full copy does not fit one GPU; the guide pairs FSDP with QLoRA "
+                            f"for very large models ({PRACTICAL})")
+    start_b = int(th.get("batch_size_start", 4))
+    target = start_b * int(th.get("grad_accum_start", 4))
+    plan.micro_batch_size, plan.grad_accum = start_b, int(th.get("grad_accum_start", 4))
+    r["micro_batch_size"] = f"the guide's starting batch size {start_b} (range 4-8; {PRACTICAL})"
+    r["grad_accum"] = f"{plan.grad_accum} steps (range 2-4; {PRACTICAL}): effective batch {plan.effective_batch}"
+    if cand:
+        plan.predicted_peak_gib = cand.peak_gib
+        r["predicted_peak_gib"] = f"memory estimate for {plan.method} at batch {start_b} (measurement)"
+    if facts.model is None or not facts.gpus or estimator is None:
+        return
+    usable = v["gpu_usable_gib"]
+    # Smallest micro-batch reduction that fits, keeping the effective batch by accumulating more.
+    for b in (start_b, 2, 1):
+        est = estimator(facts.model, plan.method, plan.n_gpus, plan.distributed, plan.max_length, th, batch=b)
+        if est.device_gib <= usable:
+            plan.micro_batch_size, plan.grad_accum = b, max(1, target // b)
+            plan.predicted_peak_gib = round(est.peak_allocated_gib, 2)
+            if b != start_b:
+                r["micro_batch_size"] = (f"{b}: batch {start_b} would need more than the {usable:g} GiB usable "
+                                         "(measurement: memory estimate)")
+                r["grad_accum"] = (f"{plan.grad_accum}: keeps the effective batch at {plan.effective_batch} "
+                                   f"with micro-batch {b}")
+            r["predicted_peak_gib"] = (f"estimated {est.device_gib:g} GiB in use at peak at batch {b} x "
+                                       f"{plan.max_length:,} tokens = {b * plan.max_length:,} tokens per step "
+                                       "(measurement)")
+            return
+
+
+def _schedule(plan: TrainingPlan, v: dict, r: dict) -> None:
+    n = v.get("sft_examples") if "sft" in plan.stage else v.get("preference_pairs")
+    if n:
+        train = int(n * (1 - plan.data.validation_fraction))
+        steps = max(1, math.ceil(train / (plan.effective_batch)))
+        plan.eval_steps = max(1, min(plan.eval_steps, steps // 2 or 1))
+        plan.save_steps = plan.eval_steps
+        r["eval_steps"] = (f"{train:,} training rows / effective batch {plan.effective_batch} = {steps:,} steps per "
+                           f"epoch; evaluate every {plan.eval_steps} so early stopping can react ({PITFALLS})")
+    else:
+        r["eval_steps"] = f"evaluate every {plan.eval_steps} steps to watch validation loss ({PITFALLS})"
+    r["save_steps"] = "checkpoint at every evaluation so the best one can be kept"
