@@ -83,7 +83,8 @@ class QuestionaryPrompter:
             err = validate(s) if validate else None
             return True if err is None else err
 
-        return self.q.text(message, default=default, validate=check).unsafe_ask()
+        # validate on Enter only: half-typed input is not an error yet
+        return self.q.text(message, default=default, validate=check, validate_while_typing=False).unsafe_ask()
 
 
 def int_validator(lo: int = 0, hi: int = 10**9) -> Validator:
@@ -121,6 +122,14 @@ def model_validator(s: str) -> str | None:
         p = Path(s).expanduser()
         if not (p / "config.json").is_file():
             return f"{p} has no config.json; point at a model directory"
+        return None
+    from advisor.errors import UserError
+    from advisor.models import resolve_model
+
+    try:
+        resolve_model(s)
+    except UserError as e:
+        return f"{e.message}; or give a local directory holding its config.json"
     return None
 
 

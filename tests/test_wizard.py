@@ -160,6 +160,7 @@ def test_trust_remote_code_is_asked_only_for_custom_code(tmp_path):
     (float_validator(0, 4096), "24", "-3", "out of range"),
     (float_validator(0, 4096), "80.5", "big", "not a number"),
     (model_validator, "meta-llama/Llama-3.1-8B", "./nowhere", "has no config.json"),
+    (model_validator, "Qwen/Qwen2.5-7B", "acme/unknown-7b", "not in the offline catalog"),
     (dataset_validator, "", "/no/such/file.jsonl", "no file or folder"),
 ])
 def test_validators_accept_and_reject(check, good, bad, says):

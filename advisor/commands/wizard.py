@@ -75,6 +75,11 @@ def _probe(detect: bool):
 
 
 def _offer_launch(rec, console, prompter, answers_file: str | None) -> int:
+    problems = getattr(rec, "problems", None) or []
+    if problems:
+        console.print("\nNot offering to launch: " + "; ".join(problems), markup=False)
+        console.print("Change the answers (e.g. method: auto) and run the wizard again.", markup=False)
+        return 1
     if rec.plan is None:
         console.print("\nNothing to train: the recommendation does not include fine-tuning.")
         return 0
@@ -103,13 +108,10 @@ def run(args) -> int:
                         "use `tunewise recommend --answers FILE` in scripts and pipes")
     if args.demo and args.answers:
         raise UserError("--demo and --answers both pre-fill the answers", "pass only one of them")
-    from rich.console import Console
-
     from advisor.answers import Answers, load_answers
     from advisor.hardware import detect_gpus
     from advisor.wizard import QuestionaryPrompter, Wizard
 
-    console = Console(highlight=False)
     source = str(demo_answers_path()) if args.demo else args.answers
     prefill = load_answers(source) if source else Answers()
     detect = not args.no_detect
@@ -117,15 +119,19 @@ def run(args) -> int:
     saved = False
     try:
         prompter = QuestionaryPrompter()
-        wiz = Wizard(prefill, prompter, console.print, detection, approach_probe=_probe(detect))
+        # plain print until the report: rich is imported only then, so the first question comes sooner
+        wiz = Wizard(prefill, prompter, print, detection, approach_probe=_probe(detect))
         answers = wiz.run()
         answers_file = None
         if args.save_answers:
             answers_file = str(save_answers(answers, args.save_answers))
             saved = True
-            console.print(f"Answers saved to {answers_file}", markup=False)
+            print(f"Answers saved to {answers_file}")
         elif source and not wiz.asked:
             answers_file = source  # accepted as pre-filled, nothing added
+        from rich.console import Console
+
+        console = Console(highlight=False)
         from advisor.recommend import recommend
         from advisor.report import print_report
 
