@@ -1,0 +1,252 @@
+"""`tunewise launch`: run a run directory's plan as a training process, watch it, step down on OOM.
+
+One GPU: `python -m launcher.train RUN_DIR`. Several: `accelerate launch` with the run's
+accelerate.yaml. `--cpu` (tiny models, tests) and smoke runs of multi-GPU plans use torchrun with the
+gloo backend: the same multi-process code without GPUs. Processes are started from argument lists,
+never shell strings. The job's own output goes to RUN_DIR/train.log.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+from rich.console import Console
+from rich.live import Live
+
+from advisor.errors import CheckFailed, UserError
+from advisor.plan import TrainingPlan
+from launcher import fingerprint, jobfiles, oom
+from launcher.progress import MetricsFollower, ProgressView, is_live
+from launcher.rundir import atomic_write
+from launcher.summary import read_summary, write_summary
+
+EXIT_OOM, EXIT_STOPPED = 75, 130
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+OFFLINE = {"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "HF_HUB_DISABLE_TELEMETRY": "1"}
+
+
+def job_env(allow_network: bool, *, attempt: int = 1, cpu: bool = False) -> dict[str, str]:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([str(PROJECT_ROOT), *filter(None, [env.get("PYTHONPATH")])])
+    env["TUNEWISE_ATTEMPT"] = str(attempt)
+    env.setdefault("TOKENIZERS_PARALLELISM", "false")
+    if allow_network:
+        env["TUNEWISE_ALLOW_NETWORK"] = "1"
+    else:
+        env.update(OFFLINE)
+        env.pop("TUNEWISE_ALLOW_NETWORK", None)
+    if cpu:
+        env["CUDA_VISIBLE_DEVICES"] = ""
+    return env
+
+
+def has_checkpoints(run_dir: Path) -> bool:
+    return any((run_dir / "output").glob("*/checkpoint-*"))
+
+
+def launch(run_dir, *, smoke: bool = False, max_steps: int | None = None, save_steps: int | None = None,
+           console: Console | None = None, allow_network: bool = False, cpu: bool = False) -> int:
+    """Run (or resume) the plan in `run_dir`. Returns the exit code: 0 done, 1 failed / out of memory,
+    2 bad input, 130 stopped (a checkpoint was saved; launch again to resume)."""
+    console = console or Console()
+    run_dir = Path(run_dir).expanduser().resolve()
+    if not (run_dir / "plan.yaml").is_file():
+        raise UserError(f"{run_dir} is not a run directory (no plan.yaml)",
+                        "create one with `tunewise recommend --answers FILE --out RUN_DIR`")
+    plan = TrainingPlan.load(run_dir / "plan.yaml")
+    if smoke:
+        return _smoke(run_dir, plan, max_steps=max_steps, console=console, allow_network=allow_network)
+    if not cpu:
+        _require_gpus(plan)
+    if has_checkpoints(run_dir):
+        fingerprint.check(run_dir, plan)
+    summary = read_summary(run_dir)
+    if summary.get("status") == "completed":
+        console.print(f"[green]{run_dir} already completed[/] ({summary.get('steps')} steps); "
+                      f"result in {summary.get('adapter_dir') or summary.get('model_dir')}")
+        return 0
+    return _run_with_ladder(run_dir, plan, max_steps=max_steps, save_steps=save_steps, console=console,
+                            allow_network=allow_network, cpu=cpu)
+
+
+def _require_gpus(plan: TrainingPlan) -> None:
+    from advisor.hardware import detect_gpus
+
+    det = detect_gpus()
+    if not det.gpus:
+        raise UserError(f"this plan needs {plan.n_gpus} GPU(s) and none was found ({det.reason})",
+                        "run `tunewise launch RUN_DIR --smoke` to check the data, template and pipeline on CPU "
+                        "with a tiny stand-in model, then launch on a GPU machine")
+    if len(det.gpus) < plan.n_gpus:
+        raise UserError(f"this plan needs {plan.n_gpus} GPUs and {len(det.gpus)} were found",
+                        "set n_gpus in plan.yaml to the GPUs you have (then re-check memory with "
+                        "`tunewise estimate`), or use --smoke")
+
+
+def _smoke(run_dir: Path, plan: TrainingPlan, *, max_steps, console: Console, allow_network: bool) -> int:
+    from launcher import smoke
+
+    saved = {k: os.environ.get(k) for k in OFFLINE}
+    if not allow_network:
+        os.environ.update(OFFLINE)  # building the stand-in must not reach the hub either
+    try:
+        smoke_dir, info = smoke.prepare(run_dir, plan, max_steps=max_steps)
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+    console.print(f"[bold]smoke run[/] on CPU in {smoke_dir}: tiny {info['family']} stand-in "
+                  f"({info['params']:,} parameters, config from {info['config_from']}, {info['tokenizer']} "
+                  "tokenizer). Its loss says nothing about the real model; it proves data, template and pipeline.")
+    code = launch(smoke_dir, console=console, allow_network=allow_network, cpu=True)
+    if code == 0:
+        console.print(f"[green]smoke run passed[/]: the plan's pipeline works. Next: `tunewise launch {run_dir}` "
+                      "on a GPU machine.")
+    return code
+
+
+def _run_with_ladder(run_dir: Path, plan: TrainingPlan, *, max_steps, save_steps, console: Console,
+                     allow_network: bool, cpu: bool) -> int:
+    steps: list[str] = list(read_summary(run_dir).get("oom_steps") or [])
+    attempt = 1
+    while True:
+        rc = _run_once(run_dir, plan, attempt=attempt, max_steps=max_steps, save_steps=save_steps,
+                       console=console, allow_network=allow_network, cpu=cpu)
+        if rc != EXIT_OOM:
+            return _finish(run_dir, rc, console)
+        step = oom.next_step(plan)
+        if step is None:
+            msg = oom.exhausted_message(plan, steps)
+            write_summary(run_dir, status="failed", error=msg, oom_steps=steps)
+            _note_in_report(run_dir, f"- attempt {attempt}: out of memory; the ladder is exhausted. Stopped.")
+            raise CheckFailed(msg, "use a GPU with more memory, a smaller model, or a shorter max_length "
+                              "(`tunewise estimate` shows what fits)")
+        steps.append(step.change)
+        console.print(f"[yellow]out of memory in the first steps[/] (attempt {attempt}); stepping down: {step.change}")
+        plan = step.plan
+        atomic_write(run_dir / "plan.yaml", jobfiles.plan_yaml(plan))  # the plan records what actually ran
+        fingerprint.save(run_dir, plan)
+        write_summary(run_dir, oom_steps=steps)
+        _note_in_report(run_dir, f"- attempt {attempt}: out of memory in the first steps; {step.change}")
+        attempt += 1
+
+
+def _note_in_report(run_dir: Path, line: str) -> None:
+    """Append an OOM-ladder line to report.md (a section is added the first time)."""
+    report = run_dir / "report.md"
+    text = report.read_text(encoding="utf-8") if report.exists() else ""
+    if "## Out-of-memory fallback" not in text:
+        text += ("\n\n## Out-of-memory fallback\n\nThe job ran out of GPU memory in its first steps; tunewise "
+                 "stepped down (smaller micro-batch, then checkpointing, then QLoRA) and updated plan.yaml:\n\n")
+    atomic_write(report, text + line + "\n")
+
+
+def _set_parent_death_signal() -> None:  # pragma: no cover - runs in the child before exec
+    """Linux: if the launcher dies (even by kill -9), the job gets SIGTERM and checkpoints."""
+    try:
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
+def _run_once(run_dir: Path, plan: TrainingPlan, *, attempt: int, max_steps, save_steps, console: Console,
+              allow_network: bool, cpu: bool) -> int:
+    extra = [*(["--max-steps", str(max_steps)] if max_steps else []),
+             *(["--save-steps", str(save_steps)] if save_steps else [])]
+    cpu_procs = plan.n_gpus if cpu and plan.n_gpus > 1 else None
+    cmd = jobfiles.train_command(run_dir, plan, extra=extra, cpu_processes=cpu_procs)
+    console.print(f"[dim]$ {' '.join(cmd)}[/]")
+    follower = MetricsFollower(run_dir / "metrics.jsonl")
+    view = ProgressView(f"{plan.model} · {plan.method} · {plan.stage}")
+    log_path = run_dir / "train.log"
+    with open(log_path, "ab") as log:
+        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=str(run_dir),
+                                env=job_env(allow_network, attempt=attempt, cpu=cpu),
+                                start_new_session=True, preexec_fn=_set_parent_death_signal)
+        stopping = []
+
+        def forward(signum, frame):
+            # One signal to the job: it finishes the step, saves a checkpoint and exits.
+            if not stopping:
+                console.print("[yellow]stopping: the job saves a checkpoint first (launch again to resume)[/]")
+            stopping.append(signum)
+            proc.send_signal(signal.SIGTERM if len(stopping) == 1 else signal.SIGKILL)
+
+        old = {s: signal.signal(s, forward) for s in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            if is_live(console):
+                with Live(view, console=console, refresh_per_second=2, transient=False) as live:
+                    while proc.poll() is None:
+                        _feed(follower, view, None)
+                        live.update(view)
+                        time.sleep(0.5)
+                    _feed(follower, view, None)
+            else:
+                while proc.poll() is None:
+                    _feed(follower, view, console)
+                    time.sleep(0.5)
+                _feed(follower, view, console)
+        finally:
+            for s, h in old.items():
+                signal.signal(s, h)
+    rc = proc.wait()
+    if rc not in (0, EXIT_OOM, EXIT_STOPPED):
+        tail = log_path.read_text(encoding="utf-8", errors="replace").splitlines()[-25:]
+        console.print("[red]the training job failed[/]; last lines of train.log:\n" + "\n".join(tail), markup=False)
+    return rc
+
+
+def _feed(follower: MetricsFollower, view: ProgressView, console: Console | None) -> None:
+    for row in follower.poll():
+        view.update(row)
+        if console is not None:
+            console.print(view.line(), markup=False, highlight=False, soft_wrap=True)
+
+
+def _finish(run_dir: Path, rc: int, console: Console) -> int:
+    summary = read_summary(run_dir)
+    if rc == 0:
+        console.print(f"[green]done[/]: {summary.get('steps')} steps, loss {summary.get('loss_first')} -> "
+                      f"{summary.get('loss_last')}, eval loss {summary.get('eval_loss')}; result in "
+                      f"{summary.get('adapter_dir') or summary.get('model_dir')}")
+        if summary.get("peak_gib_measured") is not None:
+            console.print(f"peak GPU memory: measured {summary['peak_gib_measured']} GiB, predicted "
+                          f"{summary.get('peak_gib_predicted')} GiB")
+        return 0
+    if rc == EXIT_STOPPED:
+        console.print(f"[yellow]stopped[/] at step {summary.get('steps')}; run `tunewise launch {run_dir}` to resume")
+        return EXIT_STOPPED
+    if rc == 2:
+        raise UserError(f"the training job rejected its input: {summary.get('error') or 'see train.log'}",
+                        f"see {run_dir / 'train.log'}")
+    raise CheckFailed(f"training failed (exit code {rc}): {summary.get('error') or 'see train.log'}",
+                      f"see {run_dir / 'train.log'}; fix and run `tunewise launch {run_dir}` again")
+
+
+def offer_launch(rec, console: Console, *, out_dir=None) -> int:
+    """The wizard's "Launch now?": write the run directory as `recommend --out` does, then launch it
+    (a CPU smoke run first when this machine has no GPU)."""
+    from advisor.hardware import detect_gpus
+    from launcher.rundir import write_recommendation
+
+    plan = rec.plan
+    if out_dir is None:
+        name = (plan.model.rstrip("/").split("/")[-1] if plan else "recommendation")
+        out_dir = Path("runs") / (f"{name}-{plan.method}" if plan else name)
+    run_dir = write_recommendation(rec, out_dir)
+    console.print(f"wrote {run_dir}")
+    if plan is None:
+        console.print("nothing to launch: the recommendation does not include fine-tuning")
+        return 0
+    if not detect_gpus().gpus:
+        console.print("no GPU on this machine: running the smoke test on CPU instead")
+        return launch(run_dir, smoke=True, console=console)
+    return launch(run_dir, console=console)
+

@@ -1,0 +1,150 @@
+"""The run directory: created once, never overwritten, every file written atomically.
+
+A run directory holds everything one training job needs and produces:
+
+    plan.yaml         the resolved training config (the single source of truth)
+    launch.sh         the exact command that runs it
+    slurm.sbatch      the same job for a Slurm cluster (one or more nodes)
+    accelerate.yaml   only when the plan uses more than one GPU
+    report.md/.json   the recommendation that produced the plan
+    data/             the train/validation split
+    output/           checkpoints per stage; adapter/ or model/ at the end
+    metrics.jsonl     one JSON object per log event, appended while training runs
+    summary.json      status, losses, measured vs predicted peak memory
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tempfile
+from pathlib import Path
+
+from advisor.errors import UserError
+from advisor.plan import TrainingPlan
+from launcher import jobfiles
+
+# Environment variables whose values must never reach a file we write (issue 8: no secrets on disk).
+_SECRET_NAME = re.compile(r"(TOKEN|API_KEY|SECRET|PASSWORD|ACCESS_KEY|PRIVATE_KEY)", re.I)
+
+
+def secret_values() -> list[str]:
+    """Values of secret-looking environment variables (HF_TOKEN, WANDB_API_KEY, ...) worth redacting."""
+    return [v for k, v in os.environ.items() if _SECRET_NAME.search(k) and len(v) >= 8]
+
+
+def redact(text: str) -> str:
+    """Replace any secret environment value found in `text` with a marker."""
+    for value in secret_values():
+        if value in text:
+            text = text.replace(value, "[redacted]")
+    return text
+
+
+def atomic_write(path: str | Path, content: str | bytes, *, mode: int | None = None) -> Path:
+    """Write `content` to `path` via a temporary file and a rename, so a reader (or a crash) never sees
+    half a file. Text is redacted of secrets first. A full disk or unwritable directory is a `UserError`.
+    """
+    path = Path(path)
+    data = redact(content).encode("utf-8") if isinstance(content, str) else content
+    tmp = None
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        if mode is not None:
+            os.chmod(tmp, mode)
+        os.replace(tmp, path)
+        tmp = None
+    except OSError as e:
+        raise UserError(f"could not write {path}: {e.strerror or e}",
+                        "check that the directory is writable and the disk has free space") from None
+    finally:
+        if tmp is not None and os.path.exists(tmp):
+            os.unlink(tmp)
+    return path
+
+
+def new_run_dir(path: str | Path) -> Path:
+    """Create the run directory `path`; if it exists (even empty) leave it alone and create the first
+    free sibling `path-2`, `path-3`, ... instead. Returns the directory created."""
+    base = Path(path).expanduser()
+    try:
+        base.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise UserError(f"cannot create {base.parent}: {e.strerror or e}", "choose a writable location") from None
+    candidate, n = base, 1
+    while True:
+        try:
+            candidate.mkdir()  # exist_ok=False: atomic claim, so two writers never share a directory
+            return candidate
+        except FileExistsError:
+            n += 1
+            candidate = base.with_name(f"{base.name}-{n}")
+        except OSError as e:
+            raise UserError(f"cannot create {candidate}: {e.strerror or e}", "choose a writable location") from None
+
+
+def write_run_files(run_dir: str | Path, plan: TrainingPlan, extra: dict[str, str]) -> None:
+    """Write plan.yaml, launch.sh, slurm.sbatch, accelerate.yaml (several GPUs) and each `extra` file
+    (name -> text, e.g. report.md) into `run_dir`, each atomically."""
+    run_dir = Path(run_dir)
+    plan.validate(str(run_dir / "plan.yaml"))
+    atomic_write(run_dir / "plan.yaml", jobfiles.plan_yaml(plan))
+    atomic_write(run_dir / "launch.sh", jobfiles.launch_sh(plan), mode=0o755)
+    atomic_write(run_dir / "slurm.sbatch", jobfiles.slurm_sbatch(plan), mode=0o755)
+    if plan.n_gpus > 1:
+        atomic_write(run_dir / "accelerate.yaml", jobfiles.accelerate_yaml(plan))
+    for name, text in extra.items():
+        if Path(name).is_absolute() or ".." in Path(name).parts:
+            raise UserError(f"refusing to write {name!r} outside the run directory", "use a plain file name")
+        atomic_write(run_dir / name, text)
+
+
+def write_recommendation(rec, out_dir: str | Path) -> Path:
+    """Write a recommendation into a new run directory (used by `recommend --out` and the wizard).
+
+    `rec` is `advisor.recommend.Recommendation(facts, decision, plan)`. The report is always written;
+    when the recommendation includes fine-tuning, the data split, plan.yaml and launch files too.
+    Returns the run directory actually created (a sibling when `out_dir` already exists).
+    """
+    import json
+
+    from advisor.recommend import recommendation_json
+    from advisor.report import render
+
+    run_dir = new_run_dir(out_dir)
+    plan: TrainingPlan | None = rec.plan
+    if plan is not None and plan.data.source and not plan.data.train:
+        _write_split(plan, run_dir)
+    payload = recommendation_json(rec)
+    extra = {"report.md": render(rec, "markdown"),
+             "report.json": payload if isinstance(payload, str) else json.dumps(payload, indent=2) + "\n"}
+    if plan is None:
+        for name, text in extra.items():
+            atomic_write(run_dir / name, text)
+    else:
+        write_run_files(run_dir, plan, extra)
+    return run_dir
+
+
+def _write_split(plan: TrainingPlan, run_dir: Path) -> None:
+    """Split the user's dataset into run_dir/data and point the plan at the copies (relative paths)."""
+    from advisor.data import write_split
+
+    source = Path(plan.data.source).expanduser().resolve()
+    result = write_split(source, run_dir / "data")
+    plan.data.train = _relative(result.train, run_dir)
+    plan.data.validation = _relative(result.validation, run_dir) if result.validation else None
+    plan.data.format = getattr(result, "format", None) or plan.data.format
+
+
+def _relative(p: str | Path, run_dir: Path) -> str:
+    """A path as the plan stores it: relative to the run directory, so the directory can be moved."""
+    p = Path(p)
+    if not p.is_absolute() and (run_dir / p).exists():
+        return str(p)
+    return os.path.relpath(p.resolve(), run_dir.resolve())

@@ -1,0 +1,349 @@
+"""Train the plan in a run directory with TRL: the script `tunewise launch` runs.
+
+    python -m launcher.train RUN_DIR [--max-steps N] [--save-steps N]
+    accelerate launch --config_file RUN_DIR/accelerate.yaml -m launcher.train RUN_DIR
+
+It reads top to bottom like TRL's own `trl/scripts/sft.py`: plan -> data -> model (+ 4-bit
+quantisation / LoRA / Spectrum freezing) -> trainer -> train -> save -> summary. Everything it does
+is decided by RUN_DIR/plan.yaml; edit that (or this script) freely. Running it again on the same
+directory resumes from the last checkpoint (optimizer, scheduler and RNG state), after checking that
+the plan, data and base model are the ones the checkpoint was made with.
+
+Exit codes: 0 done; 2 bad input (plan, data, missing model); 75 out of memory in the first steps (the
+launcher steps down and retries); 130 stopped by SIGTERM/Ctrl-C after saving a checkpoint; 1 failed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import sys
+from pathlib import Path
+
+from advisor.errors import UserError
+from advisor.plan import TrainingPlan
+from launcher import fingerprint
+from launcher.summary import write_summary
+
+EXIT_FAILED, EXIT_BAD_INPUT, EXIT_OOM, EXIT_STOPPED = 1, 2, 75, 130
+OOM_EARLY_STEPS = 10  # an OOM after this many steps is not a micro-batch problem the ladder can fix
+DONE_MARKER = "tunewise_stage_done.json"
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    ap = argparse.ArgumentParser(prog="python -m launcher.train", description=__doc__.splitlines()[0])
+    ap.add_argument("run_dir", type=Path, help="run directory holding plan.yaml")
+    ap.add_argument("--max-steps", type=int, default=None, help="stop after N optimizer steps (overrides the plan)")
+    ap.add_argument("--save-steps", type=int, default=None, help="checkpoint every N steps (overrides the plan)")
+    return ap.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    run_dir = args.run_dir.resolve()
+    if os.environ.get("TUNEWISE_ALLOW_NETWORK") != "1":
+        # The job never reaches the network unless the user allowed it (`tunewise launch --allow-network`).
+        for var in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "HF_HUB_DISABLE_TELEMETRY"):
+            os.environ[var] = "1"
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    try:
+        plan = TrainingPlan.load(run_dir / "plan.yaml")
+    except UserError as e:
+        print(f"tunewise: error: {e}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+
+    from launcher.callbacks import StopOnSignal
+
+    stop = StopOnSignal()  # installed before the slow imports, so an early Ctrl-C is not lost
+    try:
+        return run_stages(run_dir, plan, args, stop)
+    finally:
+        stop.restore()
+
+
+def run_stages(run_dir: Path, plan: TrainingPlan, args: argparse.Namespace, stop) -> int:
+    stages = ["sft", "dpo"] if plan.stage == "sft+dpo" else [plan.stage]
+    for i, stage in enumerate(stages):
+        if (final_dir(run_dir, plan, stage, last=i == len(stages) - 1) / DONE_MARKER).exists():
+            continue  # finished on an earlier launch
+        try:
+            code = train_stage(run_dir, plan, stage, i, stages, args, stop)
+        except UserError as e:
+            print(f"tunewise: error: {e}", file=sys.stderr)
+            if is_main_process():
+                write_summary(run_dir, status="failed", stage=stage, method=plan.method, error=e.message)
+            return EXIT_BAD_INPUT
+        if code:
+            return code
+    return 0
+
+
+def is_main_process() -> bool:
+    return int(os.environ.get("RANK", "0")) == 0
+
+
+def final_dir(run_dir: Path, plan: TrainingPlan, stage: str, *, last: bool) -> Path:
+    """Where a stage's result goes: adapter/ (LoRA, QLoRA) or model/ for the last stage, else output/STAGE/final."""
+    if not last:
+        return run_dir / "output" / stage / "final"
+    return run_dir / ("adapter" if plan.method in ("lora", "qlora") else "model")
+
+
+def train_stage(run_dir: Path, plan: TrainingPlan, stage: str, index: int, stages: list[str],
+                args: argparse.Namespace, stop) -> int:
+    import torch
+    from transformers import AutoTokenizer, EarlyStoppingCallback
+    from transformers.trainer_utils import get_last_checkpoint
+
+    from launcher.callbacks import FaultInjection, MetricsLog, stage_metrics
+
+    main_proc = is_main_process()
+    cuda = torch.cuda.is_available()
+    out_dir = run_dir / "output" / stage
+    last_ckpt = get_last_checkpoint(str(out_dir)) if out_dir.is_dir() else None
+
+    # 1. Resume only the job the checkpoint belongs to.
+    if last_ckpt:
+        fingerprint.check(run_dir, plan)
+        print(f"[tunewise] resuming {stage} from {last_ckpt}", flush=True)
+    elif index == 0 and main_proc:
+        fingerprint.save(run_dir, plan)
+
+    # 2. Data: JSONL in a TRL-native format (messages / prompt+completion / text / preference).
+    train_ds, eval_ds = load_data(run_dir, plan, stage)
+
+    # 3. Tokenizer and model. A DPO stage after SFT continues from the SFT adapter.
+    tokenizer = AutoTokenizer.from_pretrained(plan.model, trust_remote_code=plan.trust_remote_code)
+    model = load_model(plan, cuda)
+    peft_config = lora_config(plan)
+    if stage == "dpo" and index > 0:
+        model = continue_from(model, plan, final_dir(run_dir, plan, "sft", last=False))
+        peft_config = None
+    if plan.method == "spectrum":
+        n = freeze_for_spectrum(model, plan.spectrum.unfrozen_parameters)
+        print(f"[tunewise] spectrum: {n:,} parameters trainable", flush=True)
+
+    # 4. Trainer.
+    config = trainer_config(plan, stage, out_dir, train_ds, eval_ds, args, cuda)
+    callbacks = [stop, MetricsLog(run_dir / "metrics.jsonl", stage), FaultInjection()]
+    if eval_ds is not None and plan.early_stopping_patience:
+        callbacks.append(EarlyStoppingCallback(early_stopping_patience=plan.early_stopping_patience))
+    if stage == "dpo":
+        from trl import DPOTrainer
+
+        # ref_model=None: with an adapter, TRL uses the model itself with the adapter disabled (or,
+        # continuing from SFT, a frozen copy of the SFT adapter) as the reference.
+        trainer = DPOTrainer(model=model, ref_model=None, args=config, train_dataset=train_ds,
+                             eval_dataset=eval_ds, processing_class=tokenizer, peft_config=peft_config,
+                             callbacks=callbacks)
+    else:
+        from trl import SFTTrainer
+
+        trainer = SFTTrainer(model=model, args=config, train_dataset=train_ds, eval_dataset=eval_ds,
+                             processing_class=tokenizer, peft_config=peft_config, callbacks=callbacks)
+
+    # 5. Train (resuming optimizer, scheduler and RNG state from the checkpoint when there is one).
+    base = dict(stage=stage, method=plan.method, output_dir=str(run_dir / "output"),
+                peak_gib_predicted=plan.predicted_peak_gib, resumed_from=last_ckpt)
+    if main_proc:
+        write_summary(run_dir, status="running", error=None, **base)
+    if cuda:
+        torch.cuda.reset_peak_memory_stats()
+    try:
+        trainer.train(resume_from_checkpoint=last_ckpt)
+    except torch.OutOfMemoryError as e:
+        step = trainer.state.global_step
+        early = step < OOM_EARLY_STEPS and not last_ckpt
+        if main_proc:
+            write_summary(run_dir, status="failed", steps=step, error=f"out of memory at step {step}: {e}",
+                          oom=early, **base)
+        print(f"[tunewise] out of memory at step {step}", file=sys.stderr, flush=True)
+        return EXIT_OOM if early else EXIT_FAILED
+    except Exception as e:
+        if main_proc:
+            write_summary(run_dir, status="failed", steps=trainer.state.global_step,
+                          error=f"{type(e).__name__}: {e}", **base)
+        raise
+
+    # 6. Save and summarise.
+    peak = round(torch.cuda.max_memory_allocated() / 1024**3, 3) if cuda else None
+    result = dict(steps=trainer.state.global_step, peak_gib_measured=peak,
+                  **stage_metrics(run_dir / "metrics.jsonl", stage), **base)
+    if stop.requested:
+        if main_proc:
+            write_summary(run_dir, status="stopped", **result)
+        print(f"[tunewise] stopped at step {trainer.state.global_step}; checkpoint in {out_dir}. "
+              "Run the same launch command again to resume.", flush=True)
+        return EXIT_STOPPED
+    last = index == len(stages) - 1
+    target = final_dir(run_dir, plan, stage, last=last)
+    if getattr(trainer, "is_fsdp_enabled", False):
+        trainer.accelerator.state.fsdp_plugin.set_state_dict_type("FULL_STATE_DICT")
+    trainer.save_model(str(target))
+    if main_proc:
+        tokenizer.save_pretrained(str(target))  # the same chat template at inference as in training
+        (target / DONE_MARKER).write_text(f'{{"stage": "{stage}", "steps": {trainer.state.global_step}}}\n')
+        summary = write_summary(run_dir, status="completed" if last else "running",
+                                adapter_dir=str(target) if plan.method in ("lora", "qlora") else None,
+                                model_dir=str(target), **result)
+        print_result(summary, cuda)
+    return 0
+
+
+def load_data(run_dir: Path, plan: TrainingPlan, stage: str):
+    """Train and validation datasets for a stage; preference rows feed SFT with their chosen answer."""
+    from datasets import load_dataset
+
+    def load(rel: str | None):
+        if not rel:
+            return None
+        path = run_dir / rel
+        if not path.is_file():
+            raise UserError(f"data file {path} does not exist", "regenerate the run with `tunewise recommend --out`")
+        return load_dataset("json", data_files=str(path), split="train")
+
+    train_rel, val_rel = plan.data.train, plan.data.validation
+    if stage == "dpo" and plan.stage == "sft+dpo" and plan.dpo and plan.dpo.dataset:
+        train_rel, val_rel = plan.dpo.dataset, None
+    train, val = load(train_rel), load(val_rel)
+    if train is None:
+        raise UserError("the plan names no training data (data.train)", "run `tunewise recommend --out` with a dataset")
+    preference = "chosen" in train.column_names and "rejected" in train.column_names
+    if stage == "dpo" and not preference:
+        raise UserError(f"DPO needs preference rows (prompt, chosen, rejected); {train_rel} has "
+                        f"{', '.join(train.column_names)}", "point dpo.dataset at a preference file")
+    if stage == "sft" and preference:
+        train, val = (_chosen_as_completion(d) if d is not None else None for d in (train, val))
+    if val is not None and stage == "dpo" and "chosen" not in val.column_names:
+        val = None
+    return train, val
+
+
+def _chosen_as_completion(ds):
+    return ds.map(lambda r: {"prompt": r["prompt"], "completion": r["chosen"]}, remove_columns=ds.column_names)
+
+
+def load_model(plan: TrainingPlan, cuda: bool):
+    """The base model, 4-bit NF4 for QLoRA (double quantisation, bf16 compute)."""
+    import torch
+    from transformers import AutoModelForCausalLM, BitsAndBytesConfig
+
+    kwargs = dict(dtype=torch.bfloat16 if plan.bf16 and cuda else torch.float32,
+                  attn_implementation=plan.attn_implementation, trust_remote_code=plan.trust_remote_code)
+    if plan.method == "qlora":
+        q = plan.quantization
+        fsdp = plan.n_gpus > 1 and plan.distributed in (None, "fsdp")
+        kwargs["quantization_config"] = BitsAndBytesConfig(
+            load_in_4bit=True, bnb_4bit_quant_type=q.quant_type, bnb_4bit_use_double_quant=q.double_quant,
+            bnb_4bit_compute_dtype=getattr(torch, q.compute_dtype),
+            # FSDP shards the 4-bit weights only when they are stored in a float dtype.
+            bnb_4bit_quant_storage=torch.bfloat16 if fsdp else torch.uint8)
+        if not fsdp:
+            kwargs["device_map"] = {"": int(os.environ.get("LOCAL_RANK", "0")) if cuda else "cpu"}
+    try:
+        return AutoModelForCausalLM.from_pretrained(plan.model, **kwargs)
+    except OSError as e:
+        raise UserError(f"base model {plan.model!r} is not available locally ({str(e).splitlines()[0]})",
+                        f"download it where there is network (`hf download {plan.model} --local-dir DIR`) and "
+                        "set `model: DIR` in plan.yaml, or launch with --allow-network") from None
+
+
+def lora_config(plan: TrainingPlan):
+    if plan.method not in ("lora", "qlora"):
+        return None
+    from peft import LoraConfig
+
+    lo = plan.lora
+    return LoraConfig(r=lo.r, lora_alpha=lo.alpha, lora_dropout=lo.dropout, target_modules=lo.target_modules,
+                      task_type="CAUSAL_LM")
+
+
+def continue_from(model, plan: TrainingPlan, sft_dir: Path):
+    """DPO after SFT: load the SFT result (adapter, or the full/Spectrum model) as the starting point."""
+    if plan.method in ("lora", "qlora"):
+        from peft import PeftModel
+
+        return PeftModel.from_pretrained(model, str(sft_dir), is_trainable=True)
+    from transformers import AutoModelForCausalLM
+
+    return AutoModelForCausalLM.from_pretrained(str(sft_dir), dtype=model.dtype)
+
+
+def freeze_for_spectrum(model, patterns: list[str]) -> int:
+    """Freeze everything, then unfreeze parameters whose name matches a pattern (`re.match`, as
+    Spectrum's own YAML is written: `^model.layers.3.mlp.down_proj`). Never a silent full fine-tune."""
+    if not patterns:
+        raise UserError("spectrum plan has no unfrozen_parameters", "run `tunewise spectrum scan MODEL_DIR`")
+    try:
+        compiled = [re.compile(p) for p in patterns]
+    except re.error as e:
+        raise UserError(f"spectrum.unfrozen_parameters: bad pattern ({e})", "fix the regex in plan.yaml") from None
+    n = 0
+    for name, param in model.named_parameters():
+        param.requires_grad = any(c.match(name) for c in compiled)
+        n += param.numel() if param.requires_grad else 0
+    if n == 0:
+        raise UserError(f"no model parameter matches spectrum.unfrozen_parameters ({patterns[0]!r}, ...)",
+                        "re-run `tunewise spectrum scan` on this model")
+    return n
+
+
+def trainer_config(plan: TrainingPlan, stage: str, out_dir: Path, train_ds, eval_ds, args, cuda: bool):
+    """SFTConfig / DPOConfig from the plan. GPU speed switches: bf16, fused AdamW, Liger, packing."""
+    import importlib.util
+
+    save_steps = args.save_steps or plan.save_steps
+    eval_steps = plan.eval_steps
+    early = eval_ds is not None and bool(plan.early_stopping_patience)
+    if early and save_steps % eval_steps:
+        eval_steps = save_steps  # keeping the best checkpoint needs saves on evaluation steps
+    optim = plan.optimizer
+    if cuda and optim == "adamw_torch":
+        optim = "adamw_torch_fused"
+    liger = plan.liger and cuda and importlib.util.find_spec("liger_kernel") is not None
+    if plan.liger and not liger:
+        print("[tunewise] liger: not used (needs a GPU and the liger-kernel package)", flush=True)
+    common = dict(
+        output_dir=str(out_dir), per_device_train_batch_size=plan.micro_batch_size,
+        per_device_eval_batch_size=plan.micro_batch_size, gradient_accumulation_steps=plan.grad_accum,
+        max_steps=args.max_steps or plan.max_steps or -1, warmup_steps=plan.warmup_ratio,
+        lr_scheduler_type=plan.lr_scheduler, weight_decay=plan.weight_decay, max_grad_norm=plan.max_grad_norm,
+        logging_steps=plan.logging_steps, save_strategy="steps", save_steps=save_steps,
+        save_total_limit=plan.save_total_limit, eval_strategy="steps" if eval_ds is not None else "no",
+        eval_steps=eval_steps, load_best_model_at_end=early, metric_for_best_model="eval_loss" if early else None,
+        greater_is_better=False if early else None, bf16=plan.bf16 and cuda, use_cpu=not cuda,
+        gradient_checkpointing=plan.gradient_checkpointing,
+        gradient_checkpointing_kwargs={"use_reentrant": False}, optim=optim, use_liger_kernel=liger,
+        report_to=["tensorboard"], seed=plan.seed, max_length=plan.max_length, disable_tqdm=True,
+        logging_first_step=True, save_only_model=False,
+    )
+    if stage == "dpo":
+        from trl import DPOConfig
+
+        d = plan.dpo
+        return DPOConfig(beta=d.beta if d else 0.1, learning_rate=d.learning_rate if d else 5e-6,
+                         num_train_epochs=d.epochs if d else 1.0, **common)
+    from trl import SFTConfig
+
+    conversational = "messages" in train_ds.column_names
+    prompt_completion = "completion" in train_ds.column_names
+    return SFTConfig(
+        learning_rate=plan.learning_rate, num_train_epochs=plan.epochs, packing=plan.packing,
+        # Loss on what the model should produce, not on the prompt ("Data Preparation Best Practices").
+        assistant_only_loss=plan.completion_only_loss and conversational,
+        completion_only_loss=plan.completion_only_loss if prompt_completion else None,
+        include_num_input_tokens_seen="non_padding", **common)
+
+
+def print_result(summary: dict, cuda: bool) -> None:
+    loss = f"loss {summary.get('loss_first')} -> {summary.get('loss_last')}"
+    print(f"[tunewise] {summary['stage']} done: {summary.get('steps')} steps, {loss}, "
+          f"eval_loss {summary.get('eval_loss')}", flush=True)
+    if cuda:  # the estimator's feedback, shown after every GPU run
+        print(f"[tunewise] peak GPU memory: measured {summary.get('peak_gib_measured')} GiB, "
+              f"predicted {summary.get('peak_gib_predicted')} GiB", flush=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
