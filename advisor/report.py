@@ -79,9 +79,37 @@ def _rule_index(rec) -> dict:
     return {r.id: r for r in rec.decision.trace}
 
 
-def _is_decisive(rule) -> bool:
-    text = repr(rule.then).lower()
-    return any(k in text for k in _DECISIVE)
+def _decides(rule) -> list[str]:
+    """Which of approach / method / stage a rule recommends or excludes (empty for advice and settings)."""
+    then = rule.then if isinstance(rule.then, dict) else {}
+    dims = set()
+    for verb in ("recommend", "exclude", "prefer"):
+        eff = then.get(verb)
+        if isinstance(eff, dict):
+            dims |= set(eff) & set(_DECISIVE)
+    return [d for d in _DECISIVE if d in dims]
+
+
+def _kind(rule) -> str:
+    """decides | sets | warns | advises: where in the report a fired rule is explained."""
+    then = rule.then if isinstance(rule.then, dict) else {}
+    if _decides(rule):
+        return "decides"
+    if then.get("warn"):
+        return "warns"
+    if "set" in then:
+        return "sets"
+    if "eval" in then:
+        return "evaluates"
+    return "advises"
+
+
+def _applied(rec) -> list:
+    return [r for r in rec.decision.trace if r.status == "fired" and getattr(r, "applied", True)]
+
+
+def _rule_line(r) -> str:
+    return f"`{r.id}` — {r.message or r.title}{_cite(r)}"
 
 
 def _cite(rule) -> str:
@@ -136,15 +164,19 @@ def _gpu_line(rec) -> str:
 
 def _why(rec) -> Section:
     fired = [r for r in rec.decision.trace if r.status == "fired"]
-    applied = [r for r in fired if getattr(r, "applied", True)]
-    decisive = [r for r in applied if _is_decisive(r)]
-    other = [r for r in applied if not _is_decisive(r)]
-    lines = [f"`{r.id}` — {r.message or r.title}{_cite(r)}" for r in decisive + other]
+    applied = _applied(rec)
+    lines = []
+    for dim in _DECISIVE:  # approach first, then method, then stage
+        lines += [f"**{dim.capitalize()}**: {_rule_line(r)}" for r in applied if _decides(r)[:1] == [dim]]
     if not lines:
-        lines = ["No rule fired."]
+        lines = ["No rule decided the approach."]
     n_skip = sum(r.status == "skipped" for r in rec.decision.trace)
     after = [f"{len(fired)} of {len(rec.decision.trace)} rules fired"
              + (f"; {n_skip} skipped for a missing fact (see `--format json` for the full trace)." if n_skip else ".")]
+    sets = [r.id for r in applied if _kind(r) == "sets"]
+    if sets:
+        after.append("Rules that set plan values (" + ", ".join(f"`{i}`" for i in sets)
+                     + ") are quoted in the training plan; warnings and advice follow below.")
     idle = [r.id for r in fired if not getattr(r, "applied", True)]
     if idle:
         after.append("Fired without effect here (they concern training, which is not recommended): "
@@ -221,6 +253,14 @@ def _examples(rec) -> int | None:
     return getattr(_answers(rec), "examples", None)
 
 
+def _evaluation(rec) -> Section:
+    rules = [r for r in _applied(rec) if _kind(r) == "evaluates"]
+    after = ["Chosen by " + ", ".join(f"`{r.id}`" for r in rules)
+             + f" _({rules[0].source})_: one or two task metrics plus two or three system metrics, five at most."
+             ] if rules else []
+    return Section("evaluation", "Evaluation plan", list(rec.decision.eval_plan) or ["(none)"], after=after)
+
+
 def _checklist(rec) -> Section:
     items = []
     for it in rec.decision.checklist:
@@ -234,13 +274,28 @@ def _checklist(rec) -> Section:
                           "filled in from your answers."] if items else [])
 
 
+def _from_rules(rec, kinds: tuple[str, ...], extra: list[str]) -> list[str]:
+    """Fired rules of these kinds (with id and source), then any other message not already said."""
+    rules = [r for r in _applied(rec) if _kind(r) in kinds]
+    said = {r.message for r in _applied(rec)}
+    lines = [_rule_line(r) for r in rules]
+    for text in extra:
+        if text not in said and text not in lines:
+            lines.append(text)
+    return lines
+
+
 def _warnings(rec) -> Section:
-    seen: list[str] = []
     data = _facts(rec, "data")
-    for w in list(rec.decision.warnings) + list(getattr(data, "warnings", None) or []):
-        if w not in seen:
-            seen.append(w)
-    return Section("warnings", "Warnings", seen or ["None."])
+    extra = list(rec.decision.warnings) + list(getattr(data, "warnings", None) or [])
+    return Section("warnings", "Warnings", _from_rules(rec, ("warns",), extra) or ["None."])
+
+
+def _suggestions(rec) -> Section | None:
+    extra = list(rec.decision.suggestions) + list(getattr(rec.decision, "notes", None) or []) \
+        + list(_facts(rec, "notes", None) or [])
+    lines = _from_rules(rec, ("advises",), extra)
+    return Section("suggestions", "Suggestions and notes", lines) if lines else None
 
 
 def _sources(rec) -> Section:
@@ -257,12 +312,11 @@ def _sources(rec) -> Section:
 def build_sections(rec) -> list[Section]:
     """The report as data, in reading order."""
     sections = [_headline(rec), _why(rec), _ruled_out(rec), _would_change(rec), _memory(rec), _plan(rec)]
-    sections.append(Section("evaluation", "Evaluation plan", list(rec.decision.eval_plan) or ["(none)"]))
+    sections.append(_evaluation(rec))
     sections.append(_checklist(rec))
-    notes = list(rec.decision.suggestions) + list(getattr(rec.decision, "notes", None) or []) \
-        + list(_facts(rec, "notes", None) or [])
-    if notes:
-        sections.append(Section("suggestions", "Suggestions and notes", list(dict.fromkeys(notes))))
+    sugg = _suggestions(rec)
+    if sugg:
+        sections.append(sugg)
     sections += [_warnings(rec), _sources(rec)]
     return sections
 

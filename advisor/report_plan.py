@@ -36,8 +36,12 @@ class _Reasons:
         self.used: set[str] = set()
 
     def __call__(self, *keys: str) -> str:
+        """Reasons for these keys; "section.*" takes every key of that section."""
         seen: list[str] = []
+        expanded = []
         for k in keys:
+            expanded += sorted(x for x in self.plan.reasons if x.startswith(k[:-1])) if k.endswith(".*") else [k]
+        for k in expanded:
             r = self.plan.reasons.get(k)
             self.used.add(k)
             if r and r not in seen:
@@ -130,10 +134,12 @@ def plan_rows(plan: TrainingPlan, data=None, examples: int | None = None) -> tup
         ["Method", p.method, why("method")],
         ["Stage", p.stage, why("stage")],
     ]
-    if p.data.source or p.data.format:
-        src = f"`{_path(p.data.source)}` " if p.data.source else ""
-        rows.append(["Data", src + (f"({p.data.format})" if p.data.format else ""),
-                     why("data", "data.source", "data.format", "data.validation_fraction", "split", "validation")])
+    # the data row is always shown: "no dataset yet" is worth saying
+    src = f"`{_path(p.data.source)}`" if p.data.source else "no dataset yet"
+    share = getattr(p.data, "validation_fraction", 0.2)
+    split = "; validation from its own file" if p.data.validation else f"; {1 - share:.0%}/{share:.0%} split"
+    rows.append(["Data", src + (f" ({p.data.format})" if p.data.format else "") + split,
+                 why("data", "data.*", "split", "validation")])
     rows.append(["Max sequence length", _n(p.max_length), why("max_length")])
     rows.append(["Micro-batch size", _n(p.micro_batch_size), why("micro_batch_size", "batch_size")])
     rows.append(["Gradient accumulation", _n(p.grad_accum), why("grad_accum")])
@@ -147,22 +153,22 @@ def plan_rows(plan: TrainingPlan, data=None, examples: int | None = None) -> tup
         alpha_note = f" ({lo.alpha // lo.r} × {lo.r})" if lo.r and lo.alpha % lo.r == 0 else ""
         targets = lo.target_modules if isinstance(lo.target_modules, str) else ", ".join(lo.target_modules)
         rows.append(["LoRA rank / alpha", f"{lo.r} / {lo.alpha}{alpha_note}",
-                     why("lora", "lora.r", "lora.alpha", "rank", "alpha")])
-        rows.append(["LoRA dropout", _n(lo.dropout), why("lora.dropout", "dropout")])
-        rows.append(["LoRA targets", targets, why("lora.target_modules", "target_modules")])
+                     why("lora", "lora.r", "lora.alpha")])
+        rows.append(["LoRA dropout", _n(lo.dropout), why("lora.dropout")])
+        rows.append(["LoRA targets", targets, why("lora.target_modules", "lora.*")])
     if p.quantization:
         q = p.quantization
         rows.append(["Quantization", f"4-bit {q.quant_type}" + (", double quantization" if q.double_quant else "")
-                     + f", {q.compute_dtype} compute", why("quantization", "quantization.compute_dtype")])
+                     + f", {q.compute_dtype} compute", why("quantization", "quantization.*")])
     if p.spectrum:
         s = p.spectrum
         n = len(s.unfrozen_parameters)
         value = f"top {_n(s.top_percent)}% of layers by SNR" + (f"; {n} patterns unfrozen" if n else
                                                                  "; scan not run yet")
-        rows.append(["Spectrum", value, why("spectrum", "spectrum.top_percent", "spectrum.unfrozen_parameters")])
+        rows.append(["Spectrum", value, why("spectrum", "spectrum.*")])
     if p.dpo:
         rows.append(["DPO", f"beta {_n(p.dpo.beta)}, learning rate {_n(p.dpo.learning_rate)}, "
-                     f"{_n(p.dpo.epochs)} epoch(s)", why("dpo", "dpo.beta")])
+                     f"{_n(p.dpo.epochs)} epoch(s)", why("dpo", "dpo.*")])
     rows.append(["Gradient checkpointing", _n(p.gradient_checkpointing), why("gradient_checkpointing")])
     rows.append(["Packing", _n(p.packing), why("packing")])
     rows.append(["Loss on completions only", _n(p.completion_only_loss), why("completion_only_loss")])
@@ -182,7 +188,7 @@ def plan_rows(plan: TrainingPlan, data=None, examples: int | None = None) -> tup
         rows.append(["GPUs", f"{p.n_gpus}" + (f" ({p.distributed})" if p.distributed else ""),
                      why("n_gpus", "distributed")])
     if p.predicted_peak_gib is not None:
-        rows.append(["Predicted peak memory", f"{p.predicted_peak_gib:,.1f} GiB per GPU",
+        rows.append(["Predicted peak memory", f"{p.predicted_peak_gib:,.1f} GiB allocated per GPU",
                      why("predicted_peak_gib")])
     rows.append(["Logging / seed", f"every {p.logging_steps} steps; seed {p.seed}", why("logging_steps", "seed")])
     why("trust_remote_code")  # stated below the table

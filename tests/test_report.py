@@ -45,6 +45,10 @@ def make_rec(*, approach="fine-tune", gpus_gib=(24.0,), method="qlora", trc=Fals
                    source="Practical Tools and Getting Started", then={"set": {"learning_rate": 2e-4}}),
         RuleResult("lora-fits", "LoRA must fit", "fired", message="LoRA needs 25.3 GiB; the GPU has 24 GiB",
                    source="measurement", then={"exclude": {"method": "lora"}}),
+        RuleResult("no-prompting-yet", "Try prompting", "fired", message="You have not tried prompting yet.",
+                   source="When to Fine-Tune Versus Alternative Approaches", then={"warn": True}),
+        RuleResult("method-for-rag", "LoRA default", "fired", message="LoRA by default", applied=False,
+                   source=GUIDE, then={"recommend": {"method": "lora"}}),
         RuleResult("citations-rag", "Citations need RAG", "not_fired", source="When to Fine-Tune Versus Alternative Approaches"),
         RuleResult("dpo-pairs", "Preference pairs", "skipped", missing=["preference_pairs"]),
     ]
@@ -97,12 +101,26 @@ def test_markdown_has_every_part_in_order():
     # fired rules with their messages and sources; the skipped one only counted
     assert "`lora-fits` — LoRA needs 25.3 GiB; the GPU has 24 GiB _(measurement)_" in md
     assert "citations-rag" not in md.split("## Sources")[0]
-    assert "4 of 6 rules fired; 1 skipped" in md
+    assert "6 of 8 rules fired; 1 skipped" in md
     assert "**LoRA**: `lora-fits` — LoRA needs 25.3 GiB" in md
     assert "With a GPU of 32 GiB or more, LoRA would fit." in md
     assert "- [x] Define a clear task — you said so" in md and "- [ ] Prepare ~1,000 examples" in md
     assert f"**{GUIDE}** — `qlora-tight-memory`" in md
     assert "**trust_remote_code:** off" in md
+
+
+def test_each_fired_rule_is_explained_where_it_acts():
+    md = render(make_rec(), "markdown")
+    why = md.split("## Why")[1].split("## Ruled out")[0]
+    assert "- **Approach**: `enough-examples` — 2,500 examples" in why
+    assert "- **Method**: `qlora-tight-memory`" in why and "- **Method**: `lora-fits`" in why
+    # plan-setting rules are named, their reasons quoted in the plan; warnings under Warnings with id
+    assert "`lr-default`" in why and "2e-4 for adapters" not in why
+    warnings = md.split("## Warnings")[1].split("## Sources")[0]
+    assert "- `no-prompting-yet` — You have not tried prompting yet. _(When to Fine-Tune" in warnings
+    assert warnings.count("You have not tried prompting yet.") == 1  # the engine's copy is not repeated
+    # a rule that fired without effect is listed as such, not as a reason
+    assert "- **Method**: `method-for-rag`" not in why and "without effect here" in why
 
 
 def test_memory_table_spare_and_short_are_computed():
@@ -185,8 +203,8 @@ def test_json_is_the_contract_plus_the_trace(monkeypatch):
     monkeypatch.setitem(sys.modules, "advisor.recommend", fake)
     out = json.loads(render(make_rec(), "json"))
     assert out["approach"] == "fine-tune"
-    assert [t["status"] for t in out["trace"]] == ["fired", "fired", "fired", "fired", "not_fired", "skipped"]
-    assert out["trace"][5]["missing"] == ["preference_pairs"]
+    assert [t["status"] for t in out["trace"]][-2:] == ["not_fired", "skipped"]
+    assert out["trace"][-1]["missing"] == ["preference_pairs"]
     assert out["trust_remote_code"] is False
 
 
