@@ -39,6 +39,10 @@ class Candidate:
     fits: bool
     excluded_by: list[str] = field(default_factory=list)  # rule ids
     distributed: str | None = None  # None (one GPU) | ddp | fsdp: the layout the estimate assumed
+    micro_batch: int | None = None  # the configuration the figures are for (largest that fits)
+    grad_accum: int | None = None
+    seq_len: int | None = None
+    note: str = ""  # the memory search's one-line summary
 
 
 @dataclass

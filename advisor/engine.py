@@ -17,10 +17,11 @@ Pure: no I/O, no prompts, no torch. Deterministic and independent of rule order:
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 from typing import Any
 
 from advisor.checklist import build_checklist
-from advisor.decision import Candidate, Decision, RuleResult
+from advisor.decision import Decision, RuleResult
 from advisor.facts import Facts
 from advisor.rules import OPTIONS, Rule
 
@@ -156,8 +157,7 @@ def evaluate(rules: list[Rule], facts: Facts | dict, thresholds: dict[str, float
         dec.warnings.append(_override_line(method, method_by_rules, candidates))
     dec.settings = _settings(applied, th)
     dec.eval_plan = _eval_plan(applied, th)
-    dec.candidates = {m: Candidate(c.method, c.peak_gib, c.device_gib, c.fits, sorted(ex_method.get(m, [])),
-                                   c.distributed) for m, c in candidates.items()}
+    dec.candidates = {m: replace(c, excluded_by=sorted(ex_method.get(m, []))) for m, c in candidates.items()}
     dec.checklist = build_checklist(values, dec, th)
     if explain:
         dec.would_change = would_change(rules, values, th, dec, candidates)

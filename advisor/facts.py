@@ -51,7 +51,7 @@ FACT_DOCS: dict[str, str] = {
     "gpu_bf16": "every GPU supports bfloat16",
     "zero_latency": "adapters must merge into the weights (no inference overhead)",
     "method_requested": "the method the user asked for: auto, lora, qlora, spectrum or full",
-    "lora_fits": "LoRA's estimated peak memory fits the GPU",
+    "lora_fits": "LoRA fits the GPU at some micro-batch (1-8) and sequence length (512-1,024) by the estimate",
     "qlora_fits": "QLoRA's estimated peak memory fits the GPU",
     "spectrum_fits": "Spectrum's estimated peak memory fits the GPU",
     "full_fits": "full fine-tuning's estimated peak memory fits the GPU (estimated only when asked for)",
@@ -95,7 +95,6 @@ class Facts:
     candidates: dict[str, Candidate] = field(default_factory=dict)
     thresholds: dict[str, float] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)  # e.g. "model not given: assumed Llama-3.1-8B"
-    estimator: Callable | None = field(default=None, repr=False)  # memory estimator, reused by the plan
 
 
 def normalise(value: Any) -> Any:
@@ -123,16 +122,50 @@ def _inspect_default(path: str, tokenizer: str | None = None):
     return inspect_dataset(path, tokenizer=tokenizer)
 
 
-def estimate_memory(model, method: str, n_gpus: int, distributed: str | None, seq_len: int,
-                    thresholds: dict[str, float], batch: int | None = None):
-    """Peak memory of one training step (`advisor.memory.estimate`) at the guide's starting values."""
-    from advisor.memory import MemoryConfig, estimate
+@dataclass(frozen=True)
+class Fit:
+    """A method's memory at the configuration planned for it (see `fit_memory`)."""
 
-    cfg = MemoryConfig(method=method, rank=int(thresholds["lora_rank"]), seq_len=seq_len,
-                       batch_size=batch or int(thresholds["batch_size_start"]), n_gpus=n_gpus,
-                       distributed=distributed,
-                       spectrum_fraction=thresholds["spectrum_top_percent"] / 100)
-    return estimate(model, cfg)
+    micro_batch: int
+    grad_accum: int
+    seq_len: int
+    peak_gib: float
+    device_gib: float
+    fits: bool
+    note: str = ""
+
+
+def fit_memory(model, method: str, n_gpus: int, distributed: str | None, seq_len: int,
+               gpu_gib: float | None, th: dict[str, float]) -> Fit:
+    """Memory of one training step for `method` (`advisor.memory`).
+
+    With a GPU: the longest sequence (within the guide's 512-1,024 start, capped by `seq_len`) and
+    largest micro-batch (up to 8) that fit, accumulation keeping the effective batch; when nothing
+    fits, the smallest configuration's figure (so "a GPU of X GiB would do" is the minimum).
+    Without a GPU: the guide's starting configuration.
+    """
+    from advisor.memory import MemoryConfig, estimate, fit_search
+
+    start_b, accum = int(th["batch_size_start"]), int(th["grad_accum_start"])
+    cfg = MemoryConfig(method=method, rank=int(th["lora_rank"]), seq_len=seq_len, batch_size=start_b,
+                       n_gpus=n_gpus, distributed=distributed, spectrum_fraction=th["spectrum_top_percent"] / 100)
+    if gpu_gib is None:
+        e = estimate(model, cfg)
+        return Fit(start_b, accum, seq_len, e.peak_allocated_gib, e.device_gib, False, "no GPU to fit against")
+    lo = int(th["max_length_min"])
+    r = fit_search(model, cfg, gpu_gib, margin=th["fit_margin"], target_effective_batch=start_b * accum,
+                   seq_lens=tuple(x for x in (lo, seq_len) if x <= seq_len) or (seq_len,))
+    return Fit(r.micro_batch, r.grad_accum, r.seq_len, r.peak_gib, r.device_gib, r.fits, r.note)
+
+
+def start_max_length(v: dict[str, Any], th: dict[str, float]) -> int:
+    """The starting sequence length: the data's measured length (inspector's recommendation, else
+    p95) rounded up to a multiple of 64, kept within the guide's 512-1,024; 1,024 without data."""
+    lo, hi = int(th.get("max_length_min", 512)), int(th.get("max_length_start", 1024))
+    measured = v.get("data_recommended_max_length") or v.get("data_p95_tokens")
+    if not measured:
+        return hi
+    return max(lo, min(hi, -(-int(measured) // 64) * 64))
 
 
 def _local_tokenizer(model: str | None) -> str | None:
@@ -189,30 +222,26 @@ def _data_facts(report) -> dict[str, Any]:
 
 
 def _candidates(model, gpus: list[GPU], answers: Answers, seq_len: int, th: dict[str, float],
-                estimator: Callable) -> dict[str, Candidate]:
-    """Peak memory per method, per GPU; multi-GPU tries replicated (DDP) first, then sharded (FSDP)."""
+                fitter: Callable) -> dict[str, Candidate]:
+    """Memory per method, per GPU; several GPUs try replicated (DDP) first, then sharded (FSDP)."""
     methods = list(PEFT_METHODS) + (["full"] if answers.method == "full" else [])
     n = max(1, len(gpus))
-    usable = min(g.memory_gib for g in gpus) * (1 - th["fit_margin"]) if gpus else 0.0
+    gpu_gib = min(g.memory_gib for g in gpus) if gpus else None
     out = {}
     for m in methods:
-        modes = [None] if n == 1 else ["ddp", "fsdp"]
-        for mode in modes:
-            try:
-                est = estimator(model, m, n, mode, seq_len, th)
-            except NotImplementedError:
-                return {}
-            fits = bool(gpus) and est.device_gib <= usable
-            cand = Candidate(method=m, peak_gib=round(est.peak_allocated_gib, 2),
-                             device_gib=round(est.device_gib, 2), fits=fits, distributed=mode)
-            if fits:
+        for mode in ([None] if n == 1 else ["ddp", "fsdp"]):
+            fit = fitter(model, m, n, mode, seq_len, gpu_gib, th)
+            cand = Candidate(method=m, peak_gib=round(fit.peak_gib, 2), device_gib=round(fit.device_gib, 2),
+                             fits=bool(gpus) and fit.fits, distributed=mode, micro_batch=fit.micro_batch,
+                             grad_accum=fit.grad_accum, seq_len=fit.seq_len, note=fit.note)
+            if cand.fits:
                 break
         out[m] = cand
     return out
 
 
 def build_facts(answers: Answers, *, detect_gpus: bool = True, model_resolver: Callable | None = None,
-                data_inspector: Callable | None = None, estimator: Callable | None = None,
+                data_inspector: Callable | None = None, fitter: Callable | None = None,
                 thresholds: dict[str, float] | None = None) -> Facts:
     """Collect every fact the rules read. The callables are injectable for tests.
 
@@ -224,7 +253,7 @@ def build_facts(answers: Answers, *, detect_gpus: bool = True, model_resolver: C
     th = thresholds if thresholds is not None else {k: v.value for k, v in load_thresholds().items()}
     resolver = model_resolver or _resolve_model_default
     inspector = data_inspector or _inspect_default
-    estimator = estimator or estimate_memory
+    fitter = fitter or fit_memory
     notes: list[str] = []
 
     v: dict[str, Any] = {
@@ -260,10 +289,7 @@ def build_facts(answers: Answers, *, detect_gpus: bool = True, model_resolver: C
         v["gpu_bf16"] = all(g.bf16 for g in gpus)
         v["gpu_usable_gib"] = round(v["gpu_memory_gib"] * (1 - th["fit_margin"]), 2)
 
-    seq_len = int(th["max_length_start"])
-    p95 = v.get("data_p95_tokens")
-    if p95:
-        seq_len = int(min(max(p95, th["max_length_min"]), th["max_length_start"]))
+    seq_len = start_max_length(v, th)
 
     model, candidates = None, {}
     specs = [answers.model] if answers.model else list(DEFAULT_MODELS)
@@ -274,7 +300,7 @@ def build_facts(answers: Answers, *, detect_gpus: bool = True, model_resolver: C
             model = None
             notes.append("model facts unavailable: size-based rules and memory estimates skipped")
             break
-        candidates = _candidates(model, gpus, answers, seq_len, th, estimator)
+        candidates = _candidates(model, gpus, answers, seq_len, th, fitter)
         # Without a named model, take the guide's first pick that fits (Llama-3.1-8B, then Phi-3-mini).
         if answers.model or not gpus or any(c.fits for c in candidates.values()):
             break
@@ -297,5 +323,4 @@ def build_facts(answers: Answers, *, detect_gpus: bool = True, model_resolver: C
 
     values = {k: normalise(x) for k, x in v.items() if x is not None}
     return Facts(values=values, answers=answers, model=model, gpus=gpus, gpu_note=gpu_note, data=data,
-                 candidates=candidates, thresholds=th, notes=notes,
-                 estimator=estimator if model is not None and candidates else None)
+                 candidates=candidates, thresholds=th, notes=notes)

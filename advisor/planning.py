@@ -15,10 +15,9 @@ rather than silently training every weight).
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 
 from advisor.decision import Decision
-from advisor.facts import Facts
+from advisor.facts import Facts, start_max_length
 from advisor.plan import DataSpec, DPOSpec, LoraSpec, QuantSpec, SpectrumSpec, TrainingPlan
 
 PRACTICAL = "Practical Tools and Getting Started"
@@ -65,11 +64,7 @@ def _set(plan: TrainingPlan, key: str, value) -> bool:
     return True
 
 
-def _round_up(n: float, step: int = 64) -> int:
-    return int(math.ceil(n / step) * step)
-
-
-def build_plan(decision: Decision, facts: Facts, *, estimator: Callable | None = None) -> TrainingPlan | None:
+def build_plan(decision: Decision, facts: Facts) -> TrainingPlan | None:
     """The resolved training plan, or None when the approach does not include fine-tuning."""
     if decision.method is None or decision.stage is None:
         return None
@@ -116,7 +111,7 @@ def build_plan(decision: Decision, facts: Facts, *, estimator: Callable | None =
 
     _sequence_length(plan, v, th, r)
     _data(plan, facts, r)
-    _hardware_and_batch(plan, decision, facts, r, estimator)
+    _hardware_and_batch(plan, decision, facts, r)
     _schedule(plan, v, r)
     for key, why in DEFAULT_REASONS.items():
         r.setdefault(key, why)
@@ -144,7 +139,7 @@ def _sequence_length(plan: TrainingPlan, v: dict, th: dict, r: dict) -> None:
     lo, hi = int(th.get("max_length_min", 512)), int(th.get("max_length_start", 1024))
     measured = v.get("data_recommended_max_length") or v.get("data_p95_tokens")
     if measured:
-        plan.max_length = max(lo, min(hi, _round_up(measured)))
+        plan.max_length = start_max_length(v, th)
         what = "recommended by the data inspection" if v.get("data_recommended_max_length") else "p95 of the data"
         r["max_length"] = (f"{int(measured):,} tokens {what}, rounded up to a multiple of 64 and kept within the "
                            f"guide's starting range {lo:,}-{hi:,} (measurement; {PRACTICAL})")
@@ -162,44 +157,47 @@ def _data(plan: TrainingPlan, facts: Facts, r: dict) -> None:
         r["completion_only_loss"] = "plain-text data has no prompt/response split: loss on every token"
 
 
-def _hardware_and_batch(plan: TrainingPlan, d: Decision, facts: Facts, r: dict, estimator) -> None:
+def _hardware_and_batch(plan: TrainingPlan, d: Decision, facts: Facts, r: dict) -> None:
     v, th = facts.values, facts.thresholds
     n = int(v.get("gpu_count", 0))
     plan.n_gpus = max(1, n)
     cand = d.candidates.get(plan.method)
     plan.distributed = cand.distributed if cand and n > 1 else None
-    r["n_gpus"] = (f"{n} GPU(s) {'listed in the answers' if facts.gpus and facts.gpus[0].source == 'answers' else 'detected'}"
-                   if n else "no GPU here: planned for one GPU")
+    given = facts.gpus and facts.gpus[0].source == "answers"
+    r["n_gpus"] = f"{n} GPU(s) {'listed in the answers' if given else 'detected'}" if n else \
+        "no GPU here: planned for one GPU"
     if plan.distributed:
         r["distributed"] = ("data parallel: each GPU holds a full copy" if plan.distributed == "ddp" else
                             "sharded (FSDP): a full copy does not fit one GPU; the guide pairs FSDP with QLoRA "
                             f"for very large models ({PRACTICAL})")
-    start_b = int(th.get("batch_size_start", 4))
-    target = start_b * int(th.get("grad_accum_start", 4))
-    plan.micro_batch_size, plan.grad_accum = start_b, int(th.get("grad_accum_start", 4))
-    r["micro_batch_size"] = f"the guide's starting batch size {start_b} (range 4-8; {PRACTICAL})"
-    r["grad_accum"] = f"{plan.grad_accum} steps (range 2-4; {PRACTICAL}): effective batch {plan.effective_batch}"
-    if cand:
-        plan.predicted_peak_gib = cand.peak_gib
-        r["predicted_peak_gib"] = f"memory estimate for {plan.method} at batch {start_b} (measurement)"
-    if facts.model is None or not facts.gpus or estimator is None:
+    start_b, start_acc = int(th.get("batch_size_start", 4)), int(th.get("grad_accum_start", 4))
+    if "micro_batch_size" not in d.settings:
+        plan.micro_batch_size, plan.grad_accum = start_b, start_acc
+    r.setdefault("micro_batch_size", f"the guide's starting batch size {plan.micro_batch_size} (range 4-8; "
+                 f"{PRACTICAL})")
+    if cand is None:
         return
-    usable = v["gpu_usable_gib"]
-    # Smallest micro-batch reduction that fits, keeping the effective batch by accumulating more.
-    for b in (start_b, 2, 1):
-        est = estimator(facts.model, plan.method, plan.n_gpus, plan.distributed, plan.max_length, th, batch=b)
-        if est.device_gib <= usable:
-            plan.micro_batch_size, plan.grad_accum = b, max(1, target // b)
-            plan.predicted_peak_gib = round(est.peak_allocated_gib, 2)
-            if b != start_b:
-                r["micro_batch_size"] = (f"{b}: batch {start_b} would need more than the {usable:g} GiB usable "
-                                         "(measurement: memory estimate)")
-                r["grad_accum"] = (f"{plan.grad_accum}: keeps the effective batch at {plan.effective_batch} "
-                                   f"with micro-batch {b}")
-            r["predicted_peak_gib"] = (f"estimated {est.device_gib:g} GiB in use at peak at batch {b} x "
-                                       f"{plan.max_length:,} tokens = {b * plan.max_length:,} tokens per step "
-                                       "(measurement)")
-            return
+    plan.predicted_peak_gib = cand.peak_gib
+    if not (cand.fits and cand.micro_batch):
+        what = "no GPU to check against" if not facts.gpus else "does not fit the GPU at any tried configuration"
+        r["predicted_peak_gib"] = (f"estimated {cand.device_gib:g} GiB in use at peak for {plan.method} "
+                                   f"({what}; measurement)")
+        return
+    plan.micro_batch_size, plan.grad_accum = cand.micro_batch, cand.grad_accum or plan.grad_accum
+    tokens = plan.micro_batch_size * (cand.seq_len or plan.max_length)
+    if cand.seq_len and cand.seq_len < plan.max_length:
+        r["max_length"] = (f"{cand.seq_len:,}: {plan.max_length:,} tokens does not fit the GPU even at "
+                           "micro-batch 1 (measurement: memory estimate)")
+        plan.max_length = cand.seq_len
+    r["micro_batch_size"] = (f"{plan.micro_batch_size}: the largest micro-batch up to {int(th.get('batch_size_max', 8))} "
+                             f"(the guide's 4-8) that fits the {v.get('gpu_usable_gib', 0):g} GiB usable "
+                             "(measurement: memory estimate)")
+    r["grad_accum"] = (f"{plan.grad_accum}: {plan.micro_batch_size} x {plan.grad_accum} = effective batch "
+                       f"{plan.micro_batch_size * plan.grad_accum} per GPU, the guide's start of batch "
+                       f"{start_b} x accumulation {start_acc} ({PRACTICAL})")
+    r["predicted_peak_gib"] = (f"estimated {cand.device_gib:g} GiB in use at peak ({cand.peak_gib:g} GiB allocated) "
+                               f"at {plan.micro_batch_size} x {cand.seq_len or plan.max_length:,} = {tokens:,} "
+                               "tokens per step (measurement)")
 
 
 def _schedule(plan: TrainingPlan, v: dict, r: dict) -> None:

@@ -34,7 +34,7 @@ def recommend(answers: Answers, *, detect_gpus: bool = True, rules=None, **facts
         answers: validated answers.
         detect_gpus: probe NVML when the answers list no GPUs.
         rules: pre-loaded rules (default: the shipped rule files).
-        **facts_kwargs: passed to `build_facts` (test doubles: model_resolver, data_inspector, estimator).
+        **facts_kwargs: passed to `build_facts` (test doubles: model_resolver, data_inspector, fitter).
     """
     from advisor.planning import build_plan
     from advisor.rules import load_rules
@@ -42,7 +42,7 @@ def recommend(answers: Answers, *, detect_gpus: bool = True, rules=None, **facts
     facts = build_facts(answers, detect_gpus=detect_gpus, **facts_kwargs)
     rules = rules if rules is not None else load_rules()
     decision = evaluate(rules, facts)
-    plan = build_plan(decision, facts, estimator=facts.estimator)
+    plan = build_plan(decision, facts)
     return Recommendation(facts, decision, plan, _problems(facts, decision))
 
 

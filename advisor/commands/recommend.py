@@ -1,13 +1,66 @@
-"""`tunewise recommend` (to be written)."""
+"""`tunewise recommend --answers F [--format text|markdown|json] [--out RUN_DIR] [--no-detect]`.
+
+Exit codes: 0 with a recommendation (even "do not fine-tune"); 1 when a method the user forced does
+not fit or the dataset is unusable; 2 for bad input.
+"""
 
 from __future__ import annotations
 
-from advisor.errors import UserError
+import json
+import sys
 
 
 def add_parser(sub):
-    return sub.add_parser("recommend", help="(not yet available)")
+    p = sub.add_parser("recommend", help="recommend prompting / RAG / fine-tuning and write the training plan",
+                       description="Reads an answers file, inspects the data, model and GPUs, applies the "
+                       "guide's rules and prints the recommendation with its reasons.")
+    p.add_argument("--answers", required=True, metavar="FILE", help="answers YAML (see README: the answers file)")
+    p.add_argument("--format", choices=["text", "markdown", "json"], default="text",
+                   help="text (terminal), markdown (report.md) or json (one object on stdout)")
+    p.add_argument("--out", metavar="RUN_DIR", help="also write a run directory: report.md, report.json, "
+                   "plan.yaml, launch.sh, data split (never overwrites: an existing RUN_DIR gets a sibling)")
+    p.add_argument("--no-detect", action="store_true", help="do not probe NVML; use only the gpus in the answers")
+    return p
 
 
 def run(args) -> int:
-    raise UserError("`tunewise recommend` is not available yet")
+    from advisor.answers import load_answers
+    from advisor.recommend import recommend, recommendation_json
+
+    answers = load_answers(args.answers)
+    rec = recommend(answers, detect_gpus=not args.no_detect)
+    if args.format == "json":
+        print(json.dumps(recommendation_json(rec), indent=2, default=str))
+    else:
+        from advisor.report import render
+
+        sys.stdout.write(render(rec, args.format))
+    if args.out:
+        run_dir = _write_run_dir(rec, args.out)
+        print(f"wrote {run_dir}", file=sys.stderr)
+    for p in rec.problems:
+        print(f"tunewise: {p}", file=sys.stderr)
+    return rec.exit_code
+
+
+def _write_run_dir(rec, out: str):
+    """The run directory; a Spectrum plan first gets its unfrozen layers from a scan of the local model."""
+    from pathlib import Path
+
+    from advisor.errors import UserError
+    from launcher.rundir import write_recommendation
+
+    plan = rec.plan
+    if plan is not None and plan.method == "spectrum" and not plan.spectrum.unfrozen_parameters:
+        if not Path(plan.model).is_dir():
+            raise UserError(f"Spectrum needs a scan of the weights, and {plan.model} is not a local directory",
+                            "download the model, set `model:` to its directory (or run `tunewise spectrum scan "
+                            "MODEL_DIR`), then rerun `tunewise recommend --out`")
+        from advisor.spectrum import scan
+
+        result = scan(plan.model, top_percent=plan.spectrum.top_percent)
+        plan.spectrum.unfrozen_parameters = list(result.unfrozen)
+        plan.reasons["spectrum.unfrozen_parameters"] = (
+            f"{len(result.unfrozen)} parameters in the top {plan.spectrum.top_percent:g}% of layers by "
+            "signal-to-noise ratio, from a scan of the local weights (measurement)")
+    return write_recommendation(rec, out)
