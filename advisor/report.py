@@ -166,13 +166,27 @@ def _why(rec) -> Section:
     fired = [r for r in rec.decision.trace if r.status == "fired"]
     applied = _applied(rec)
     lines = []
+    outweighed = []
     for dim in _DECISIVE:  # approach first, then method, then stage
-        lines += [f"**{dim.capitalize()}**: {_rule_line(r)}" for r in applied if _decides(r)[:1] == [dim]]
+        chosen = getattr(rec.decision, dim, None)
+        if dim == "method" and getattr(rec.decision, "method_by_rules", None):
+            chosen = rec.decision.method_by_rules
+        for r in applied:
+            if _decides(r)[:1] != [dim]:
+                continue
+            wanted = (r.then.get("recommend") or {}).get(dim)
+            if wanted is not None and wanted != chosen:
+                outweighed.append(f"`{r.id}` ({wanted})")
+            else:
+                lines.append(f"**{dim.capitalize()}**: {_rule_line(r)}")
     if not lines:
         lines = ["No rule decided the approach."]
     n_skip = sum(r.status == "skipped" for r in rec.decision.trace)
     after = [f"{len(fired)} of {len(rec.decision.trace)} rules fired"
              + (f"; {n_skip} skipped for a missing fact (see `--format json` for the full trace)." if n_skip else ".")]
+    if outweighed:
+        after.append("Outweighed by the rules above (their recommendation was not taken): "
+                     + ", ".join(outweighed) + ".")
     sets = [r.id for r in applied if _kind(r) == "sets"]
     if sets:
         after.append("Rules that set plan values (" + ", ".join(f"`{i}`" for i in sets)
@@ -188,8 +202,8 @@ def _ruled_out(rec) -> Section:
     idx = _rule_index(rec)
     lines = []
     for option, rule_ids in rec.decision.excluded.items():
-        reasons = "; ".join(f"`{rid}` — {idx[rid].message or idx[rid].title}" if rid in idx else f"`{rid}`"
-                            for rid in rule_ids)
+        reasons = "; ".join(f"`{rid}` — {(idx[rid].message or idx[rid].title).rstrip('.')}" if rid in idx
+                            else f"`{rid}`" for rid in rule_ids)
         lines.append(f"**{_option(option)}**: {reasons}")
     for m, c in rec.decision.candidates.items():
         if not c.fits and m not in rec.decision.excluded:

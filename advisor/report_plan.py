@@ -184,9 +184,8 @@ def plan_rows(plan: TrainingPlan, data=None, examples: int | None = None) -> tup
                  why("eval_steps", "early_stopping_patience")])
     rows.append(["Checkpoints", f"every {p.save_steps} steps, keep {p.save_total_limit}",
                  why("save_steps", "save_total_limit")])
-    if p.n_gpus > 1 or p.distributed:
-        rows.append(["GPUs", f"{p.n_gpus}" + (f" ({p.distributed})" if p.distributed else ""),
-                     why("n_gpus", "distributed")])
+    rows.append(["GPUs", f"{p.n_gpus}" + (f" ({p.distributed})" if p.distributed else ""),
+                 why("n_gpus", "distributed")])
     if p.predicted_peak_gib is not None:
         rows.append(["Predicted peak memory", f"{p.predicted_peak_gib:,.1f} GiB allocated per GPU",
                      why("predicted_peak_gib")])

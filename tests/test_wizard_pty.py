@@ -109,6 +109,10 @@ def test_from_scratch_with_arrow_keys_typing_and_a_rejected_number(tmp_path):
     child.send(CLEAR_LINE + "0" + ENTER)
     child.expect("out of range")
     child.send(CLEAR_LINE + "2" + ENTER)
+    child.expect("zero extra inference latency")  # asked: the answers so far lead to fine-tuning
+    child.send(ENTER)
+    child.expect("Training method")
+    child.send(DOWN + DOWN + ENTER)  # auto -> lora -> qlora
     child.expect("Answers saved to")
     child.expect("tunewise recommendation")
     child.expect("Write the run directory and launch now")
@@ -118,6 +122,7 @@ def test_from_scratch_with_arrow_keys_typing_and_a_rejected_number(tmp_path):
     assert a.task == "question-answering" and a.goals == ["low-resource-language"]
     assert a.examples == 3000 and a.preference_pairs == 0 and a.model == "meta-llama/Llama-3.2-1B"
     assert [g.memory_gib for g in a.gpus] == [48.0, 48.0]
+    assert a.method == "qlora" and a.zero_latency is False
     assert (a.needs_citations, a.knowledge_changes_often, a.clear_task, a.tried_prompting) == (
         False, False, True, True)
     # the saved file, given back to the wizard, is accepted as it is
