@@ -2,13 +2,38 @@
 
 Interface (used by facts, plan, report, the launcher's summary and `tunewise estimate`):
 `estimate(model, MemoryConfig) -> MemoryEstimate` and `fit_search(...)`. Pure arithmetic: no torch.
+
+The model follows the step as PyTorch runs it (docs/memory.md has the derivation and the accuracy
+table). Resident: weights, adapters, gradients, optimizer states. On top, the largest of four moments:
+the loss backward (all saved activations + the fp32 logits, their gradient and log-softmax output),
+the first layer's backward (saved activations + one recomputed layer + its gradient working set), the
+end of backward (every gradient), and the optimizer step. Every byte count below comes from what
+autograd saves (checked on CPU with saved-tensor hooks in tests/test_memory_autograd.py); the only
+fitted numbers are the CUDA context and the allocator reserve, which only the device figure uses.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import math
+from dataclasses import dataclass, field, replace
 
+from advisor.errors import UserError
+from advisor.memory_parts import Parts, step_parts
 from advisor.models import ModelFacts
+
+GiB = 1024**3
+METHODS = ("lora", "qlora", "spectrum", "full")
+OPTIMIZERS = ("adamw", "adamw_8bit", "paged_adamw_8bit")
+ATTENTION = ("sdpa", "flash", "eager")
+DISTRIBUTED = (None, "ddp", "fsdp", "zero3")
+
+# Device figure = peak allocated + what PyTorch's caching allocator keeps but has not handed out + the
+# CUDA context. Both measured on the H200 (bench/calibration/): the context (driver, cuBLAS/cuDNN
+# handles) showed 0.51 GiB before loading and ~0.75 GiB more than peak reserved at the end; the reserve
+# is the cached free space left by the loss's large fp32 blocks (~30% of them) plus a base.
+CUDA_CONTEXT_GIB = 0.75
+RESERVE_BASE_GIB = 0.25
+RESERVE_FRACTION_OF_LOSS_BLOCKS = 0.30
 
 
 @dataclass(frozen=True)
@@ -35,7 +60,149 @@ class MemoryEstimate:
     breakdown: dict[str, float] = field(default_factory=dict)  # GiB per component
     dominant: str = ""
     advice: list[str] = field(default_factory=list)
+    overhead: dict[str, float] = field(default_factory=dict)  # device_gib - peak: reserve, context, paged
+    phase: str = ""  # the moment of the step where the peak happens
+    trainable_params: int = 0
+
+    def to_dict(self) -> dict:
+        return {"peak_allocated_gib": self.peak_allocated_gib, "device_gib": self.device_gib,
+                "breakdown": self.breakdown, "dominant": self.dominant, "advice": self.advice,
+                "overhead": self.overhead, "phase": self.phase, "trainable_params": self.trainable_params}
 
 
-def estimate(model: ModelFacts, cfg: MemoryConfig) -> MemoryEstimate:
-    raise NotImplementedError("filled in by the memory work (issue 3)")
+@dataclass(frozen=True)
+class FitResult:
+    micro_batch: int
+    grad_accum: int
+    seq_len: int
+    peak_gib: float
+    device_gib: float
+    fits: bool
+    note: str
+
+
+def validate(cfg: MemoryConfig) -> None:
+    """Raise UserError naming the first impossible setting."""
+    checks = [
+        (cfg.method in METHODS, "method", cfg.method, f"one of {', '.join(METHODS)}"),
+        (cfg.optimizer in OPTIMIZERS, "optimizer", cfg.optimizer, f"one of {', '.join(OPTIMIZERS)}"),
+        (cfg.attn in ATTENTION, "attention", cfg.attn, f"one of {', '.join(ATTENTION)}"),
+        (cfg.distributed in DISTRIBUTED, "distributed", cfg.distributed, "ddp, fsdp or zero3"),
+        (cfg.rank >= 1, "rank", cfg.rank, "a positive integer (16 is the usual start)"),
+        (cfg.seq_len >= 1, "sequence length", cfg.seq_len, "a positive integer"),
+        (cfg.batch_size >= 1, "batch size", cfg.batch_size, "a positive integer"),
+        (cfg.n_gpus >= 1, "number of GPUs", cfg.n_gpus, "a positive integer"),
+        (0 < cfg.spectrum_fraction <= 1, "spectrum fraction", cfg.spectrum_fraction, "in (0, 1], e.g. 0.3"),
+        (0 <= cfg.lora_dropout < 1, "LoRA dropout", cfg.lora_dropout, "in [0, 1)"),
+    ]
+    for ok, what, value, allowed in checks:
+        if not ok:
+            raise UserError(f"invalid {what}: {value!r}", f"use {allowed}")
+
+
+def estimate(model: ModelFacts, cfg: MemoryConfig, *, gpu_gib: float | None = None) -> MemoryEstimate:
+    """Predict peak allocated and device memory for one training step; `gpu_gib` adds fit advice."""
+    est = _estimate(model, cfg)
+    est.advice = _advice(model, cfg, est, gpu_gib)
+    return est
+
+
+def _estimate(model: ModelFacts, cfg: MemoryConfig) -> MemoryEstimate:
+    validate(cfg)
+    p: Parts = step_parts(model, cfg)
+    peak_bytes = sum(p.at_peak.values())
+    peak = peak_bytes / GiB
+    reserve = RESERVE_BASE_GIB + RESERVE_FRACTION_OF_LOSS_BLOCKS * p.loss_blocks / GiB
+    overhead = {"allocator_reserve": round(reserve, 3), "cuda_context": CUDA_CONTEXT_GIB}
+    if p.paged_bytes:
+        overhead["paged_optimizer_states"] = round(p.paged_bytes / GiB, 3)
+    breakdown = {k: round(v / GiB, 3) for k, v in p.at_peak.items() if v > 0}
+    dominant = max(breakdown, key=breakdown.get) if breakdown else ""
+    return MemoryEstimate(peak_allocated_gib=round(peak, 3), device_gib=round(peak + sum(overhead.values()), 3),
+                          breakdown=breakdown, dominant=dominant, overhead=overhead, phase=p.phase,
+                          trainable_params=p.trainable_params)
+
+
+def _advice(model: ModelFacts, cfg: MemoryConfig, est: MemoryEstimate, gpu_gib: float | None) -> list[str]:
+    out = []
+    if not cfg.liger:
+        saved = est.peak_allocated_gib - _estimate(model, replace(cfg, liger=True)).peak_allocated_gib
+        if saved >= 0.1:
+            out.append(f"--liger saves {saved:.1f} GiB (fused linear cross-entropy never builds the fp32 logits)")
+    if not cfg.grad_ckpt:
+        saved = est.peak_allocated_gib - _estimate(model, replace(cfg, grad_ckpt=True)).peak_allocated_gib
+        if saved >= 0.1:
+            out.append(f"gradient checkpointing (drop --no-grad-ckpt) saves {saved:.1f} GiB for ~30% more compute")
+    if cfg.method == "lora" and est.breakdown.get("weights", 0) > 0.5 * est.peak_allocated_gib:
+        q = _estimate(model, replace(cfg, method="qlora")).peak_allocated_gib
+        if q < est.peak_allocated_gib - 0.5:
+            out.append(f"--method qlora stores the weights in 4 bits: {q:.1f} GiB peak instead of "
+                       f"{est.peak_allocated_gib:.1f} GiB")
+    if gpu_gib:
+        fits = est.device_gib <= gpu_gib
+        best = _largest_batch(model, cfg, gpu_gib, limit=max(64, cfg.batch_size))
+        if fits:
+            spare = gpu_gib - est.device_gib
+            msg = f"batch {cfg.batch_size} fits a {gpu_gib:g} GiB GPU with {spare:.1f} GiB to spare"
+            if best and best[0] > cfg.batch_size:
+                msg += f"; batch {best[0]} would still fit ({best[1]:.1f} GiB to spare)"
+            out.append(msg)
+        elif best:
+            out.append(f"does not fit {gpu_gib:g} GiB at batch {cfg.batch_size}; batch {best[0]} fits with "
+                       f"{best[1]:.1f} GiB to spare (raise gradient accumulation to keep the effective batch)")
+        else:
+            out.append(f"does not fit {gpu_gib:g} GiB even at batch 1 with sequence length {cfg.seq_len}: "
+                       "shorten sequences, enable --liger and checkpointing, or use qlora / more GPUs")
+    return out
+
+
+def _largest_batch(model: ModelFacts, cfg: MemoryConfig, gpu_gib: float, *, limit: int) -> tuple[int, float] | None:
+    """The largest batch (≤ limit) whose device figure fits `gpu_gib`, with the GiB to spare."""
+    best = None
+    b = 1
+    while b <= limit:
+        dev = _estimate(model, replace(cfg, batch_size=b)).device_gib
+        if dev > gpu_gib:
+            break
+        best = (b, gpu_gib - dev)
+        b += 1
+    return best
+
+
+def fit_search(model: ModelFacts, cfg: MemoryConfig, gpu_gib: float, *, margin: float = 0.10,
+               target_effective_batch: int = 16,
+               seq_lens: tuple[int, ...] = (256, 512, 1024, 2048, 4096, 8192, 16384, 32768)) -> FitResult:
+    """The longest sequence (≤ cfg.seq_len) and then the largest micro-batch that fit `gpu_gib` with
+    `margin` kept free, and the gradient accumulation that keeps the effective batch.
+
+    Micro-batches are powers of two up to 8 (the guide's "batch size 4–8 with gradient accumulation
+    2–4", Practical Tools and Getting Started), so micro-batch × accumulation = the target exactly.
+    The sequence length comes first: truncating examples changes what the model learns, a smaller
+    micro-batch with more accumulation does not.
+    """
+    if gpu_gib <= 0:
+        raise UserError(f"invalid GPU memory: {gpu_gib!r} GiB", "give the GPU's memory in GiB, e.g. 24")
+    if not 0 <= margin < 1:
+        raise UserError(f"invalid safety margin: {margin!r}", "use a fraction in [0, 1), e.g. 0.10")
+    usable = gpu_gib * (1 - margin)
+    wanted = sorted({s for s in seq_lens if s < cfg.seq_len} | {cfg.seq_len}, reverse=True)
+    cap = max(1, min(8, target_effective_batch))
+    batches = [b for b in (8, 4, 2, 1) if b <= cap]
+
+    def dev(seq: int, b: int) -> MemoryEstimate:
+        return _estimate(model, replace(cfg, seq_len=seq, batch_size=b))
+
+    for seq in wanted:
+        for b in batches:
+            e = dev(seq, b)
+            if e.device_gib <= usable:
+                accum = max(1, math.ceil(target_effective_batch / b))
+                note = (f"micro-batch {b} × accumulation {accum} = effective batch {b * accum} at {seq} tokens; "
+                        f"{e.device_gib:.1f} of {gpu_gib:g} GiB ({margin:.0%} kept free)")
+                if seq < cfg.seq_len:
+                    note += f"; {cfg.seq_len} tokens does not fit even at micro-batch 1"
+                return FitResult(b, accum, seq, e.peak_allocated_gib, e.device_gib, True, note)
+    e = dev(wanted[-1], 1)
+    return FitResult(1, max(1, target_effective_batch), wanted[-1], e.peak_allocated_gib, e.device_gib, False,
+                     f"does not fit: {e.device_gib:.1f} GiB needed at micro-batch 1 and {wanted[-1]} tokens, "
+                     f"{usable:.1f} of {gpu_gib:g} GiB usable; use qlora, --liger, more GPUs or a smaller model")

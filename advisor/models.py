@@ -57,6 +57,7 @@ class ModelFacts:
     mlp_bias: bool = False
     extra_params_per_layer: int = 0  # e.g. qwen3's per-head q/k norms
     final_logit_softcapping: float | None = None  # gemma2: tanh on the logits (one more logits copy)
+    attn_logit_softcapping: float | None = None  # gemma2: tanh on attention scores (rules out SDPA)
     published_params: int | None = None  # the published total, catalog entries only
     params_source: str | None = None
 
@@ -125,6 +126,7 @@ def load_catalog() -> dict[str, ModelFacts]:
             fused_qkv=e.get("fused_qkv", False), max_position_embeddings=e.get("max_position_embeddings"),
             norms_per_layer=e.get("norms_per_layer", 2),
             final_logit_softcapping=e.get("final_logit_softcapping"),
+            attn_logit_softcapping=e.get("attn_logit_softcapping"),
             published_params=e.get("published_params"), params_source=e.get("params_source"),
             source="catalog")
         facts = replace(facts, params_total=count_params(facts)["total"])
@@ -174,7 +176,8 @@ def facts_from_config(cfg: dict, *, name: str, source: str, path: str | None = N
         mlp_bias=bool(cfg.get("mlp_bias", False)), fused_qkv=family == "phi3",
         max_position_embeddings=cfg.get("max_position_embeddings"),
         norms_per_layer=4 if family in _FOUR_NORM_FAMILIES else 2, extra_params_per_layer=extra,
-        final_logit_softcapping=cfg.get("final_logit_softcapping"), source=source, path=path)
+        final_logit_softcapping=cfg.get("final_logit_softcapping"),
+        attn_logit_softcapping=cfg.get("attn_logit_softcapping"), source=source, path=path)
     return replace(facts, params_total=count_params(facts)["total"])
 
 

@@ -1,0 +1,208 @@
+"""The byte counts behind `advisor.memory.estimate`: what each part of a training step holds.
+
+Each function returns bytes. "Per token per layer" counts are what autograd saves for backward in one
+decoder layer (PyTorch + transformers + PEFT as they run on CUDA), written from the code paths:
+
+- RMSNorm (llama family) upcasts its input to fp32 and saves that copy: 4·H per norm. Liger's norm
+  saves the input in its own dtype instead.
+- Attention through SDPA/flash saves q (after RoPE), k, v and the output; eager attention also saves
+  the fp32 softmax and its bf16 copy (heads × seq per token) and the repeated k/v.
+- The gated MLP saves gate and up outputs and the activation (3·I); Liger's SwiGLU recomputes the
+  activation (2·I).
+- A frozen linear saves nothing (its input gradient needs only the weight); a trainable one saves
+  its input. A LoRA module casts its input to fp32 (adapters are fp32), and with dropout saves the
+  dropout output (fp32) and a bool mask: 5 bytes per input feature; without dropout only the fp32
+  copy (shared between q/k/v when the stream is already fp32, as in QLoRA).
+- QLoRA: `prepare_model_for_kbit_training` upcasts embeddings, norms and lm_head to fp32, so the
+  residual stream, every activation and the logits are fp32 (4 bytes) instead of bf16.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from advisor.models import ModelFacts, count_params, linear_params_per_layer
+
+# NF4 with double quantisation: 4 bits per weight, one 8-bit absmax per 64-weight block, and one fp32
+# scale per 256 of those blocks (QLoRA paper, section 2; bitsandbytes defaults blocksize 64 / 256).
+NF4_BYTES_PER_PARAM = 0.5 + 1 / 64 + 4 / (64 * 256)
+# bitsandbytes 8-bit optimizers: two uint8 states plus one fp32 absmax per 256-value block each.
+# Parameters with fewer than 4,096 values keep 32-bit states (bnb's min_8bit_size).
+ADAM8_BYTES_PER_PARAM = 2 * (1 + 4 / 256)
+
+
+@dataclass
+class Parts:
+    at_peak: dict[str, float]  # component -> bytes, at the moment of the peak
+    phase: str
+    loss_blocks: float  # bytes of the loss's large transient blocks (drives the allocator reserve)
+    paged_bytes: float  # optimizer states in managed memory (not in max_memory_allocated)
+    trainable_params: int
+
+
+def stream_bytes(cfg) -> int:
+    """Bytes per element of the residual stream and activations (QLoRA runs them in fp32)."""
+    return 4 if cfg.method == "qlora" else 2
+
+
+def lora_modules(m: ModelFacts) -> list[tuple[int, int]]:
+    """(in_features, out_features) of the modules `target_modules="all-linear"` wraps, per layer."""
+    h, i = m.hidden_size, m.intermediate_size
+    if m.fused_qkv:
+        return [(h, m.q_dim + 2 * m.kv_dim), (m.q_dim, h), (h, 2 * i), (i, h)]
+    return [(h, m.q_dim), (h, m.kv_dim), (h, m.kv_dim), (m.q_dim, h), (h, i), (h, i), (i, h)]
+
+
+def trainable_params(m: ModelFacts, cfg) -> int:
+    if cfg.method in ("lora", "qlora"):
+        return m.num_layers * sum(cfg.rank * (a + b) for a, b in lora_modules(m))
+    if cfg.method == "spectrum":
+        if cfg.spectrum_trainable_params is not None:
+            return int(cfg.spectrum_trainable_params)
+        return round(cfg.spectrum_fraction * m.num_layers * linear_params_per_layer(m))
+    return count_params(m)["total"]
+
+
+def effective_attn(m: ModelFacts, cfg) -> str:
+    """transformers refuses SDPA for Gemma-2 (soft-capped scores); it runs eager unless flash is asked."""
+    if cfg.attn == "sdpa" and (m.family == "gemma2" or m.attn_logit_softcapping):
+        return "eager"
+    return cfg.attn
+
+
+def layer_saved_bytes_per_token(m: ModelFacts, cfg, *, mask_bytes: int = 1) -> float:
+    """Bytes autograd saves in one decoder layer, per token, for a step without checkpointing.
+
+    `mask_bytes`: the dropout mask's element size (bool on CUDA; the CPU kernel differs).
+    """
+    h, i, q, kv = m.hidden_size, m.intermediate_size, m.q_dim, m.kv_dim
+    s = stream_bytes(cfg)
+    liger = cfg.liger
+    # Norms: fp32 copy of the input (Liger: the input itself, its own dtype).
+    total = m.norms_per_layer * (h * (s if liger else 4) + 4)  # + the fp32 reciprocal RMS
+    # Attention.
+    if effective_attn(m, cfg) == "eager":
+        total += q * s * 3 + m.num_heads * cfg.seq_len * (4 + s)  # q, repeated k and v, softmax fp32 + copy
+        if m.attn_logit_softcapping:
+            total += m.num_heads * cfg.seq_len * s  # the tanh output of the soft-capped scores
+    else:
+        total += (2 * q + 2 * kv) * s + 4 * m.num_heads  # q, k, v, output, fp32 logsumexp
+        if m.fused_qkv:
+            total += (q + kv) * s  # v is a view of the fused qkv output: the whole buffer stays alive
+    # Gated MLP.
+    total += (2 if liger else 3) * i * s
+    # Trainable base weights save their inputs (attention and MLP inputs are shared by q/k/v, gate/up).
+    frac = {"full": 1.0, "spectrum": cfg.spectrum_fraction}.get(cfg.method, 0.0)
+    if frac:
+        total += frac * sum(_distinct_inputs(m, cfg)) * s
+        if cfg.method == "full":
+            total += m.norms_per_layer * h * s  # trainable norm weights save the normalised input
+    # LoRA adapters.
+    if cfg.method in ("lora", "qlora"):
+        mods = lora_modules(m)
+        total += len(mods) * 4 * cfg.rank  # lora_A output (fp32), saved by lora_B
+        if cfg.lora_dropout > 0:
+            total += sum((4 + mask_bytes) * a for a, _ in mods)
+        elif s == 4:
+            total += 4 * sum(_distinct_inputs(m, cfg))
+        else:
+            total += sum(4 * a for a, _ in mods)
+    return total
+
+
+def _distinct_inputs(m: ModelFacts, cfg) -> list[int]:
+    """Sizes of the layer's linear inputs not already saved elsewhere: attention in (shared by q/k/v),
+    MLP in (shared by gate/up), down in; o_proj's input is SDPA's own saved output (its (b, s, h, d)
+    layout makes the transpose free), a fresh copy only under eager attention."""
+    sizes = [m.hidden_size, m.hidden_size, m.intermediate_size]
+    return sizes + [m.q_dim] if effective_attn(m, cfg) == "eager" else sizes
+
+
+def backward_work_bytes_per_token(m: ModelFacts, cfg) -> float:
+    """Gradient buffers alive at once inside one layer's backward (the MLP's down projection is the
+    widest point): the input gradient of the base path, and for LoRA the fp32 gradients of the
+    dropout output and of the input, all `intermediate_size` wide."""
+    s = stream_bytes(cfg)
+    lora = cfg.method in ("lora", "qlora")
+    return m.intermediate_size * max(3 * s, s + (8 if lora else 0))
+
+
+def logits_bytes_per_token(m: ModelFacts, cfg) -> float:
+    """Peak of the loss: during log-softmax backward its saved fp32 output, the incoming gradient and
+    the outgoing gradient coexist (3 × 4 bytes × vocab); the forward holds at most 2 + 4 + 4.
+    Gemma-2's final soft-capping keeps one more logits copy (tanh output)."""
+    v = m.vocab_size
+    extra = stream_bytes(cfg) * v if m.final_logit_softcapping else 0
+    return 12 * v + extra
+
+
+def step_parts(m: ModelFacts, cfg) -> Parts:
+    s = stream_bytes(cfg)
+    shards = cfg.n_gpus if cfg.distributed in ("fsdp", "zero3") and cfg.n_gpus > 1 else 1
+    tokens = cfg.batch_size * cfg.seq_len
+    counts = count_params(m)
+    h, L = m.hidden_size, m.num_layers
+
+    # Weights.
+    if cfg.method == "qlora":
+        weights = counts["linear"] * NF4_BYTES_PER_PARAM + 4 * (counts["total"] - counts["linear"])
+    else:
+        weights = 2 * counts["total"]
+    weights /= shards
+    if shards > 1:  # FSDP/ZeRO-3 gather one layer's full weights, and prefetch the next
+        per_layer = linear_params_per_layer(m) * (NF4_BYTES_PER_PARAM if cfg.method == "qlora" else 2)
+        weights += 2 * per_layer
+
+    # Trainable parameters, their gradients and optimizer states.
+    n_train = trainable_params(m, cfg)
+    lora = cfg.method in ("lora", "qlora")
+    p_bytes = 4 if lora else 2  # PEFT keeps adapters in fp32; spectrum/full train the bf16 weights
+    adapters = n_train * 4 if lora else 0
+    grads = n_train * p_bytes / shards
+    if cfg.optimizer == "adamw":
+        states = 2 * p_bytes * n_train  # torch AdamW keeps m and v in the parameter's dtype
+    else:
+        states = ADAM8_BYTES_PER_PARAM * n_train
+    states /= shards
+    paged = states if cfg.optimizer.startswith("paged") else 0.0
+    if paged:
+        states = 0.0
+    ddp_buckets = grads if (cfg.n_gpus > 1 and shards == 1) else 0.0
+    resident = {"weights": weights, "lora_adapters": adapters / shards, "optimizer_states": states}
+
+    # Activations.
+    layer = layer_saved_bytes_per_token(m, cfg) * tokens
+    boundaries = L * h * s * tokens  # gradient checkpointing keeps each layer's input
+    saved = boundaries + layer if cfg.grad_ckpt else L * layer
+    final = h * 4 * tokens  # the final norm's fp32 copy
+    if cfg.method == "full":
+        final += h * s * tokens  # a trainable lm_head saves its input
+    work = backward_work_bytes_per_token(m, cfg) * tokens
+    if cfg.method == "qlora":
+        work += max(m.hidden_size * m.intermediate_size, h * m.q_dim) * 2  # one dequantised weight
+
+    if cfg.liger:
+        # Fused linear cross-entropy: logits exist one chunk at a time; the hidden-state gradient is
+        # computed in the forward and kept for the backward.
+        chunk = 2 ** math.ceil(math.log2(max(1, math.ceil(tokens / math.ceil(m.vocab_size / h)))))
+        loss = h * s * tokens + 2 * chunk * m.vocab_size * s
+    else:
+        loss = logits_bytes_per_token(m, cfg) * tokens
+    lm_head_grad = 0.0
+    if cfg.method == "full":
+        lm_head_grad = m.vocab_size * h * 2 / shards
+
+    top_layer_grads = (grads - lm_head_grad) / L + lm_head_grad if n_train else 0.0
+    phases = {
+        "loss": {"activations": (boundaries if cfg.grad_ckpt else L * layer) + final, "logits_loss": loss},
+        "first layer backward": {"activations": saved + final, "backward_work": work,
+                                 "gradients": top_layer_grads},
+        "end of backward": {"activations": (h * s * tokens + layer) if cfg.grad_ckpt else layer,
+                            "backward_work": work, "gradients": grads + ddp_buckets},
+    }
+    totals = {k: sum(v.values()) for k, v in phases.items()}
+    phase = max(totals, key=totals.get)
+    at_peak = {**resident, **phases[phase]}
+    return Parts(at_peak=at_peak, phase=phase, loss_blocks=0.0 if cfg.liger else loss, paged_bytes=paged,
+                 trainable_params=n_train)

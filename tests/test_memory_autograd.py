@@ -1,0 +1,121 @@
+"""The activation model checked against what autograd really saves, on CPU with tiny models.
+
+CPU cannot report CUDA memory, but the tensors autograd keeps for backward are the same objects on
+either device. A saved-tensor hook records every tensor saved inside decoder layer 1 (deduplicated by
+storage; parameters and tensors first saved before the layer, like the shared RoPE tables, excluded)
+and the total must equal `layer_saved_bytes_per_token` × tokens. Layer 1 is measured: in layer 0 a
+frozen embedding's output needs no gradient, so its first norm saves nothing.
+LoRA runs without dropout here: the CPU dropout kernel keeps a different mask than CUDA's bool one
+(the CUDA mask is covered by the H200 points in bench/calibration/).
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from advisor.memory import MemoryConfig
+from advisor.memory_parts import layer_saved_bytes_per_token
+from advisor.models import facts_from_config
+
+pytestmark = pytest.mark.slow
+BS, SEQ = 2, 96
+
+SHAPES = {
+    "llama": dict(model_type="llama", vocab_size=512, hidden_size=128, intermediate_size=448, num_hidden_layers=2,
+                  num_attention_heads=4, num_key_value_heads=1, head_dim=32, tie_word_embeddings=False),
+    "qwen2": dict(model_type="qwen2", vocab_size=512, hidden_size=128, intermediate_size=352, num_hidden_layers=2,
+                  num_attention_heads=4, num_key_value_heads=2, tie_word_embeddings=True),
+    "phi3": dict(model_type="phi3", vocab_size=512, hidden_size=128, intermediate_size=320, num_hidden_layers=2,
+                 num_attention_heads=4, num_key_value_heads=4, tie_word_embeddings=False, pad_token_id=0),
+    "gemma2": dict(model_type="gemma2", vocab_size=512, hidden_size=128, intermediate_size=384, num_hidden_layers=2,
+                   num_attention_heads=4, num_key_value_heads=2, head_dim=48, tie_word_embeddings=True,
+                   attn_logit_softcapping=50.0, final_logit_softcapping=30.0),
+}
+
+
+def _build(shape: dict, attn: str):
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    torch.manual_seed(0)
+    cfg = AutoConfig.for_model(**shape)
+    return AutoModelForCausalLM.from_config(cfg, dtype=torch.bfloat16, attn_implementation=attn)
+
+
+def _saved_in_layer1(model, decoder) -> int:
+    import torch
+
+    before = {p.untyped_storage().data_ptr() for p in model.parameters()}
+    seen: dict[int, int] = {}
+    inside = [False]
+
+    def pack(t):
+        ptr = t.untyped_storage().data_ptr()
+        if not inside[0]:
+            before.add(ptr)
+        elif ptr not in before and ptr not in seen:
+            seen[ptr] = t.untyped_storage().nbytes()
+        return t
+
+    decoder.layers[1].register_forward_pre_hook(lambda *a, **k: inside.__setitem__(0, True), with_kwargs=True)
+    decoder.layers[1].register_forward_hook(lambda *a, **k: inside.__setitem__(0, False), with_kwargs=True)
+    model.train()
+    model.config.use_cache = False
+    x = torch.randint(0, model.config.vocab_size, (BS, SEQ), generator=torch.Generator().manual_seed(0))
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        model(input_ids=x, labels=x).loss.backward()
+    return sum(seen.values())
+
+
+def _lora(model, rank=8):
+    from peft import LoraConfig, get_peft_model
+
+    return get_peft_model(model, LoraConfig(r=rank, lora_alpha=2 * rank, lora_dropout=0.0,
+                                            target_modules="all-linear", task_type="CAUSAL_LM"))
+
+
+def _check(shape: dict, cfg: MemoryConfig, measured: int):
+    facts = facts_from_config(shape, name="tiny", source="local")
+    predicted = layer_saved_bytes_per_token(facts, cfg) * BS * SEQ
+    assert predicted == pytest.approx(measured, rel=0.005), (predicted, measured)
+
+
+@pytest.mark.parametrize("family", sorted(SHAPES))
+def test_lora_saved_activations(family):
+    # Gemma-2 has no SDPA path in transformers: it runs eager, and the estimator knows it.
+    model = _lora(_build(SHAPES[family], "eager" if family == "gemma2" else "sdpa"))
+    measured = _saved_in_layer1(model, model.base_model.model.model)
+    _check(SHAPES[family], MemoryConfig("lora", rank=8, seq_len=SEQ, batch_size=BS, lora_dropout=0.0), measured)
+
+
+@pytest.mark.parametrize("method", ["full", "spectrum"])
+def test_trainable_weights_save_their_inputs(method):
+    model = _build(SHAPES["llama"], "sdpa")
+    if method == "spectrum":  # every projection unfrozen: fraction 1 for the measured layer
+        for name, p in model.named_parameters():
+            p.requires_grad_(name.endswith("proj.weight"))
+        model.enable_input_require_grads()
+    measured = _saved_in_layer1(model, model.model)
+    _check(SHAPES["llama"], MemoryConfig(method, seq_len=SEQ, batch_size=BS, spectrum_fraction=1.0), measured)
+
+
+def test_eager_attention_saves_the_probabilities():
+    model = _lora(_build(SHAPES["llama"], "eager"))
+    measured = _saved_in_layer1(model, model.base_model.model.model)
+    cfg = MemoryConfig("lora", rank=8, seq_len=SEQ, batch_size=BS, lora_dropout=0.0, attn="eager")
+    _check(SHAPES["llama"], cfg, measured)
+
+
+def test_qlora_runs_activations_in_fp32(tmp_path):
+    import torch
+    from peft import prepare_model_for_kbit_training
+    from transformers import AutoModelForCausalLM, BitsAndBytesConfig
+
+    _build(SHAPES["llama"], "sdpa").save_pretrained(tmp_path)
+    q = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
+                           bnb_4bit_compute_dtype=torch.bfloat16)
+    model = AutoModelForCausalLM.from_pretrained(tmp_path, quantization_config=q, dtype=torch.bfloat16,
+                                                 device_map={"": "cpu"}, attn_implementation="sdpa")
+    model = _lora(prepare_model_for_kbit_training(model, use_gradient_checkpointing=False))
+    measured = _saved_in_layer1(model, model.base_model.model.model)
+    _check(SHAPES["llama"], MemoryConfig("qlora", rank=8, seq_len=SEQ, batch_size=BS, lora_dropout=0.0), measured)
