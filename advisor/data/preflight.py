@@ -27,6 +27,7 @@ from advisor.data.report import MAX_INVALID, DataReport, FindingLog, summarise
 from advisor.errors import UserError
 
 DETECT_SAMPLE = 1000  # rows looked at to decide the format
+DETECT_MAX_SCAN = 100_000  # rows read at most while looking for one that parses
 MAX_LABELS = 50  # a short answer with at most this many values is treated as a class label
 MAX_LABEL_CHARS = 40
 
@@ -38,14 +39,23 @@ def checked_rows(source: Source, column_map: dict[str, str] | None,
     records = source.records()
     if max_rows is not None:
         records = itertools.islice(records, max_rows)
-    head = list(itertools.islice(records, DETECT_SAMPLE))
-    sample = [apply_column_map(r.value, column_map) for r in head if r.error is None and isinstance(r.value, dict)]
+    head: list[Record] = []
+    sample: list[dict] = []
+    # Look at the first rows that parse; past a run of broken ones if need be (bounded).
+    for rec in records:
+        head.append(rec)
+        if rec.error is None and isinstance(rec.value, dict):
+            sample.append(apply_column_map(rec.value, column_map))
+        if len(head) >= DETECT_SAMPLE and (sample or len(head) >= DETECT_MAX_SCAN):
+            break
     fmt = detect_format(sample, column_map) if sample else None
 
     def gen():
         for rec in itertools.chain(head, records):
-            if rec.error is not None or fmt is None:
+            if rec.error is not None:
                 yield rec, None
+            elif fmt is None:  # no row is an object: each one says so
+                yield rec, check_row(rec.value, "text")
             else:
                 value = apply_column_map(rec.value, column_map) if isinstance(rec.value, dict) else rec.value
                 yield rec, check_row(value, fmt)
@@ -61,7 +71,7 @@ class Scan:
     format: str | None
     rows: int = 0
     hashes: HashLog = field(default_factory=HashLog)
-    labels: list[int | None] = field(default_factory=list)  # label id per valid row (aligned with hashes)
+    labels: array = field(default_factory=lambda: array("i"))  # label id per valid row; -1 = none
     label_names: dict[str, int] = field(default_factory=dict)
     label_column: str | None = None
     log: FindingLog = field(default_factory=FindingLog)
@@ -103,7 +113,7 @@ def scan(path: str, column_map: dict[str, str] | None, max_rows: int | None, *,
             explicit = explicit or _label_column(rec.value, column_map)
             s.labels.append(s.label_names.setdefault(chk.label, len(s.label_names)))
         else:
-            s.labels.append(None)
+            s.labels.append(-1)
             if targets_ok:
                 t = chk.target
                 if t is None or len(t) > MAX_LABEL_CHARS or (t not in targets and len(targets) >= MAX_LABELS):
@@ -119,12 +129,12 @@ def scan(path: str, column_map: dict[str, str] | None, max_rows: int | None, *,
                 if j < sample_size:
                     s.sample[j] = (rec.line, chk.row)
     valid = len(s.hashes)
-    if explicit and all(x is not None for x in s.labels):
+    if explicit and -1 not in s.labels:
         s.label_column = explicit
     elif targets_ok and len(target_ids) == valid and 2 <= len(targets) <= valid // 2:
         s.label_column = {"alpaca": "output", "prompt-completion": "completion"}.get(fmt or "", "answer")
         s.label_names = targets
-        s.labels = list(target_ids)
+        s.labels = target_ids
     else:
         s.label_column, s.label_names = None, {}
     return s

@@ -125,11 +125,10 @@ def _choose_validation(s, dup_idx: set[int], frac: float, seed: int) -> set[int]
     kept = [p for p in range(len(idx)) if idx[p] not in dup_idx]
     n = len(kept)
     n_val = min(max(round(n * frac), 1), n - 1) if n >= 2 else 0
-    strata: dict[int | None, list[int]] = {}
-    labels = s.labels if s.label_column is not None else [None] * len(idx)
+    strata: dict[int, list[int]] = {}
     for p in kept:
-        strata.setdefault(labels[p], []).append(p)
-    keys = sorted(strata, key=lambda k: (k is None, k if k is not None else 0))
+        strata.setdefault(s.labels[p] if s.label_column is not None else -1, []).append(p)
+    keys = sorted(strata)
     quota = {k: len(strata[k]) * n_val / n for k in keys} if n else {}
     take = {k: math.floor(q) for k, q in quota.items()}
     short = n_val - sum(take.values())
