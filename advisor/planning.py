@@ -189,9 +189,15 @@ def _hardware_and_batch(plan: TrainingPlan, d: Decision, facts: Facts, r: dict) 
         r["max_length"] = (f"{cand.seq_len:,}: {plan.max_length:,} tokens does not fit the GPU even at "
                            "micro-batch 1 (measurement: memory estimate)")
         plan.max_length = cand.seq_len
-    r["micro_batch_size"] = (f"{plan.micro_batch_size}: the largest micro-batch up to {int(th.get('batch_size_max', 8))} "
-                             f"(the guide's 4-8) that fits the {v.get('gpu_usable_gib', 0):g} GiB usable "
-                             "(measurement: memory estimate)")
+    usable = v.get("gpu_usable_gib", 0)
+    if plan.micro_batch_size < start_b:
+        r["micro_batch_size"] = (f"{plan.micro_batch_size}: the guide's starting batch {start_b} does not fit the "
+                                 f"{usable:g} GiB usable; accumulation is raised to keep the effective batch "
+                                 "(measurement: memory estimate)")
+    else:
+        r["micro_batch_size"] = (f"{plan.micro_batch_size}: the largest micro-batch up to "
+                                 f"{int(th.get('batch_size_max', 8))} (the guide's 4-8) that fits the {usable:g} GiB "
+                                 "usable (measurement: memory estimate)")
     r["grad_accum"] = (f"{plan.grad_accum}: {plan.micro_batch_size} x {plan.grad_accum} = effective batch "
                        f"{plan.micro_batch_size * plan.grad_accum} per GPU, the guide's start of batch "
                        f"{start_b} x accumulation {start_acc} ({PRACTICAL})")

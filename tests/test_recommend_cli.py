@@ -1,0 +1,99 @@
+"""`tunewise recommend` and `tunewise rules` through advisor.cli.main: JSON shape, exit codes, run dir."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from advisor.cli import main
+
+ROOT = Path(__file__).resolve().parents[1]
+PERSONAS = ROOT / "examples" / "answers"
+
+
+def _answers(tmp_path: Path, **data) -> str:
+    p = tmp_path / "answers.yaml"
+    p.write_text(yaml.safe_dump(data), encoding="utf-8")
+    return str(p)
+
+
+def _json(capsys, argv) -> tuple[int, dict]:
+    rc = main(argv)
+    return rc, json.loads(capsys.readouterr().out)
+
+
+def test_json_has_the_design_keys(capsys):
+    rc, j = _json(capsys, ["recommend", "--answers", str(PERSONAS / "brand-voice-chatbot-24gb.yaml"),
+                           "--format", "json", "--no-detect"])
+    assert rc == 0
+    assert {"approach", "method", "stage", "model", "fired", "warnings", "candidates", "plan"} <= set(j)
+    assert (j["approach"], j["model"]) == ("fine-tune", "meta-llama/Llama-3.1-8B")
+    assert j["method"] in j["candidates"] and j["plan"]["method"] == j["method"]
+    for c in j["candidates"].values():
+        assert isinstance(c["peak_gib"], float) and isinstance(c["fits"], bool)
+    assert all(isinstance(x, str) for x in j["fired"] + j["warnings"])
+    assert len(j["trace"]) >= 45
+
+
+def test_prompting_has_null_method_stage_plan(capsys, tmp_path):
+    rc, j = _json(capsys, ["recommend", "--answers", _answers(tmp_path, task="chat", examples=40),
+                           "--format", "json", "--no-detect"])
+    assert rc == 0 and j["approach"] == "prompting"
+    assert (j["method"], j["stage"], j["plan"]) == (None, None, None)
+    assert "TW101-few-examples-prompting" in j["fired"]
+
+
+def test_forced_method_that_does_not_fit_exits_1_but_still_prints(capsys):
+    rc = main(["recommend", "--answers", str(PERSONAS / "forced-full-does-not-fit.yaml"), "--format", "json"])
+    out = capsys.readouterr()
+    assert rc == 1 and json.loads(out.out)["method"] == "full" and "does not fit" in out.err
+
+
+@pytest.mark.parametrize(("data", "needle"), [
+    ({"task": "poetry"}, "'task'"),
+    ({"examples": -3}, "'examples'"),
+    ({"colour": "blue"}, "unknown key 'colour'"),
+    ({"model": "no-such-org/NoSuchModel-9B", "examples": 2000}, "NoSuchModel"),
+])
+def test_bad_answers_exit_2_with_a_message(capsys, tmp_path, data, needle):
+    rc = main(["recommend", "--answers", _answers(tmp_path, **data), "--no-detect"])
+    err = capsys.readouterr().err
+    assert rc == 2 and needle in err and "Traceback" not in err
+
+
+def test_missing_answers_file_exits_2(capsys, tmp_path):
+    assert main(["recommend", "--answers", str(tmp_path / "nope.yaml")]) == 2
+    assert "answers file not found" in capsys.readouterr().err
+
+
+def test_out_writes_a_run_directory_and_never_overwrites(capsys, tmp_path):
+    demo = ROOT / "examples" / "demo" / "answers.yaml"
+    data = yaml.safe_load(demo.read_text())
+    data["dataset"] = str(demo.parent / data["dataset"])
+    data["gpus"] = [{"name": "RTX 4090", "memory_gib": 24}]
+    answers = _answers(tmp_path, **data)
+    out = tmp_path / "run"
+    assert main(["recommend", "--answers", answers, "--out", str(out), "--format", "markdown"]) == 0
+    assert main(["recommend", "--answers", answers, "--out", str(out), "--format", "json"]) == 0
+    for d in (out, tmp_path / "run-2"):
+        assert {"report.md", "report.json", "plan.yaml", "launch.sh"} <= {p.name for p in d.iterdir()}
+    plan = yaml.safe_load((out / "plan.yaml").read_text())
+    assert plan["data"]["train"] and plan["method"] in ("lora", "qlora")
+
+
+def test_rules_list_one_rule_and_unknown_id(capsys):
+    assert main(["rules"]) == 0
+    listing = capsys.readouterr().out
+    assert "TW101-few-examples-prompting" in listing and "[When to Fine-Tune Versus Alternative Approaches]" in listing
+    assert main(["rules", "TW101"]) == 0
+    full = capsys.readouterr().out
+    for part in ("## What it does", "## Why", "## Example", "## Source", "t.min_examples_peft = 100"):
+        assert part in full
+    assert main(["rules", "TW101", "--format", "json"]) == 0
+    assert json.loads(capsys.readouterr().out)["id"] == "TW101-few-examples-prompting"
+    assert main(["rules", "TW9"]) == 2 and "no rule with id" in capsys.readouterr().err
+    assert main(["rules", "TW1"]) == 2 and "matches" in capsys.readouterr().err
+    assert main(["rules", "--facts"]) == 0 and "gpu_memory_gib" in capsys.readouterr().out
