@@ -1,13 +1,132 @@
-"""`tunewise estimate` (to be written)."""
+"""`tunewise estimate`: peak GPU memory of one training step, with its breakdown and what to change.
+
+Exit codes: 0 printed (and fits, when --gpu-memory is given); 1 does not fit --gpu-memory; 2 bad input.
+"""
 
 from __future__ import annotations
 
-from advisor.errors import UserError
+import argparse
+import json
+
+COMPONENT_LABELS = {
+    "weights": "model weights",
+    "lora_adapters": "LoRA adapters (fp32)",
+    "optimizer_states": "optimizer states",
+    "gradients": "gradients",
+    "activations": "saved activations",
+    "logits_loss": "logits + loss (fp32)",
+    "backward_work": "backward working set",
+}
+
+
+def _positive_int(text: str) -> int:
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {v}")
+    return v
+
+
+def _fraction(text: str) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number in (0, 1], got {text!r}") from None
+    if not 0 < v <= 1:
+        raise argparse.ArgumentTypeError(f"expected a number in (0, 1], got {v}")
+    return v
+
+
+def _gib(text: str) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected GiB as a number, e.g. 24, got {text!r}") from None
+    if v <= 0:
+        raise argparse.ArgumentTypeError(f"expected a positive number of GiB, got {v}")
+    return v
 
 
 def add_parser(sub):
-    return sub.add_parser("estimate", help="(not yet available)")
+    p = sub.add_parser("estimate", help="predict peak GPU memory of a training step, with a breakdown",
+                       description="Predict the peak GPU memory of one training step (per GPU) before "
+                       "anything is launched, show what dominates it and what to change.")
+    p.add_argument("--model", required=True, metavar="M",
+                   help="catalog name (llama-3.1-8b), hub id, or a local directory holding config.json")
+    p.add_argument("--method", required=True, choices=["lora", "qlora", "spectrum", "full"])
+    p.add_argument("--rank", type=_positive_int, default=16, metavar="R", help="LoRA rank (default 16)")
+    p.add_argument("--seq-len", type=_positive_int, default=1024, metavar="S", help="tokens per sequence (1024)")
+    p.add_argument("--batch-size", type=_positive_int, default=4, metavar="B", help="micro-batch per GPU (4)")
+    p.add_argument("--no-grad-ckpt", action="store_true", help="without gradient checkpointing")
+    p.add_argument("--liger", action="store_true", help="with Liger kernels (fused linear cross-entropy)")
+    p.add_argument("--spectrum-fraction", type=_fraction, default=0.3, metavar="F",
+                   help="fraction of weights Spectrum unfreezes (0.3)")
+    p.add_argument("--gpus", type=_positive_int, default=1, metavar="N", help="number of GPUs (1)")
+    p.add_argument("--distributed", choices=["ddp", "fsdp", "zero3"], default=None,
+                   help="with --gpus > 1: replicate (ddp, the default) or shard (fsdp, zero3)")
+    p.add_argument("--optimizer", choices=["adamw", "adamw_8bit", "paged_adamw_8bit"], default="adamw")
+    p.add_argument("--attn", choices=["sdpa", "flash", "eager"], default="sdpa", help="attention kernel (sdpa)")
+    p.add_argument("--lora-dropout", type=float, default=0.05, metavar="P", help="LoRA dropout (0.05)")
+    p.add_argument("--gpu-memory", type=_gib, default=None, metavar="GIB",
+                   help="GPU size to check against (exit 1 when it does not fit)")
+    p.add_argument("--online", action="store_true",
+                   help="fetch config.json from the hub for a model not in the offline catalog")
+    p.add_argument("--format", choices=["text", "json"], default="text")
+    return p
 
 
 def run(args) -> int:
-    raise UserError("`tunewise estimate` is not available yet")
+    from advisor.memory import MemoryConfig, estimate
+    from advisor.models import resolve_model
+
+    model = resolve_model(args.model, allow_network=args.online)
+    cfg = MemoryConfig(method=args.method, rank=args.rank, seq_len=args.seq_len, batch_size=args.batch_size,
+                       grad_ckpt=not args.no_grad_ckpt, liger=args.liger, spectrum_fraction=args.spectrum_fraction,
+                       n_gpus=args.gpus, distributed=args.distributed, optimizer=args.optimizer, attn=args.attn,
+                       lora_dropout=args.lora_dropout)
+    est = estimate(model, cfg, gpu_gib=args.gpu_memory)
+    fits = None if args.gpu_memory is None else est.device_gib <= args.gpu_memory
+    if args.format == "json":
+        out = {**est.to_dict(), "model": model.name, "params_total": model.params_total,
+               "config": {k: getattr(cfg, k) for k in cfg.__dataclass_fields__}}
+        if fits is not None:
+            out["gpu_memory_gib"], out["fits"] = args.gpu_memory, fits
+        print(json.dumps(out, indent=2))
+    else:
+        from rich.console import Console
+
+        render_text(Console(), model, cfg, est, args.gpu_memory)
+    return 1 if fits is False else 0
+
+
+def render_text(console, model, cfg, est, gpu_gib: float | None) -> None:
+    """The breakdown table, the dominant component and the advice."""
+    from rich.table import Table
+
+    ckpt = "checkpointing" if cfg.grad_ckpt else "no checkpointing"
+    what = f"{cfg.method}" + (f" r={cfg.rank}" if cfg.method in ("lora", "qlora") else "")
+    console.print(f"[bold]{model.name}[/] ({model.params_total:,} parameters) · {what} · batch {cfg.batch_size} × "
+                  f"{cfg.seq_len} tokens = {cfg.batch_size * cfg.seq_len:,} tokens/step · {ckpt}"
+                  + (" · liger" if cfg.liger else "") + (f" · {cfg.n_gpus} GPUs" if cfg.n_gpus > 1 else ""))
+    t = Table(title=f"Peak GPU memory per GPU (at the {est.phase})", title_justify="left")
+    t.add_column("component")
+    t.add_column("GiB", justify="right")
+    t.add_column("share", justify="right")
+    for k, v in sorted(est.breakdown.items(), key=lambda kv: -kv[1]):
+        t.add_row(COMPONENT_LABELS.get(k, k), f"{v:.2f}", f"{v / est.peak_allocated_gib:.0%}")
+    t.add_section()
+    t.add_row("[bold]peak allocated[/]", f"[bold]{est.peak_allocated_gib:.2f}[/]", "")
+    for k, v in est.overhead.items():
+        t.add_row(f"+ {k.replace('_', ' ')}", f"{v:.2f}", "")
+    t.add_row("[bold]GPU shows in use[/]", f"[bold]{est.device_gib:.2f}[/]", "")
+    console.print(t)
+    console.print(f"Dominant: [bold]{COMPONENT_LABELS.get(est.dominant, est.dominant)}[/] "
+                  f"({est.breakdown.get(est.dominant, 0):.2f} GiB)")
+    if gpu_gib is not None:
+        ok = est.device_gib <= gpu_gib
+        console.print(f"{'[green]Fits' if ok else '[red]Does not fit'}[/] a {gpu_gib:g} GiB GPU "
+                      f"({est.device_gib:.1f} GiB needed)")
+    for line in est.advice:
+        console.print(f"  • {line}")

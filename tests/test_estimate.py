@@ -1,0 +1,76 @@
+"""`tunewise estimate` as a user runs it: a real subprocess, JSON and text, exit codes 0/1/2."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def tw(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "advisor", "estimate", *args], capture_output=True, text=True,
+                          cwd=ROOT, timeout=60)
+
+
+def test_json_matches_the_library_and_the_contract():
+    from advisor.memory import MemoryConfig, estimate
+    from advisor.models import resolve_model
+
+    p = tw("--model", "llama-3.1-8b", "--method", "qlora", "--seq-len", "2048", "--batch-size", "2", "--liger",
+           "--format", "json")
+    assert p.returncode == 0, p.stderr
+    out = json.loads(p.stdout)
+    assert {"peak_allocated_gib", "device_gib", "breakdown", "dominant", "advice", "model"} <= set(out)
+    lib = estimate(resolve_model("llama-3.1-8b"), MemoryConfig("qlora", seq_len=2048, batch_size=2, liger=True))
+    assert out["peak_allocated_gib"] == lib.peak_allocated_gib and out["breakdown"] == lib.breakdown
+
+
+def test_text_shows_the_table_dominant_part_and_advice():
+    p = tw("--model", "meta-llama/Llama-3.1-8B", "--method", "lora")
+    assert p.returncode == 0, p.stderr
+    for s in ["model weights", "logits + loss", "peak allocated", "GPU shows in use", "Dominant:", "--liger saves"]:
+        assert s in p.stdout, s
+
+
+def test_does_not_fit_exits_1_and_says_what_fits():
+    p = tw("--model", "llama-3.1-8b", "--method", "lora", "--gpu-memory", "24", "--format", "json")
+    assert p.returncode == 1
+    out = json.loads(p.stdout)
+    assert out["fits"] is False and any("fits with" in a for a in out["advice"])
+    assert tw("--model", "llama-3.1-8b", "--method", "qlora", "--gpu-memory", "24").returncode == 0
+
+
+def test_local_directory_model(tmp_path: Path):
+    cfg = {"model_type": "llama", "vocab_size": 32000, "hidden_size": 2048, "intermediate_size": 5632,
+           "num_hidden_layers": 22, "num_attention_heads": 32, "num_key_value_heads": 4}
+    (tmp_path / "config.json").write_text(json.dumps(cfg))
+    p = tw("--model", str(tmp_path), "--method", "full", "--format", "json")
+    assert p.returncode == 0, p.stderr
+    assert json.loads(p.stdout)["params_total"] == 1_100_048_384  # TinyLlama-1.1B's published total
+
+
+@pytest.mark.parametrize("args, needle", [
+    (["--model", "llama-3.1-8b", "--method", "dora"], "invalid choice"),
+    (["--model", "llama-3.1-8b", "--method", "lora", "--rank", "0"], "--rank"),
+    (["--model", "llama-3.1-8b", "--method", "lora", "--seq-len", "abc"], "--seq-len"),
+    (["--model", "llama-3.1-8b", "--method", "spectrum", "--spectrum-fraction", "2"], "--spectrum-fraction"),
+    (["--model", "llama-3.1-8b", "--method", "lora", "--gpu-memory", "-3"], "--gpu-memory"),
+    (["--model", "nobody/unknown-model", "--method", "lora"], "not in the offline catalog"),
+    (["--model", "/nonexistent/dir", "--method", "lora"], "unknown model"),
+    (["--method", "lora"], "--model"),
+])
+def test_bad_input_exits_2_with_a_clear_message(args, needle):
+    p = tw(*args)
+    assert p.returncode == 2
+    assert needle in p.stderr and "fix:" in p.stderr and "Traceback" not in p.stderr
+
+
+def test_malformed_config_exits_2(tmp_path: Path):
+    (tmp_path / "config.json").write_text("{ nope")
+    p = tw("--model", str(tmp_path), "--method", "lora")
+    assert p.returncode == 2 and "not valid JSON" in p.stderr and "Traceback" not in p.stderr
