@@ -259,8 +259,10 @@ def _plan(rec) -> Section:
 
 
 def _examples(rec) -> int | None:
+    """Examples the first training stage walks through: instruction examples for SFT, pairs for DPO."""
     values = _facts(rec, "values") or {}
-    for key in ("examples", "n_examples", "train_examples"):
+    keys = ("preference_pairs",) if rec.plan and rec.plan.stage == "dpo" else ("sft_examples", "examples")
+    for key in keys:
         v = values.get(key)
         if isinstance(v, int | float) and not isinstance(v, bool) and v >= 0:
             return int(v)

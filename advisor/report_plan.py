@@ -117,9 +117,10 @@ def step_arithmetic(plan: TrainingPlan, data, examples: int | None, why=None) ->
         how = split + ("; without token counts, one example per sequence (an upper bound with packing)"
                        if plan.packing else "")
     per_epoch = max(1, math.ceil(seqs / per_step))
+    stage = " (SFT stage)" if plan.stage == "sft+dpo" else ""
     total = math.ceil(per_epoch * plan.epochs)
-    rows.append(["Steps per epoch", _n(per_epoch), f"{how}; ⌈{seqs:,} / {per_step:,}⌉ = {per_epoch:,}"])
-    rows.append(["Total steps (at most)", _n(total),
+    rows.append([f"Steps per epoch{stage}", _n(per_epoch), f"{how}; ⌈{seqs:,} / {per_step:,}⌉ = {per_epoch:,}"])
+    rows.append([f"Total steps{stage} (at most)", _n(total),
                  f"{per_epoch:,} × {_n(plan.epochs)} epochs = {total:,}; early stopping may end sooner"
                  if plan.early_stopping_patience else f"{per_epoch:,} × {_n(plan.epochs)} epochs = {total:,}"])
     return rows

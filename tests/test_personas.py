@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from advisor.answers import load_answers
+from advisor.answers import GPUAnswer, load_answers
 
 ROOT = Path(__file__).resolve().parents[1]
 SNAPSHOTS = Path(__file__).resolve().parent / "snapshots"
@@ -56,8 +56,7 @@ def _recommend(path: Path):
 
     answers = load_answers(path)
     if answers.gpus is None:  # the demo plans for the wizard's default GPU, never for this machine's
-        answers = answers.model_copy(update={"gpus": [{"name": "NVIDIA GeForce RTX 4090", "memory_gib": 24}]})
-        answers = type(answers).model_validate(answers.model_dump())
+        answers = answers.model_copy(update={"gpus": [GPUAnswer(name="NVIDIA GeForce RTX 4090", memory_gib=24)]})
     return recommend(answers, detect_gpus=False)
 
 
@@ -104,6 +103,28 @@ def test_persona_report_matches_snapshot(name, path, monkeypatch):
         diff = "".join(difflib.unified_diff(expected.splitlines(True), md.splitlines(True),
                                             f"snapshots/{snap.name}", "rendered"))
         pytest.fail(f"report for {name} changed (TUNEWISE_UPDATE_SNAPSHOTS=1 to accept):\n{diff}")
+
+
+DOC = ROOT / "docs" / "report.md"
+DOC_PERSONA = "brand-voice-chatbot-24gb"
+DOC_PREFACE = (
+    "<!-- generated from tests/snapshots/{name}.md by TUNEWISE_UPDATE_SNAPSHOTS=1 pytest tests/test_personas.py -->\n"
+    "# A sample report\n\n"
+    "What `tunewise recommend --answers examples/answers/{name}.yaml --format markdown` prints (and what "
+    "`--out RUN_DIR` writes to `report.md`) for a support team that wants its chatbot to speak in the "
+    "company's voice, with 2,500 approved conversations and one 24 GB GPU.\n\n---\n\n"
+)
+
+
+def test_docs_sample_report_is_the_current_snapshot():
+    snap = (SNAPSHOTS / f"{DOC_PERSONA}.md").read_text(encoding="utf-8")
+    # one heading level down, under the page's own title
+    body = "".join("#" + line if line.startswith("#") else line for line in snap.splitlines(True))
+    expected = DOC_PREFACE.format(name=DOC_PERSONA) + body
+    if os.environ.get("TUNEWISE_UPDATE_SNAPSHOTS") == "1":
+        DOC.write_text(expected, encoding="utf-8")
+        return
+    assert DOC.read_text(encoding="utf-8") == expected, "docs/report.md is stale: TUNEWISE_UPDATE_SNAPSHOTS=1"
 
 
 def test_reports_render_in_every_format(monkeypatch):
