@@ -183,3 +183,45 @@ def test_demo_answers_exist_and_load():
     demo = load_answers(demo_answers_path())
     assert demo.task == "chat" and demo.dataset and demo.dataset.endswith("train.jsonl")
     assert __import__("pathlib").Path(demo.dataset).is_file()
+
+
+class _Console:
+    def __init__(self):
+        self.out: list[str] = []
+
+    def print(self, *args, **kwargs):
+        self.out.append(" ".join(map(str, args)))
+
+
+def _rec(plan=True, problems=()):
+    return SimpleNamespace(plan=object() if plan else None, problems=list(problems))
+
+
+def test_launch_offer_calls_the_launcher_when_accepted(monkeypatch):
+    from advisor.commands.wizard import _offer_launch
+
+    calls = []
+    fake = SimpleNamespace(offer_launch=lambda rec, console: calls.append(rec) or 7)
+    monkeypatch.setitem(sys.modules, "launcher.launch", fake)
+    rec, con = _rec(), _Console()
+    assert _offer_launch(rec, con, Script({"launch now": True}), "a.yaml") == 7
+    assert calls == [rec]
+    assert _offer_launch(rec, con, Script({"launch now": False}), "a.yaml") == 0 and len(calls) == 1
+
+
+def test_launch_offer_without_a_launcher_prints_the_command(monkeypatch):
+    from advisor.commands.wizard import _offer_launch
+
+    monkeypatch.setitem(sys.modules, "launcher.launch", None)  # import fails
+    con = _Console()
+    assert _offer_launch(_rec(), con, Script({}), "my answers.yaml") == 0
+    assert any("tunewise recommend --answers 'my answers.yaml' --out runs/my-run" in line for line in con.out)
+
+
+def test_no_launch_offer_for_a_misfit_or_no_training():
+    from advisor.commands.wizard import _offer_launch
+
+    script, con = Script({}), _Console()
+    assert _offer_launch(_rec(problems=["full fine-tuning does not fit"]), con, script, None) == 1
+    assert _offer_launch(_rec(plan=False), con, script, None) == 0
+    assert script.asked == []

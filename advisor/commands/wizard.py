@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shlex
 import sys
 from pathlib import Path
 
@@ -95,7 +96,8 @@ def _offer_launch(rec, console, prompter, answers_file: str | None) -> int:
     where = answers_file or "ANSWERS.yaml"
     console.print("\nThe launcher is not available in this installation; nothing was written. "
                   "Create the run directory with:")
-    console.print(f"  tunewise recommend --answers {where} --out runs/my-run", markup=False, highlight=False)
+    console.print(f"  tunewise recommend --answers {shlex.quote(where)} --out runs/my-run", markup=False,
+                  highlight=False)
     if not answers_file:
         console.print("(rerun the wizard with --save-answers ANSWERS.yaml to keep these answers)",
                       markup=False, highlight=False)
