@@ -31,6 +31,7 @@ FACT_DOCS: dict[str, str] = {
     "clear_task": "a clear task definition and success criteria exist",
     "tried_prompting": "the user has already tried prompt engineering",
     "examples": "training examples in total (instruction examples plus preference pairs)",
+    "examples_known": "the number of examples is known (from the dataset or the answers)",
     "sft_examples": "instruction/response examples (from the dataset, or `examples` in the answers)",
     "preference_pairs": "(prompt, chosen, rejected) examples",
     "has_dataset": "a dataset file was given and inspected",
@@ -280,6 +281,7 @@ def build_facts(answers: Answers, *, detect_gpus: bool = True, model_resolver: C
         v.update(_data_facts(data))
     if v["sft_examples"] is not None and v["preference_pairs"] is not None:
         v["examples"] = v["sft_examples"] + v["preference_pairs"]
+    v["examples_known"] = "examples" in v
 
     gpus, gpu_note = _gpu_facts(answers, detect_gpus)
     v["gpu_count"] = len(gpus)
