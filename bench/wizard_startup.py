@@ -1,12 +1,15 @@
 """Time from launching `tunewise wizard` to its first question on screen, through a real pty.
 
 Run: .venv/bin/python bench/wizard_startup.py [RUNS]
-Also times `tunewise --help`. Prints one line per measurement and the median.
+Also times `tunewise --help`. Prints wall-clock times and the median, and the child's CPU time
+(user + sys, from getrusage after it exits, so it includes the short exit after Ctrl-C): on a
+shared, loaded machine the CPU time is the steadier figure.
 """
 
 from __future__ import annotations
 
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -35,11 +38,22 @@ def help_time() -> float:
     return time.perf_counter() - t0
 
 
+def _child_cpu() -> float:
+    r = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return r.ru_utime + r.ru_stime
+
+
 def main(runs: int) -> None:
+    print(f"load average: {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs")
     for name, fn in (("wizard first question", first_question), ("tunewise --help", help_time)):
         fn()  # warm the file cache
-        times = [fn() for _ in range(runs)]
-        print(f"{name}: " + ", ".join(f"{t:.3f}" for t in times) + f" s; median {statistics.median(times):.3f} s")
+        times, cpus = [], []
+        for _ in range(runs):
+            c0 = _child_cpu()
+            times.append(fn())
+            cpus.append(_child_cpu() - c0)
+        print(f"{name}: wall " + ", ".join(f"{t:.3f}" for t in times)
+              + f" s; median {statistics.median(times):.3f} s; child CPU median {statistics.median(cpus):.3f} s")
 
 
 if __name__ == "__main__":
