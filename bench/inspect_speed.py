@@ -60,13 +60,16 @@ CHILD = """
 import resource, sys, time, json
 t0 = time.perf_counter()
 from advisor.data import inspect_dataset
-base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+u0 = resource.getrusage(resource.RUSAGE_SELF)
+base = u0.ru_maxrss
 t1 = time.perf_counter()
 r = inspect_dataset(sys.argv[1])
 t2 = time.perf_counter()
-peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+u1 = resource.getrusage(resource.RUSAGE_SELF)
+peak = u1.ru_maxrss
+cpu = (u1.ru_utime + u1.ru_stime) - (u0.ru_utime + u0.ru_stime)
 print(json.dumps({"rows": r.rows, "valid": r.valid, "invalid": r.invalid_count, "duplicates": r.duplicates,
-                  "near": r.near_duplicates, "seconds": t2 - t1, "base_kib": base, "peak_kib": peak}))
+                  "near": r.near_duplicates, "seconds": t2 - t1, "cpu": cpu, "base_kib": base, "peak_kib": peak}))
 """
 
 
@@ -78,19 +81,21 @@ def main() -> None:
     root = Path(__file__).resolve().parents[1]
     workdir = Path(args.dir or tempfile.mkdtemp(prefix="inspect-bench-"))
     print(f"# {platform.platform()}, python {platform.python_version()}, {os.cpu_count()} CPUs")
-    print(f"{'rows':>10} {'MB':>8} {'seconds':>8} {'rows/s':>9} {'RSS base MiB':>13} {'RSS peak MiB':>13} "
-          f"{'invalid':>8} {'dups':>7} {'near':>7}")
+    print("# wall = elapsed seconds (the machine is shared: see load); cpu = user+sys seconds of the inspection")
+    print(f"{'rows':>10} {'MB':>8} {'wall s':>8} {'cpu s':>7} {'rows/s':>9} {'RSS base MiB':>13} "
+          f"{'RSS peak MiB':>13} {'invalid':>8} {'dups':>7} {'near':>7} {'load':>5}")
     for n in args.rows:
         path = workdir / f"bench-{n}.jsonl"
         if not path.exists():
             generate(path, n)
         size_mb = path.stat().st_size / 1e6
+        load = os.getloadavg()[0]
         out = subprocess.run([sys.executable, "-c", CHILD, str(path)], capture_output=True, text=True,
                              check=True, cwd=root, env={**os.environ, "PYTHONPATH": str(root)}).stdout
         m = json.loads(out.strip().splitlines()[-1])
-        print(f"{m['rows']:>10,} {size_mb:>8.1f} {m['seconds']:>8.2f} {m['rows'] / m['seconds']:>9,.0f} "
-              f"{m['base_kib'] / 1024:>13.1f} {m['peak_kib'] / 1024:>13.1f} {m['invalid']:>8,} "
-              f"{m['duplicates']:>7,} {m['near']:>7,}", flush=True)
+        print(f"{m['rows']:>10,} {size_mb:>8.1f} {m['seconds']:>8.2f} {m['cpu']:>7.2f} "
+              f"{m['rows'] / m['seconds']:>9,.0f} {m['base_kib'] / 1024:>13.1f} {m['peak_kib'] / 1024:>13.1f} "
+              f"{m['invalid']:>8,} {m['duplicates']:>7,} {m['near']:>7,} {load:>5.1f}", flush=True)
         if not args.dir:
             path.unlink()
 

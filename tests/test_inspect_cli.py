@@ -66,12 +66,14 @@ def test_text_report_with_tokenizer_shows_histogram_problems_and_recommendation(
     assert "duplicate" in text and "usable: 30 rows" in text
 
 
-def test_model_without_local_tokenizer_is_a_note_not_an_error(tmp_path):
-    out = cli(write_jsonl(tmp_path / "d.jsonl", [chat("a", "b")]), "--model", "nobody/no-such-model",
-              "--format", "json")
-    assert out.returncode == 0, out.stderr
-    d = json.loads(out.stdout)
+def test_model_without_local_tokenizer_is_a_note_not_an_error(tmp_path, capsys):
+    data = write_jsonl(tmp_path / "d.jsonl", [chat("a", "b")])
+    assert main(["inspect", data, "--model", "nobody/no-such-model", "--format", "json"]) == 0
+    d = json.loads(capsys.readouterr().out)
     assert d["token_stats"] is None and any("no tokenizer for nobody/no-such-model" in w for w in d["warnings"])
+    assert main(["inspect", data, "--model", "examples/demo/tokenizer", "--format", "json"]) == 0
+    d = json.loads(capsys.readouterr().out)
+    assert d["token_stats"]["max"] > 0 and d["tokenizer"]
 
 
 def test_validation_flag_reports_leakage(tmp_path):

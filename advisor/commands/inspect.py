@@ -72,11 +72,22 @@ def _tokenizer(args):
         return None, None
     from advisor.data.tokens import load_tokenizer
 
-    try:
-        return load_tokenizer(args.model, what="tokenizer for the model"), None
-    except UserError as e:
-        return None, (f"no tokenizer for {args.model} found locally, so no token statistics "
-                      f"({e.message.split(': ', 1)[-1][:120]})")
+    places = [args.model]
+    try:  # a catalog name: look for its hub id in the local cache too
+        from advisor.models import resolve_model
+
+        facts = resolve_model(args.model)
+        places += [p for p in (facts.path, facts.name) if p and p not in places]
+    except UserError:
+        pass
+    error = None
+    for place in places:
+        try:
+            return load_tokenizer(place, what="tokenizer for the model"), None
+        except UserError as e:
+            error = error or e
+    return None, (f"no tokenizer for {args.model} found locally, so no token statistics "
+                  f"({error.message.split(': ', 1)[-1][:120]}); pass --tokenizer DIR")
 
 
 def _jsonable(o):
