@@ -283,7 +283,10 @@ def _checklist(rec) -> Section:
         status = str(it.get("status", "")).lower()
         done = True if status in ("done", "ok", "yes", "true") else None if status in ("", "n/a", "na") else False
         detail = it.get("detail")
-        items.append((done, f"{it.get('item', '')}" + (f" — {detail}" if detail else "")))
+        # "planned": tunewise's plan covers it; "unknown": the answers do not say
+        tag = f"{status}: " if status in ("planned", "unknown") else ""
+        items.append((done, f"{it.get('item', '')}" + (f" — {tag}{detail}" if detail else
+                                                        f" — {status}" if tag else "")))
     return Section("checklist", "Getting-started checklist", checklist=items,
                    lines=[] if items else ["(no checklist)"],
                    after=["From the guide's getting-started checklist _(Your Learning Path)_, "
