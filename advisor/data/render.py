@@ -10,6 +10,7 @@ from advisor.data.report import INVALID_KINDS, DataReport
 
 SHOWN_PER_KIND = 3  # problems listed per kind; `--format json` has them all (up to the cap)
 _BAR = 40
+_TOKEN_KINDS = ("truncated", "zero-trainable", "chat-template")  # counted on the token sample only
 
 
 def render(r: DataReport) -> RenderableType:
@@ -90,9 +91,10 @@ def _problems(r: DataReport) -> RenderableType | None:
     t.add_column("what")
     for kind in sorted(by_kind, key=lambda k: (k not in INVALID_KINDS, k)):
         count = r.finding_counts.get(kind, len(by_kind[kind]))
+        of = " in sample" if r.token_sample and kind in _TOKEN_KINDS else ""
         style = "red" if kind in INVALID_KINDS else "yellow"
         for i, f in enumerate(by_kind[kind][:SHOWN_PER_KIND]):
-            label = Text(f"{kind} ({count:,})" if i == 0 else "", style=style)
+            label = Text(f"{kind} ({count:,}{of})" if i == 0 else "", style=style)
             t.add_row(label, str(f.line) if f.line else "-", f.message)
     return t
 
