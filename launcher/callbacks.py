@@ -80,6 +80,7 @@ class MetricsLog(TrainerCallback):
         row.update({k: v for k, v in logs.items() if isinstance(v, int | float | str)})
         elapsed = time.monotonic() - self.t0
         seen = (state.num_input_tokens_seen or 0) - (self.tokens0 or 0)
+        row["tokens_seen"] = int(state.num_input_tokens_seen or 0)  # non-padding tokens, this process
         if seen > 0 and elapsed > 0:
             # Tokens this process saw; every rank sees as many, so the job's rate is this x world size.
             row["tokens_per_s"] = round(seen * max(1, args.world_size) / elapsed, 1)

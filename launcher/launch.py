@@ -53,7 +53,7 @@ def launch(run_dir, *, smoke: bool = False, max_steps: int | None = None, save_s
            console: Console | None = None, allow_network: bool = False, cpu: bool = False) -> int:
     """Run (or resume) the plan in `run_dir`. Returns the exit code: 0 done, 1 failed / out of memory,
     2 bad input, 130 stopped (a checkpoint was saved; launch again to resume)."""
-    console = console or Console()
+    console = console or Console(soft_wrap=True)
     run_dir = Path(run_dir).expanduser().resolve()
     if not (run_dir / "plan.yaml").is_file():
         raise UserError(f"{run_dir} is not a run directory (no plan.yaml)",

@@ -136,7 +136,7 @@ def _write_split(plan: TrainingPlan, run_dir: Path) -> None:
     from advisor.data import write_split
 
     source = Path(plan.data.source).expanduser().resolve()
-    result = write_split(source, run_dir / "data")
+    result = write_split(source, run_dir / "data", column_map=plan.data.column_map, seed=plan.seed)
     plan.data.train = _relative(result.train, run_dir)
     plan.data.validation = _relative(result.validation, run_dir) if result.validation else None
     plan.data.format = getattr(result, "format", None) or plan.data.format

@@ -126,10 +126,21 @@ def smoke_plan(plan: TrainingPlan, run_dir: Path, smoke_dir: Path, model_dir: Pa
     p.distributed = None
     p.reasons = {**p.reasons, "smoke": "CPU smoke run on a tiny random stand-in model; losses are meaningless"}
     if p.method == "spectrum" and p.spectrum is not None:
-        # The real scan names the real model's layers; on the 2-layer stand-in keep patterns that still
-        # match and fall back to the stand-in's MLP down-projections, as a scan would pick.
-        p.spectrum.unfrozen_parameters = [r"^model\.layers\.\d+\.mlp\.down_proj", r"^lm_head"]
+        p.spectrum.unfrozen_parameters = _stand_in_selection(p.spectrum.unfrozen_parameters, model_dir)
     return p
+
+
+def _stand_in_selection(patterns: list[str], model_dir: Path) -> list[str]:
+    """The real scan names the real model's layers (e.g. layer 17); keep the patterns that still match
+    the 2-layer stand-in, else its MLP down-projections, the kind of tensor a scan picks."""
+    from safetensors import safe_open
+
+    from advisor.spectrum import select_unfrozen
+
+    with safe_open(str(model_dir / "model.safetensors"), "pt") as f:
+        names = list(f.keys())
+    kept = [p for p in patterns if select_unfrozen(names, [p], strict=False)]
+    return kept or [r"^model.layers.\d+.mlp.down_proj.weight$"]
 
 
 def prepare(run_dir: str | Path, plan: TrainingPlan, *, max_steps: int | None = None) -> tuple[Path, dict]:

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
 import sys
 from pathlib import Path
 
@@ -271,21 +270,16 @@ def continue_from(model, plan: TrainingPlan, sft_dir: Path):
 
 
 def freeze_for_spectrum(model, patterns: list[str]) -> int:
-    """Freeze everything, then unfreeze parameters whose name matches a pattern (`re.match`, as
-    Spectrum's own YAML is written: `^model.layers.3.mlp.down_proj`). Never a silent full fine-tune."""
-    if not patterns:
-        raise UserError("spectrum plan has no unfrozen_parameters", "run `tunewise spectrum scan MODEL_DIR`")
-    try:
-        compiled = [re.compile(p) for p in patterns]
-    except re.error as e:
-        raise UserError(f"spectrum.unfrozen_parameters: bad pattern ({e})", "fix the regex in plan.yaml") from None
+    """Freeze everything, then unfreeze the parameters the Spectrum scan selected (Axolotl's
+    `unfrozen_parameters` semantics, see `advisor.spectrum.select_unfrozen`). A pattern that matches
+    nothing is an error: the scan was made for another model. Never a silent full fine-tune."""
+    from advisor.spectrum import select_unfrozen
+
+    keep = set(select_unfrozen([name for name, _ in model.named_parameters()], patterns))
     n = 0
     for name, param in model.named_parameters():
-        param.requires_grad = any(c.match(name) for c in compiled)
+        param.requires_grad = name in keep
         n += param.numel() if param.requires_grad else 0
-    if n == 0:
-        raise UserError(f"no model parameter matches spectrum.unfrozen_parameters ({patterns[0]!r}, ...)",
-                        "re-run `tunewise spectrum scan` on this model")
     return n
 
 
@@ -313,8 +307,7 @@ def trainer_config(plan: TrainingPlan, stage: str, out_dir: Path, train_ds, eval
         save_total_limit=plan.save_total_limit, eval_strategy="steps" if eval_ds is not None else "no",
         eval_steps=eval_steps, load_best_model_at_end=early, metric_for_best_model="eval_loss" if early else None,
         greater_is_better=False if early else None, bf16=plan.bf16 and cuda, use_cpu=not cuda,
-        gradient_checkpointing=plan.gradient_checkpointing,
-        gradient_checkpointing_kwargs={"use_reentrant": False}, optim=optim, use_liger_kernel=liger,
+        **_checkpointing(plan.gradient_checkpointing), optim=optim, use_liger_kernel=liger,
         report_to=["tensorboard"], seed=plan.seed, max_length=plan.max_length, disable_tqdm=True,
         logging_first_step=True, save_only_model=False,
     )
@@ -334,6 +327,15 @@ def trainer_config(plan: TrainingPlan, stage: str, out_dir: Path, train_ds, eval
         assistant_only_loss=plan.completion_only_loss and conversational,
         completion_only_loss=plan.completion_only_loss if prompt_completion else None,
         include_num_input_tokens_seen="non_padding", **common)
+
+
+def _checkpointing(on: bool) -> dict:
+    """Gradient (activation) checkpointing, non-reentrant; transformers 5 renamed the arguments."""
+    from transformers import TrainingArguments
+
+    name = ("activation_checkpointing" if "activation_checkpointing" in TrainingArguments.__dataclass_fields__
+            else "gradient_checkpointing")
+    return {name: on, f"{name}_kwargs": {"use_reentrant": False}}
 
 
 def print_result(summary: dict, cuda: bool) -> None:

@@ -1,0 +1,88 @@
+"""launcher/train.py trains for real (in-process, tiny Llama): every trainable parameter changes."""
+
+import json
+
+import pytest
+import torch
+from launchkit import make_run, preference_rows, tiny_base
+from safetensors.torch import load_file
+
+from launcher import train
+
+
+@pytest.fixture(scope="module")
+def base(tmp_path_factory):
+    return tiny_base(tmp_path_factory.mktemp("base") / "tiny-llama")
+
+
+def _summary(rd):
+    return json.loads((rd / "summary.json").read_text())
+
+
+def test_lora_sft_on_chat_rows_trains_every_adapter_tensor(base, tmp_path):
+    rd = make_run(tmp_path, base, "lora")
+    assert train.main([str(rd)]) == 0
+    s = _summary(rd)
+    assert s["status"] == "completed" and s["steps"] == 4 and s["method"] == "lora"
+    assert s["loss_first"] > 0 and s["eval_loss"] is not None and s["peak_gib_measured"] is None
+    weights = load_file(rd / "adapter" / "adapter_model.safetensors")
+    assert any("lora_B" in k for k in weights)
+    for k, w in weights.items():
+        if "lora_B" in k:  # zero at init: non-zero means it was trained
+            assert w.abs().sum() > 0, k
+    rows = [json.loads(x) for x in (rd / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows if "loss" in r][:4] == [1, 2, 3, 4]
+    assert (rd / "output" / "sft" / "checkpoint-4" / "optimizer.pt").exists()
+    assert list((rd / "output" / "sft").rglob("events.out.tfevents*"))  # TensorBoard logs
+    assert "{% generation %}" in (rd / "adapter" / "chat_template.jinja").read_text()
+
+
+def test_spectrum_trains_only_the_selected_tensors(base, tmp_path):
+    rd = make_run(tmp_path, base, "spectrum")
+    assert train.main([str(rd)]) == 0
+    before, after = load_file(base / "model.safetensors"), load_file(rd / "model" / "model.safetensors")
+    changed = {k for k in before if not torch.equal(before[k], after[k])}
+    assert changed == {"model.layers.1.mlp.down_proj.weight"}
+
+
+def test_spectrum_pattern_for_another_model_fails_loudly(base, tmp_path):
+    rd = make_run(tmp_path, base, "spectrum")
+    plan = (rd / "plan.yaml").read_text().replace("model.layers.1.mlp", "model.layers.17.mlp")
+    (rd / "plan.yaml").write_text(plan)
+    assert train.main([str(rd)]) == 2
+    assert _summary(rd)["status"] == "failed" and "match no parameter" in _summary(rd)["error"]
+    assert not (rd / "model").exists()
+
+
+def test_full_fine_tune_changes_every_parameter(base, tmp_path):
+    rd = make_run(tmp_path, base, "full", learning_rate=5e-3)
+    assert train.main([str(rd)]) == 0
+    before, after = load_file(base / "model.safetensors"), load_file(rd / "model" / "model.safetensors")
+    unchanged = [k for k in before if torch.equal(before[k], after[k])]
+    assert unchanged == []
+
+
+def test_qlora_on_prompt_completion_rows(base, tmp_path):
+    rows = [json.dumps({"prompt": f"Question {i}: how do I add a domain?", "completion": " Add it under Networking."})
+            for i in range(16)]
+    rd = make_run(tmp_path, base, "qlora", rows=rows)
+    assert train.main([str(rd)]) == 0
+    weights = load_file(rd / "adapter" / "adapter_model.safetensors")
+    assert all(w.abs().sum() > 0 for k, w in weights.items() if "lora_B" in k)
+    assert _summary(rd)["method"] == "qlora"
+
+
+def test_sft_then_dpo_continues_from_the_sft_adapter(base, tmp_path):
+    rd = make_run(tmp_path, base, "lora", stage="sft+dpo")
+    (rd / "data" / "prefs.jsonl").write_text("\n".join(preference_rows(12)) + "\n")
+    plan = (rd / "plan.yaml").read_text().replace("dataset: null", "dataset: data/prefs.jsonl")
+    (rd / "plan.yaml").write_text(plan)
+    assert train.main([str(rd)]) == 0
+    sft = load_file(rd / "output" / "sft" / "final" / "adapter_model.safetensors")
+    dpo = load_file(rd / "adapter" / "adapter_model.safetensors")
+    assert set(sft) == set(dpo)
+    assert all(not torch.equal(sft[k], dpo[k]) for k in sft)  # DPO moved every adapter tensor
+    s = _summary(rd)
+    assert s["status"] == "completed" and s["stage"] == "dpo"
+    stages = {json.loads(x)["stage"] for x in (rd / "metrics.jsonl").read_text().splitlines()}
+    assert stages == {"sft", "dpo"}
