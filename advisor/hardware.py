@@ -86,6 +86,29 @@ def detect_gpus() -> Detection:
             pass
 
 
+# Compute capability by GPU name, for GPUs given in the answers (no driver to ask). Vendor spec
+# sheets; first match wins, so more specific names come first. Unknown names: None (assumed modern).
+_CAPABILITY_BY_NAME: list[tuple[str, tuple[int, int]]] = [
+    ("B200", (10, 0)), ("B100", (10, 0)), ("H200", (9, 0)), ("H100", (9, 0)), ("GH200", (9, 0)),
+    ("L40", (8, 9)), ("L4", (8, 9)), ("RTX 40", (8, 9)), ("RTX 6000 ADA", (8, 9)),
+    ("A100", (8, 0)), ("A800", (8, 0)), ("A30", (8, 0)), ("A10", (8, 6)), ("A40", (8, 6)), ("A6000", (8, 6)),
+    ("A5000", (8, 6)), ("A4000", (8, 6)), ("RTX 30", (8, 6)),
+    ("T4", (7, 5)), ("RTX 20", (7, 5)), ("TITAN RTX", (7, 5)), ("QUADRO RTX", (7, 5)), ("V100", (7, 0)),
+    ("P100", (6, 0)), ("P40", (6, 1)), ("P4", (6, 1)), ("GTX 10", (6, 1)), ("K80", (3, 7)),
+]
+
+
+def capability_from_name(name: str) -> tuple[int, int] | None:
+    """The compute capability a GPU's marketing name implies, or None when the name is not known."""
+    upper = name.upper()
+    for key, cc in _CAPABILITY_BY_NAME:
+        if key in upper:
+            return cc
+    return None
+
+
 def gpus_from_answers(items) -> list[GPU]:
-    """GPUs the user listed in the answers file (override detection)."""
-    return [GPU(name=g.name, memory_gib=float(g.memory_gib), index=i, source="answers") for i, g in enumerate(items)]
+    """GPUs the user listed in the answers file (override detection). The compute capability (and so
+    bf16 support) is inferred from the name where it is a known GPU, e.g. a T4 has no bf16."""
+    return [GPU(name=g.name, memory_gib=float(g.memory_gib), index=i, source="answers",
+                compute_capability=capability_from_name(g.name)) for i, g in enumerate(items)]

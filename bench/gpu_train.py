@@ -1,0 +1,383 @@
+"""Side-by-side speed and peak memory: the plain Hugging Face stack vs the job tunewise launches.
+
+Usage (on a GPU machine; every case runs in its own process for clean memory stats):
+    python bench/gpu_train.py --out bench/results/gpu-train-$(date +%F).json [--budget 420]
+    python bench/gpu_train.py --tiny --out /tmp/gpu-train-tiny.json      # CPU rehearsal, tiny shapes
+
+Cases (issue 7): `lora-8b`, `qlora-8b`, `spectrum-8b` at Llama-3.1-8B shapes (random weights, no
+downloads), LoRA r16 on all linear layers, 4 x 1,024 tokens per optimizer step, checkpointing on.
+  baseline  = the plain stack as in shared/calibration/measure_plain_stack.py (PEFT + AdamW loop);
+  tunewise  = `python -m launcher.train RUN_DIR` on a plan with the same settings (packed data);
+  predicted = `tunewise estimate` for the tunewise settings.
+A variable-length case (`varlen-1b`) compares useful (non-padding) tokens/s of TRL's SFTTrainer with its
+defaults against the tunewise job on the same data.
+Writes {"gpu", "cases": [{"name", "baseline_tokens_per_s", "tunewise_tokens_per_s", "baseline_peak_gib",
+"tunewise_peak_gib", "predicted_peak_gib", ...}]}.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+GiB = 1024**3
+ARCH = {
+    "llama-8b": dict(vocab_size=128256, hidden_size=4096, intermediate_size=14336, num_hidden_layers=32,
+                     num_attention_heads=32, num_key_value_heads=8, tie_word_embeddings=False),
+    "llama-3b": dict(vocab_size=128256, hidden_size=3072, intermediate_size=8192, num_hidden_layers=28,
+                     num_attention_heads=24, num_key_value_heads=8, tie_word_embeddings=True),
+    "llama-1b": dict(vocab_size=128256, hidden_size=2048, intermediate_size=8192, num_hidden_layers=16,
+                     num_attention_heads=32, num_key_value_heads=8, tie_word_embeddings=True),
+    "tiny": dict(vocab_size=2048, hidden_size=64, intermediate_size=128, num_hidden_layers=4,
+                 num_attention_heads=4, num_key_value_heads=2, tie_word_embeddings=False),
+}
+ENV = dict(os.environ, PYTHONUNBUFFERED="1", HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1",
+           HF_HUB_DISABLE_TELEMETRY="1", TRANSFORMERS_VERBOSITY="error", TOKENIZERS_PARALLELISM="false")
+
+
+def _device():
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def llama_config(arch: str):
+    from transformers import LlamaConfig
+
+    return LlamaConfig(**ARCH[arch], max_position_embeddings=8192, rope_theta=500000.0)
+
+
+def make_checkpoint(arch: str, root: Path) -> Path:
+    """A random-initialised bf16 checkpoint of `arch` shapes, with the bundled tokenizer (cached)."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    path = root / f"rand-{arch}"
+    if (path / "config.json").exists():
+        return path
+    dev = _device()
+    with torch.device(dev):
+        model = AutoModelForCausalLM.from_config(llama_config(arch), dtype=torch.bfloat16)
+    model.save_pretrained(path, max_shard_size="5GB")
+    tok = AutoTokenizer.from_pretrained(ROOT / "examples/demo/tokenizer")
+    tok.save_pretrained(path)
+    del model
+    if dev == "cuda":
+        torch.cuda.empty_cache()
+    return path
+
+
+def baseline(spec: dict) -> dict:
+    """The plain stack: PEFT LoRA (dropout 0.05) / QLoRA / evenly spaced Spectrum, AdamW, random ids."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    dev = _device()
+    cfg = llama_config(spec["arch"])
+    res: dict = {}
+    if dev == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+    if spec["method"] == "qlora":
+        from transformers import BitsAndBytesConfig
+
+        q = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
+                               bnb_4bit_compute_dtype=torch.bfloat16)
+        model = AutoModelForCausalLM.from_pretrained(spec["ckpt_dir"], quantization_config=q, dtype=torch.bfloat16,
+                                                     device_map={"": 0} if dev == "cuda" else None,
+                                                     attn_implementation="sdpa")
+    else:
+        with torch.device(dev):
+            model = AutoModelForCausalLM.from_config(cfg, dtype=torch.bfloat16, attn_implementation="sdpa")
+    model.config.use_cache = False
+    if spec["method"] in ("lora", "qlora"):
+        from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
+
+        if spec["method"] == "qlora":
+            model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=True,
+                                                    gradient_checkpointing_kwargs={"use_reentrant": False})
+        model = get_peft_model(model, LoraConfig(r=16, lora_alpha=32, lora_dropout=0.05, target_modules="all-linear",
+                                                 task_type="CAUSAL_LM"))
+    else:  # spectrum: a fraction of each projection type's layers, evenly spaced (random weights: no SNR signal)
+        for p in model.parameters():
+            p.requires_grad_(False)
+        n = cfg.num_hidden_layers
+        k = max(1, round(0.3 * n))
+        chosen = {round(i * (n - 1) / max(1, k - 1)) for i in range(k)}
+        for name, p in model.named_parameters():
+            parts = name.split(".")
+            if "layers" in parts and name.endswith("proj.weight") and int(parts[parts.index("layers") + 1]) in chosen:
+                p.requires_grad_(True)
+    model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    model.enable_input_require_grads()
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    res["params_trainable"] = sum(p.numel() for p in trainable)
+    opt = torch.optim.AdamW(trainable, lr=2e-4, fused=(dev == "cuda"))
+    model.train()
+    bs, seq, steps, warm = spec["bs"], spec["seq"], spec["steps"], 2
+    g = torch.Generator(device=dev).manual_seed(0)
+    times = []
+    for i in range(warm + steps):
+        x = torch.randint(0, cfg.vocab_size, (bs, seq), device=dev, generator=g)
+        if dev == "cuda":
+            torch.cuda.synchronize()
+        t = time.perf_counter()
+        model(input_ids=x, labels=x).loss.backward()
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+        if dev == "cuda":
+            torch.cuda.synchronize()
+        if i >= warm:
+            times.append(time.perf_counter() - t)
+    med = sorted(times)[len(times) // 2]
+    res["tokens_per_s"] = round(bs * seq / med, 1)
+    if dev == "cuda":
+        res["peak_gib"] = round(torch.cuda.max_memory_allocated() / GiB, 3)
+    return res
+
+
+def _words(tokenizer, n: int, rng) -> str:
+    """A text of about `n` tokens of ordinary words from the tokenizer's vocabulary."""
+    vocab = [w for w in tokenizer.get_vocab() if w.isalpha() and len(w) > 2][:1500]
+    return " ".join(rng.choice(vocab) for _ in range(n))
+
+
+def write_text_data(path: Path, tokenizer, *, rows: int, lengths: str, seed: int = 0) -> None:
+    """`fixed`: every row longer than 1,024 tokens (each packed row is one full sequence, no padding);
+    `varlen`: a realistic long-tailed distribution (log-normal, median ~200 tokens, capped at 1,024)."""
+    import random
+
+    rng = random.Random(seed)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w") as f:
+        for _ in range(rows):
+            n = 1200 if lengths == "fixed" else min(1024, max(16, int(rng.lognormvariate(5.3, 0.8))))
+            f.write(json.dumps({"text": _words(tokenizer, n, rng)}) + "\n")
+
+
+def _spectrum_patterns(n_layers: int, fraction: float = 0.3) -> list[str]:
+    """The baseline's evenly spaced layers, as scan-style patterns (random weights carry no SNR signal)."""
+    k = max(1, round(fraction * n_layers))
+    chosen = sorted({round(i * (n_layers - 1) / max(1, k - 1)) for i in range(k)})
+    types = ["self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj", "mlp.gate_proj",
+             "mlp.up_proj", "mlp.down_proj"]
+    return [f"^model\\.layers\\.{i}\\.{t}\\.weight$" for i in chosen for t in types]
+
+
+def tunewise_plan(spec: dict, ckpt: Path, *, tiny: bool):
+    """The plan `tunewise recommend` would write for these settings, with the speed switches on."""
+    from advisor.plan import DataSpec, LoraSpec, QuantSpec, SpectrumSpec, TrainingPlan
+
+    method = spec["method"]
+    plan = TrainingPlan(
+        model=str(ckpt), method=method, stage="sft",
+        data=DataSpec(train="data/train.jsonl", format="text"),
+        max_length=spec["seq"], packing=True, completion_only_loss=False,
+        micro_batch_size=spec["bs"], grad_accum=1, learning_rate=2e-4, max_steps=spec["steps"] + 2,
+        warmup_ratio=0.0, lora=LoraSpec(r=16, alpha=32, dropout=spec.get("lora_dropout", 0.0)),
+        quantization=QuantSpec() if method == "qlora" else None,
+        spectrum=SpectrumSpec(unfrozen_parameters=_spectrum_patterns(ARCH[spec["arch"]]["num_hidden_layers"]))
+        if method == "spectrum" else None,
+        gradient_checkpointing=True, liger=spec.get("liger", True), attn_implementation="sdpa",
+        bf16=not tiny, eval_steps=10_000, early_stopping_patience=None, save_steps=10_000, logging_steps=1,
+    )
+    if method == "spectrum":
+        plan.lora = None
+    return plan
+
+
+def predicted_peak(spec: dict, ckpt: Path) -> float | None:
+    """`tunewise estimate` for the same settings (peak allocated, GiB)."""
+    out = subprocess.run([sys.executable, "-m", "advisor", "estimate", "--model", str(ckpt), "--method",
+                          spec["method"], "--seq-len", str(spec["seq"]), "--batch-size", str(spec["bs"]),
+                          *(["--liger"] if spec.get("liger", True) else []), "--format", "json"],
+                         capture_output=True, text=True, env=ENV, cwd=ROOT)
+    try:
+        return round(json.loads(out.stdout)["peak_allocated_gib"], 3)
+    except (ValueError, KeyError):
+        print(f"estimate failed: {out.stderr[-500:]}", flush=True)
+        return None
+
+
+def _rate(metrics: Path, skip: int = 2) -> tuple[float | None, float | None]:
+    """Non-padding tokens/s over the steps after `skip` warm-up steps, and the last peak memory row."""
+    rows = [json.loads(line) for line in metrics.read_text().splitlines() if line.strip()]
+    rows = [r for r in rows if "loss" in r and "tokens_seen" in r]
+    rows = [r for r in rows if r["step"] >= skip]
+    peak = max((r.get("gpu_mem_gib") or 0 for r in rows), default=None) or None
+    if len(rows) < 2:
+        return None, peak
+    a, b = rows[0], rows[-1]
+    return round((b["tokens_seen"] - a["tokens_seen"]) / (b["time"] - a["time"]), 1), peak
+
+
+def run_tunewise(spec: dict, ckpt: Path, work: Path, *, tiny: bool) -> dict:
+    """Write a run directory for the plan and launch `python -m launcher.train` on it."""
+    from transformers import AutoTokenizer
+
+    from launcher.rundir import new_run_dir, write_run_files
+
+    run = new_run_dir(work / f"run-{spec['name']}")
+    tok = AutoTokenizer.from_pretrained(ckpt)
+    rows = (spec["steps"] + 4) * spec["bs"] * (2 if spec.get("lengths") == "fixed" else 12)
+    write_text_data(run / "data/train.jsonl", tok, rows=rows, lengths=spec.get("lengths", "fixed"))
+    write_run_files(run, tunewise_plan(spec, ckpt, tiny=tiny), {})
+    t = time.perf_counter()
+    p = subprocess.run([sys.executable, "-m", "launcher.train", str(run)], env=ENV, cwd=ROOT,
+                       capture_output=True, text=True)
+    res = {"wall_s": round(time.perf_counter() - t, 1), "returncode": p.returncode}
+    if p.returncode:
+        res["error"] = (p.stderr or p.stdout)[-1500:]
+        return res
+    summary = json.loads((run / "summary.json").read_text())
+    res["tokens_per_s"], _ = _rate(run / "metrics.jsonl")
+    res["peak_gib"] = summary.get("peak_gib_measured")
+    res["loss_first"], res["loss_last"] = summary.get("loss_first"), summary.get("loss_last")
+    return res
+
+
+def run_trl_defaults(spec: dict, ckpt: Path, work: Path) -> dict:
+    """TRL's SFTTrainer with its defaults (no packing, padding) and the same LoRA, batch and max_length."""
+    import torch
+    from datasets import load_dataset
+    from peft import LoraConfig
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from trl import SFTConfig, SFTTrainer
+
+    from launcher.callbacks import MetricsLog
+
+    cuda = torch.cuda.is_available()
+    tok = AutoTokenizer.from_pretrained(ckpt)
+    data = work / f"trl-{spec['name']}" / "train.jsonl"
+    write_text_data(data, tok, rows=(spec["steps"] + 4) * spec["bs"] * 12, lengths="varlen")
+    model = AutoModelForCausalLM.from_pretrained(ckpt, dtype=torch.bfloat16 if cuda else torch.float32)
+    cfg = SFTConfig(output_dir=str(data.parent / "out"), per_device_train_batch_size=spec["bs"],
+                    max_length=spec["seq"], max_steps=spec["steps"] + 2, logging_steps=1, report_to=[],
+                    save_strategy="no", use_cpu=not cuda, bf16=cuda, include_num_input_tokens_seen="non_padding",
+                    disable_tqdm=True)
+    metrics = data.parent / "metrics.jsonl"
+    tr = SFTTrainer(model=model, args=cfg, train_dataset=load_dataset("json", data_files=str(data), split="train"),
+                    processing_class=tok, callbacks=[MetricsLog(metrics, "sft")],
+                    peft_config=LoraConfig(r=16, lora_alpha=32, lora_dropout=0.05, target_modules="all-linear",
+                                           task_type="CAUSAL_LM"))
+    if cuda:
+        torch.cuda.reset_peak_memory_stats()
+    tr.train()
+    rate, _ = _rate(metrics)
+    return {"tokens_per_s": rate, "peak_gib": round(torch.cuda.max_memory_allocated() / GiB, 3) if cuda else None}
+
+
+def params_of(ckpt: Path) -> int:
+    from advisor.models import resolve_model
+
+    return resolve_model(str(ckpt)).params_total
+
+
+def gpu_name() -> str:
+    import torch
+
+    return torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu"
+
+
+def _child(kind: str, spec: dict, ckpt: str, work: str, tiny: bool) -> None:
+    if kind == "baseline":
+        res = baseline({**spec, "ckpt_dir": ckpt})
+    else:
+        res = run_trl_defaults(spec, Path(ckpt), Path(work))
+    print("RESULT " + json.dumps(res), flush=True)
+
+
+def _in_child(kind: str, spec: dict, ckpt: Path, work: Path, tiny: bool, timeout: float) -> dict:
+    p = subprocess.run([sys.executable, __file__, "--child", kind, json.dumps(spec), str(ckpt), str(work),
+                        *(["--tiny"] if tiny else [])], env=ENV, cwd=ROOT, capture_output=True, text=True,
+                       timeout=timeout)
+    lines = [ln for ln in p.stdout.splitlines() if ln.startswith("RESULT ")]
+    return json.loads(lines[-1][7:]) if lines else {"error": (p.stderr or p.stdout)[-1500:]}
+
+
+def cases(tiny: bool) -> list[dict]:
+    a8, a1 = ("tiny", "tiny") if tiny else ("llama-8b", "llama-1b")
+    steps = 3 if tiny else 8
+    base = dict(rank=16, seq=128 if tiny else 1024, bs=4, steps=steps, lengths="fixed")
+    return [
+        dict(base, name="lora-8b", arch=a8, method="lora", baseline=True),
+        dict(base, name="qlora-8b", arch=a8, method="qlora", baseline=True),
+        dict(base, name="spectrum-8b", arch=a8, method="spectrum", baseline=True),
+        dict(base, name="varlen-1b", arch=a1, method="lora", lengths="varlen", trl_defaults=True),
+        dict(base, name="lora-1b", arch=a1, method="lora"),
+        dict(base, name="qlora-1b", arch=a1, method="qlora"),
+        dict(base, name="spectrum-1b", arch=a1, method="spectrum"),
+    ]
+
+
+def main() -> int:
+    if len(sys.argv) > 1 and sys.argv[1] == "--child":
+        _child(sys.argv[2], json.loads(sys.argv[3]), sys.argv[4], sys.argv[5], "--tiny" in sys.argv)
+        return 0
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--out", type=Path, required=True)
+    ap.add_argument("--work", type=Path, default=Path("/tmp/tunewise-bench"))
+    ap.add_argument("--budget", type=float, default=420.0, help="seconds; later cases are skipped past it")
+    ap.add_argument("--tiny", action="store_true", help="tiny shapes on CPU: a rehearsal of the script")
+    ap.add_argument("--only", default="", help="comma-separated case names")
+    ap.add_argument("--checkpoint-only", metavar="ARCH", help="just write the random checkpoint of ARCH into --work")
+    args = ap.parse_args()
+    if args.checkpoint_only:
+        print(make_checkpoint(args.checkpoint_only, args.work))
+        return 0
+    start = time.perf_counter()
+    args.work.mkdir(parents=True, exist_ok=True)
+    result = {"gpu": gpu_name(), "date": time.strftime("%Y-%m-%d"), "command": " ".join(sys.argv), "cases": []}
+    ckpts: dict[str, Path] = {}
+    for spec in cases(args.tiny):
+        if args.only and spec["name"] not in args.only.split(","):
+            continue
+        left = args.budget - (time.perf_counter() - start)
+        if left < 30:
+            result["cases"].append({"name": spec["name"], "skipped": "time budget"})
+            continue
+        if spec["arch"] not in ckpts:
+            ckpts[spec["arch"]] = make_checkpoint(spec["arch"], args.work)
+        ckpt = ckpts[spec["arch"]]
+        row = {"name": spec["name"], "settings": spec}
+        row["predicted_peak_gib"] = predicted_peak(spec, ckpt)
+        tw = run_tunewise(spec, ckpt, args.work, tiny=args.tiny)
+        row.update(tunewise_tokens_per_s=tw.get("tokens_per_s"), tunewise_peak_gib=tw.get("peak_gib"),
+                   tunewise=tw)
+        ref = None
+        if spec.get("baseline"):
+            ref = _in_child("baseline", spec, ckpt, args.work, args.tiny, timeout=max(30, left))
+        elif spec.get("trl_defaults"):
+            ref = _in_child("trl", spec, ckpt, args.work, args.tiny, timeout=max(30, left))
+        if ref is not None:
+            row.update(baseline_tokens_per_s=ref.get("tokens_per_s"), baseline_peak_gib=ref.get("peak_gib"),
+                       baseline=ref)
+            if ref.get("tokens_per_s") and tw.get("tokens_per_s"):
+                row["speedup"] = round(tw["tokens_per_s"] / ref["tokens_per_s"], 3)
+            if ref.get("peak_gib") and tw.get("peak_gib"):
+                row["memory_ratio"] = round(tw["peak_gib"] / ref["peak_gib"], 3)
+        if tw.get("tokens_per_s"):
+            # Model FLOPs utilisation against the H200's measured bf16 matmul rate (790 TFLOP/s), counting
+            # 6 N FLOPs per token (forward, recompute under checkpointing, backward to the inputs) as the
+            # shared calibration README does; N = all parameters of the base model.
+            n = params_of(ckpt)
+            row["tunewise_mfu"] = round(tw["tokens_per_s"] * 6 * n / 790e12, 4)
+            if ref and ref.get("tokens_per_s"):
+                row["baseline_mfu"] = round(ref["tokens_per_s"] * 6 * n / 790e12, 4)
+        if row.get("predicted_peak_gib") and tw.get("peak_gib"):
+            row["predicted_error"] = round(row["predicted_peak_gib"] / tw["peak_gib"] - 1, 4)
+        row["elapsed_s"] = round(time.perf_counter() - start, 1)
+        result["cases"].append(row)
+        print(json.dumps({k: v for k, v in row.items() if k not in ("settings",)}), flush=True)
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(result, indent=2) + "\n")  # after every case: a cut-off run keeps its rows
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
