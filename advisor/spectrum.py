@@ -19,12 +19,15 @@ import json
 import math
 import os
 import re
+import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from advisor.errors import UserError
+from advisor.spectrum_cache import cache_load, cache_store, files_signature, has_candidate
 from advisor.spectrum_weights import (
     LayerMatrix,
     content_key,
@@ -81,7 +84,7 @@ class ScanResult:
 
 
 def scan(model_dir: str | Path, *, top_percent: float = 30.0, device: str = "auto", progress: Progress | None = None,
-         use_cache: bool = True, include_embeddings: bool = False) -> ScanResult:
+         use_cache: bool = True, include_embeddings: bool = False, workers: int | None = None) -> ScanResult:
     """Score the model's layer weights (or reuse the cached scores) and select the top `top_percent`.
 
     Args:
@@ -92,6 +95,8 @@ def scan(model_dir: str | Path, *, top_percent: float = 30.0, device: str = "aut
         progress: called as progress(stage, done, total); stage "hash" counts bytes, "score" matrices.
         use_cache: reuse/store scores keyed by a hash of the weight files' bytes.
         include_embeddings: also unfreeze `model.embed_tokens` and `lm_head` (the reference tool's habit).
+        workers: matrices scored at once; default 4 on CUDA (one stream each, so eigensolves overlap),
+            1 on CPU (torch already uses every core for one matrix).
     """
     if not (isinstance(top_percent, int | float) and 0 < top_percent <= 100):
         raise UserError(f"--top-percent {top_percent!r} is out of range", "use a number in (0, 100]; the guide suggests 30")
@@ -104,22 +109,43 @@ def scan(model_dir: str | Path, *, top_percent: float = 30.0, device: str = "aut
     if not matrices:
         raise UserError(f"no 2-D weights inside numbered layers in {d}",
                         "Spectrum scans decoder checkpoints (names like model.layers.0.self_attn.q_proj.weight)")
-    key, record, t_hash = "", None, 0.0
+    sig = files_signature(d, files)
+    key, record, t_hash, hit = "", None, 0.0, False
+
+    def hash_files() -> tuple[str, float]:
+        t = time.perf_counter()
+        k = content_key(d, files, extra=f"tunewise-spectrum-v{SCORER_VERSION}",
+                        progress=(lambda a, b: progress("hash", a, b)) if progress else None)
+        return k, time.perf_counter() - t
+
+    dev = None
     if use_cache:
-        key = content_key(d, files, extra=f"tunewise-spectrum-v{SCORER_VERSION}",
-                          progress=(lambda a, b: progress("hash", a, b)) if progress else None)
-        t_hash = time.perf_counter() - t0
-        record = _cache_load(d, key)
-    hit = record is not None
+        if not has_candidate(d, sig):
+            dev = _resolve_device(device)
+        if dev is not None and _overlap_hashing(dev):
+            # Nothing cached for files of these names and sizes: hash on the CPU while the GPU scores.
+            with ThreadPoolExecutor(max_workers=1) as ex:
+                fut = ex.submit(hash_files)
+                record = _score_all(d, matrices, dev, progress, workers)
+                key, t_hash = fut.result()
+        else:
+            key, t_hash = hash_files()
+            record = cache_load(d, sig, key)
+            hit = record is not None
     if record is None:
-        record = _score_all(d, matrices, _resolve_device(device), progress)
-        record["key"] = key
-        if use_cache:
-            _cache_store(d, key, record)
+        record = _score_all(d, matrices, dev or _resolve_device(device), progress, workers)
+    if use_cache and not hit:
+        record["key"], record["files"] = key, sig
+        cache_store(d, sig, key, record)
     shapes = {t.name: list(t.shape) for t in tensors}
     result = _select(str(d), record, shapes, top_percent, include_embeddings)
     result.seconds, result.cache_hit, result.hash_seconds, result.key = time.perf_counter() - t0, hit, t_hash, key
     return result
+
+
+def _overlap_hashing(device: str) -> bool:
+    """Hash during a first scan only where scoring leaves the CPU free (on 2 CPU cores it would not)."""
+    return device.startswith("cuda")
 
 
 def _resolve_device(device: str) -> str:
@@ -132,28 +158,63 @@ def _resolve_device(device: str) -> str:
     return device
 
 
-def _score_all(d: Path, matrices: list[LayerMatrix], device: str, progress: Progress | None) -> dict:
+def _score_all(d: Path, matrices: list[LayerMatrix], device: str, progress: Progress | None,
+               workers: int | None = None) -> dict:
+    """Score every matrix; on CUDA several at once, each worker thread on its own stream."""
     import torch
 
-    from advisor.spectrum_score import matrix_score
+    from advisor import spectrum_score
 
+    workers = max(1, workers or (4 if device.startswith("cuda") else 1))
     t0 = time.perf_counter()
     rows: dict[str, dict] = {}
+    local = threading.local()
+
+    def work(m: LayerMatrix, w) -> tuple[LayerMatrix, object]:
+        try:
+            with torch.inference_mode():
+                if workers == 1 or not device.startswith("cuda"):
+                    return m, spectrum_score.matrix_score(w, device)
+                if not hasattr(local, "stream"):
+                    local.stream = torch.cuda.Stream(device=device)
+                with torch.cuda.stream(local.stream):
+                    return m, spectrum_score.matrix_score(w, device)
+        except ValueError as e:
+            return m, e
+
+    def collect(m: LayerMatrix, ms) -> None:
+        if isinstance(ms, ValueError):
+            raise UserError(f"weight {m.info.name} in {d / m.info.file} {ms}",
+                            "the checkpoint is corrupt or was saved mid-divergence; use a clean copy")
+        rows[m.module] = {"type": m.type, "layer": m.layer, "score": ms.score, "method": ms.method}
+        if progress:
+            progress("score", len(rows), len(matrices))
+
     if progress:
         progress("score", 0, len(matrices))
-    with torch.inference_mode():
-        for i, (m, w) in enumerate(read_matrices(d, matrices), 1):
-            try:
-                ms = matrix_score(w, device)
-            except ValueError as e:
-                raise UserError(f"weight {m.info.name} in {d / m.info.file} {e}",
-                                "the checkpoint is corrupt or was saved mid-divergence; use a clean copy") from None
-            rows[m.module] = {"type": m.type, "layer": m.layer, "score": ms.score, "method": ms.method}
-            if progress:
-                progress("score", i, len(matrices))
+    if device.startswith("cuda"):
+        # torch loads its CUDA linear-algebra backends lazily, and that first load is not
+        # thread-safe ("lazy wrapper should be called at most once"): do it here, once.
+        eye = torch.eye(4, dtype=torch.float64, device=device)
+        torch.linalg.eigvalsh(eye), torch.linalg.svdvals(eye)
+    if workers == 1:
+        for m, w in read_matrices(d, matrices):
+            collect(*work(m, w))
+    else:
+        with ThreadPoolExecutor(max_workers=workers) as ex:
+            pending: set = set()
+            for m, w in read_matrices(d, matrices, ahead=workers + 1):
+                pending.add(ex.submit(work, m, w))
+                if len(pending) >= 2 * workers:  # bound the matrices held in memory
+                    done, pending = wait(pending, return_when=FIRST_COMPLETED)
+                    for f in done:
+                        collect(*f.result())
+            for f in pending:
+                collect(*f.result())
+        rows = {m.module: rows[m.module] for m in matrices}  # file order, whatever finished first
     methods = {k: sum(r["method"] == k for r in rows.values()) for k in ("gram", "svd")}
-    return {"version": SCORER_VERSION, "device": device, "scan_seconds": time.perf_counter() - t0,
-            "methods": methods, "modules": rows}
+    return {"version": SCORER_VERSION, "device": device, "workers": workers,
+            "scan_seconds": time.perf_counter() - t0, "methods": methods, "modules": rows}
 
 
 def _select(model_dir: str, record: dict, shapes: dict[str, list[int]], top_percent: float,
@@ -250,45 +311,6 @@ def count_unfrozen_params(model_dir_or_shapes: str | Path | Mapping[str, Sequenc
     else:
         sizes = {k: v if isinstance(v, int) else math.prod(v) for k, v in model_dir_or_shapes.items()}
     return sum(sizes[n] for n in select_unfrozen(sizes, unfrozen))
-
-
-# ---------------------------------------------------------------------------------------------
-# Cache: scores (not the selection) keyed by the content hash, so any --top-percent reuses them
-
-def _cache_dirs(model_dir: Path) -> list[Path]:
-    home = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "tunewise" / "spectrum"
-    return [model_dir / ".tunewise-spectrum", home]
-
-
-def _cache_load(model_dir: Path, key: str) -> dict | None:
-    for c in _cache_dirs(model_dir):
-        p = c / f"{key[:32]}.json"
-        try:
-            rec = json.loads(p.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            continue
-        if isinstance(rec, dict) and rec.get("key") == key and rec.get("version") == SCORER_VERSION \
-                and isinstance(rec.get("modules"), dict):
-            return rec
-    return None
-
-
-def _cache_store(model_dir: Path, key: str, record: dict) -> Path | None:
-    """Write next to the weights when allowed, else under the user cache; a failure only costs a rescan."""
-    for c in _cache_dirs(model_dir):
-        p = c / f"{key[:32]}.json"
-        tmp = p.with_suffix(f".tmp{os.getpid()}")
-        try:
-            c.mkdir(parents=True, exist_ok=True)
-            tmp.write_text(json.dumps(record), encoding="utf-8")
-            os.replace(tmp, p)
-            return p
-        except OSError:
-            try:
-                tmp.unlink(missing_ok=True)
-            except OSError:
-                pass
-    return None
 
 
 # ---------------------------------------------------------------------------------------------

@@ -152,8 +152,8 @@ def layer_matrices(tensors: list[TensorInfo]) -> list[LayerMatrix]:
 def read_matrices(model_dir: Path, matrices: list[LayerMatrix], *, ahead: int = 2) -> Iterator[tuple[LayerMatrix, object]]:
     """Yield `(matrix, torch tensor)` one at a time, reading up to `ahead` tensors in advance.
 
-    A reader thread keeps at most `ahead` tensors in memory, so peak memory is a few matrices
-    whatever the model's size, while the disk (or page cache) works during the computation.
+    A reader thread queues at most `ahead` tensors (plus the one it is handing over), so peak
+    memory is a few matrices whatever the model's size, while the disk works during the scoring.
     """
     from safetensors import safe_open
 
