@@ -241,11 +241,15 @@ def _memory(rec) -> Section:
                 margin += " (inside the safety margin)"
         layout = f", {c.distributed.upper()}" if getattr(c, "distributed", None) else ""
         label = _option(m)
-        rows.append([label[:1].upper() + label[1:] + layout + mark, gib(c.peak_gib), gib(c.device_gib),
+        mb, seq = getattr(c, "micro_batch", None), getattr(c, "seq_len", None)
+        shape = f"{mb} × {seq:,}" if mb and seq else "—"
+        rows.append([label[:1].upper() + label[1:] + layout + mark, shape, gib(c.peak_gib), gib(c.device_gib),
                      gib(mem), fit, margin])
-    table = Table(["Method", "Peak (GiB)", "Device (GiB)", "GPU (GiB)", "Verdict", "Margin"], rows)
-    after = ["Per GPU, for one training step at the planned sequence length and micro-batch. Peak: what "
-             "PyTorch allocates; device: plus the CUDA context and allocator reserve, which decides the verdict."]
+    table = Table(["Method", "Batch × seq", "Peak GiB", "Device GiB", "GPU GiB", "Verdict",
+                   "Margin"], rows)
+    after = ["Per GPU, for one training step at the largest micro-batch and sequence length that fit each "
+             "method (so methods can differ in batch). Peak: what PyTorch allocates; device: plus the CUDA "
+             "context and allocator reserve, which decides the verdict."]
     return Section("memory", "Estimated peak memory per method", table=table, after=after)
 
 

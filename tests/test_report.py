@@ -125,11 +125,11 @@ def test_each_fired_rule_is_explained_where_it_acts():
 
 def test_memory_table_spare_and_short_are_computed():
     md = render(make_rec(), "markdown")
-    assert "| LoRA | 21.9 | 25.3 | 24.0 | does not fit | 1.3 GiB short |" in md
-    assert "| QLoRA (chosen) | 9.4 | 11.0 | 24.0 | fits | 13.0 GiB to spare |" in md
+    assert "| LoRA | — | 21.9 | 25.3 | 24.0 | does not fit | 1.3 GiB short |" in md
+    assert "| QLoRA (chosen) | — | 9.4 | 11.0 | 24.0 | fits | 13.0 GiB to spare |" in md
     # with a bigger GPU the same candidate shows its spare memory, computed from the GPU figure
     md80 = render(make_rec(gpus_gib=(80.0,)), "markdown")
-    assert "| QLoRA (chosen) | 9.4 | 11.0 | 80.0 | fits | 69.0 GiB to spare |" in md80
+    assert "| QLoRA (chosen) | — | 9.4 | 11.0 | 80.0 | fits | 69.0 GiB to spare |" in md80
 
 
 def test_no_gpu_is_reported_not_crashed():
