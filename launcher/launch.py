@@ -213,8 +213,8 @@ def _feed(follower: MetricsFollower, view: ProgressView, console: Console | None
 def _finish(run_dir: Path, rc: int, console: Console) -> int:
     summary = read_summary(run_dir)
     if rc == 0:
-        console.print(f"[green]done[/]: {summary.get('steps')} steps, loss {summary.get('loss_first')} -> "
-                      f"{summary.get('loss_last')}, eval loss {summary.get('eval_loss')}; result in "
+        console.print(f"[green]done[/]: {summary.get('steps')} steps, loss {_num(summary.get('loss_first'))} -> "
+                      f"{_num(summary.get('loss_last'))}, eval loss {_num(summary.get('eval_loss'))}; result in "
                       f"{summary.get('adapter_dir') or summary.get('model_dir')}")
         if summary.get("peak_gib_measured") is not None:
             console.print(f"peak GPU memory: measured {summary['peak_gib_measured']} GiB, predicted "
@@ -250,3 +250,7 @@ def offer_launch(rec, console: Console, *, out_dir=None) -> int:
         return launch(run_dir, smoke=True, console=console)
     return launch(run_dir, console=console)
 
+
+def _num(v) -> str:
+    """A loss for people: 4 significant digits (summary.json keeps full precision)."""
+    return f"{v:.4g}" if isinstance(v, int | float) else "-"

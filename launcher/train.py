@@ -339,9 +339,12 @@ def _checkpointing(on: bool) -> dict:
 
 
 def print_result(summary: dict, cuda: bool) -> None:
-    loss = f"loss {summary.get('loss_first')} -> {summary.get('loss_last')}"
+    def num(v):
+        return f"{v:.4g}" if isinstance(v, int | float) else "-"
+
+    loss = f"loss {num(summary.get('loss_first'))} -> {num(summary.get('loss_last'))}"
     print(f"[tunewise] {summary['stage']} done: {summary.get('steps')} steps, {loss}, "
-          f"eval_loss {summary.get('eval_loss')}", flush=True)
+          f"eval_loss {num(summary.get('eval_loss'))}", flush=True)
     if cuda:  # the estimator's feedback, shown after every GPU run
         print(f"[tunewise] peak GPU memory: measured {summary.get('peak_gib_measured')} GiB, "
               f"predicted {summary.get('peak_gib_predicted')} GiB", flush=True)
