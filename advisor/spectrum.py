@@ -6,7 +6,8 @@ weight inside the decoder layers (see `advisor.spectrum_score` for the formula),
 module type (`self_attn.q_proj`, `mlp.down_proj`, ...) and, within each type, keeps the top
 `int(count * P / 100)` layers, `count` being the type's number of layers (`n_layers` for a uniform
 decoder). Embeddings and `lm_head` are not scored; the reference tool always trains them, which
-for Llama-3.2-1B adds 525M trainable parameters, so here they are opt-in (`include_embeddings`).
+for Llama-3.2-1B (tied) adds 263M trainable parameters, more than its top-30% layers (243M), so
+here they are opt-in (`include_embeddings`).
 
 The selection is written as Axolotl's `unfrozen_parameters` list: one anchored regex per parameter,
 e.g. `^model.layers.3.self_attn.q_proj.weight$`. `select_unfrozen` applies such a list to a
@@ -346,10 +347,16 @@ def write_unfrozen_yaml(result: ScanResult, path: str | Path) -> Path:
     for t in sorted(module_pats):
         lines.append(f"# {t}: {len(result.selected[t])} of {len(result.by_type[t])} layers")
         lines += [f"- {json.dumps(pat)}" for pat in module_pats[t]]
+    tmp = p.with_name(f".{p.name}.tmp")
     try:
         p.parent.mkdir(parents=True, exist_ok=True)
-        p.write_text("\n".join(lines) + "\n", encoding="utf-8")
+        tmp.write_text("\n".join(lines) + "\n", encoding="utf-8")
+        os.replace(tmp, p)  # a full disk never leaves half a YAML under the real name
     except OSError as e:
+        try:
+            tmp.unlink(missing_ok=True)
+        except OSError:
+            pass
         raise UserError(f"cannot write {p} ({e.strerror})", "pass --out to a writable place") from None
     return p
 
@@ -372,6 +379,14 @@ def load_unfrozen_yaml(path: str | Path) -> list[str]:
     return pats
 
 
+def to_plan_spec(result: ScanResult, scan_file: str | Path | None = None):
+    """The plan's `SpectrumSpec` for this selection (the launcher reads nothing else)."""
+    from advisor.plan import SpectrumSpec
+
+    return SpectrumSpec(top_percent=result.top_percent, unfrozen_parameters=list(result.unfrozen),
+                        scan_file=str(scan_file) if scan_file else None)
+
+
 def scan_summary(result: ScanResult) -> dict:
     """A plain dict for the report: which layers per type, their scores, and the cut-off."""
     out = {}
@@ -383,4 +398,4 @@ def scan_summary(result: ScanResult) -> dict:
 
 
 __all__ = ["ScanResult", "scan", "select_unfrozen", "count_unfrozen_params", "write_unfrozen_yaml",
-           "load_unfrozen_yaml", "default_out_path", "scan_summary"]
+           "load_unfrozen_yaml", "default_out_path", "scan_summary", "to_plan_spec"]

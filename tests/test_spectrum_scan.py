@@ -292,3 +292,20 @@ def test_threaded_scoring_and_overlapped_hashing_match_sequential(tmp_path, monk
     assert not first.cache_hit and first.scores == base.scores and list(first.scores) == list(base.scores)
     assert first.key and first.hash_seconds > 0
     assert scan(d, device="cpu", workers=3).cache_hit
+
+
+def test_plan_carries_the_selection_and_validates(llama, tmp_path):
+    from advisor.plan import TrainingPlan
+    from advisor.spectrum import scan_summary, to_plan_spec
+
+    _, d = llama
+    r = scan(d, top_percent=50, device="cpu")
+    spec = to_plan_spec(r, tmp_path / "s.yaml")
+    plan = TrainingPlan(model=str(d), method="spectrum", stage="sft", spectrum=spec)
+    plan.validate()
+    again = TrainingPlan.from_dict(plan.to_dict())
+    assert again.spectrum.unfrozen_parameters == r.unfrozen
+    summary = scan_summary(r)
+    for info in summary.values():
+        assert info["cutoff"] >= info["best_rejected"]
+        assert len(info["selected"]) == 3
