@@ -4,7 +4,7 @@ Interface (used by facts, plan, report, the launcher's summary and `tunewise est
 `estimate(model, MemoryConfig) -> MemoryEstimate` and `fit_search(...)`. Pure arithmetic: no torch.
 
 The model follows the step as PyTorch runs it (docs/memory.md has the derivation and the accuracy
-table). Resident: weights, adapters, gradients, optimizer states. On top, the largest of four moments:
+table), for one of two stacks: the TRL job tunewise launches (default) or a plain PEFT loop. Resident: weights, adapters, gradients, optimizer states. On top, the largest of four moments:
 the loss backward (all saved activations + the fp32 logits, their gradient and log-softmax output),
 the first layer's backward (saved activations + one recomputed layer + its gradient working set), the
 end of backward (every gradient), and the optimizer step. Every byte count below comes from what
@@ -18,7 +18,7 @@ import math
 from dataclasses import dataclass, field, replace
 
 from advisor.errors import UserError
-from advisor.memory_parts import Parts, step_parts
+from advisor.memory_parts import STACKS, Parts, step_parts
 from advisor.models import ModelFacts
 
 GiB = 1024**3
@@ -51,6 +51,9 @@ class MemoryConfig:
     optimizer: str = "adamw"  # adamw | adamw_8bit | paged_adamw_8bit
     attn: str = "sdpa"  # sdpa | flash | eager
     lora_dropout: float = 0.05
+    # "tunewise": the TRL job `tunewise launch` runs (launcher/train.py); "plain": a plain PEFT loop
+    # (model(labels=...).loss, no autocast, QLoRA prepared with prepare_model_for_kbit_training).
+    stack: str = "tunewise"
 
 
 @dataclass
@@ -88,6 +91,7 @@ def validate(cfg: MemoryConfig) -> None:
         (cfg.optimizer in OPTIMIZERS, "optimizer", cfg.optimizer, f"one of {', '.join(OPTIMIZERS)}"),
         (cfg.attn in ATTENTION, "attention", cfg.attn, f"one of {', '.join(ATTENTION)}"),
         (cfg.distributed in DISTRIBUTED, "distributed", cfg.distributed, "ddp, fsdp or zero3"),
+        (cfg.stack in STACKS, "stack", cfg.stack, f"one of {', '.join(STACKS)}"),
         (cfg.rank >= 1, "rank", cfg.rank, "a positive integer (16 is the usual start)"),
         (cfg.seq_len >= 1, "sequence length", cfg.seq_len, "a positive integer"),
         (cfg.batch_size >= 1, "batch size", cfg.batch_size, "a positive integer"),
@@ -128,7 +132,9 @@ def _advice(model: ModelFacts, cfg: MemoryConfig, est: MemoryEstimate, gpu_gib: 
     if not cfg.liger:
         saved = est.peak_allocated_gib - _estimate(model, replace(cfg, liger=True)).peak_allocated_gib
         if saved >= 0.1:
-            out.append(f"--liger saves {saved:.1f} GiB (fused linear cross-entropy never builds the fp32 logits)")
+            why = ("its RMSNorm and SwiGLU kernels keep less for backward" if cfg.stack == "tunewise"
+                   else "fused linear cross-entropy never builds the fp32 logits")
+            out.append(f"--liger saves {saved:.1f} GiB ({why})")
     if not cfg.grad_ckpt:
         saved = est.peak_allocated_gib - _estimate(model, replace(cfg, grad_ckpt=True)).peak_allocated_gib
         if saved >= 0.1:

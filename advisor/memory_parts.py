@@ -15,6 +15,21 @@ decoder layer (PyTorch + transformers + PEFT as they run on CUDA), written from 
   copy (shared between q/k/v when the stream is already fp32, as in QLoRA).
 - QLoRA: `prepare_model_for_kbit_training` upcasts embeddings, norms and lm_head to fp32, so the
   residual stream, every activation and the logits are fp32 (4 bytes) instead of bf16.
+
+Two stacks (`cfg.stack`). "plain" is the loop above: PEFT as it comes, `model(labels=...).loss`, no
+autocast (bench/calibration/measure_plain_stack.py). "tunewise" is the job `tunewise launch` runs
+(launcher/train.py, TRL's SFTTrainer, read from trl 1.16's source):
+- no `prepare_model_for_kbit_training`: QLoRA's embeddings, norms and lm_head stay bf16, so does the
+  residual stream; TRL casts the trainable LoRA weights of a quantized model to bf16 (their gradients
+  and AdamW's m and v follow the parameter's dtype); LoRA on bf16 weights stays fp32 (PEFT's default);
+- bf16 autocast (accelerate wraps the forward): a LoRA module's matmul saves a bf16 cast of its input,
+  so an fp32 adapter keeps 2 bytes per input feature (+ the dropout mask), not the fp32 dropout output;
+- TRL's fused LM head (`add_fused_lm_head`, `ChunkedLogProbFunction`): logits exist one
+  4,096-token × 32,768-vocabulary tile at a time, the hidden-state gradient is accumulated in fp32;
+- `use_liger_kernel` applies Liger's RMSNorm/SwiGLU/RoPE only (TRL turns its fused linear
+  cross-entropy off in favour of the fused head);
+- packing with BFD is padding-free: the micro-batch runs as one row of batch × seq tokens, which only
+  matters for eager attention (its score matrix spans the whole row).
 """
 
 from __future__ import annotations
@@ -30,6 +45,11 @@ NF4_BYTES_PER_PARAM = 0.5 + 1 / 64 + 4 / (64 * 256)
 # bitsandbytes 8-bit optimizers: two uint8 states plus one fp32 absmax per 256-value block each.
 # Parameters with fewer than 4,096 values keep 32-bit states (bnb's min_8bit_size).
 ADAM8_BYTES_PER_PARAM = 2 * (1 + 4 / 256)
+# TRL's fused LM head (trl/kernels/chunked_logprob.py): TOKEN_CHUNK_SIZE and the chunk_size that
+# trl.trainer.utils passes (_CHUNKED_LOGPROB_CHUNK_SIZE); its tile buffer is this size whatever the vocabulary.
+TRL_HEAD_TOKENS = 4096
+TRL_HEAD_VOCAB = 32768
+STACKS = ("tunewise", "plain")
 
 
 @dataclass
@@ -42,8 +62,23 @@ class Parts:
 
 
 def stream_bytes(cfg) -> int:
-    """Bytes per element of the residual stream and activations (QLoRA runs them in fp32)."""
-    return 4 if cfg.method == "qlora" else 2
+    """Bytes per element of the residual stream and activations (plain QLoRA runs them in fp32)."""
+    return 4 if cfg.method == "qlora" and cfg.stack == "plain" else 2
+
+
+def adapter_bytes(cfg) -> int:
+    """LoRA weights' element size: PEFT keeps them fp32; TRL casts a quantized model's to bf16."""
+    return 2 if cfg.method == "qlora" and cfg.stack == "tunewise" else 4
+
+
+def lora_saved_input_bytes(cfg) -> int:
+    """Element size of the input a LoRA matmul saves: the adapter's dtype, or bf16 under autocast."""
+    return 2 if cfg.stack == "tunewise" else adapter_bytes(cfg)
+
+
+def attn_span(cfg) -> int:
+    """Keys each query's score row covers: the sequence, or the packed row (tunewise, padding-free)."""
+    return cfg.seq_len * cfg.batch_size if cfg.stack == "tunewise" else cfg.seq_len
 
 
 def lora_modules(m: ModelFacts) -> list[tuple[int, int]]:
@@ -79,13 +114,14 @@ def layer_saved_bytes_per_token(m: ModelFacts, cfg, *, mask_bytes: int = 1) -> f
     h, i, q, kv = m.hidden_size, m.intermediate_size, m.q_dim, m.kv_dim
     s = stream_bytes(cfg)
     liger = cfg.liger
+    span = attn_span(cfg)
     # Norms: fp32 copy of the input (Liger: the input itself, its own dtype).
     total = m.norms_per_layer * (h * (s if liger else 4) + 4)  # + the fp32 reciprocal RMS
     # Attention.
     if effective_attn(m, cfg) == "eager":
-        total += q * s * 3 + m.num_heads * cfg.seq_len * (4 + s)  # q, repeated k and v, softmax fp32 + copy
+        total += q * s * 3 + m.num_heads * span * (4 + s)  # q, repeated k and v, softmax fp32 + copy
         if m.attn_logit_softcapping:
-            total += m.num_heads * cfg.seq_len * s  # the tanh output of the soft-capped scores
+            total += m.num_heads * span * s  # the tanh output of the soft-capped scores
     else:
         total += (2 * q + 2 * kv) * s + 4 * m.num_heads  # q, k, v, output, fp32 logsumexp
         if m.fused_qkv:
@@ -101,14 +137,23 @@ def layer_saved_bytes_per_token(m: ModelFacts, cfg, *, mask_bytes: int = 1) -> f
     # LoRA adapters.
     if cfg.method in ("lora", "qlora"):
         mods = lora_modules(m)
-        total += len(mods) * 4 * cfg.rank  # lora_A output (fp32), saved by lora_B
+        c = lora_saved_input_bytes(cfg)
+        total += len(mods) * c * cfg.rank  # lora_A output, saved by lora_B
         if cfg.lora_dropout > 0:
-            total += sum((4 + mask_bytes) * a for a, _ in mods)
-        elif s == 4:
-            total += 4 * sum(_distinct_inputs(m, cfg))
+            total += sum((c + mask_bytes) * a for a, _ in mods)  # dropout output (or its cast) + mask
+        elif adapter_bytes(cfg) == s and c == s:
+            total += s * sum(_distinct_inputs(m, cfg))  # no cast: q/k/v (gate/up) share the one input
         else:
-            total += sum(4 * a for a, _ in mods)
+            total += sum(c * a for a, _ in mods)  # each module casts its own copy
     return total
+
+
+def lora_weight_casts_per_layer(m: ModelFacts, cfg) -> float:
+    """Bytes of the bf16 copies autocast makes of one layer's fp32 LoRA weights (tunewise stack), kept
+    for backward by each adapter matmul; bf16 adapters and the plain stack need none."""
+    if cfg.method not in ("lora", "qlora") or cfg.stack != "tunewise" or adapter_bytes(cfg) == 2:
+        return 0.0
+    return 2 * sum(cfg.rank * (a + b) for a, b in lora_modules(m))
 
 
 def _distinct_inputs(m: ModelFacts, cfg) -> list[int]:
@@ -121,11 +166,11 @@ def _distinct_inputs(m: ModelFacts, cfg) -> list[int]:
 
 def backward_work_bytes_per_token(m: ModelFacts, cfg) -> float:
     """Gradient buffers alive at once inside one layer's backward (the MLP's down projection is the
-    widest point): the input gradient of the base path, and for LoRA the fp32 gradients of the
-    dropout output and of the input, all `intermediate_size` wide."""
+    widest point): the input gradient of the base path, and for LoRA the gradients (in the adapter's
+    dtype) of the dropout output and of the input, all `intermediate_size` wide."""
     s = stream_bytes(cfg)
     lora = cfg.method in ("lora", "qlora")
-    return m.intermediate_size * max(3 * s, s + (8 if lora else 0))
+    return m.intermediate_size * max(3 * s, s + (2 * adapter_bytes(cfg) if lora else 0))
 
 
 def logits_bytes_per_token(m: ModelFacts, cfg) -> float:
@@ -137,6 +182,16 @@ def logits_bytes_per_token(m: ModelFacts, cfg) -> float:
     return 12 * v + extra
 
 
+def trl_head_bytes(m: ModelFacts, cfg, tokens: int, lm_head_trainable: bool) -> float:
+    """Peak of TRL's fused LM head backward (ChunkedLogProbFunction): the saved (compacted) hidden
+    states, their fp32 gradient accumulator and its cast back, and one logits tile; a trainable
+    lm_head adds its fp32 gradient accumulator and the cast back to bf16. Soft-capping runs in-kernel."""
+    s = stream_bytes(cfg)
+    tile = min(tokens, TRL_HEAD_TOKENS) * TRL_HEAD_VOCAB * s
+    weight = m.vocab_size * m.hidden_size * (4 + 2) if lm_head_trainable else 0
+    return (4 + 2 * s) * m.hidden_size * tokens + tile + weight
+
+
 def step_parts(m: ModelFacts, cfg) -> Parts:
     s = stream_bytes(cfg)
     shards = cfg.n_gpus if cfg.distributed in ("fsdp", "zero3") and cfg.n_gpus > 1 else 1
@@ -145,8 +200,8 @@ def step_parts(m: ModelFacts, cfg) -> Parts:
     h, L = m.hidden_size, m.num_layers
 
     # Weights.
-    if cfg.method == "qlora":
-        weights = counts["linear"] * NF4_BYTES_PER_PARAM + 4 * (counts["total"] - counts["linear"])
+    if cfg.method == "qlora":  # the rest: fp32 after the plain stack's kbit preparation, else bf16
+        weights = counts["linear"] * NF4_BYTES_PER_PARAM + s * (counts["total"] - counts["linear"])
     else:
         weights = 2 * counts["total"]
     weights /= shards
@@ -157,8 +212,8 @@ def step_parts(m: ModelFacts, cfg) -> Parts:
     # Trainable parameters, their gradients and optimizer states.
     n_train = trainable_params(m, cfg)
     lora = cfg.method in ("lora", "qlora")
-    p_bytes = 4 if lora else 2  # PEFT keeps adapters in fp32; spectrum/full train the bf16 weights
-    adapters = n_train * 4 if lora else 0
+    p_bytes = adapter_bytes(cfg) if lora else 2  # spectrum/full train the bf16 weights
+    adapters = n_train * p_bytes if lora else 0
     grads = n_train * p_bytes / shards
     if cfg.optimizer == "adamw":
         states = 2 * p_bytes * n_train  # torch AdamW keeps m and v in the parameter's dtype
@@ -172,17 +227,19 @@ def step_parts(m: ModelFacts, cfg) -> Parts:
     resident = {"weights": weights, "lora_adapters": adapters / shards, "optimizer_states": states}
 
     # Activations.
-    layer = layer_saved_bytes_per_token(m, cfg) * tokens
+    layer = layer_saved_bytes_per_token(m, cfg) * tokens + lora_weight_casts_per_layer(m, cfg)
     boundaries = L * h * s * tokens  # gradient checkpointing keeps each layer's input
     saved = boundaries + layer if cfg.grad_ckpt else L * layer
-    final = h * 4 * tokens  # the final norm's fp32 copy
-    if cfg.method == "full":
+    final = h * (s if cfg.liger else 4) * tokens  # the final norm's input (HF: its fp32 copy)
+    if cfg.method == "full" and cfg.stack == "plain":
         final += h * s * tokens  # a trainable lm_head saves its input
     work = backward_work_bytes_per_token(m, cfg) * tokens
     if cfg.method == "qlora":
         work += max(m.hidden_size * m.intermediate_size, h * m.q_dim) * 2  # one dequantised weight
 
-    if cfg.liger:
+    if cfg.stack == "tunewise":
+        loss = trl_head_bytes(m, cfg, tokens, lm_head_trainable=cfg.method == "full")
+    elif cfg.liger:
         # Fused linear cross-entropy: logits exist one chunk at a time; the hidden-state gradient is
         # computed in the forward and kept for the backward.
         chunk = 2 ** math.ceil(math.log2(max(1, math.ceil(tokens / math.ceil(m.vocab_size / h)))))
@@ -204,5 +261,6 @@ def step_parts(m: ModelFacts, cfg) -> Parts:
     totals = {k: sum(v.values()) for k, v in phases.items()}
     phase = max(totals, key=totals.get)
     at_peak = {**resident, **phases[phase]}
-    return Parts(at_peak=at_peak, phase=phase, loss_blocks=0.0 if cfg.liger else loss, paged_bytes=paged,
+    big_fp32_logits = cfg.stack == "plain" and not cfg.liger
+    return Parts(at_peak=at_peak, phase=phase, loss_blocks=loss if big_fp32_logits else 0.0, paged_bytes=paged,
                  trainable_params=n_train)

@@ -30,19 +30,36 @@ def test_json_matches_the_library_and_the_contract():
     assert out["peak_allocated_gib"] == lib.peak_allocated_gib and out["breakdown"] == lib.breakdown
 
 
+def test_stack_option_selects_the_plain_loop():
+    from advisor.memory import MemoryConfig, estimate
+    from advisor.models import resolve_model
+
+    args = ("--model", "llama-3.1-8b", "--method", "qlora", "--format", "json")
+    tw_out, plain_out = json.loads(tw(*args).stdout), json.loads(tw(*args, "--stack", "plain").stdout)
+    assert tw_out["config"]["stack"] == "tunewise" and plain_out["config"]["stack"] == "plain"
+    lib = estimate(resolve_model("llama-3.1-8b"), MemoryConfig("qlora", stack="plain"))
+    assert plain_out["peak_allocated_gib"] == lib.peak_allocated_gib
+    assert tw_out["peak_allocated_gib"] < plain_out["peak_allocated_gib"]  # no fp32 upcasts, no fp32 logits
+
+
 def test_text_shows_the_table_dominant_part_and_advice():
     p = tw("--model", "meta-llama/Llama-3.1-8B", "--method", "lora")
     assert p.returncode == 0, p.stderr
-    for s in ["model weights", "logits + loss", "peak allocated", "GPU shows in use", "Dominant:", "--liger saves"]:
+    for s in ["model weights", "peak allocated", "GPU shows in use", "Dominant:", "--liger saves", "tunewise stack"]:
         assert s in p.stdout, s
+    p = tw("--model", "meta-llama/Llama-3.1-8B", "--method", "lora", "--stack", "plain")
+    assert p.returncode == 0 and "logits + loss" in p.stdout and "plain stack" in p.stdout
 
 
 def test_does_not_fit_exits_1_and_says_what_fits():
-    p = tw("--model", "llama-3.1-8b", "--method", "lora", "--gpu-memory", "24", "--format", "json")
+    p = tw("--model", "llama-3.1-8b", "--method", "lora", "--batch-size", "16", "--gpu-memory", "24", "--format", "json")
     assert p.returncode == 1
     out = json.loads(p.stdout)
     assert out["fits"] is False and any("fits with" in a for a in out["advice"])
     assert tw("--model", "llama-3.1-8b", "--method", "qlora", "--gpu-memory", "24").returncode == 0
+    # The plain loop's fp32 logits make the default batch miss 24 GiB; the launched job fits it.
+    assert tw("--model", "llama-3.1-8b", "--method", "lora", "--gpu-memory", "24", "--stack", "plain").returncode == 1
+    assert tw("--model", "llama-3.1-8b", "--method", "lora", "--gpu-memory", "24").returncode == 0
 
 
 def test_local_directory_model(tmp_path: Path):
@@ -60,6 +77,7 @@ def test_local_directory_model(tmp_path: Path):
     (["--model", "llama-3.1-8b", "--method", "lora", "--seq-len", "abc"], "--seq-len"),
     (["--model", "llama-3.1-8b", "--method", "spectrum", "--spectrum-fraction", "2"], "--spectrum-fraction"),
     (["--model", "llama-3.1-8b", "--method", "lora", "--gpu-memory", "-3"], "--gpu-memory"),
+    (["--model", "llama-3.1-8b", "--method", "lora", "--stack", "deepspeed"], "--stack"),
     (["--model", "nobody/unknown-model", "--method", "lora"], "not in the offline catalog"),
     (["--model", "/nonexistent/dir", "--method", "lora"], "unknown model"),
     (["--method", "lora"], "--model"),

@@ -7,6 +7,11 @@ and the total must equal `layer_saved_bytes_per_token` × tokens. Layer 1 is mea
 frozen embedding's output needs no gradient, so its first norm saves nothing.
 LoRA runs without dropout here: the CPU dropout kernel keeps a different mask than CUDA's bool one
 (the CUDA mask is covered by the H200 points in bench/calibration/).
+
+Both stacks: "plain" as the calibration loop runs (no autocast, QLoRA through
+prepare_model_for_kbit_training); "tunewise" as the TRL job runs: bf16 autocast around the forward
+(CPU autocast here, CUDA's in the job: both cast a linear's inputs to bf16), QLoRA without kbit
+preparation and with the trainable adapters cast to bf16 the way SFTTrainer does it, packed rows.
 """
 
 from __future__ import annotations
@@ -14,7 +19,7 @@ from __future__ import annotations
 import pytest
 
 from advisor.memory import MemoryConfig
-from advisor.memory_parts import layer_saved_bytes_per_token
+from advisor.memory_parts import layer_saved_bytes_per_token, lora_weight_casts_per_layer
 from advisor.models import facts_from_config
 
 pytestmark = pytest.mark.slow
@@ -42,7 +47,12 @@ def _build(shape: dict, attn: str):
     return AutoModelForCausalLM.from_config(cfg, dtype=torch.bfloat16, attn_implementation=attn)
 
 
-def _saved_in_layer1(model, decoder) -> int:
+def _saved_in_layer1(model, decoder, *, autocast: bool = False, packed: bool = False) -> int:
+    """Bytes saved inside decoder layer 1 for one forward + backward. `autocast`: under bf16 autocast,
+    as accelerate wraps the Trainer's forward. `packed`: the BS sequences as one padding-free row with
+    restarting position ids, as TRL's BFD packing feeds them."""
+    import contextlib
+
     import torch
 
     before = {p.untyped_storage().data_ptr() for p in model.parameters()}
@@ -62,8 +72,15 @@ def _saved_in_layer1(model, decoder) -> int:
     model.train()
     model.config.use_cache = False
     x = torch.randint(0, model.config.vocab_size, (BS, SEQ), generator=torch.Generator().manual_seed(0))
+    kw = {}
+    if packed:
+        x = x.reshape(1, BS * SEQ)
+        kw["position_ids"] = torch.arange(SEQ).repeat(BS).unsqueeze(0)
+    amp = torch.autocast("cpu", dtype=torch.bfloat16) if autocast else contextlib.nullcontext()
     with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-        model(input_ids=x, labels=x).loss.backward()
+        with amp:
+            loss = model(input_ids=x, labels=x, **kw).loss
+        loss.backward()
     return sum(seen.values())
 
 
@@ -76,8 +93,12 @@ def _lora(model, rank=8):
 
 def _check(shape: dict, cfg: MemoryConfig, measured: int):
     facts = facts_from_config(shape, name="tiny", source="local")
-    predicted = layer_saved_bytes_per_token(facts, cfg) * BS * SEQ
+    predicted = layer_saved_bytes_per_token(facts, cfg) * BS * SEQ + lora_weight_casts_per_layer(facts, cfg)
     assert predicted == pytest.approx(measured, rel=0.005), (predicted, measured)
+
+
+def _plain(method: str, **kw) -> MemoryConfig:
+    return MemoryConfig(method, seq_len=SEQ, batch_size=BS, stack="plain", **kw)
 
 
 @pytest.mark.parametrize("family", sorted(SHAPES))
@@ -85,7 +106,7 @@ def test_lora_saved_activations(family):
     # Gemma-2 has no SDPA path in transformers: it runs eager, and the estimator knows it.
     model = _lora(_build(SHAPES[family], "eager" if family == "gemma2" else "sdpa"))
     measured = _saved_in_layer1(model, model.base_model.model.model)
-    _check(SHAPES[family], MemoryConfig("lora", rank=8, seq_len=SEQ, batch_size=BS, lora_dropout=0.0), measured)
+    _check(SHAPES[family], _plain("lora", rank=8, lora_dropout=0.0), measured)
 
 
 @pytest.mark.parametrize("method", ["full", "spectrum"])
@@ -96,13 +117,13 @@ def test_trainable_weights_save_their_inputs(method):
             p.requires_grad_(name.endswith("proj.weight"))
         model.enable_input_require_grads()
     measured = _saved_in_layer1(model, model.model)
-    _check(SHAPES["llama"], MemoryConfig(method, seq_len=SEQ, batch_size=BS, spectrum_fraction=1.0), measured)
+    _check(SHAPES["llama"], _plain(method, spectrum_fraction=1.0), measured)
 
 
 def test_eager_attention_saves_the_probabilities():
     model = _lora(_build(SHAPES["llama"], "eager"))
     measured = _saved_in_layer1(model, model.base_model.model.model)
-    cfg = MemoryConfig("lora", rank=8, seq_len=SEQ, batch_size=BS, lora_dropout=0.0, attn="eager")
+    cfg = _plain("lora", rank=8, lora_dropout=0.0, attn="eager")
     _check(SHAPES["llama"], cfg, measured)
 
 
@@ -118,4 +139,47 @@ def test_qlora_runs_activations_in_fp32(tmp_path):
                                                  device_map={"": "cpu"}, attn_implementation="sdpa")
     model = _lora(prepare_model_for_kbit_training(model, use_gradient_checkpointing=False))
     measured = _saved_in_layer1(model, model.base_model.model.model)
-    _check(SHAPES["llama"], MemoryConfig("qlora", rank=8, seq_len=SEQ, batch_size=BS, lora_dropout=0.0), measured)
+    _check(SHAPES["llama"], _plain("qlora", rank=8, lora_dropout=0.0), measured)
+
+
+# The tunewise stack: the job launcher/train.py runs through TRL's SFTTrainer.
+
+def _tunewise(method: str, **kw) -> MemoryConfig:
+    return MemoryConfig(method, seq_len=SEQ, batch_size=BS, stack="tunewise", **kw)
+
+
+@pytest.mark.parametrize("family", ["llama", "phi3"])
+def test_tunewise_lora_saves_bf16_casts_under_autocast(family):
+    # fp32 adapters under bf16 autocast: each adapter matmul saves a bf16 cast of its input and of its
+    # weight, not the fp32 input the plain loop keeps.
+    model = _lora(_build(SHAPES[family], "sdpa"))
+    measured = _saved_in_layer1(model, model.base_model.model.model, autocast=True)
+    _check(SHAPES[family], _tunewise("lora", rank=8, lora_dropout=0.0), measured)
+
+
+def test_tunewise_qlora_keeps_the_stream_in_bf16(tmp_path):
+    import torch
+    from transformers import AutoModelForCausalLM, BitsAndBytesConfig
+
+    _build(SHAPES["llama"], "sdpa").save_pretrained(tmp_path)
+    q = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
+                           bnb_4bit_compute_dtype=torch.bfloat16)
+    model = AutoModelForCausalLM.from_pretrained(tmp_path, quantization_config=q, dtype=torch.bfloat16,
+                                                 device_map={"": "cpu"}, attn_implementation="sdpa")
+    model = _lora(model)  # no prepare_model_for_kbit_training: SFTTrainer does not call it
+    model.enable_input_require_grads()
+    for p in model.parameters():  # what SFTTrainer does to a quantized model's trainable parameters
+        if p.requires_grad:
+            p.data = p.data.to(torch.bfloat16)
+    measured = _saved_in_layer1(model, model.base_model.model.model, autocast=True)
+    _check(SHAPES["llama"], _tunewise("qlora", rank=8, lora_dropout=0.0), measured)
+
+
+def test_tunewise_packed_eager_attention_spans_the_whole_row():
+    # Padding-free packing runs the micro-batch as one row: eager scores are (BS*SEQ)^2, not BS*SEQ^2.
+    # Two KV heads: with one, a batch-1 row lets matmul view the repeated k/v instead of copying them
+    # (real GQA models copy in repeat_kv either way).
+    shape = {**SHAPES["llama"], "num_key_value_heads": 2}
+    model = _lora(_build(shape, "eager"))
+    measured = _saved_in_layer1(model, model.base_model.model.model, autocast=True, packed=True)
+    _check(shape, _tunewise("lora", rank=8, lora_dropout=0.0, attn="eager"), measured)

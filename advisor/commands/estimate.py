@@ -7,14 +7,15 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 
 COMPONENT_LABELS = {
     "weights": "model weights",
-    "lora_adapters": "LoRA adapters (fp32)",
+    "lora_adapters": "LoRA adapters",
     "optimizer_states": "optimizer states",
     "gradients": "gradients",
     "activations": "saved activations",
-    "logits_loss": "logits + loss (fp32)",
+    "logits_loss": "logits + loss",
     "backward_work": "backward working set",
 }
 
@@ -44,7 +45,7 @@ def _gib(text: str) -> float:
         v = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected GiB as a number, e.g. 24, got {text!r}") from None
-    if v <= 0:
+    if not math.isfinite(v) or v <= 0:
         raise argparse.ArgumentTypeError(f"expected a positive number of GiB, got {v}")
     return v
 
@@ -60,7 +61,10 @@ def add_parser(sub):
     p.add_argument("--seq-len", type=_positive_int, default=1024, metavar="S", help="tokens per sequence (1024)")
     p.add_argument("--batch-size", type=_positive_int, default=4, metavar="B", help="micro-batch per GPU (4)")
     p.add_argument("--no-grad-ckpt", action="store_true", help="without gradient checkpointing")
-    p.add_argument("--liger", action="store_true", help="with Liger kernels (fused linear cross-entropy)")
+    p.add_argument("--liger", action="store_true",
+                   help="with Liger kernels (RMSNorm, SwiGLU; on the plain stack also its fused linear cross-entropy)")
+    p.add_argument("--stack", choices=["tunewise", "plain"], default="tunewise",
+                   help="tunewise: the TRL job `tunewise launch` runs (default); plain: a plain PEFT training loop")
     p.add_argument("--spectrum-fraction", type=_fraction, default=0.3, metavar="F",
                    help="fraction of weights Spectrum unfreezes (0.3)")
     p.add_argument("--gpus", type=_positive_int, default=1, metavar="N", help="number of GPUs (1)")
@@ -85,7 +89,7 @@ def run(args) -> int:
     cfg = MemoryConfig(method=args.method, rank=args.rank, seq_len=args.seq_len, batch_size=args.batch_size,
                        grad_ckpt=not args.no_grad_ckpt, liger=args.liger, spectrum_fraction=args.spectrum_fraction,
                        n_gpus=args.gpus, distributed=args.distributed, optimizer=args.optimizer, attn=args.attn,
-                       lora_dropout=args.lora_dropout)
+                       lora_dropout=args.lora_dropout, stack=args.stack)
     est = estimate(model, cfg, gpu_gib=args.gpu_memory)
     fits = None if args.gpu_memory is None else est.device_gib <= args.gpu_memory
     if args.format == "json":
@@ -109,7 +113,8 @@ def render_text(console, model, cfg, est, gpu_gib: float | None) -> None:
     what = f"{cfg.method}" + (f" r={cfg.rank}" if cfg.method in ("lora", "qlora") else "")
     console.print(f"[bold]{model.name}[/] ({model.params_total:,} parameters) · {what} · batch {cfg.batch_size} × "
                   f"{cfg.seq_len} tokens = {cfg.batch_size * cfg.seq_len:,} tokens/step · {ckpt}"
-                  + (" · liger" if cfg.liger else "") + (f" · {cfg.n_gpus} GPUs" if cfg.n_gpus > 1 else ""))
+                  + (" · liger" if cfg.liger else "") + (f" · {cfg.n_gpus} GPUs" if cfg.n_gpus > 1 else "")
+                  + f" · {cfg.stack} stack")
     t = Table(title=f"Peak GPU memory per GPU (at the {est.phase})", title_justify="left")
     t.add_column("component")
     t.add_column("GiB", justify="right")
