@@ -6,6 +6,7 @@ values are `UserError`s that name the key and the allowed values.
 
 from __future__ import annotations
 
+import reprlib
 from pathlib import Path
 from typing import Literal, get_args
 
@@ -79,6 +80,11 @@ _ALLOWED = {
 }
 
 
+_MAX_PROBLEMS = 12  # a generated file with thousands of bad keys still gets a readable message
+_SHORT = reprlib.Repr()
+_SHORT.maxlevel, _SHORT.maxlist, _SHORT.maxdict, _SHORT.maxstring, _SHORT.maxother = 3, 6, 6, 60, 60
+
+
 def _describe(err: dict) -> str:
     loc = ".".join(str(p) for p in err["loc"]) or "(top level)"
     key = str(err["loc"][0]) if err["loc"] else ""
@@ -88,8 +94,9 @@ def _describe(err: dict) -> str:
             known = ", ".join(GPUAnswer.model_fields)
         return f"unknown key '{loc}' (known keys: {known})"
     allowed = _ALLOWED.get(key)
-    got = err.get("input")
-    msg = f"'{loc}': {err['msg']} (got {got!r})"
+    # Bounded repr: a YAML alias bomb makes a value whose full repr is gigabytes.
+    got = _SHORT.repr(err.get("input"))
+    msg = f"'{loc}': {err['msg']} (got {got})"
     if allowed:
         msg += f"; allowed: {allowed}"
     return msg
@@ -107,9 +114,13 @@ def parse_answers(data: object, source: str = "answers") -> Answers:
     try:
         return Answers.model_validate(data)
     except ValidationError as e:
-        problems = "\n  - ".join(_describe(err) for err in e.errors())
+        errors = e.errors()
+        shown = [_describe(err) for err in errors[:_MAX_PROBLEMS]]
+        if len(errors) > _MAX_PROBLEMS:
+            shown.append(f"... and {len(errors) - _MAX_PROBLEMS} more")
+        problems = "\n  - ".join(shown)
         raise UserError(
-            f"{source}: {len(e.errors())} problem(s):\n  - {problems}",
+            f"{source}: {len(errors)} problem(s):\n  - {problems}",
             "correct the keys above; `tunewise wizard --save-answers FILE` writes a valid file",
         ) from None
 
@@ -132,6 +143,8 @@ def load_answers(path: str | Path) -> Answers:
         mark = getattr(e, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         raise UserError(f"{p}: not valid YAML{where}", "fix the YAML syntax (indentation, colons, quotes)") from None
+    except RecursionError:  # PyYAML composes nodes recursively
+        raise UserError(f"{p}: nested too deeply to be an answers file", "write one `key: value` per line") from None
     answers = parse_answers(data, source=str(p))
     return resolve_paths(answers, p.parent)
 

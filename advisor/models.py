@@ -162,6 +162,15 @@ def facts_from_config(cfg: dict, *, name: str, source: str, path: str | None = N
     heads = vals["num_heads"]
     kv = cfg.get("num_key_value_heads") or cfg.get("num_kv_heads") or heads
     head_dim = cfg.get("head_dim") or vals["hidden_size"] // heads
+    max_pos = cfg.get("max_position_embeddings")
+    derived = {"num_key_value_heads": kv, "head_dim": head_dim, **({"max_position_embeddings": max_pos}
+                                                                   if max_pos is not None else {})}
+    bad = [f"{k}={v!r}" for k, v in derived.items() if not isinstance(v, int) or isinstance(v, bool) or v <= 0]
+    if not bad and heads % kv:
+        bad.append(f"num_key_value_heads={kv!r} (does not divide num_attention_heads={heads})")
+    if bad:
+        raise UserError(f"config.json of {name} has invalid shapes: {', '.join(bad)}",
+                        "each of these must be a positive integer")
     if "tie_word_embeddings" in cfg:
         tied = bool(cfg["tie_word_embeddings"])
     else:
@@ -197,6 +206,11 @@ def resolve_model(spec: str, *, allow_network: bool = False) -> ModelFacts:
         raise UserError("no model given", "pass a catalog name (llama-3.1-8b), a hub id, or a local directory")
     spec = str(spec).strip()
     p = Path(spec).expanduser()
+    try:
+        p.is_dir()
+    except OSError as e:  # a name too long for the file system, for one: not a directory, not a model
+        raise UserError(f"unknown model {spec[:80]!r}...: {e.strerror}",
+                        "use a catalog name, a hub id, or a local directory containing config.json") from None
     if p.is_dir():
         cfg_file = p / "config.json"
         if not cfg_file.is_file():

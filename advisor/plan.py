@@ -137,9 +137,11 @@ class TrainingPlan:
         p = Path(path)
         try:
             data = yaml.safe_load(p.read_text(encoding="utf-8"))
-        except FileNotFoundError:
+        except (FileNotFoundError, NotADirectoryError):  # the latter: RUN_DIR is a file
             raise UserError(f"no plan at {p}", "create a run directory with `tunewise recommend --out DIR`") from None
-        except (yaml.YAMLError, UnicodeDecodeError) as e:
+        except OSError as e:
+            raise UserError(f"cannot read {p}: {e.strerror or e}", "check the path and its permissions") from None
+        except (yaml.YAMLError, UnicodeDecodeError, RecursionError) as e:
             raise UserError(f"{p}: not a valid plan file ({type(e).__name__})",
                             "regenerate it with `tunewise recommend --out`") from None
         return cls.from_dict(data, source=str(p))

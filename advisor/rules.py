@@ -96,7 +96,7 @@ def load_thresholds(path: str | Path | None = None) -> dict[str, Threshold]:
     p = Path(path) if path else rules_root() / "thresholds.yaml"
     try:
         data = yaml.safe_load(p.read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError) as e:
+    except (OSError, UnicodeDecodeError, yaml.YAMLError, RecursionError) as e:
         raise UserError(f"{p}: cannot read thresholds ({type(e).__name__})", "restore rules/thresholds.yaml") from None
     problems, out = [], {}
     if not isinstance(data, dict):
@@ -278,6 +278,9 @@ def load_rules(root: str | Path | None = None, thresholds: dict[str, Threshold] 
             continue
         except (OSError, UnicodeDecodeError) as e:
             problems.append(f"{rel}: cannot read ({type(e).__name__})")
+            continue
+        except RecursionError:  # PyYAML composes nested nodes recursively
+            problems.append(f"{rel}: nested too deeply to be a rule")
             continue
         rule, probs = parse_rule(data, rel, th, plan_fields)
         problems += [f"{rel}: {x}" for x in probs]

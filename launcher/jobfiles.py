@@ -25,7 +25,9 @@ def _template(name: str) -> Template:
 
 
 def _summary(plan: TrainingPlan) -> str:
-    return f"{plan.model} · {plan.method} · {plan.stage} · {plan.n_gpus} GPU(s)"
+    # It goes into `#` comment lines: a newline in a model path must not start a shell or YAML line.
+    model = "".join(c if c.isprintable() else "?" for c in str(plan.model))
+    return f"{model} · {plan.method} · {plan.stage} · {plan.n_gpus} GPU(s)"
 
 
 def distributed_mode(plan: TrainingPlan) -> str | None:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -117,17 +118,23 @@ def write_recommendation(rec, out_dir: str | Path) -> Path:
     from advisor.report import render
 
     run_dir = new_run_dir(out_dir)
-    plan: TrainingPlan | None = rec.plan
-    if plan is not None and plan.data.source and not plan.data.train:
-        _write_split(plan, run_dir)
-    payload = recommendation_json(rec)
-    extra = {"report.md": render(rec, "markdown"),
-             "report.json": payload if isinstance(payload, str) else json.dumps(payload, indent=2) + "\n"}
-    if plan is None:
-        for name, text in extra.items():
-            atomic_write(run_dir / name, text)
-    else:
-        write_run_files(run_dir, plan, extra)
+    try:
+        plan: TrainingPlan | None = rec.plan
+        if plan is not None and plan.data.source and not plan.data.train:
+            _write_split(plan, run_dir)
+        payload = recommendation_json(rec)
+        extra = {"report.md": render(rec, "markdown"),
+                 "report.json": payload if isinstance(payload, str) else json.dumps(payload, indent=2) + "\n"}
+        if plan is None:
+            for name, text in extra.items():
+                atomic_write(run_dir / name, text)
+        else:
+            write_run_files(run_dir, plan, extra)
+    except BaseException:
+        # The directory was created a moment ago by this call: a full disk (or Ctrl-C) halfway must not
+        # leave a run directory that looks complete. Earlier directories are never touched.
+        shutil.rmtree(run_dir, ignore_errors=True)
+        raise
     return run_dir
 
 

@@ -57,9 +57,17 @@ def save_answers(answers, path: str) -> Path:
     stored = answers.model_copy(update={"dataset": _relative_for(answers.dataset, out)}) \
         if answers.dataset else answers
     tmp = out.with_name(f".{out.name}.tmp")
-    tmp.write_text("# written by `tunewise wizard`; use with `tunewise recommend --answers FILE`\n"
-                   + dump_answers(stored), encoding="utf-8")
-    os.replace(tmp, out)
+    try:
+        tmp.write_text("# written by `tunewise wizard`; use with `tunewise recommend --answers FILE`\n"
+                       + dump_answers(stored), encoding="utf-8")
+        os.replace(tmp, out)  # atomic: a full disk leaves the old file (or none), never half of one
+    except OSError as e:
+        try:
+            tmp.unlink(missing_ok=True)
+        except OSError:
+            pass
+        raise UserError(f"--save-answers {path}: cannot write ({e.strerror or e})",
+                        "check that the folder is writable and the disk has free space") from None
     return out
 
 
