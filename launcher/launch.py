@@ -22,7 +22,7 @@ from advisor.errors import CheckFailed, UserError
 from advisor.plan import TrainingPlan
 from launcher import fingerprint, jobfiles, oom
 from launcher.progress import MetricsFollower, ProgressView, is_live
-from launcher.rundir import atomic_write
+from launcher.rundir import atomic_write, is_secret_name
 from launcher.summary import read_summary, write_summary
 
 EXIT_OOM, EXIT_STOPPED = 75, 130
@@ -40,6 +40,9 @@ def job_env(allow_network: bool, *, attempt: int = 1, cpu: bool = False) -> dict
     else:
         env.update(OFFLINE)
         env.pop("TUNEWISE_ALLOW_NETWORK", None)
+        # Offline, the job needs no token or API key; one it does not have cannot end up in train.log.
+        for name in [k for k in env if is_secret_name(k)]:
+            del env[name]
     if cpu:
         env["CUDA_VISIBLE_DEVICES"] = ""
     return env

@@ -27,6 +27,13 @@ from launcher import jobfiles
 
 # Environment variables whose values must never reach a file we write (issue 8: no secrets on disk).
 _SECRET_NAME = re.compile(r"(TOKEN|API_KEY|SECRET|PASSWORD|ACCESS_KEY|PRIVATE_KEY)", re.I)
+# Whole words only, for dropping variables from a job's environment (TOKENIZERS_PARALLELISM is no secret).
+_SECRET_WORD = re.compile(r"(^|_)(TOKEN|API_KEY|SECRET|PASSWORD|ACCESS_KEY|PRIVATE_KEY)($|_)", re.I)
+
+
+def is_secret_name(name: str) -> bool:
+    """True for HF_TOKEN, WANDB_API_KEY, AWS_SECRET_ACCESS_KEY and the like."""
+    return bool(_SECRET_WORD.search(name))
 
 
 def secret_values() -> list[str]:
