@@ -87,3 +87,48 @@ def recommendation_json(rec: Recommendation) -> dict:
         "gpu_note": f.gpu_note,
         "trace": [asdict(t) for t in d.trace],
     }
+
+
+def complete_spectrum_plan(rec: Recommendation) -> None:
+    """Before a run directory is written: give a Spectrum plan its unfrozen parameters.
+
+    Scans the local weights (`advisor.spectrum.scan`, cached by content), puts the selected
+    parameters into the plan, names the chosen layers per module type in the plan's reasons (the
+    report shows them), and re-estimates peak memory with the scan's actual trainable count instead
+    of the fraction. A hub id with no local weights is a `UserError`: never a silent full fine-tune.
+    """
+    from pathlib import Path
+
+    from advisor.errors import UserError
+
+    plan = rec.plan
+    if plan is None or plan.method != "spectrum" or plan.spectrum is None or plan.spectrum.unfrozen_parameters:
+        return
+    if not Path(plan.model).is_dir():
+        raise UserError(f"Spectrum needs a scan of the weights, and {plan.model} is not a local directory",
+                        "download the model, set `model:` to its directory (or run `tunewise spectrum scan "
+                        "MODEL_DIR`), then rerun `tunewise recommend --out`")
+    from advisor.spectrum import scan, scan_summary
+
+    result = scan(plan.model, top_percent=plan.spectrum.top_percent)
+    plan.spectrum.unfrozen_parameters = list(result.unfrozen)
+    layers = "; ".join(f"{t}: layers {', '.join(map(str, sorted(s['selected'])))}"
+                       for t, s in scan_summary(result).items())
+    plan.reasons["spectrum.unfrozen_parameters"] = (
+        f"{len(result.unfrozen)} parameters ({result.trainable_params:,} weights) in the top "
+        f"{plan.spectrum.top_percent:g}% of layers of each module type by signal-to-noise ratio, from a scan of "
+        f"the local weights ({layers}) (Essential Parameter-Efficient Fine-Tuning Methods; measurement)")
+    model = rec.facts.model
+    if model is None:
+        return
+    from advisor.memory import MemoryConfig, estimate
+
+    est = estimate(model, MemoryConfig(method="spectrum", seq_len=plan.max_length, batch_size=plan.micro_batch_size,
+                                       grad_ckpt=plan.gradient_checkpointing, liger=plan.liger,
+                                       n_gpus=plan.n_gpus, distributed=plan.distributed,
+                                       spectrum_trainable_params=result.trainable_params))
+    plan.predicted_peak_gib = est.peak_allocated_gib
+    plan.reasons["predicted_peak_gib"] = (
+        f"estimated {est.device_gib:g} GiB in use at peak ({est.peak_allocated_gib:g} GiB allocated) at "
+        f"{plan.micro_batch_size} x {plan.max_length:,} tokens per step with the scan's "
+        f"{result.trainable_params:,} trainable weights (measurement)")

@@ -236,7 +236,8 @@ def _memory(rec) -> Section:
         else:
             spare = mem - c.device_gib
             fit = "fits" if c.fits else "does not fit"
-            margin = (f"{spare:,.1f} GiB to spare" if spare >= 0 else f"{-spare:,.1f} GiB short")
+            digits = 2 if abs(spare) < 0.05 else 1  # never "0.0 GiB short"
+            margin = (f"{spare:,.{digits}f} GiB to spare" if spare >= 0 else f"{-spare:,.{digits}f} GiB short")
             if not c.fits and spare >= 0:
                 margin += " (inside the safety margin)"
         layout = f", {c.distributed.upper()}" if getattr(c, "distributed", None) else ""

@@ -45,22 +45,8 @@ def run(args) -> int:
 
 def _write_run_dir(rec, out: str):
     """The run directory; a Spectrum plan first gets its unfrozen layers from a scan of the local model."""
-    from pathlib import Path
-
-    from advisor.errors import UserError
+    from advisor.recommend import complete_spectrum_plan
     from launcher.rundir import write_recommendation
 
-    plan = rec.plan
-    if plan is not None and plan.method == "spectrum" and not plan.spectrum.unfrozen_parameters:
-        if not Path(plan.model).is_dir():
-            raise UserError(f"Spectrum needs a scan of the weights, and {plan.model} is not a local directory",
-                            "download the model, set `model:` to its directory (or run `tunewise spectrum scan "
-                            "MODEL_DIR`), then rerun `tunewise recommend --out`")
-        from advisor.spectrum import scan
-
-        result = scan(plan.model, top_percent=plan.spectrum.top_percent)
-        plan.spectrum.unfrozen_parameters = list(result.unfrozen)
-        plan.reasons["spectrum.unfrozen_parameters"] = (
-            f"{len(result.unfrozen)} parameters in the top {plan.spectrum.top_percent:g}% of layers by "
-            "signal-to-noise ratio, from a scan of the local weights (measurement)")
+    complete_spectrum_plan(rec)
     return write_recommendation(rec, out)
