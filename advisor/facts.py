@@ -16,6 +16,7 @@ from typing import Any
 from advisor.answers import Answers
 from advisor.decision import Candidate
 from advisor.hardware import GPU
+from advisor.memory import FitResult as Fit  # a method's memory at the configuration planned for it
 
 # The one table of fact names. The rule loader rejects a rule that reads any other name.
 FACT_DOCS: dict[str, str] = {
@@ -123,19 +124,6 @@ def _inspect_default(path: str, tokenizer: str | None = None):
     return inspect_dataset(path, tokenizer=tokenizer)
 
 
-@dataclass(frozen=True)
-class Fit:
-    """A method's memory at the configuration planned for it (see `fit_memory`)."""
-
-    micro_batch: int
-    grad_accum: int
-    seq_len: int
-    peak_gib: float
-    device_gib: float
-    fits: bool
-    note: str = ""
-
-
 def fit_memory(model, method: str, n_gpus: int, distributed: str | None, seq_len: int,
                gpu_gib: float | None, th: dict[str, float]) -> Fit:
     """Memory of one training step for `method` (`advisor.memory`).
@@ -156,7 +144,7 @@ def fit_memory(model, method: str, n_gpus: int, distributed: str | None, seq_len
     lo = int(th["max_length_min"])
     r = fit_search(model, cfg, gpu_gib, margin=th["fit_margin"], target_effective_batch=start_b * accum,
                    seq_lens=tuple(x for x in (lo, seq_len) if x <= seq_len) or (seq_len,))
-    return Fit(r.micro_batch, r.grad_accum, r.seq_len, r.peak_gib, r.device_gib, r.fits, r.note)
+    return r
 
 
 def start_max_length(v: dict[str, Any], th: dict[str, float]) -> int:

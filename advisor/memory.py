@@ -81,7 +81,7 @@ class FitResult:
     peak_gib: float
     device_gib: float
     fits: bool
-    note: str
+    note: str = ""
 
 
 def validate(cfg: MemoryConfig) -> None:
