@@ -8,6 +8,7 @@ and shown with their arithmetic so a reader can check them.
 from __future__ import annotations
 
 import math
+import re
 from pathlib import Path
 
 from advisor.plan import TrainingPlan
@@ -34,6 +35,7 @@ class _Reasons:
     def __init__(self, plan: TrainingPlan):
         self.plan = plan
         self.used: set[str] = set()
+        self.shown: set[str] = set()  # reason texts already printed in an earlier row
 
     def __call__(self, *keys: str) -> str:
         """Reasons for these keys; "section.*" takes every key of that section."""
@@ -46,7 +48,16 @@ class _Reasons:
             self.used.add(k)
             if r and r not in seen:
                 seen.append(r)
-        return "; ".join(_sentence(x) for x in seen) if seen else NO_REASON
+        if not seen:
+            return NO_REASON
+        parts: list[str] = []
+        for x in seen:
+            part = _back_reference(x) if x in self.shown else None
+            part = part or _sentence(x)
+            if part not in parts:
+                parts.append(part)
+        self.shown.update(seen)
+        return "; ".join(parts)
 
     def rest(self) -> list[list[str]]:
         """Rows for reasons the table has no place for (the value read from the plan)."""
@@ -66,6 +77,13 @@ class _Reasons:
 
 def _sentence(s: str) -> str:
     return s.rstrip(".")
+
+
+def _back_reference(reason: str) -> str | None:
+    """A rule's reason shared by several rows is written out once; later rows point back to it by the
+    rule's id. Reasons without a rule id are short and are repeated instead (None)."""
+    rule = re.search(r"\[(TW\d+[\w-]*)", reason)
+    return f"see above ({rule.group(1)})" if rule else None
 
 
 def _path(p: str | None) -> str:
