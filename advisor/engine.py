@@ -220,9 +220,15 @@ def would_change(rules: list[Rule], values: dict, th: dict, dec: Decision, candi
             if values.get("clear_task") is not True:
                 changes["clear_task"] = True
             alt = variant(**changes)
+            if alt.approach == dec.approach and values.get("tried_prompting") is False:
+                changes["tried_prompting"] = True  # more data alone does not skip the prompting baseline
+                alt = variant(**changes)
             if alt.approach != dec.approach:
-                task = " and a clear task definition" if "clear_task" in changes else ""
-                lines.append(f"with {fmt_value(n_min)}+ examples{task}, the approach would be {alt.approach}")
+                extra = [" a clear task definition" if "clear_task" in changes else "",
+                         " prompt engineering tried and falling short" if "tried_prompting" in changes else ""]
+                extra = " and".join(x for x in extra if x)
+                lines.append(f"with {fmt_value(n_min)}+ examples{' and' + extra if extra else ''}, "
+                             f"the approach would be {alt.approach}")
         for fact, text in (("clear_task", "with a clear task definition and success criteria"),
                            ("tried_prompting", "once prompt engineering has been tried and falls short")):
             if values.get(fact) is False:

@@ -128,3 +128,14 @@ def test_shuffling_the_shipped_rules_changes_nothing(seed):
     shuffled = list(SHIPPED)
     random.Random(seed).shuffle(shuffled)
     assert evaluate(shuffled, values, TH).to_dict() == evaluate(SHIPPED, values, TH).to_dict()
+
+
+def test_would_change_combines_more_data_with_the_prompting_baseline():
+    """Few examples and prompting never tried: more data alone keeps the prompting-first rule in force,
+    so the counterfactual names both changes instead of saying nothing would change."""
+    values = facts(task="classification", clear_task=True, tried_prompting=False, examples=50.0,
+                   sft_examples=50.0, preference_pairs=0)
+    d = evaluate(SHIPPED, values, TH)
+    assert d.approach == "prompting"
+    assert ("with 1,000+ examples and prompt engineering tried and falling short, the approach would be fine-tune"
+            in d.would_change)
