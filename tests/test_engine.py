@@ -131,11 +131,15 @@ def test_shuffling_the_shipped_rules_changes_nothing(seed):
 
 
 def test_would_change_combines_more_data_with_the_prompting_baseline():
-    """Few examples and prompting never tried: more data alone keeps the prompting-first rule in force,
-    so the counterfactual names both changes instead of saying nothing would change."""
-    values = facts(task="classification", clear_task=True, tried_prompting=False, examples=50.0,
-                   sft_examples=50.0, preference_pairs=0)
-    d = evaluate(SHIPPED, values, TH)
+    """The only-50-examples persona: more data alone keeps the prompting-first rule in force, so the
+    counterfactual names both changes instead of saying that nothing would change."""
+    from pathlib import Path
+
+    from advisor.answers import load_answers
+    from advisor.recommend import recommend
+
+    persona = Path(__file__).resolve().parents[1] / "examples/answers/only-50-examples.yaml"
+    d = recommend(load_answers(persona), detect_gpus=False).decision
     assert d.approach == "prompting"
     assert ("with 1,000+ examples and prompt engineering tried and falling short, the approach would be fine-tune"
             in d.would_change)
