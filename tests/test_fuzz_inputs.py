@@ -236,7 +236,7 @@ def test_fuzzed_config_json_bytes(tmp_path, raw):
     ({"head_dim": "abc"}, "head_dim='abc'"),                    # was ValueError from int()
     ({"num_key_value_heads": "two"}, "num_key_value_heads='two'"),  # was ValueError from int()
     ({"num_key_value_heads": [2]}, "num_key_value_heads=[2]"),  # was TypeError
-    ({"num_key_value_heads": float("nan")}, "num_key_value_heads=nan"),  # was exit 0 with a NaN estimate
+    ({"num_key_value_heads": float("nan")}, "num_key_value_heads=nan"),  # was ValueError from int(nan)
     ({"head_dim": -8}, "head_dim=-8"), ({"head_dim": 1.5}, "head_dim=1.5"),
     ({"num_key_value_heads": 3}, "does not divide"),
     ({"max_position_embeddings": "long"}, "max_position_embeddings"),

@@ -58,7 +58,7 @@ def demo_answers(tmp_path) -> Path:
     return p
 
 
-# 0: the data split's first file; 3: plan.yaml after the split; 6: the last report file.
+# Fails at 0: the data split; 3: launch.sh (plan.yaml already written); 6: report.json, the last file.
 @pytest.mark.parametrize("n_ok", [0, 3, 6])
 def test_recommend_out_on_a_full_disk_leaves_no_run_directory(tmp_path, monkeypatch, demo_answers, n_ok):
     earlier = tmp_path / "runs" / "keep"
