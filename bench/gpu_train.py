@@ -26,17 +26,13 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "bench"))
+from shapes import llama_shapes  # noqa: E402
+
 GiB = 1024**3
-ARCH = {
-    "llama-8b": dict(vocab_size=128256, hidden_size=4096, intermediate_size=14336, num_hidden_layers=32,
-                     num_attention_heads=32, num_key_value_heads=8, tie_word_embeddings=False),
-    "llama-3b": dict(vocab_size=128256, hidden_size=3072, intermediate_size=8192, num_hidden_layers=28,
-                     num_attention_heads=24, num_key_value_heads=8, tie_word_embeddings=True),
-    "llama-1b": dict(vocab_size=128256, hidden_size=2048, intermediate_size=8192, num_hidden_layers=16,
-                     num_attention_heads=32, num_key_value_heads=8, tie_word_embeddings=True),
-    "tiny": dict(vocab_size=2048, hidden_size=64, intermediate_size=128, num_hidden_layers=4,
-                 num_attention_heads=4, num_key_value_heads=2, tie_word_embeddings=False),
-}
+ARCH = {name: llama_shapes(name) for name in ("llama-8b", "llama-3b", "llama-1b")}
+ARCH["tiny"] = dict(vocab_size=2048, hidden_size=64, intermediate_size=128, num_hidden_layers=4,
+                    num_attention_heads=4, num_key_value_heads=2, tie_word_embeddings=False)
 ENV = dict(os.environ, PYTHONUNBUFFERED="1", HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1",
            HF_HUB_DISABLE_TELEMETRY="1", TRANSFORMERS_VERBOSITY="error", TOKENIZERS_PARALLELISM="false")
 

@@ -32,14 +32,15 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from shapes import llama_shapes  # noqa: E402  (bench/shapes.py: the catalog's shapes)
 
 ARCHS = {  # Llama-3.2-1B and Llama-3.1-8B shapes; "tiny" for tests
     "tiny": dict(hidden_size=256, intermediate_size=688, num_hidden_layers=4, num_attention_heads=4,
                  num_key_value_heads=2, vocab_size=1024, tie_word_embeddings=True),
-    "llama-1b": dict(hidden_size=2048, intermediate_size=8192, num_hidden_layers=16, num_attention_heads=32,
-                     num_key_value_heads=8, vocab_size=128256, tie_word_embeddings=True),
-    "llama-8b": dict(hidden_size=4096, intermediate_size=14336, num_hidden_layers=32, num_attention_heads=32,
-                     num_key_value_heads=8, vocab_size=128256, tie_word_embeddings=False),
+    "llama-1b": llama_shapes("llama-1b"),
+    "llama-8b": llama_shapes("llama-8b"),
 }
 SHARD_BYTES = 2 << 30
 
