@@ -45,7 +45,7 @@ def test_json_output_and_exit_codes(tmp_path, capsys):
                          ((write_jsonl(tmp_path / "qa.jsonl", [{"q": 1}]),), "--column-map"),
                          ((str(tmp_path / "d.jsonl"), "--column-map", "prompt"), "NAME=COLUMN"),
                          ((str(tmp_path / "d.jsonl"), "--tokenizer", str(tmp_path)), "cannot load"),
-                         ((str(tmp_path / "d.jsonl"), "--max-length", "0"), "must be positive")]:
+                         ((str(tmp_path / "d.jsonl"), "--max-length", "0"), "expected a positive integer")]:
         try:
             rc = main(["inspect", *args])
         except SystemExit as e:  # argparse rejects bad flag values itself, with exit code 2

@@ -5,9 +5,9 @@ Exit codes: 0 printed (and fits, when --gpu-memory is given); 1 does not fit --g
 
 from __future__ import annotations
 
-import argparse
 import json
-import math
+
+from advisor.commands.argtypes import fraction, gib, positive_int
 
 COMPONENT_LABELS = {
     "weights": "model weights",
@@ -20,36 +20,6 @@ COMPONENT_LABELS = {
 }
 
 
-def _positive_int(text: str) -> int:
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if v < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {v}")
-    return v
-
-
-def _fraction(text: str) -> float:
-    try:
-        v = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number in (0, 1], got {text!r}") from None
-    if not 0 < v <= 1:
-        raise argparse.ArgumentTypeError(f"expected a number in (0, 1], got {v}")
-    return v
-
-
-def _gib(text: str) -> float:
-    try:
-        v = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected GiB as a number, e.g. 24, got {text!r}") from None
-    if not math.isfinite(v) or v <= 0:
-        raise argparse.ArgumentTypeError(f"expected a positive number of GiB, got {v}")
-    return v
-
-
 def add_parser(sub):
     p = sub.add_parser("estimate", help="predict peak GPU memory of a training step, with a breakdown",
                        description="Predict the peak GPU memory of one training step (per GPU) before "
@@ -57,23 +27,23 @@ def add_parser(sub):
     p.add_argument("--model", required=True, metavar="M",
                    help="catalog name (llama-3.1-8b), hub id, or a local directory holding config.json")
     p.add_argument("--method", required=True, choices=["lora", "qlora", "spectrum", "full"])
-    p.add_argument("--rank", type=_positive_int, default=16, metavar="R", help="LoRA rank (default 16)")
-    p.add_argument("--seq-len", type=_positive_int, default=1024, metavar="S", help="tokens per sequence (1024)")
-    p.add_argument("--batch-size", type=_positive_int, default=4, metavar="B", help="micro-batch per GPU (4)")
+    p.add_argument("--rank", type=positive_int, default=16, metavar="R", help="LoRA rank (default 16)")
+    p.add_argument("--seq-len", type=positive_int, default=1024, metavar="S", help="tokens per sequence (1024)")
+    p.add_argument("--batch-size", type=positive_int, default=4, metavar="B", help="micro-batch per GPU (4)")
     p.add_argument("--no-grad-ckpt", action="store_true", help="without gradient checkpointing")
     p.add_argument("--liger", action="store_true",
                    help="with Liger kernels (RMSNorm, SwiGLU; on the plain stack also its fused linear cross-entropy)")
     p.add_argument("--stack", choices=["tunewise", "plain"], default="tunewise",
                    help="tunewise: the TRL job `tunewise launch` runs (default); plain: a plain PEFT training loop")
-    p.add_argument("--spectrum-fraction", type=_fraction, default=0.3, metavar="F",
+    p.add_argument("--spectrum-fraction", type=fraction, default=0.3, metavar="F",
                    help="fraction of weights Spectrum unfreezes (0.3)")
-    p.add_argument("--gpus", type=_positive_int, default=1, metavar="N", help="number of GPUs (1)")
+    p.add_argument("--gpus", type=positive_int, default=1, metavar="N", help="number of GPUs (1)")
     p.add_argument("--distributed", choices=["ddp", "fsdp", "zero3"], default=None,
                    help="with --gpus > 1: replicate (ddp, the default) or shard (fsdp, zero3)")
     p.add_argument("--optimizer", choices=["adamw", "adamw_8bit", "paged_adamw_8bit"], default="adamw")
     p.add_argument("--attn", choices=["sdpa", "flash", "eager"], default="sdpa", help="attention kernel (sdpa)")
     p.add_argument("--lora-dropout", type=float, default=0.05, metavar="P", help="LoRA dropout (0.05)")
-    p.add_argument("--gpu-memory", type=_gib, default=None, metavar="GIB",
+    p.add_argument("--gpu-memory", type=gib, default=None, metavar="GIB",
                    help="GPU size to check against (exit 1 when it does not fit)")
     p.add_argument("--online", action="store_true",
                    help="fetch config.json from the hub for a model not in the offline catalog")

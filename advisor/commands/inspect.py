@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import sys
 
+from advisor.commands.argtypes import positive_int
 from advisor.errors import UserError
 
 
@@ -21,26 +22,14 @@ def add_parser(sub):
     who.add_argument("--model", metavar="M", help="model whose tokenizer measures token lengths "
                      "(a local directory or a model in the Hugging Face cache; skipped if not found)")
     who.add_argument("--tokenizer", metavar="PATH", help="a local tokenizer directory (must load)")
-    p.add_argument("--max-length", type=_positive, metavar="N",
+    p.add_argument("--max-length", type=positive_int, metavar="N",
                    help="sequence length to check truncation against (default: the recommended one)")
     p.add_argument("--column-map", metavar="K=V,...",
                    help="map your columns onto known names, e.g. prompt=question,completion=answer")
     p.add_argument("--validation", metavar="FILE", help="a separate validation file (checked for leakage)")
-    p.add_argument("--max-rows", type=_positive, metavar="N", help="read only the first N rows")
+    p.add_argument("--max-rows", type=positive_int, metavar="N", help="read only the first N rows")
     p.add_argument("--format", choices=["text", "json"], default="text", help="output format (text)")
     return p
-
-
-def _positive(text: str) -> int:
-    import argparse
-
-    try:
-        n = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if n <= 0:
-        raise argparse.ArgumentTypeError(f"must be positive, got {n}")
-    return n
 
 
 def run(args) -> int:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from advisor.commands.argtypes import positive_int
+
 
 def add_parser(sub):
     p = sub.add_parser("launch", help="run or resume the training job in a run directory",
@@ -10,25 +12,13 @@ def add_parser(sub):
     p.add_argument("run_dir", metavar="RUN_DIR", help="run directory holding plan.yaml")
     p.add_argument("--smoke", action="store_true",
                    help="dry run on CPU: the same plan with a tiny stand-in model, a few dozen steps, in RUN_DIR/smoke")
-    p.add_argument("--max-steps", type=_positive, metavar="N", help="stop after N optimizer steps")
-    p.add_argument("--save-steps", type=_positive, metavar="N", help="save a checkpoint every N steps")
+    p.add_argument("--max-steps", type=positive_int, metavar="N", help="stop after N optimizer steps")
+    p.add_argument("--save-steps", type=positive_int, metavar="N", help="save a checkpoint every N steps")
     p.add_argument("--allow-network", action="store_true",
                    help="let the job reach the Hugging Face hub (off by default: models must be local)")
     p.add_argument("--cpu", action="store_true",
                    help="run the plan as is on CPU (tiny models and tests; several GPUs become CPU processes)")
     return p
-
-
-def _positive(text: str) -> int:
-    import argparse
-
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
-    return value
 
 
 def run(args) -> int:
