@@ -105,7 +105,8 @@ def build_plan(decision: Decision, facts: Facts) -> TrainingPlan | None:
         r["quantization.compute_dtype"] = "the GPU has no bfloat16 support: 16-bit compute in float16"
     if v.get("gpu_bf16") is False:
         plan.bf16 = False
-        r["bf16"] = "the GPU has no bfloat16 support (compute capability below 8.0)"
+        r["bf16"] = ("the GPU has no bfloat16 support (compute capability below 8.0): adapters train under fp16 "
+                     "mixed precision, Spectrum and full fine-tuning in fp32")
     else:
         r.setdefault("bf16", "bfloat16 mixed precision (the 16-bit compute format the guide names for QLoRA)")
 

@@ -228,7 +228,7 @@ def load_model(plan: TrainingPlan, cuda: bool):
     import torch
     from transformers import AutoModelForCausalLM, BitsAndBytesConfig
 
-    kwargs = dict(dtype=torch.bfloat16 if plan.bf16 and cuda else torch.float32,
+    kwargs = dict(dtype=compute_dtype(plan, cuda),
                   attn_implementation=plan.attn_implementation, trust_remote_code=plan.trust_remote_code)
     if plan.method == "qlora":
         q = plan.quantization
@@ -246,6 +246,22 @@ def load_model(plan: TrainingPlan, cuda: bool):
         raise UserError(f"base model {plan.model!r} is not available locally ({str(e).splitlines()[0]})",
                         f"download it where there is network (`hf download {plan.model} --local-dir DIR`) and "
                         "set `model: DIR` in plan.yaml, or launch with --allow-network") from None
+
+
+def fp16_amp(plan: TrainingPlan, cuda: bool) -> bool:
+    """A GPU without bfloat16 (T4, V100): adapters train under fp16 mixed precision (PEFT keeps them in
+    fp32, which the fp16 gradient scaler needs). Spectrum and full fine-tuning update the base weights
+    themselves and stay in fp32 there."""
+    return cuda and not plan.bf16 and plan.method in ("lora", "qlora")
+
+
+def compute_dtype(plan: TrainingPlan, cuda: bool):
+    """The dtype the base weights load in: bf16 where the GPU has it, fp16 under adapters without it."""
+    import torch
+
+    if cuda and plan.bf16:
+        return torch.bfloat16
+    return torch.float16 if fp16_amp(plan, cuda) else torch.float32
 
 
 def lora_config(plan: TrainingPlan):
@@ -306,7 +322,7 @@ def trainer_config(plan: TrainingPlan, stage: str, out_dir: Path, train_ds, eval
         logging_steps=plan.logging_steps, save_strategy="steps", save_steps=save_steps,
         save_total_limit=plan.save_total_limit, eval_strategy="steps" if eval_ds is not None else "no",
         eval_steps=eval_steps, load_best_model_at_end=early, metric_for_best_model="eval_loss" if early else None,
-        greater_is_better=False if early else None, bf16=plan.bf16 and cuda, use_cpu=not cuda,
+        greater_is_better=False if early else None, bf16=plan.bf16 and cuda, fp16=fp16_amp(plan, cuda), use_cpu=not cuda,
         **_checkpointing(plan.gradient_checkpointing), optim=optim, use_liger_kernel=liger,
         report_to=["tensorboard"], seed=plan.seed, max_length=plan.max_length, disable_tqdm=True,
         logging_first_step=True, save_only_model=False,

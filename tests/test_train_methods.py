@@ -86,3 +86,20 @@ def test_sft_then_dpo_continues_from_the_sft_adapter(base, tmp_path):
     assert s["status"] == "completed" and s["stage"] == "dpo"
     stages = {json.loads(x)["stage"] for x in (rd / "metrics.jsonl").read_text().splitlines()}
     assert stages == {"sft", "dpo"}
+
+
+def test_precision_follows_the_gpu():
+    """bf16 where the GPU has it; on a GPU without bf16 (T4) adapters train under fp16 mixed precision
+    and Spectrum/full stay fp32; on CPU everything is fp32. (Checked as configuration: no GPU here.)"""
+    import torch
+
+    from advisor.plan import LoraSpec, SpectrumSpec, TrainingPlan
+    from launcher.train import compute_dtype, fp16_amp
+
+    lora = TrainingPlan(model="m", method="lora", stage="sft", lora=LoraSpec())
+    spectrum = TrainingPlan(model="m", method="spectrum", stage="sft", spectrum=SpectrumSpec(["^x$"]))
+    assert compute_dtype(lora, cuda=True) == torch.bfloat16 and not fp16_amp(lora, cuda=True)
+    assert compute_dtype(lora, cuda=False) == torch.float32 and not fp16_amp(lora, cuda=False)
+    lora.bf16 = spectrum.bf16 = False
+    assert compute_dtype(lora, cuda=True) == torch.float16 and fp16_amp(lora, cuda=True)
+    assert compute_dtype(spectrum, cuda=True) == torch.float32 and not fp16_amp(spectrum, cuda=True)
