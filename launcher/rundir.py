@@ -150,7 +150,8 @@ def _write_split(plan: TrainingPlan, run_dir: Path) -> None:
     from advisor.data import write_split
 
     source = Path(plan.data.source).expanduser().resolve()
-    result = write_split(source, run_dir / "data", column_map=plan.data.column_map, seed=plan.seed)
+    result = write_split(source, run_dir / "data", column_map=plan.data.column_map, seed=plan.seed,
+                         val_fraction=plan.data.validation_fraction)
     plan.data.train = _relative(result.train, run_dir)
     plan.data.validation = _relative(result.validation, run_dir) if result.validation else None
     plan.data.format = getattr(result, "format", None) or plan.data.format
