@@ -5,7 +5,6 @@ import subprocess
 import sys
 
 import pytest
-
 from launchkit import ROOT, make_run, tiny_base
 
 
