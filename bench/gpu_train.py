@@ -6,7 +6,7 @@ Usage (on a GPU machine; every case runs in its own process for clean memory sta
 
 Cases (issue 7): `lora-8b`, `qlora-8b`, `spectrum-8b` at Llama-3.1-8B shapes (random weights, no
 downloads), LoRA r16 on all linear layers, 4 x 1,024 tokens per optimizer step, checkpointing on.
-  baseline  = the plain stack as in shared/calibration/measure_plain_stack.py (PEFT + AdamW loop);
+  baseline  = the plain stack, measured by bench/calibration/measure_plain_stack.py --one (PEFT + AdamW loop);
   tunewise  = `python -m launcher.train RUN_DIR` on a plan with the same settings (packed data);
   predicted = `tunewise estimate` for the tunewise settings.
 A variable-length case (`varlen-1b`) compares useful (non-padding) tokens/s of TRL's SFTTrainer with its
@@ -67,74 +67,6 @@ def make_checkpoint(arch: str, root: Path) -> Path:
     if dev == "cuda":
         torch.cuda.empty_cache()
     return path
-
-
-def baseline(spec: dict) -> dict:
-    """The plain stack: PEFT LoRA (dropout 0.05) / QLoRA / evenly spaced Spectrum, AdamW, random ids."""
-    import torch
-    from transformers import AutoModelForCausalLM
-
-    dev = _device()
-    cfg = llama_config(spec["arch"])
-    res: dict = {}
-    if dev == "cuda":
-        torch.cuda.reset_peak_memory_stats()
-    if spec["method"] == "qlora":
-        from transformers import BitsAndBytesConfig
-
-        q = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
-                               bnb_4bit_compute_dtype=torch.bfloat16)
-        model = AutoModelForCausalLM.from_pretrained(spec["ckpt_dir"], quantization_config=q, dtype=torch.bfloat16,
-                                                     device_map={"": 0} if dev == "cuda" else None,
-                                                     attn_implementation="sdpa")
-    else:
-        with torch.device(dev):
-            model = AutoModelForCausalLM.from_config(cfg, dtype=torch.bfloat16, attn_implementation="sdpa")
-    model.config.use_cache = False
-    if spec["method"] in ("lora", "qlora"):
-        from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
-
-        if spec["method"] == "qlora":
-            model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=True,
-                                                    gradient_checkpointing_kwargs={"use_reentrant": False})
-        model = get_peft_model(model, LoraConfig(r=16, lora_alpha=32, lora_dropout=0.05, target_modules="all-linear",
-                                                 task_type="CAUSAL_LM"))
-    else:  # spectrum: a fraction of each projection type's layers, evenly spaced (random weights: no SNR signal)
-        for p in model.parameters():
-            p.requires_grad_(False)
-        n = cfg.num_hidden_layers
-        k = max(1, round(0.3 * n))
-        chosen = {round(i * (n - 1) / max(1, k - 1)) for i in range(k)}
-        for name, p in model.named_parameters():
-            parts = name.split(".")
-            if "layers" in parts and name.endswith("proj.weight") and int(parts[parts.index("layers") + 1]) in chosen:
-                p.requires_grad_(True)
-    model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
-    model.enable_input_require_grads()
-    trainable = [p for p in model.parameters() if p.requires_grad]
-    res["params_trainable"] = sum(p.numel() for p in trainable)
-    opt = torch.optim.AdamW(trainable, lr=2e-4, fused=(dev == "cuda"))
-    model.train()
-    bs, seq, steps, warm = spec["bs"], spec["seq"], spec["steps"], 2
-    g = torch.Generator(device=dev).manual_seed(0)
-    times = []
-    for i in range(warm + steps):
-        x = torch.randint(0, cfg.vocab_size, (bs, seq), device=dev, generator=g)
-        if dev == "cuda":
-            torch.cuda.synchronize()
-        t = time.perf_counter()
-        model(input_ids=x, labels=x).loss.backward()
-        opt.step()
-        opt.zero_grad(set_to_none=True)
-        if dev == "cuda":
-            torch.cuda.synchronize()
-        if i >= warm:
-            times.append(time.perf_counter() - t)
-    med = sorted(times)[len(times) // 2]
-    res["tokens_per_s"] = round(bs * seq / med, 1)
-    if dev == "cuda":
-        res["peak_gib"] = round(torch.cuda.max_memory_allocated() / GiB, 3)
-    return res
 
 
 def _words(tokenizer, n: int, rng) -> str:
@@ -281,19 +213,33 @@ def gpu_name() -> str:
 
 
 def _child(kind: str, spec: dict, ckpt: str, work: str, tiny: bool) -> None:
-    if kind == "baseline":
-        res = baseline({**spec, "ckpt_dir": ckpt})
-    else:
-        res = run_trl_defaults(spec, Path(ckpt), Path(work))
+    res = run_trl_defaults(spec, Path(ckpt), Path(work))
     print("RESULT " + json.dumps(res), flush=True)
+
+
+def _result_line(p: subprocess.CompletedProcess) -> dict:
+    lines = [ln for ln in p.stdout.splitlines() if ln.startswith("RESULT ")]
+    return json.loads(lines[-1][7:]) if lines else {"error": (p.stderr or p.stdout)[-1500:]}
+
+
+def run_baseline(spec: dict, ckpt: Path, timeout: float) -> dict:
+    """The plain stack, measured by the shared calibration script itself (`--one`, its own process):
+    PEFT LoRA r16 dropout 0.05 / QLoRA with k-bit preparation / evenly spaced Spectrum, fused AdamW."""
+    calib = dict(arch=spec["arch"], method=spec["method"], rank=spec["rank"], seq=spec["seq"], bs=spec["bs"],
+                 ckpt=True, steps=spec["steps"], fraction=0.3, ckpt_dir=str(ckpt))
+    p = subprocess.run([sys.executable, str(ROOT / "bench/calibration/measure_plain_stack.py"), "--one",
+                        json.dumps(calib)], env=ENV, cwd=ROOT, capture_output=True, text=True, timeout=timeout)
+    res = _result_line(p)
+    if "peak_alloc_gib" in res:
+        res["peak_gib"] = res.pop("peak_alloc_gib")
+    return res
 
 
 def _in_child(kind: str, spec: dict, ckpt: Path, work: Path, tiny: bool, timeout: float) -> dict:
     p = subprocess.run([sys.executable, __file__, "--child", kind, json.dumps(spec), str(ckpt), str(work),
                         *(["--tiny"] if tiny else [])], env=ENV, cwd=ROOT, capture_output=True, text=True,
                        timeout=timeout)
-    lines = [ln for ln in p.stdout.splitlines() if ln.startswith("RESULT ")]
-    return json.loads(lines[-1][7:]) if lines else {"error": (p.stderr or p.stdout)[-1500:]}
+    return _result_line(p)
 
 
 def cases(tiny: bool) -> list[dict]:
@@ -351,7 +297,7 @@ def main() -> int:
         if (spec.get("baseline") or spec.get("trl_defaults")) and (left < 45 or args.no_baseline):
             row["baseline"] = {"skipped": "time budget" if left < 45 else "--no-baseline"}
         elif spec.get("baseline"):
-            ref = _in_child("baseline", spec, ckpt, args.work, args.tiny, timeout=max(30, left))
+            ref = run_baseline(spec, ckpt, timeout=max(30, left))
         elif spec.get("trl_defaults"):
             ref = _in_child("trl", spec, ckpt, args.work, args.tiny, timeout=max(30, left))
         if ref is not None:
