@@ -127,16 +127,22 @@ def test_eager_attention_saves_the_probabilities():
     _check(SHAPES["llama"], cfg, measured)
 
 
-def test_qlora_runs_activations_in_fp32(tmp_path):
+def _load_4bit(tmp_path):
+    """The tiny Llama saved and reloaded as NF4 with double quantisation and bf16 compute (bitsandbytes on CPU)."""
     import torch
-    from peft import prepare_model_for_kbit_training
     from transformers import AutoModelForCausalLM, BitsAndBytesConfig
 
     _build(SHAPES["llama"], "sdpa").save_pretrained(tmp_path)
     q = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
                            bnb_4bit_compute_dtype=torch.bfloat16)
-    model = AutoModelForCausalLM.from_pretrained(tmp_path, quantization_config=q, dtype=torch.bfloat16,
-                                                 device_map={"": "cpu"}, attn_implementation="sdpa")
+    return AutoModelForCausalLM.from_pretrained(tmp_path, quantization_config=q, dtype=torch.bfloat16,
+                                                device_map={"": "cpu"}, attn_implementation="sdpa")
+
+
+def test_qlora_runs_activations_in_fp32(tmp_path):
+    from peft import prepare_model_for_kbit_training
+
+    model = _load_4bit(tmp_path)
     model = _lora(prepare_model_for_kbit_training(model, use_gradient_checkpointing=False))
     measured = _saved_in_layer1(model, model.base_model.model.model)
     _check(SHAPES["llama"], _plain("qlora", rank=8, lora_dropout=0.0), measured)
@@ -159,14 +165,8 @@ def test_tunewise_lora_saves_bf16_casts_under_autocast(family):
 
 def test_tunewise_qlora_keeps_the_stream_in_bf16(tmp_path):
     import torch
-    from transformers import AutoModelForCausalLM, BitsAndBytesConfig
 
-    _build(SHAPES["llama"], "sdpa").save_pretrained(tmp_path)
-    q = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
-                           bnb_4bit_compute_dtype=torch.bfloat16)
-    model = AutoModelForCausalLM.from_pretrained(tmp_path, quantization_config=q, dtype=torch.bfloat16,
-                                                 device_map={"": "cpu"}, attn_implementation="sdpa")
-    model = _lora(model)  # no prepare_model_for_kbit_training: SFTTrainer does not call it
+    model = _lora(_load_4bit(tmp_path))  # no prepare_model_for_kbit_training: SFTTrainer does not call it
     model.enable_input_require_grads()
     for p in model.parameters():  # what SFTTrainer does to a quantized model's trainable parameters
         if p.requires_grad:
