@@ -240,9 +240,9 @@ def _memory(rec) -> Section:
             margin = (f"{spare:,.{digits}f} GiB to spare" if spare >= 0 else f"{-spare:,.{digits}f} GiB short")
             if not c.fits and spare >= 0:
                 margin += " (inside the safety margin)"
-        layout = f", {c.distributed.upper()}" if getattr(c, "distributed", None) else ""
+        layout = f", {c.distributed.upper()}" if c.distributed else ""
         label = _option(m)
-        mb, seq = getattr(c, "micro_batch", None), getattr(c, "seq_len", None)
+        mb, seq = c.micro_batch, c.seq_len
         shape = f"{mb} × {seq:,}" if mb and seq else "—"
         rows.append([label[:1].upper() + label[1:] + layout + mark, shape, gib(c.peak_gib), gib(c.device_gib),
                      gib(mem), fit, margin])
