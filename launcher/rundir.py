@@ -154,7 +154,7 @@ def _write_split(plan: TrainingPlan, run_dir: Path) -> None:
                          val_fraction=plan.data.validation_fraction)
     plan.data.train = _relative(result.train, run_dir)
     plan.data.validation = _relative(result.validation, run_dir) if result.validation else None
-    plan.data.format = getattr(result, "format", None) or plan.data.format
+    plan.data.format = result.format  # the normalised format the split was written in
 
 
 def _relative(p: str | Path, run_dir: Path) -> str:
