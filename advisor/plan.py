@@ -95,6 +95,7 @@ class TrainingPlan:
     n_gpus: int = 1
     distributed: str | None = None  # None | ddp | fsdp | zero3
     predicted_peak_gib: float | None = None
+    predicted_device_gib: float | None = None  # what the GPU will show in use (allocator reserve + CUDA context)
     reasons: dict[str, str] = field(default_factory=dict)
     version: int = PLAN_VERSION
 

@@ -178,7 +178,7 @@ def _hardware_and_batch(plan: TrainingPlan, d: Decision, facts: Facts, r: dict) 
                  f"{PRACTICAL})")
     if cand is None:
         return
-    plan.predicted_peak_gib = cand.peak_gib
+    plan.predicted_peak_gib, plan.predicted_device_gib = cand.peak_gib, cand.device_gib
     if not (cand.fits and cand.micro_batch):
         what = "no GPU to check against" if not facts.gpus else "does not fit the GPU at any tried configuration"
         r["predicted_peak_gib"] = (f"estimated {cand.device_gib:g} GiB in use at peak for {plan.method} "

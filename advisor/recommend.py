@@ -127,7 +127,7 @@ def complete_spectrum_plan(rec: Recommendation) -> None:
                                        grad_ckpt=plan.gradient_checkpointing, liger=plan.liger,
                                        n_gpus=plan.n_gpus, distributed=plan.distributed,
                                        spectrum_trainable_params=result.trainable_params))
-    plan.predicted_peak_gib = est.peak_allocated_gib
+    plan.predicted_peak_gib, plan.predicted_device_gib = est.peak_allocated_gib, est.device_gib
     plan.reasons["predicted_peak_gib"] = (
         f"estimated {est.device_gib:g} GiB in use at peak ({est.peak_allocated_gib:g} GiB allocated) at "
         f"{plan.micro_batch_size} x {plan.max_length:,} tokens per step with the scan's "

@@ -10,7 +10,8 @@ downloads), LoRA r16 on all linear layers, 4 x 1,024 tokens per optimizer step, 
   tunewise  = `python -m launcher.train RUN_DIR` on a plan with the same settings (packed data);
   predicted = `tunewise estimate` for the tunewise settings.
 A variable-length case (`varlen-1b`) compares useful (non-padding) tokens/s of TRL's SFTTrainer with its
-defaults against the tunewise job on the same data.
+defaults against the tunewise job on the same data. `lora-8b-nodrop` / `lora-8b-nopack` measure one speed
+lever each (the job only). `--profile DIR` runs each job under bench/gpu_profile.py (where the time goes).
 Writes {"gpu", "cases": [{"name", "baseline_tokens_per_s", "tunewise_tokens_per_s", "baseline_peak_gib",
 "tunewise_peak_gib", "predicted_peak_gib", ...}]}.
 """
@@ -105,7 +106,7 @@ def tunewise_plan(spec: dict, ckpt: Path, *, tiny: bool):
     plan = TrainingPlan(
         model=str(ckpt), method=method, stage="sft",
         data=DataSpec(train="data/train.jsonl", format="text"),
-        max_length=spec["seq"], packing=True, completion_only_loss=False,
+        max_length=spec["seq"], packing=spec.get("packing", True), completion_only_loss=False,
         micro_batch_size=spec["bs"], grad_accum=1, learning_rate=2e-4, max_steps=spec["steps"] + 2,
         warmup_ratio=0.0, lora=LoraSpec(r=16, alpha=32, dropout=spec.get("lora_dropout", 0.1)),  # the plan default (TW504)
         quantization=QuantSpec() if method == "qlora" else None,
@@ -144,7 +145,14 @@ def _rate(metrics: Path, skip: int = 2) -> tuple[float | None, float | None]:
     return round((b["tokens_seen"] - a["tokens_seen"]) / (b["time"] - a["time"]), 1), peak
 
 
-def run_tunewise(spec: dict, ckpt: Path, work: Path, *, tiny: bool) -> dict:
+def _profiled(cmd: list[str], profile: Path | None, name: str) -> list[str]:
+    """`cmd` run under bench/gpu_profile.py (tables in PROFILE/NAME), or as it is."""
+    if profile is None:
+        return cmd
+    return [sys.executable, str(ROOT / "bench/gpu_profile.py"), "--out", str(profile / name), "--", *cmd[1:]]
+
+
+def run_tunewise(spec: dict, ckpt: Path, work: Path, *, tiny: bool, profile: Path | None = None) -> dict:
     """Write a run directory for the plan and launch `python -m launcher.train` on it."""
     from transformers import AutoTokenizer
 
@@ -156,8 +164,8 @@ def run_tunewise(spec: dict, ckpt: Path, work: Path, *, tiny: bool) -> dict:
     write_text_data(run / "data/train.jsonl", tok, rows=rows, lengths=spec.get("lengths", "fixed"))
     write_run_files(run, tunewise_plan(spec, ckpt, tiny=tiny), {})
     t = time.perf_counter()
-    p = subprocess.run([sys.executable, "-m", "launcher.train", str(run)], env=ENV, cwd=ROOT,
-                       capture_output=True, text=True)
+    p = subprocess.run(_profiled([sys.executable, "-m", "launcher.train", str(run)], profile, f"{spec['name']}-tunewise"),
+                       env=ENV, cwd=ROOT, capture_output=True, text=True)
     res = {"wall_s": round(time.perf_counter() - t, 1), "returncode": p.returncode}
     if p.returncode:
         res["error"] = (p.stderr or p.stdout)[-1500:]
@@ -165,6 +173,8 @@ def run_tunewise(spec: dict, ckpt: Path, work: Path, *, tiny: bool) -> dict:
     summary = json.loads((run / "summary.json").read_text())
     res["tokens_per_s"], _ = _rate(run / "metrics.jsonl")
     res["peak_gib"] = summary.get("peak_gib_measured")
+    res["peak_reserved_gib"], res["device_gib"] = summary.get("peak_reserved_gib"), summary.get("device_gib_measured")
+    res["trainable_params"] = summary.get("trainable_params")
     res["loss_first"], res["loss_last"] = summary.get("loss_first"), summary.get("loss_last")
     return res
 
@@ -222,13 +232,14 @@ def _result_line(p: subprocess.CompletedProcess) -> dict:
     return json.loads(lines[-1][7:]) if lines else {"error": (p.stderr or p.stdout)[-1500:]}
 
 
-def run_baseline(spec: dict, ckpt: Path, timeout: float) -> dict:
+def run_baseline(spec: dict, ckpt: Path, timeout: float, profile: Path | None = None) -> dict:
     """The plain stack, measured by the shared calibration script itself (`--one`, its own process):
     PEFT LoRA r16 dropout 0.05 / QLoRA with k-bit preparation / evenly spaced Spectrum, fused AdamW."""
     calib = dict(arch=spec["arch"], method=spec["method"], rank=spec["rank"], seq=spec["seq"], bs=spec["bs"],
                  ckpt=True, steps=spec["steps"], fraction=0.3, ckpt_dir=str(ckpt))
-    p = subprocess.run([sys.executable, str(ROOT / "bench/calibration/measure_plain_stack.py"), "--one",
-                        json.dumps(calib)], env=ENV, cwd=ROOT, capture_output=True, text=True, timeout=timeout)
+    cmd = [sys.executable, str(ROOT / "bench/calibration/measure_plain_stack.py"), "--one", json.dumps(calib)]
+    p = subprocess.run(_profiled(cmd, profile, f"{spec['name']}-baseline"), env=ENV, cwd=ROOT, capture_output=True,
+                       text=True, timeout=timeout)
     res = _result_line(p)
     if "peak_alloc_gib" in res:
         res["peak_gib"] = res.pop("peak_alloc_gib")
@@ -250,6 +261,11 @@ def cases(tiny: bool) -> list[dict]:
         dict(base, name="lora-8b", arch=a8, method="lora", baseline=True),
         dict(base, name="spectrum-8b", arch=a8, method="spectrum", baseline=True),
         dict(base, name="qlora-8b", arch=a8, method="qlora", baseline=True),
+        # Speed levers, each against lora-8b's tunewise row of the same run: no LoRA dropout (PEFT skips the
+        # dropout kernel and its saved mask), and no packing (each 1,024-token row alone: no packed position
+        # ids, so SDPA can take its flash kernel instead of a block-diagonal mask).
+        dict(base, name="lora-8b-nodrop", arch=a8, method="lora", lora_dropout=0.0),
+        dict(base, name="lora-8b-nopack", arch=a8, method="lora", packing=False),
         dict(base, name="varlen-1b", arch=a1, method="lora", lengths="varlen", trl_defaults=True),
         dict(base, name="lora-1b", arch=a1, method="lora"),
         dict(base, name="qlora-1b", arch=a1, method="qlora"),
@@ -269,13 +285,17 @@ def main() -> int:
     ap.add_argument("--only", default="", help="comma-separated case names")
     ap.add_argument("--no-baseline", action="store_true", help="measure only the tunewise job")
     ap.add_argument("--checkpoint-only", metavar="ARCH", help="just write the random checkpoint of ARCH into --work")
+    ap.add_argument("--profile", type=Path, metavar="DIR",
+                    help="run every job under bench/gpu_profile.py, tables in DIR/CASE-{tunewise,baseline}; its "
+                         "rows are marked profiled (2 slower steps: not speed figures of record)")
     args = ap.parse_args()
     if args.checkpoint_only:
         print(make_checkpoint(args.checkpoint_only, args.work))
         return 0
     start = time.perf_counter()
     args.work.mkdir(parents=True, exist_ok=True)
-    result = {"gpu": gpu_name(), "date": time.strftime("%Y-%m-%d"), "command": " ".join(sys.argv), "cases": []}
+    result = {"gpu": gpu_name(), "date": time.strftime("%Y-%m-%d"), "command": " ".join(sys.argv), "cases": [],
+              "profiled": args.profile is not None}
     ckpts: dict[str, Path] = {}
     for spec in cases(args.tiny):
         if args.only and spec["name"] not in args.only.split(","):
@@ -289,15 +309,15 @@ def main() -> int:
         ckpt = ckpts[spec["arch"]]
         row = {"name": spec["name"], "settings": spec}
         row["predicted_peak_gib"] = predicted_peak(spec, ckpt)
-        tw = run_tunewise(spec, ckpt, args.work, tiny=args.tiny)
+        tw = run_tunewise(spec, ckpt, args.work, tiny=args.tiny, profile=args.profile)
         row.update(tunewise_tokens_per_s=tw.get("tokens_per_s"), tunewise_peak_gib=tw.get("peak_gib"),
-                   tunewise=tw)
+                   tunewise_device_gib=tw.get("device_gib"), tunewise=tw)
         ref = None
         left = args.budget - (time.perf_counter() - start)
         if (spec.get("baseline") or spec.get("trl_defaults")) and (left < 45 or args.no_baseline):
             row["baseline"] = {"skipped": "time budget" if left < 45 else "--no-baseline"}
         elif spec.get("baseline"):
-            ref = run_baseline(spec, ckpt, timeout=max(30, left))
+            ref = run_baseline(spec, ckpt, timeout=max(30, left), profile=args.profile)
         elif spec.get("trl_defaults"):
             ref = _in_child("trl", spec, ckpt, args.work, args.tiny, timeout=max(30, left))
         if ref is not None:

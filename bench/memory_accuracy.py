@@ -9,8 +9,9 @@ Two groups:
   without a peak (errors, timings) are skipped.
 - tunewise stack (`stack="tunewise"`): the `tunewise` side of `bench/results/gpu-train-*.json`, the
   job `python -m launcher.train` ran (settings in case["settings"]; Liger on, LoRA dropout 0.1 as the
-  plan sets it, Spectrum on the evenly spaced 30% of layers; measured = tunewise_peak_gib). Its device
-  figure was not recorded.
+  plan sets it unless the case's settings say otherwise, Spectrum on the evenly spaced 30% of layers;
+  measured = tunewise_peak_gib, device figure = tunewise_device_gib where the run recorded it, after
+  2026-11-28).
 `arch` is a key of ARCH below (the measuring scripts' shapes) or any `--model` spec tunewise resolves.
 Exit 1 when the accuracy goal is missed in either group: peak allocated within 7% median and 15%
 worst, device figure within 20% worst.
@@ -65,12 +66,15 @@ def train_case_rows(case: dict) -> list[dict]:
     common = {"arch": st["arch"], "method": st["method"], "rank": st.get("rank", 16), "seq": st["seq"],
               "bs": st["bs"], "ckpt": True, "fraction": 0.3, "case": case.get("name")}
     base = case.get("baseline") or {}
+    tw = case.get("tunewise") or {}
     out = []
     if case.get("tunewise_peak_gib"):
-        # gpu_train.py's plan: Liger on, LoRA dropout 0.1, Spectrum on the same evenly spaced layers as
-        # the baseline, so the baseline's counted trainable parameters apply.
-        out.append({**common, "stack": "tunewise", "liger": True, "lora_dropout": 0.1,
-                    "params_trainable": base.get("params_trainable"), "peak_alloc_gib": case["tunewise_peak_gib"]})
+        # gpu_train.py's plan: Liger on, LoRA dropout 0.1 unless the settings say otherwise; Spectrum on the
+        # same evenly spaced layers as the baseline (the job's own trainable count when it recorded one).
+        out.append({**common, "stack": "tunewise", "liger": st.get("liger", True),
+                    "lora_dropout": st.get("lora_dropout", 0.1),
+                    "params_trainable": tw.get("trainable_params") or base.get("params_trainable"),
+                    "peak_alloc_gib": case["tunewise_peak_gib"], "device_used_gib_end": case.get("tunewise_device_gib")})
     if case.get("baseline_peak_gib"):
         out.append({**common, "stack": "plain", "liger": False, "lora_dropout": 0.05,
                     "params_trainable": base.get("params_trainable"), "peak_alloc_gib": case["baseline_peak_gib"]})

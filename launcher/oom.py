@@ -12,6 +12,7 @@ from __future__ import annotations
 import copy
 from dataclasses import dataclass
 
+from advisor.errors import UserError
 from advisor.plan import QuantSpec, TrainingPlan
 
 
@@ -22,7 +23,14 @@ class Step:
 
 
 def next_step(plan: TrainingPlan) -> Step | None:
-    """The next rung down from `plan`, or None when the ladder is exhausted."""
+    """The next rung down from `plan` (its memory predicted again), or None when the ladder is exhausted."""
+    step = _rung(plan)
+    if step is not None:
+        _repredict(plan, step.plan)
+    return step
+
+
+def _rung(plan: TrainingPlan) -> Step | None:
     p = copy.deepcopy(plan)
     if p.micro_batch_size > 1:
         p.micro_batch_size = max(1, p.micro_batch_size // 2)
@@ -43,6 +51,38 @@ def next_step(plan: TrainingPlan) -> Step | None:
         p.reasons["method"] = f"out of memory with LoRA at micro-batch 1 with checkpointing: {change}"
         return Step(change, p)
     return None
+
+
+def _memory_config(plan: TrainingPlan):
+    from advisor.memory import MemoryConfig
+
+    attn = {"flash_attention_2": "flash", "eager": "eager"}.get(plan.attn_implementation, "sdpa")
+    lora = plan.lora if plan.method in ("lora", "qlora") else None
+    return MemoryConfig(method=plan.method, rank=lora.r if lora else 16, seq_len=plan.max_length,
+                        batch_size=plan.micro_batch_size, grad_ckpt=plan.gradient_checkpointing, liger=plan.liger,
+                        n_gpus=plan.n_gpus, distributed=plan.distributed, attn=attn,
+                        lora_dropout=lora.dropout if lora else 0.0)
+
+
+def _repredict(old: TrainingPlan, new: TrainingPlan) -> None:
+    """Keep summary.json's measured-vs-predicted comparison like for like after a step down: the new
+    prediction is the old one moved by what the estimator says the change saves (a difference, so what
+    the old figure knew that a plan does not say, such as Spectrum's scanned trainable count, carries
+    over). Unknown (null) when there was no prediction or the model's config cannot be read here."""
+    from advisor.memory import estimate
+    from advisor.models import resolve_model
+
+    new.predicted_peak_gib = new.predicted_device_gib = None
+    if old.predicted_peak_gib is None:
+        return
+    try:
+        facts = resolve_model(old.model)
+        before, after = estimate(facts, _memory_config(old)), estimate(facts, _memory_config(new))
+    except UserError:
+        return
+    new.predicted_peak_gib = round(old.predicted_peak_gib + after.peak_allocated_gib - before.peak_allocated_gib, 3)
+    if old.predicted_device_gib is not None:
+        new.predicted_device_gib = round(old.predicted_device_gib + after.device_gib - before.device_gib, 3)
 
 
 def exhausted_message(plan: TrainingPlan, steps: list[str]) -> str:

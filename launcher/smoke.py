@@ -122,7 +122,7 @@ def smoke_plan(plan: TrainingPlan, run_dir: Path, smoke_dir: Path, model_dir: Pa
     p.bf16, p.liger, p.attn_implementation, p.optimizer = False, False, "sdpa", "adamw_torch"
     if p.quantization is not None:
         p.quantization.compute_dtype = "float32"  # bitsandbytes 4-bit on CPU: fp32 compute is the fast path
-    p.predicted_peak_gib = None
+    p.predicted_peak_gib = p.predicted_device_gib = None
     p.distributed = None
     p.reasons = {**p.reasons, "smoke": "CPU smoke run on a tiny random stand-in model; losses are meaningless"}
     if p.method == "spectrum" and p.spectrum is not None:

@@ -26,6 +26,7 @@ from launcher import fingerprint
 from launcher.summary import write_summary
 
 EXIT_FAILED, EXIT_BAD_INPUT, EXIT_OOM, EXIT_STOPPED = 1, 2, 75, 130
+GiB = 1024**3
 OOM_EARLY_STEPS = 10  # an OOM after this many steps is not a micro-batch problem the ladder can fix
 DONE_MARKER = "tunewise_stage_done.json"
 
@@ -144,7 +145,8 @@ def train_stage(run_dir: Path, plan: TrainingPlan, stage: str, index: int, stage
 
     # 5. Train (resuming optimizer, scheduler and RNG state from the checkpoint when there is one).
     base = dict(stage=stage, method=plan.method, output_dir=str(run_dir / "output"),
-                peak_gib_predicted=plan.predicted_peak_gib, resumed_from=last_ckpt)
+                peak_gib_predicted=plan.predicted_peak_gib, device_gib_predicted=plan.predicted_device_gib,
+                resumed_from=last_ckpt)
     if main_proc:
         write_summary(run_dir, status="running", error=None, **base)
     if cuda:
@@ -166,8 +168,8 @@ def train_stage(run_dir: Path, plan: TrainingPlan, stage: str, index: int, stage
         raise
 
     # 6. Save and summarise.
-    peak = round(torch.cuda.max_memory_allocated() / 1024**3, 3) if cuda else None
-    result = dict(steps=trainer.state.global_step, peak_gib_measured=peak,
+    trainable = sum(p.numel() for p in trainer.model.parameters() if p.requires_grad)
+    result = dict(steps=trainer.state.global_step, trainable_params=trainable, **measured_memory(cuda),
                   **stage_metrics(run_dir / "metrics.jsonl", stage), **base)
     if stop.requested:
         if main_proc:
@@ -188,6 +190,22 @@ def train_stage(run_dir: Path, plan: TrainingPlan, stage: str, index: int, stage
                                 model_dir=str(target), **result)
         print_result(summary, cuda)
     return 0
+
+
+def measured_memory(cuda: bool) -> dict:
+    """This process's GPU memory over the stage, measured the way bench/calibration/ measures the plain
+    stack: peak allocated (`torch.cuda.max_memory_allocated`, what the estimator predicts), peak reserved
+    by the caching allocator, and the device figure: what the GPU shows in use now, at the end of
+    training, while the allocator still holds its reserve (`torch.cuda.mem_get_info`, device-wide, so
+    another process on the same GPU counts too). All null on CPU."""
+    if not cuda:
+        return {"peak_gib_measured": None, "peak_reserved_gib": None, "device_gib_measured": None}
+    import torch
+
+    free, total = torch.cuda.mem_get_info()
+    return {"peak_gib_measured": round(torch.cuda.max_memory_allocated() / GiB, 3),
+            "peak_reserved_gib": round(torch.cuda.max_memory_reserved() / GiB, 3),
+            "device_gib_measured": round((total - free) / GiB, 3)}
 
 
 def load_data(run_dir: Path, plan: TrainingPlan, stage: str):
@@ -363,7 +381,9 @@ def print_result(summary: dict, cuda: bool) -> None:
           f"eval_loss {num(summary.get('eval_loss'))}", flush=True)
     if cuda:  # the estimator's feedback, shown after every GPU run
         print(f"[tunewise] peak GPU memory: measured {summary.get('peak_gib_measured')} GiB, "
-              f"predicted {summary.get('peak_gib_predicted')} GiB", flush=True)
+              f"predicted {summary.get('peak_gib_predicted')} GiB allocated; the GPU showed "
+              f"{summary.get('device_gib_measured')} GiB in use, predicted {summary.get('device_gib_predicted')} GiB",
+              flush=True)
 
 
 if __name__ == "__main__":

@@ -11,8 +11,8 @@ ROOT = Path(__file__).resolve().parents[1]
 def test_gpu_train_bench_runs_the_launched_job_on_tiny_shapes(tmp_path):
     out = tmp_path / "gpu-train.json"
     p = subprocess.run([sys.executable, "bench/gpu_train.py", "--tiny", "--only", "lora-8b", "--no-baseline",
-                        "--out", str(out), "--work", str(tmp_path / "work")], cwd=ROOT, capture_output=True,
-                       text=True, timeout=600)
+                        "--out", str(out), "--work", str(tmp_path / "work"), "--profile", str(tmp_path / "prof")],
+                       cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert p.returncode == 0, p.stderr[-2000:]
     result = json.loads(out.read_text())
     (case,) = result["cases"]
@@ -21,3 +21,10 @@ def test_gpu_train_bench_runs_the_launched_job_on_tiny_shapes(tmp_path):
     assert case["predicted_peak_gib"] > 0  # `tunewise estimate` for the same settings
     assert case["baseline"] == {"skipped": "--no-baseline"}
     assert case["tunewise"]["loss_last"] < case["tunewise"]["loss_first"]
+    # r16 on every linear of 4 layers (hidden 64, k/v 32 wide, MLP 128): q, k, v, o, gate, up, down.
+    linears = [(64, 64), (64, 32), (64, 32), (64, 64), (64, 128), (64, 128), (128, 64)]
+    assert case["tunewise"]["trainable_params"] == 4 * 16 * sum(a + b for a, b in linears)
+    # --profile: the same job ran under bench/gpu_profile.py, and the result says so.
+    assert result["profiled"] is True
+    prof = json.loads((tmp_path / "prof" / "lora-8b-tunewise" / "profile.json").read_text())
+    assert prof["categories_ms_per_step"]["matmul"] > 0 and "launcher.train" in prof["command"]

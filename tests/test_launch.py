@@ -64,6 +64,33 @@ def test_oom_ladder_steps_down_and_records_each_step(base, tmp_path):
     assert r.stdout.count("stepping down") == 2
 
 
+def test_oom_ladder_predicts_the_stepped_down_plan_again():
+    # summary.json compares measured memory with the plan's prediction: after a step down the
+    # prediction must be for what runs now, moved by exactly what the estimator says the change saves.
+    from advisor.memory import estimate
+    from advisor.models import resolve_model
+    from advisor.plan import LoraSpec
+    from launcher import oom
+
+    plan = TrainingPlan(model="llama-3.1-8b", method="lora", stage="sft", lora=LoraSpec(r=4, alpha=8, dropout=0.0), micro_batch_size=4,
+                        max_length=512, gradient_checkpointing=False, predicted_peak_gib=10.0,
+                        predicted_device_gib=12.0)
+    facts = resolve_model("llama-3.1-8b")
+    seen = []
+    while (step := oom.next_step(plan)) is not None:
+        new = step.plan
+        saved = (estimate(facts, oom._memory_config(plan)).peak_allocated_gib
+                 - estimate(facts, oom._memory_config(new)).peak_allocated_gib)
+        assert saved > 0, step.change  # every rung predicts less memory
+        assert new.predicted_peak_gib == pytest.approx(plan.predicted_peak_gib - saved, abs=2e-3)
+        assert new.predicted_device_gib < plan.predicted_device_gib
+        seen.append(step.change)
+        plan = new
+    assert len(seen) == 4 and plan.method == "qlora"
+    unknown = TrainingPlan(model="/nonexistent/model", method="lora", stage="sft", micro_batch_size=2, predicted_peak_gib=10.0)
+    assert oom.next_step(unknown).plan.predicted_peak_gib is None  # no config here: unknown, never stale
+
+
 def test_oom_ladder_exhausted_stops_with_a_clear_message(base, tmp_path):
     rd = make_run(tmp_path, base, method="qlora", micro_batch_size=1, max_steps=2)
     r = tunewise("launch", rd, "--cpu", env={"TUNEWISE_TEST_OOM_ATTEMPTS": "99"})
