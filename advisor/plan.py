@@ -83,6 +83,7 @@ class TrainingPlan:
     dpo: DPOSpec | None = None
     gradient_checkpointing: bool = True
     liger: bool = False
+    torch_compile: bool = False  # torch.compile the model (TrainingArguments.torch_compile); off until measured
     attn_implementation: str = "sdpa"
     optimizer: str = "adamw_torch"
     bf16: bool = True

@@ -342,6 +342,7 @@ def trainer_config(plan: TrainingPlan, stage: str, out_dir: Path, train_ds, eval
         eval_steps=eval_steps, load_best_model_at_end=early, metric_for_best_model="eval_loss" if early else None,
         greater_is_better=False if early else None, bf16=plan.bf16 and cuda, fp16=fp16_amp(plan, cuda), use_cpu=not cuda,
         **_checkpointing(plan.gradient_checkpointing), optim=optim, use_liger_kernel=liger,
+        torch_compile=plan.torch_compile,
         report_to=["tensorboard"], seed=plan.seed, max_length=plan.max_length, disable_tqdm=True,
         logging_first_step=True, save_only_model=False,
     )

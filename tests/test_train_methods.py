@@ -104,3 +104,23 @@ def test_precision_follows_the_gpu():
     lora.bf16 = spectrum.bf16 = False
     assert compute_dtype(lora, cuda=True) == torch.float16 and fp16_amp(lora, cuda=True)
     assert compute_dtype(spectrum, cuda=True) == torch.float32 and not fp16_amp(spectrum, cuda=True)
+
+
+@pytest.mark.slow
+def test_plan_torch_compile_trains_the_same_first_step(base, tmp_path):
+    # plan.yaml's torch_compile (off unless a user or the bench turns it on) reaches the Trainer and the
+    # compiled job computes what the eager one does: same seed, no dropout, same first loss.
+    eager = make_run(tmp_path / "eager", base, "lora", max_steps=2, eval_steps=100, save_steps=100)
+    compiled = make_run(tmp_path / "compiled", base, "lora", max_steps=2, eval_steps=100, save_steps=100,
+                        torch_compile=True)
+    from torch._dynamo.utils import counters
+
+    counters.clear()
+    assert train.main([str(eager)]) == 0
+    assert not counters["stats"]["unique_graphs"]  # eager: nothing compiled
+    assert train.main([str(compiled)]) == 0
+    assert counters["stats"]["unique_graphs"] > 0  # the model really went through torch.compile
+    a, b = _summary(eager), _summary(compiled)
+    assert b["status"] == "completed" and b["steps"] == 2
+    assert b["loss_first"] == pytest.approx(a["loss_first"], rel=2e-3)
+    assert "torch_compile" in (compiled / "plan.yaml").read_text()
