@@ -35,7 +35,7 @@ autocast (bench/calibration/measure_plain_stack.py). "tunewise" is the job `tune
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from advisor.models import ModelFacts, count_params, linear_params_per_layer
 
@@ -59,6 +59,9 @@ class Parts:
     loss_blocks: float  # bytes of the loss's large transient blocks (drives the allocator reserve)
     paged_bytes: float  # optimizer states in managed memory (not in max_memory_allocated)
     trainable_params: int
+    # every moment's bytes on top of the resident parts (the peak is the largest); for benchmarks
+    phase_totals: dict[str, float] = field(default_factory=dict)
+    resident: float = 0.0
 
 
 def stream_bytes(cfg) -> int:
@@ -104,6 +107,26 @@ def effective_attn(m: ModelFacts, cfg) -> str:
     if cfg.attn == "sdpa" and (m.family == "gemma2" or m.attn_logit_softcapping):
         return "eager"
     return cfg.attn
+
+
+# Families whose layers alternate sliding-window and full attention: transformers builds one mask of each.
+_TWO_MASK_FAMILIES = {"gemma2", "gemma3", "gemma3_text"}
+
+
+def attn_mask_bytes(m: ModelFacts, cfg) -> float:
+    """The attention mask transformers builds once per forward; every layer keeps it for backward (SDPA
+    and eager save it; checkpointing keeps it as a layer input). Eager: an additive mask in the stream's
+    dtype, batch × seq² (the packed row: (batch·seq)²). SDPA: none on unpadded rows (`is_causal`), but a
+    bool block-diagonal (batch·seq)² mask on a packed row of several sequences. Flash: none (cu_seqlens).
+    Found by the whole-step trace on CPU (bench/memory_trace.py)."""
+    attn = effective_attn(m, cfg)
+    masks = 2 if m.family in _TWO_MASK_FAMILIES else 1
+    if attn == "eager":
+        rows = 1 if cfg.stack == "tunewise" else cfg.batch_size
+        return masks * rows * attn_span(cfg) ** 2 * stream_bytes(cfg)
+    if attn == "sdpa" and cfg.stack == "tunewise" and cfg.batch_size > 1:
+        return masks * attn_span(cfg) ** 2
+    return 0.0
 
 
 def layer_saved_bytes_per_token(m: ModelFacts, cfg, *, mask_bytes: int = 1) -> float:
@@ -229,7 +252,9 @@ def step_parts(m: ModelFacts, cfg) -> Parts:
     # Activations.
     layer = layer_saved_bytes_per_token(m, cfg) * tokens + lora_weight_casts_per_layer(m, cfg)
     boundaries = L * h * s * tokens  # gradient checkpointing keeps each layer's input
+    mask = attn_mask_bytes(m, cfg)
     saved = boundaries + layer if cfg.grad_ckpt else L * layer
+    saved += mask
     final = h * (s if cfg.liger else 4) * tokens  # the final norm's input (HF: its fp32 copy)
     if cfg.method == "full" and cfg.stack == "plain":
         final += h * s * tokens  # a trainable lm_head saves its input
@@ -252,10 +277,10 @@ def step_parts(m: ModelFacts, cfg) -> Parts:
 
     top_layer_grads = (grads - lm_head_grad) / L + lm_head_grad if n_train else 0.0
     phases = {
-        "loss": {"activations": (boundaries if cfg.grad_ckpt else L * layer) + final, "logits_loss": loss},
+        "loss": {"activations": (boundaries if cfg.grad_ckpt else L * layer) + mask + final, "logits_loss": loss},
         "first layer backward": {"activations": saved + final, "backward_work": work,
                                  "gradients": top_layer_grads},
-        "end of backward": {"activations": (h * s * tokens + layer) if cfg.grad_ckpt else layer,
+        "end of backward": {"activations": ((h * s * tokens + layer) if cfg.grad_ckpt else layer) + mask,
                             "backward_work": work, "gradients": grads + ddp_buckets},
     }
     totals = {k: sum(v.values()) for k, v in phases.items()}
@@ -263,4 +288,4 @@ def step_parts(m: ModelFacts, cfg) -> Parts:
     at_peak = {**resident, **phases[phase]}
     big_fp32_logits = cfg.stack == "plain" and not cfg.liger
     return Parts(at_peak=at_peak, phase=phase, loss_blocks=loss if big_fp32_logits else 0.0, paged_bytes=paged,
-                 trainable_params=n_train)
+                 trainable_params=n_train, phase_totals=totals, resident=sum(resident.values()))
