@@ -124,9 +124,23 @@ def attn_mask_bytes(m: ModelFacts, cfg) -> float:
     if attn == "eager":
         rows = 1 if cfg.stack == "tunewise" else cfg.batch_size
         return masks * rows * attn_span(cfg) ** 2 * stream_bytes(cfg)
-    if attn == "sdpa" and cfg.stack == "tunewise" and cfg.batch_size > 1:
+    if packed_sdpa(m, cfg):
         return masks * attn_span(cfg) ** 2
     return 0.0
+
+
+def packed_sdpa(m: ModelFacts, cfg) -> bool:
+    """The job's padding-free rows of several sequences under SDPA: transformers passes a block-diagonal
+    mask, so SDPA cannot use its native GQA path or `is_causal`. Counted from a micro-batch of 2: one
+    packed row can also hold several short documents, which this (like the benchmarks' full-length
+    rows) does not see; at micro-batch 1 the mask spans one sequence and weighs little."""
+    return effective_attn(m, cfg) == "sdpa" and cfg.stack == "tunewise" and cfg.batch_size > 1
+
+
+def attn_mask_bytes_per_layer(m: ModelFacts, cfg) -> float:
+    """What each layer's SDPA call saves of the mask: torch turns the bool mask into an additive one in
+    the query's dtype (span² elements) and the attention kernel keeps it for its backward."""
+    return attn_span(cfg) ** 2 * stream_bytes(cfg) if packed_sdpa(m, cfg) else 0.0
 
 
 def layer_saved_bytes_per_token(m: ModelFacts, cfg, *, mask_bytes: int = 1) -> float:
@@ -146,7 +160,11 @@ def layer_saved_bytes_per_token(m: ModelFacts, cfg, *, mask_bytes: int = 1) -> f
         if m.attn_logit_softcapping:
             total += m.num_heads * span * s  # the tanh output of the soft-capped scores
     else:
-        total += (2 * q + 2 * kv) * s + 4 * m.num_heads  # q, k, v, output, fp32 logsumexp
+        # q, k, v, output, fp32 logsumexp. With a mask (packed rows) transformers leaves SDPA's GQA path
+        # and repeats k and v to every query head (repeat_kv copies): SDPA saves those copies.
+        # (One KV head: the packed row is a batch of one, and the repeat is a view, not a copy.)
+        kv_saved = q if packed_sdpa(m, cfg) and m.num_kv_heads > 1 else kv
+        total += (2 * q + 2 * kv_saved) * s + 4 * m.num_heads
         if m.fused_qkv:
             total += (q + kv) * s  # v is a view of the fused qkv output: the whole buffer stays alive
     # Gated MLP.
@@ -250,7 +268,8 @@ def step_parts(m: ModelFacts, cfg) -> Parts:
     resident = {"weights": weights, "lora_adapters": adapters / shards, "optimizer_states": states}
 
     # Activations.
-    layer = layer_saved_bytes_per_token(m, cfg) * tokens + lora_weight_casts_per_layer(m, cfg)
+    layer = (layer_saved_bytes_per_token(m, cfg) * tokens + lora_weight_casts_per_layer(m, cfg)
+             + attn_mask_bytes_per_layer(m, cfg))
     boundaries = L * h * s * tokens  # gradient checkpointing keeps each layer's input
     mask = attn_mask_bytes(m, cfg)
     saved = boundaries + layer if cfg.grad_ckpt else L * layer

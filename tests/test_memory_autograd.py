@@ -19,7 +19,11 @@ from __future__ import annotations
 import pytest
 
 from advisor.memory import MemoryConfig
-from advisor.memory_parts import layer_saved_bytes_per_token, lora_weight_casts_per_layer
+from advisor.memory_parts import (
+    attn_mask_bytes_per_layer,
+    layer_saved_bytes_per_token,
+    lora_weight_casts_per_layer,
+)
 from advisor.models import facts_from_config
 
 pytestmark = pytest.mark.slow
@@ -93,7 +97,8 @@ def _lora(model, rank=8):
 
 def _check(shape: dict, cfg: MemoryConfig, measured: int):
     facts = facts_from_config(shape, name="tiny", source="local")
-    predicted = layer_saved_bytes_per_token(facts, cfg) * BS * SEQ + lora_weight_casts_per_layer(facts, cfg)
+    predicted = (layer_saved_bytes_per_token(facts, cfg) * BS * SEQ + lora_weight_casts_per_layer(facts, cfg)
+                 + attn_mask_bytes_per_layer(facts, cfg))
     assert predicted == pytest.approx(measured, rel=0.005), (predicted, measured)
 
 
@@ -159,7 +164,7 @@ def test_tunewise_lora_saves_bf16_casts_under_autocast(family):
     # fp32 adapters under bf16 autocast: each adapter matmul saves a bf16 cast of its input and of its
     # weight, not the fp32 input the plain loop keeps.
     model = _lora(_build(SHAPES[family], "sdpa"))
-    measured = _saved_in_layer1(model, model.base_model.model.model, autocast=True)
+    measured = _saved_in_layer1(model, model.base_model.model.model, autocast=True, packed=True)
     _check(SHAPES[family], _tunewise("lora", rank=8, lora_dropout=0.0), measured)
 
 
@@ -171,7 +176,7 @@ def test_tunewise_qlora_keeps_the_stream_in_bf16(tmp_path):
     for p in model.parameters():  # what SFTTrainer does to a quantized model's trainable parameters
         if p.requires_grad:
             p.data = p.data.to(torch.bfloat16)
-    measured = _saved_in_layer1(model, model.base_model.model.model, autocast=True)
+    measured = _saved_in_layer1(model, model.base_model.model.model, autocast=True, packed=True)
     _check(SHAPES["llama"], _tunewise("qlora", rank=8, lora_dropout=0.0), measured)
 
 
@@ -183,3 +188,17 @@ def test_tunewise_packed_eager_attention_spans_the_whole_row():
     model = _lora(_build(shape, "eager"))
     measured = _saved_in_layer1(model, model.base_model.model.model, autocast=True, packed=True)
     _check(shape, _tunewise("lora", rank=8, lora_dropout=0.0, attn="eager"), measured)
+
+
+def test_tunewise_packed_sdpa_repeats_kv_and_keeps_an_additive_mask():
+    # A packed row under SDPA carries a block-diagonal mask: transformers then repeats k/v to every query
+    # head (no native GQA with a mask) and torch turns the bool mask into an additive one that the
+    # kernel keeps, in every layer.
+    from advisor.memory_parts import attn_mask_bytes_per_layer
+
+    shape = {**SHAPES["llama"], "num_key_value_heads": 2}
+    model = _lora(_build(shape, "sdpa"))
+    measured = _saved_in_layer1(model, model.base_model.model.model, autocast=True, packed=True)
+    cfg = _tunewise("lora", rank=8, lora_dropout=0.0)
+    assert attn_mask_bytes_per_layer(facts_from_config(shape, name="tiny", source="local"), cfg) == (BS * SEQ) ** 2 * 2
+    _check(shape, cfg, measured)
