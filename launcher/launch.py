@@ -221,7 +221,9 @@ def _finish(run_dir: Path, rc: int, console: Console) -> int:
                       f"{summary.get('adapter_dir') or summary.get('model_dir')}")
         if summary.get("peak_gib_measured") is not None:
             console.print(f"peak GPU memory: measured {summary['peak_gib_measured']} GiB, predicted "
-                          f"{summary.get('peak_gib_predicted')} GiB")
+                          f"{summary.get('peak_gib_predicted')} GiB allocated; the GPU showed "
+                          f"{summary.get('device_gib_measured')} GiB in use, predicted "
+                          f"{summary.get('device_gib_predicted')} GiB")
         return 0
     if rc == EXIT_STOPPED:
         console.print(f"[yellow]stopped[/] at step {summary.get('steps')}; run `tunewise launch {run_dir}` to resume")

@@ -4,8 +4,9 @@ Fields (issue 5): status (running | completed | stopped | failed), stage, method
 loss_last, eval_loss, tokens_per_s, peak_gib_measured (torch.cuda.max_memory_allocated, null on CPU),
 peak_gib_predicted (the plan's estimate), resumed_from, output_dir, adapter_dir, oom_steps; plus
 error and attempt where they apply. Measured vs predicted peak is the memory estimator's feedback.
-Also trainable_params (what the optimizer updated). On a GPU also: peak_reserved_gib (the caching allocator's peak), device_gib_measured (what the GPU
-showed in use at the end of training) and device_gib_predicted (the plan's device estimate).
+Also trainable_params (what the optimizer updated). On a GPU also: peak_reserved_gib (the caching
+allocator's peak), device_gib_measured (what the GPU showed in use at the end of training) and
+device_gib_predicted (the plan's device estimate).
 """
 
 from __future__ import annotations
