@@ -63,6 +63,8 @@ def train_case_rows(case: dict) -> list[dict]:
     st = case.get("settings") or {}
     if not st.get("arch") or st.get("lengths", "fixed") != "fixed":
         return []  # the varlen case compares speed; its memory has no fixed shape to predict
+    if st.get("compile") or st.get("packing") is False:
+        return []  # speed levers the estimator does not model (compiled graphs; unpacked rows)
     common = {"arch": st["arch"], "method": st["method"], "rank": st.get("rank", 16), "seq": st["seq"],
               "bs": st["bs"], "ckpt": True, "fraction": 0.3, "case": case.get("name")}
     base = case.get("baseline") or {}
