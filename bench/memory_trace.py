@@ -66,6 +66,9 @@ SHAPES = {  # small enough for 2 CPU cores; a vocabulary large enough that the L
                         num_hidden_layers=3, num_attention_heads=6, num_key_value_heads=6, pad_token_id=0),
     ("llama", "w"): dict(model_type="llama", vocab_size=4096, hidden_size=512, intermediate_size=1408,
                          num_hidden_layers=4, num_attention_heads=8, num_key_value_heads=2),  # activations dominate
+    # wide enough that the job's LoRA peak sits in the first layer's backward, as at 8B on the H200
+    ("llama", "x"): dict(model_type="llama", vocab_size=8192, hidden_size=1024, intermediate_size=2816,
+                         num_hidden_layers=4, num_attention_heads=8, num_key_value_heads=2),
     ("gemma2", "s"): dict(model_type="gemma2", vocab_size=8192, hidden_size=256, intermediate_size=640,
                           num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2, head_dim=96,
                           tie_word_embeddings=True, attn_logit_softcapping=50.0, final_logit_softcapping=30.0),
@@ -488,6 +491,9 @@ def grid() -> list[Point]:
     # A small vocabulary and no checkpointing: the peak moves from the loss into the backward.
     pts += [P("llama", "w", "plain", "lora", 512, 2, ckpt=False), P("llama", "w", "tunewise", "lora", 512, 2, ckpt=False),
             P("llama", "w", "plain", "full", 512, 1, ckpt=False)]
+    # The moment the H200's 8B LoRA points peak in: the first layer's backward (recomputed layer + its
+    # gradient working set), above the job's fused-head loss.
+    pts += [P("llama", "x", "tunewise", "lora", 1024, 4)]
     return pts
 
 

@@ -3,7 +3,7 @@
 `StepTrace` counts every live tensor storage during real steps: the plain PEFT loop and the real
 SFTTrainer the launcher builds. The estimator's `peak_allocated` must match the traced peak within
 TOLERANCE, and name the same moment of the step. In the bench (bench/results/memory-trace-cpu-2026-11-28.txt)
-all 39 points agree within 1.8% (median 0.3%); 4% still fails on a missing component such as the
+all 40 points agree within 3.6% (median 0.3%; 39 within 1.8%); 4% still fails on a missing component such as the
 packed-row attention mask the trace found (4.5-5.1% at 4 x 1,024 tokens) or the per-layer mask and
 k/v copies found after it (5.2% on an activation-heavy job without checkpointing).
 """
