@@ -12,6 +12,7 @@ import ctypes
 import os
 import signal
 import subprocess
+import threading
 import time
 from pathlib import Path
 
@@ -169,10 +170,18 @@ def _run_once(run_dir: Path, plan: TrainingPlan, *, attempt: int, max_steps, sav
     follower = MetricsFollower(run_dir / "metrics.jsonl")
     view = ProgressView(f"{plan.model} · {plan.method} · {plan.stage}")
     log_path = run_dir / "train.log"
+    env = job_env(allow_network, attempt=attempt, cpu=cpu)
+    secrets = [v for k, v in env.items() if is_secret_name(k) and len(v) >= 8]
     with open(log_path, "ab") as log:
-        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=str(run_dir),
-                                env=job_env(allow_network, attempt=attempt, cpu=cpu),
-                                start_new_session=True, preexec_fn=_set_parent_death_signal)
+        # A job that keeps tokens (--allow-network) writes through a pump that redacts them, in case a
+        # library prints one; offline jobs have none (job_env dropped them) and write straight to the log.
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE if secrets else log, stderr=subprocess.STDOUT,
+                                cwd=str(run_dir), env=env, start_new_session=True,
+                                preexec_fn=_set_parent_death_signal)
+        pump = None
+        if secrets:
+            pump = threading.Thread(target=redacting_pump, args=(proc.stdout, log, secrets), daemon=True)
+            pump.start()
         stopping = []
 
         def forward(signum, frame):
@@ -199,11 +208,24 @@ def _run_once(run_dir: Path, plan: TrainingPlan, *, attempt: int, max_steps, sav
         finally:
             for s, h in old.items():
                 signal.signal(s, h)
-    rc = proc.wait()
+        rc = proc.wait()
+        if pump is not None:
+            pump.join(timeout=30)  # a grandchild still holding the pipe must not hang the launcher
     if rc not in (0, EXIT_OOM, EXIT_STOPPED):
         tail = log_path.read_text(encoding="utf-8", errors="replace").splitlines()[-25:]
         console.print("[red]the training job failed[/]; last lines of train.log:\n" + "\n".join(tail), markup=False)
     return rc
+
+
+def redacting_pump(source, sink, secrets: list[str]) -> None:
+    """Copy the job's output to train.log line by line, each secret value replaced by "[redacted]"."""
+    needles = [v.encode() for v in secrets]
+    for line in iter(source.readline, b""):
+        for needle in needles:
+            line = line.replace(needle, b"[redacted]")
+        sink.write(line)
+        sink.flush()
+    source.close()
 
 
 def _feed(follower: MetricsFollower, view: ProgressView, console: Console | None) -> None:

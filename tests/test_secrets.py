@@ -83,3 +83,25 @@ def test_offline_jobs_do_not_inherit_tokens(monkeypatch):
     assert seen["HF_HUB_OFFLINE"] == "1" and seen.get("TOKENIZERS_PARALLELISM") == "false"
     # --allow-network keeps HF_TOKEN: a gated model's download needs it.
     assert job_env(True)["HF_TOKEN"] == SECRETS["HF_TOKEN"]
+
+
+def test_network_jobs_write_train_log_through_a_redacting_pump(tmp_path):
+    """--allow-network keeps the tokens, so the job's output reaches train.log only through a redactor.
+    A sitecustomize on the job's PYTHONPATH plays a library that prints the token at start-up."""
+    from launchkit import make_run, tiny_base
+
+    hook = tmp_path / "hook"
+    hook.mkdir()
+    (hook / "sitecustomize.py").write_text(  # only in the job: TUNEWISE_ATTEMPT is set by job_env
+        "import os, sys\nif os.environ.get('TUNEWISE_ATTEMPT'):\n"
+        "    print('library debug: token', os.environ.get('HF_TOKEN'), flush=True)\n"
+        "    print('to stderr', os.environ.get('WANDB_API_KEY'), file=sys.stderr, flush=True)\n")
+    run = make_run(tmp_path, tiny_base(tmp_path / "base"), max_steps=2, eval_steps=100, save_steps=100)
+    env = {**os.environ, **SECRETS, "PYTHONPATH": str(hook)}
+    p = subprocess.run([sys.executable, "-m", "advisor", "launch", str(run), "--cpu", "--allow-network"],
+                       capture_output=True, text=True, timeout=600, env=env, cwd=tmp_path)
+    assert p.returncode == 0, p.stdout[-2000:] + p.stderr[-2000:]
+    log = (run / "train.log").read_text()
+    assert "library debug: token [redacted]" in log and "to stderr [redacted]" in log  # the hook ran
+    assert "sft done" in log  # the rest of the output still arrives
+    assert _leaks(run) == [] and not [v for v in SECRETS.values() if v in p.stdout + p.stderr]
