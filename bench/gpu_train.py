@@ -276,6 +276,18 @@ def cases(tiny: bool) -> list[dict]:
     ]
 
 
+def selected(specs: list[dict], only: str) -> list[dict]:
+    """The cases `--only` names, in the order it names them (the budget cuts the last ones first)."""
+    if not only:
+        return specs
+    by_name = {s["name"]: s for s in specs}
+    names = [n.strip() for n in only.split(",") if n.strip()]
+    unknown = [n for n in names if n not in by_name]
+    if unknown:
+        sys.exit(f"gpu_train.py: unknown case(s) {', '.join(unknown)}; cases: {', '.join(by_name)}")
+    return [by_name[n] for n in names]
+
+
 def main() -> int:
     if len(sys.argv) > 1 and sys.argv[1] == "--child":
         _child(sys.argv[2], json.loads(sys.argv[3]), sys.argv[4], sys.argv[5], "--tiny" in sys.argv)
@@ -285,7 +297,7 @@ def main() -> int:
     ap.add_argument("--work", type=Path, default=Path("/tmp/tunewise-bench"))
     ap.add_argument("--budget", type=float, default=420.0, help="seconds; later cases are skipped past it")
     ap.add_argument("--tiny", action="store_true", help="tiny shapes on CPU: a rehearsal of the script")
-    ap.add_argument("--only", default="", help="comma-separated case names")
+    ap.add_argument("--only", default="", help="comma-separated case names, run in this order")
     ap.add_argument("--no-baseline", action="store_true", help="measure only the tunewise job")
     ap.add_argument("--checkpoint-only", metavar="ARCH", help="just write the random checkpoint of ARCH into --work")
     ap.add_argument("--profile", type=Path, metavar="DIR",
@@ -300,9 +312,7 @@ def main() -> int:
     result = {"gpu": gpu_name(), "date": time.strftime("%Y-%m-%d"), "command": " ".join(sys.argv), "cases": [],
               "profiled": args.profile is not None}
     ckpts: dict[str, Path] = {}
-    for spec in cases(args.tiny):
-        if args.only and spec["name"] not in args.only.split(","):
-            continue
+    for spec in selected(cases(args.tiny), args.only):
         left = args.budget - (time.perf_counter() - start)
         if left < 30:
             result["cases"].append({"name": spec["name"], "skipped": "time budget"})

@@ -28,3 +28,15 @@ def test_gpu_train_bench_runs_the_launched_job_on_tiny_shapes(tmp_path):
     assert result["profiled"] is True
     prof = json.loads((tmp_path / "prof" / "lora-8b-tunewise" / "profile.json").read_text())
     assert prof["categories_ms_per_step"]["matmul"] > 0 and "launcher.train" in prof["command"]
+
+
+def test_only_runs_the_named_cases_in_the_order_given_and_rejects_unknown_names():
+    sys.path.insert(0, str(ROOT / "bench"))
+    import gpu_train
+
+    specs = gpu_train.cases(tiny=True)
+    assert [s["name"] for s in gpu_train.selected(specs, "lora-1b,lora-8b")] == ["lora-1b", "lora-8b"]
+    assert gpu_train.selected(specs, "") == specs
+    p = subprocess.run([sys.executable, "bench/gpu_train.py", "--tiny", "--only", "lora-8b,no-such", "--out",
+                        "/dev/null"], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert p.returncode == 1 and "unknown case(s) no-such" in p.stderr and "Traceback" not in p.stderr
