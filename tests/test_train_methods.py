@@ -109,7 +109,7 @@ def test_precision_follows_the_gpu():
 @pytest.mark.slow
 def test_plan_torch_compile_trains_the_same_first_step(base, tmp_path):
     # plan.yaml's torch_compile (off unless a user or the bench turns it on) reaches the Trainer and the
-    # compiled job computes what the eager one does: same seed, no dropout, same first loss.
+    # compiled job computes what the eager one does: same seed, no dropout, same losses over two steps.
     eager = make_run(tmp_path / "eager", base, "lora", max_steps=2, eval_steps=100, save_steps=100)
     compiled = make_run(tmp_path / "compiled", base, "lora", max_steps=2, eval_steps=100, save_steps=100,
                         torch_compile=True)
@@ -123,4 +123,6 @@ def test_plan_torch_compile_trains_the_same_first_step(base, tmp_path):
     a, b = _summary(eager), _summary(compiled)
     assert b["status"] == "completed" and b["steps"] == 2
     assert b["loss_first"] == pytest.approx(a["loss_first"], rel=2e-3)
+    # The second step's loss follows the first update: the compiled backward computed the same gradients.
+    assert b["loss_last"] != b["loss_first"] and b["loss_last"] == pytest.approx(a["loss_last"], rel=2e-3)
     assert "torch_compile" in (compiled / "plan.yaml").read_text()
