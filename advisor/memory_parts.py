@@ -74,9 +74,20 @@ def adapter_bytes(cfg) -> int:
     return 2 if cfg.method == "qlora" and cfg.stack == "tunewise" else 4
 
 
+def fsdp_sharded(cfg) -> bool:
+    """FSDP over several GPUs, as accelerate runs the job: bf16 mixed precision, bf16 gathers."""
+    return cfg.distributed == "fsdp" and cfg.n_gpus > 1
+
+
+def adapter_compute_bytes(cfg) -> int:
+    """LoRA weights' element size in the forward and backward: FSDP gathers them in bf16 (the mixed
+    precision policy's param dtype) whatever their shards hold."""
+    return 2 if fsdp_sharded(cfg) else adapter_bytes(cfg)
+
+
 def lora_saved_input_bytes(cfg) -> int:
     """Element size of the input a LoRA matmul saves: the adapter's dtype, or bf16 under autocast."""
-    return 2 if cfg.stack == "tunewise" else adapter_bytes(cfg)
+    return 2 if cfg.stack == "tunewise" else adapter_compute_bytes(cfg)
 
 
 def attn_span(cfg) -> int:
@@ -182,7 +193,7 @@ def layer_saved_bytes_per_token(m: ModelFacts, cfg, *, mask_bytes: int = 1) -> f
         total += len(mods) * c * cfg.rank  # lora_A output, saved by lora_B
         if cfg.lora_dropout > 0:
             total += sum((c + mask_bytes) * a for a, _ in mods)  # dropout output (or its cast) + mask
-        elif adapter_bytes(cfg) == s and c == s:
+        elif adapter_compute_bytes(cfg) == s and c == s:
             total += s * sum(_distinct_inputs(m, cfg))  # no cast: q/k/v (gate/up) share the one input
         else:
             total += sum(c * a for a, _ in mods)  # each module casts its own copy
@@ -192,7 +203,7 @@ def layer_saved_bytes_per_token(m: ModelFacts, cfg, *, mask_bytes: int = 1) -> f
 def lora_weight_casts_per_layer(m: ModelFacts, cfg) -> float:
     """Bytes of the bf16 copies autocast makes of one layer's fp32 LoRA weights (tunewise stack), kept
     for backward by each adapter matmul; bf16 adapters and the plain stack need none."""
-    if cfg.method not in ("lora", "qlora") or cfg.stack != "tunewise" or adapter_bytes(cfg) == 2:
+    if cfg.method not in ("lora", "qlora") or cfg.stack != "tunewise" or adapter_compute_bytes(cfg) == 2:
         return 0.0
     return 2 * sum(cfg.rank * (a + b) for a, b in lora_modules(m))
 
@@ -211,7 +222,7 @@ def backward_work_bytes_per_token(m: ModelFacts, cfg) -> float:
     dtype) of the dropout output and of the input, all `intermediate_size` wide."""
     s = stream_bytes(cfg)
     lora = cfg.method in ("lora", "qlora")
-    return m.intermediate_size * max(3 * s, s + (2 * adapter_bytes(cfg) if lora else 0))
+    return m.intermediate_size * max(3 * s, s + (2 * adapter_compute_bytes(cfg) if lora else 0))
 
 
 def logits_bytes_per_token(m: ModelFacts, cfg) -> float:
@@ -233,6 +244,56 @@ def trl_head_bytes(m: ModelFacts, cfg, tokens: int, lm_head_trainable: bool) -> 
     return (4 + 2 * s) * m.hidden_size * tokens + tile + weight
 
 
+def layer_params(m: ModelFacts) -> int:
+    """Parameters of one decoder layer (one FSDP unit under transformer-layer auto-wrap)."""
+    return (count_params(m)["total"] - root_params(m)) // m.num_layers
+
+
+def root_params(m: ModelFacts) -> int:
+    """Parameters outside the decoder layers: embeddings, lm_head, the final norm (FSDP's root unit)."""
+    c = count_params(m)
+    return c["embed"] + c["lm_head"] + m.hidden_size
+
+
+def fsdp_fp32_params(m: ModelFacts, cfg, n_train: int) -> int:
+    """Base-model parameters accelerate upcasts to fp32 under FSDP with bf16 mixed precision: every
+    flat parameter with a trainable part (accelerator.py `prepare_model`, "FSDP upcast of low precision
+    parameters"), i.e. every decoder layer Spectrum touches, whole, or the whole model for full
+    fine-tuning. LoRA's trainable units are the adapters themselves (counted by `p_bytes`). Spectrum is
+    taken to fill whole layers; a scan that spreads its picks over more layers upcasts more."""
+    if cfg.method == "full":
+        return count_params(m)["total"]
+    if cfg.method == "spectrum" and n_train:
+        return min(m.num_layers, math.ceil(n_train / layer_params(m) - 1e-9)) * layer_params(m)
+    return 0
+
+
+def fsdp_moments(m: ModelFacts, cfg, phases: dict, *, per_layer: float, upcast: int, grads: float,
+                 lm_head_grad: float) -> None:
+    """FSDP1 as accelerate wraps the job (FULL_SHARD, one unit per decoder layer, BACKWARD_PRE), in place.
+
+    Gathered bf16 weights: the root unit (embeddings, lm_head, final norm) from the forward's start to
+    the backward's end, plus the layer in use, and in the backward the next one prefetched. A trainable
+    unit's gradient exists unsharded in bf16 (the reduce dtype) until its reduce-scatter, and the sharded
+    fp32 gradients accumulate layer by layer; the root's comes last, after layer 0's backward.
+    Found by the 2-process CPU trace (bench/memory_trace_fsdp.py)."""
+    root = root_params(m) * (stream_bytes(cfg) if cfg.method == "qlora" else 2)
+    for name, layers in (("loss", 1), ("first layer backward", 2), ("end of backward", 1)):
+        phases[name]["weights"] = root + layers * per_layer
+    if cfg.method in ("lora", "qlora") or not upcast:
+        return
+    layer_grad = 2 * min(upcast, layer_params(m))
+    phases["first layer backward"]["gradients"] = lm_head_grad + layer_grad
+    if cfg.method != "full":  # Spectrum: layer 0's backward, the last trainable unit to reduce
+        phases["end of backward"]["gradients"] = grads + layer_grad
+        return
+    shards = cfg.n_gpus
+    at_layer0 = dict(phases["end of backward"], gradients=grads - 4 * root_params(m) / shards + lm_head_grad + layer_grad)
+    # then the root's: every sharded gradient, its own unsharded one in bf16 and layer 0's weights released
+    at_root = {"weights": root, "gradients": grads + 2 * root_params(m)}
+    phases["end of backward"] = max(at_layer0, at_root, key=lambda d: sum(d.values()))
+
+
 def step_parts(m: ModelFacts, cfg) -> Parts:
     s = stream_bytes(cfg)
     shards = cfg.n_gpus if cfg.distributed in ("fsdp", "zero3") and cfg.n_gpus > 1 else 1
@@ -241,21 +302,24 @@ def step_parts(m: ModelFacts, cfg) -> Parts:
     h, L = m.hidden_size, m.num_layers
 
     # Weights.
+    n_train = trainable_params(m, cfg)
+    fsdp = fsdp_sharded(cfg)
+    upcast = fsdp_fp32_params(m, cfg, n_train) if fsdp else 0
     if cfg.method == "qlora":  # the rest: fp32 after the plain stack's kbit preparation, else bf16
         weights = counts["linear"] * NF4_BYTES_PER_PARAM + s * (counts["total"] - counts["linear"])
     else:
-        weights = 2 * counts["total"]
+        weights = 2 * counts["total"] + 2 * upcast  # trainable FSDP units: fp32 shards (4 bytes, not 2)
     weights /= shards
-    if shards > 1:  # FSDP/ZeRO-3 gather one layer's full weights, and prefetch the next
-        per_layer = linear_params_per_layer(m) * (NF4_BYTES_PER_PARAM if cfg.method == "qlora" else 2)
+    per_layer = linear_params_per_layer(m) * (NF4_BYTES_PER_PARAM if cfg.method == "qlora" else 2)
+    if shards > 1 and not fsdp:  # ZeRO-3 gathers one layer's full weights, and prefetches the next
         weights += 2 * per_layer
 
     # Trainable parameters, their gradients and optimizer states.
-    n_train = trainable_params(m, cfg)
     lora = cfg.method in ("lora", "qlora")
-    p_bytes = adapter_bytes(cfg) if lora else 2  # spectrum/full train the bf16 weights
+    # spectrum/full train the bf16 weights; under FSDP accelerate keeps every trainable shard in fp32
+    p_bytes = 4 if fsdp else adapter_bytes(cfg) if lora else 2
     adapters = n_train * p_bytes if lora else 0
-    grads = n_train * p_bytes / shards
+    grads = (n_train if lora or not fsdp else upcast) * p_bytes / shards
     if cfg.optimizer == "adamw":
         states = 2 * p_bytes * n_train  # torch AdamW keeps m and v in the parameter's dtype
     else:
@@ -291,8 +355,8 @@ def step_parts(m: ModelFacts, cfg) -> Parts:
     else:
         loss = logits_bytes_per_token(m, cfg) * tokens
     lm_head_grad = 0.0
-    if cfg.method == "full":
-        lm_head_grad = m.vocab_size * h * 2 / shards
+    if cfg.method == "full":  # FSDP: the root's gradient is reduce-scattered only at backward's end
+        lm_head_grad = m.vocab_size * h * 2 / (1 if fsdp else shards)
 
     top_layer_grads = (grads - lm_head_grad) / L + lm_head_grad if n_train else 0.0
     phases = {
@@ -302,9 +366,13 @@ def step_parts(m: ModelFacts, cfg) -> Parts:
         "end of backward": {"activations": ((h * s * tokens + layer) if cfg.grad_ckpt else layer) + mask,
                             "backward_work": work, "gradients": grads + ddp_buckets},
     }
+    if fsdp:
+        fsdp_moments(m, cfg, phases, per_layer=per_layer, upcast=upcast, grads=grads, lm_head_grad=lm_head_grad)
     totals = {k: sum(v.values()) for k, v in phases.items()}
     phase = max(totals, key=totals.get)
-    at_peak = {**resident, **phases[phase]}
+    at_peak = dict(resident)
+    for k, v in phases[phase].items():  # a moment's "weights" (FSDP's gathered units) add to the shards
+        at_peak[k] = at_peak.get(k, 0.0) + v
     big_fp32_logits = cfg.stack == "plain" and not cfg.liger
     return Parts(at_peak=at_peak, phase=phase, loss_blocks=loss if big_fp32_logits else 0.0, paged_bytes=paged,
                  trainable_params=n_train, phase_totals=totals, resident=sum(resident.values()))

@@ -135,7 +135,9 @@ def test_gpu_advice_says_what_fits():
 def test_sharding_divides_weights_and_states_not_activations():
     one = estimate(L8B, MemoryConfig("full", liger=True))
     eight = estimate(L8B, MemoryConfig("full", liger=True, n_gpus=8, distributed="fsdp"))
-    assert eight.breakdown["optimizer_states"] == pytest.approx(one.breakdown["optimizer_states"] / 8, rel=0.01)
+    # accelerate upcasts FSDP's trainable shards to fp32 under bf16 mixed precision: m and v are fp32 (twice
+    # the single GPU's bf16 states), then divided by 8 (bench/memory_trace_fsdp.py)
+    assert eight.breakdown["optimizer_states"] == pytest.approx(2 * one.breakdown["optimizer_states"] / 8, rel=0.01)
     assert eight.peak_allocated_gib < one.peak_allocated_gib / 3
     ddp = estimate(L8B, MemoryConfig("full", liger=True, n_gpus=8, distributed="ddp"))
     assert ddp.peak_allocated_gib > one.peak_allocated_gib  # replicated, plus gradient buckets
