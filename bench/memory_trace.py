@@ -49,7 +49,14 @@ from advisor.memory_parts import TRL_HEAD_TOKENS, TRL_HEAD_VOCAB, step_parts  # 
 from advisor.models import facts_from_config  # noqa: E402
 
 MiB = 1024**2
-ALIGN = 512
+ALIGN = 512  # the CUDA caching allocator's block size
+
+
+def aligned(nbytes: int) -> int:
+    """`nbytes` rounded up to whole allocator blocks, as the GPU would hold them."""
+    return -(-nbytes // ALIGN) * ALIGN
+
+
 _BASE = dict(tie_word_embeddings=False, max_position_embeddings=4096)
 SHAPES = {  # small enough for 2 CPU cores; a vocabulary large enough that the LM head matters
     ("llama", "s"): dict(model_type="llama", vocab_size=8192, hidden_size=256, intermediate_size=704,
@@ -134,7 +141,7 @@ class StepTrace:
         n = st.nbytes()
         if n == 0 or st in self._sizes:
             return
-        n = -(-n // ALIGN) * ALIGN
+        n = aligned(n)
         self._sizes[st] = n
         self.live += n
         if self.explain:

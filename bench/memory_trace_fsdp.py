@@ -37,7 +37,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from memory_trace import ALIGN, StepTrace, estimator_phase, mark_phases, spectrum_layers  # noqa: E402
+from memory_trace import StepTrace, aligned, estimator_phase, mark_phases, spectrum_layers  # noqa: E402
 
 from advisor.memory import MemoryConfig, estimate  # noqa: E402
 from advisor.memory_parts import step_parts  # noqa: E402
@@ -85,7 +85,7 @@ class FsdpTrace(StepTrace):
         if st not in self._sizes:
             self.add(t, "fsdp alloc")
             return
-        n = -(-st.nbytes() // ALIGN) * ALIGN
+        n = aligned(st.nbytes())
         old = self._cur.get(id(st), self._sizes[st])
         self._cur[id(st)] = n
         self.live += n - old
@@ -174,7 +174,7 @@ def wrap_like_accelerate(model, method: str):
 def blocks(t) -> int:
     """A tensor's (or storage's) bytes in 512-byte blocks."""
     st = t.untyped_storage() if hasattr(t, "untyped_storage") else t
-    return -(-st.nbytes() // ALIGN) * ALIGN
+    return aligned(st.nbytes())
 
 
 def resident_split(fsdp, opt) -> dict:
