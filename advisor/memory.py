@@ -84,6 +84,17 @@ class FitResult:
     note: str = ""
 
 
+def config_for_plan(plan) -> MemoryConfig:
+    """The estimator's settings for what a `TrainingPlan` will run (method, adapter, batch, sequence,
+    checkpointing, kernels, GPUs); Spectrum's scanned trainable count, when known, is the caller's."""
+    attn = {"flash_attention_2": "flash", "eager": "eager"}.get(plan.attn_implementation, "sdpa")
+    lora = plan.lora if plan.method in ("lora", "qlora") else None
+    return MemoryConfig(method=plan.method, rank=lora.r if lora else 16, seq_len=plan.max_length,
+                        batch_size=plan.micro_batch_size, grad_ckpt=plan.gradient_checkpointing, liger=plan.liger,
+                        n_gpus=plan.n_gpus, distributed=plan.distributed, attn=attn,
+                        lora_dropout=lora.dropout if lora else 0.0)
+
+
 def validate(cfg: MemoryConfig) -> None:
     """Raise UserError naming the first impossible setting."""
     checks = [

@@ -6,7 +6,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
 from advisor.answers import Answers
 from advisor.decision import Decision
@@ -121,12 +121,9 @@ def complete_spectrum_plan(rec: Recommendation) -> None:
     model = rec.facts.model
     if model is None:
         return
-    from advisor.memory import MemoryConfig, estimate
+    from advisor.memory import config_for_plan, estimate
 
-    est = estimate(model, MemoryConfig(method="spectrum", seq_len=plan.max_length, batch_size=plan.micro_batch_size,
-                                       grad_ckpt=plan.gradient_checkpointing, liger=plan.liger,
-                                       n_gpus=plan.n_gpus, distributed=plan.distributed,
-                                       spectrum_trainable_params=result.trainable_params))
+    est = estimate(model, replace(config_for_plan(plan), spectrum_trainable_params=result.trainable_params))
     plan.predicted_peak_gib, plan.predicted_device_gib = est.peak_allocated_gib, est.device_gib
     plan.reasons["predicted_peak_gib"] = (
         f"estimated {est.device_gib:g} GiB in use at peak ({est.peak_allocated_gib:g} GiB allocated) at "

@@ -53,23 +53,12 @@ def _rung(plan: TrainingPlan) -> Step | None:
     return None
 
 
-def _memory_config(plan: TrainingPlan):
-    from advisor.memory import MemoryConfig
-
-    attn = {"flash_attention_2": "flash", "eager": "eager"}.get(plan.attn_implementation, "sdpa")
-    lora = plan.lora if plan.method in ("lora", "qlora") else None
-    return MemoryConfig(method=plan.method, rank=lora.r if lora else 16, seq_len=plan.max_length,
-                        batch_size=plan.micro_batch_size, grad_ckpt=plan.gradient_checkpointing, liger=plan.liger,
-                        n_gpus=plan.n_gpus, distributed=plan.distributed, attn=attn,
-                        lora_dropout=lora.dropout if lora else 0.0)
-
-
 def _repredict(old: TrainingPlan, new: TrainingPlan) -> None:
     """Keep summary.json's measured-vs-predicted comparison like for like after a step down: the new
     prediction is the old one moved by what the estimator says the change saves (a difference, so what
     the old figure knew that a plan does not say, such as Spectrum's scanned trainable count, carries
     over). Unknown (null) when there was no prediction or the model's config cannot be read here."""
-    from advisor.memory import estimate
+    from advisor.memory import config_for_plan, estimate
     from advisor.models import resolve_model
 
     new.predicted_peak_gib = new.predicted_device_gib = None
@@ -77,7 +66,7 @@ def _repredict(old: TrainingPlan, new: TrainingPlan) -> None:
         return
     try:
         facts = resolve_model(old.model)
-        before, after = estimate(facts, _memory_config(old)), estimate(facts, _memory_config(new))
+        before, after = estimate(facts, config_for_plan(old)), estimate(facts, config_for_plan(new))
     except UserError:
         return
     new.predicted_peak_gib = round(old.predicted_peak_gib + after.peak_allocated_gib - before.peak_allocated_gib, 3)

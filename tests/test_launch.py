@@ -67,7 +67,7 @@ def test_oom_ladder_steps_down_and_records_each_step(base, tmp_path):
 def test_oom_ladder_predicts_the_stepped_down_plan_again():
     # summary.json compares measured memory with the plan's prediction: after a step down the
     # prediction must be for what runs now, moved by exactly what the estimator says the change saves.
-    from advisor.memory import estimate
+    from advisor.memory import config_for_plan, estimate
     from advisor.models import resolve_model
     from advisor.plan import LoraSpec
     from launcher import oom
@@ -79,8 +79,8 @@ def test_oom_ladder_predicts_the_stepped_down_plan_again():
     seen = []
     while (step := oom.next_step(plan)) is not None:
         new = step.plan
-        saved = (estimate(facts, oom._memory_config(plan)).peak_allocated_gib
-                 - estimate(facts, oom._memory_config(new)).peak_allocated_gib)
+        saved = (estimate(facts, config_for_plan(plan)).peak_allocated_gib
+                 - estimate(facts, config_for_plan(new)).peak_allocated_gib)
         assert saved > 0, step.change  # every rung predicts less memory
         assert new.predicted_peak_gib == pytest.approx(plan.predicted_peak_gib - saved, abs=2e-3)
         assert new.predicted_device_gib < plan.predicted_device_gib
