@@ -23,7 +23,7 @@ from advisor.errors import CheckFailed, UserError
 from advisor.plan import TrainingPlan
 from launcher import fingerprint, jobfiles, oom
 from launcher.progress import MetricsFollower, ProgressView, is_live
-from launcher.rundir import atomic_write, is_secret_name
+from launcher.rundir import atomic_write, is_secret_name, secret_values
 from launcher.summary import read_summary, write_summary
 
 EXIT_OOM, EXIT_STOPPED = 75, 130
@@ -171,7 +171,7 @@ def _run_once(run_dir: Path, plan: TrainingPlan, *, attempt: int, max_steps, sav
     view = ProgressView(f"{plan.model} · {plan.method} · {plan.stage}")
     log_path = run_dir / "train.log"
     env = job_env(allow_network, attempt=attempt, cpu=cpu)
-    secrets = [v for k, v in env.items() if is_secret_name(k) and len(v) >= 8]
+    secrets = secret_values(env)
     with open(log_path, "ab") as log:
         # A job that keeps tokens (--allow-network) writes through a pump that redacts them, in case a
         # library prints one; offline jobs have none (job_env dropped them) and write straight to the log.

@@ -19,6 +19,7 @@ import os
 import re
 import shutil
 import tempfile
+from collections.abc import Mapping
 from pathlib import Path
 
 from advisor.errors import UserError
@@ -36,9 +37,10 @@ def is_secret_name(name: str) -> bool:
     return bool(_SECRET_WORD.search(name))
 
 
-def secret_values() -> list[str]:
-    """Values of secret-looking environment variables (HF_TOKEN, WANDB_API_KEY, ...) worth redacting."""
-    return [v for k, v in os.environ.items() if _SECRET_NAME.search(k) and len(v) >= 8]
+def secret_values(env: Mapping[str, str] | None = None) -> list[str]:
+    """Values of secret-looking variables (HF_TOKEN, WANDB_API_KEY, ...) worth redacting, in `env`
+    (default: this process's environment)."""
+    return [v for k, v in (os.environ if env is None else env).items() if _SECRET_NAME.search(k) and len(v) >= 8]
 
 
 def redact(text: str) -> str:
