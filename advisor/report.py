@@ -124,11 +124,11 @@ def _headline(rec) -> Section:
     if d.stage:
         lines.append(f"**Stage:** {STAGE_WORDS.get(d.stage, d.stage)}")
     model = _facts(rec, "model")
-    name = d.model or (model.name if model else None) or getattr(_answers(rec), "model", None)
+    name = model_name(rec)
     if name:
         size = f" — {model.params_total:,} parameters ({model.family})" if model and model.params_total else ""
-        lines.append(f"**Model:** `{show_path(name) if Path(name).is_absolute() else name}`{size}")
-    lines.append(f"**GPUs:** {_gpu_line(rec)}")
+        lines.append(f"**Model:** `{name}`{size}")
+    lines.append(f"**GPUs:** {gpu_line(rec)}")
     answers = _answers(rec)
     chosen = getattr(answers, "method", "auto")
     if chosen and chosen != "auto":
@@ -148,7 +148,14 @@ def _headline(rec) -> Section:
     return Section("recommendation", "Recommendation", lines)
 
 
-def _gpu_line(rec) -> str:
+def model_name(rec) -> str | None:
+    """The model as the report names it (a local path relative to the working directory)."""
+    model = _facts(rec, "model")
+    name = rec.decision.model or (model.name if model else None) or getattr(_answers(rec), "model", None)
+    return (show_path(name) if Path(name).is_absolute() else name) if name else None
+
+
+def gpu_line(rec) -> str:
     gpus = _facts(rec, "gpus") or []
     if not gpus:
         note = _facts(rec, "gpu_note")
@@ -162,11 +169,12 @@ def _gpu_line(rec) -> str:
     return "; ".join(f"{n} × {k}" for k, n in names.items()) + f" ({origin})"
 
 
-def _why(rec) -> Section:
-    fired = [r for r in rec.decision.trace if r.status == "fired"]
-    applied = _applied(rec)
-    lines = []
+def deciding_rules(rec) -> tuple[list[tuple[str, Any]], list[str]]:
+    """([(dimension, rule)] for the applied rules that decided the approach, method and stage, in that
+    order; ["`id` (wanted)"] for the rules whose recommendation was outweighed)."""
+    decided: list[tuple[str, Any]] = []
     outweighed = []
+    applied = _applied(rec)
     for dim in _DECISIVE:  # approach first, then method, then stage
         chosen = getattr(rec.decision, dim, None)
         if dim == "method" and getattr(rec.decision, "method_by_rules", None):
@@ -178,7 +186,15 @@ def _why(rec) -> Section:
             if wanted is not None and wanted != chosen:
                 outweighed.append(f"`{r.id}` ({wanted})")
             else:
-                lines.append(f"**{dim.capitalize()}**: {_rule_line(r)}")
+                decided.append((dim, r))
+    return decided, outweighed
+
+
+def _why(rec) -> Section:
+    fired = [r for r in rec.decision.trace if r.status == "fired"]
+    applied = _applied(rec)
+    decided, outweighed = deciding_rules(rec)
+    lines = [f"**{dim.capitalize()}**: {_rule_line(r)}" for dim, r in decided]
     if not lines:
         lines = ["No rule decided the approach."]
     n_skip = sum(r.status == "skipped" for r in rec.decision.trace)
@@ -220,17 +236,28 @@ def _would_change(rec) -> Section:
                    list(rec.decision.would_change) or ["No single change in the answers would alter it."])
 
 
-def _memory(rec) -> Section:
-    cands = rec.decision.candidates
-    if not cands:
-        why = ("no training is recommended" if rec.plan is None
-               else "the model's shapes are unknown")
-        return Section("memory", "Estimated peak memory", [f"No memory estimates: {why}."])
+@dataclass
+class MemoryRow:
+    """One method's line of the memory table, as the report words it."""
+
+    method: str
+    label: str  # "LoRA", "QLoRA, FSDP (chosen)"
+    shape: str  # "8 × 1,024" (micro-batch × sequence length) or "—"
+    peak: str
+    device: str
+    gpu: str
+    fit: str  # fits | does not fit | no GPU
+    margin: str
+    chosen: bool
+
+
+def memory_rows(rec) -> list[MemoryRow]:
+    """The memory verdict of every candidate method against the smallest GPU (empty without estimates)."""
     gpus = _facts(rec, "gpus") or []
     mem = min((g.memory_gib for g in gpus), default=None)
     rows = []
-    for m, c in cands.items():
-        mark = " (chosen)" if m == rec.decision.method else ""
+    for m, c in rec.decision.candidates.items():
+        chosen = m == rec.decision.method
         if mem is None:
             fit, margin = "no GPU", "—"
         else:
@@ -244,8 +271,20 @@ def _memory(rec) -> Section:
         label = _option(m)
         mb, seq = c.micro_batch, c.seq_len
         shape = f"{mb} × {seq:,}" if mb and seq else "—"
-        rows.append([label[:1].upper() + label[1:] + layout + mark, shape, gib(c.peak_gib), gib(c.device_gib),
-                     gib(mem), fit, margin])
+        rows.append(MemoryRow(m, label[:1].upper() + label[1:] + layout + (" (chosen)" if chosen else ""), shape,
+                              gib(c.peak_gib), gib(c.device_gib), gib(mem), fit, margin, chosen))
+    return rows
+
+
+def no_memory_line(rec) -> str:
+    why = "no training is recommended" if rec.plan is None else "the model's shapes are unknown"
+    return f"No memory estimates: {why}."
+
+
+def _memory(rec) -> Section:
+    if not rec.decision.candidates:
+        return Section("memory", "Estimated peak memory", [no_memory_line(rec)])
+    rows = [[r.label, r.shape, r.peak, r.device, r.gpu, r.fit, r.margin] for r in memory_rows(rec)]
     table = Table(["Method", "Batch × seq", "Peak GiB", "Device GiB", "GPU GiB", "Verdict",
                    "Margin"], rows)
     after = ["Per GPU, for one training step at the largest micro-batch and sequence length that fit each "
@@ -298,21 +337,34 @@ def _checklist(rec) -> Section:
                           "filled in from your answers."] if items else [])
 
 
-def _from_rules(rec, kinds: tuple[str, ...], extra: list[str]) -> list[str]:
-    """Fired rules of these kinds (with id and source), then any other message not already said."""
+def _said(rec, kinds: tuple[str, ...], extra: list[str]) -> tuple[list, list[str]]:
+    """(fired rules of these kinds, the other messages that no applied rule already says)."""
     rules = [r for r in _applied(rec) if _kind(r) in kinds]
     said = {r.message for r in _applied(rec)}
     lines = [_rule_line(r) for r in rules]
+    others: list[str] = []
     for text in extra:
-        if text not in said and text not in lines:
-            lines.append(text)
-    return lines
+        if text not in said and text not in lines and text not in others:
+            others.append(text)
+    return rules, others
+
+
+def _from_rules(rec, kinds: tuple[str, ...], extra: list[str]) -> list[str]:
+    """Fired rules of these kinds (with id and source), then any other message not already said."""
+    rules, others = _said(rec, kinds, extra)
+    return [_rule_line(r) for r in rules] + others
+
+
+def warning_items(rec) -> tuple[list, list[str]]:
+    """Every warning: (the warning rules that fired, the engine's and the data's other warnings)."""
+    data = _facts(rec, "data")
+    extra = list(rec.decision.warnings) + list(getattr(data, "warnings", None) or [])
+    return _said(rec, ("warns",), extra)
 
 
 def _warnings(rec) -> Section:
-    data = _facts(rec, "data")
-    extra = list(rec.decision.warnings) + list(getattr(data, "warnings", None) or [])
-    return Section("warnings", "Warnings", _from_rules(rec, ("warns",), extra) or ["None."])
+    rules, others = warning_items(rec)
+    return Section("warnings", "Warnings", [_rule_line(r) for r in rules] + others or ["None."])
 
 
 def _suggestions(rec) -> Section | None:
