@@ -54,6 +54,10 @@ class MemoryConfig:
     # "tunewise": the TRL job `tunewise launch` runs (launcher/train.py); "plain": a plain PEFT loop
     # (model(labels=...).loss, no autocast, QLoRA prepared with prepare_model_for_kbit_training).
     stack: str = "tunewise"
+    # The job packs (BFD, padding-free): a packed row holds several documents whenever examples are
+    # shorter than the sequence, so SDPA gets a block-diagonal mask even at micro-batch 1. False only
+    # when every example fills the sequence (the benchmarks' full-length random rows).
+    packed_docs: bool = True
 
 
 @dataclass

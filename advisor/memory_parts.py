@@ -142,10 +142,11 @@ def attn_mask_bytes(m: ModelFacts, cfg) -> float:
 
 def packed_sdpa(m: ModelFacts, cfg) -> bool:
     """The job's padding-free rows of several sequences under SDPA: transformers passes a block-diagonal
-    mask, so SDPA cannot use its native GQA path or `is_causal`. Counted from a micro-batch of 2: one
-    packed row can also hold several short documents, which this (like the benchmarks' full-length
-    rows) does not see; at micro-batch 1 the mask spans one sequence and weighs little."""
-    return effective_attn(m, cfg) == "sdpa" and cfg.stack == "tunewise" and cfg.batch_size > 1
+    mask, so SDPA cannot use its native GQA path or `is_causal`. A micro-batch of 2 or more is always
+    such a row; at micro-batch 1 the packed row holds several documents unless every example fills the
+    sequence (`cfg.packed_docs`), and transformers builds the mask from the position ids all the same."""
+    several = cfg.batch_size > 1 or cfg.packed_docs
+    return effective_attn(m, cfg) == "sdpa" and cfg.stack == "tunewise" and several
 
 
 def attn_mask_bytes_per_layer(m: ModelFacts, cfg) -> float:

@@ -94,7 +94,8 @@ def config_for(r: dict) -> MemoryConfig:
                         batch_size=int(r["bs"]), grad_ckpt=bool(r.get("ckpt", True)), liger=bool(r.get("liger", False)),
                         spectrum_fraction=float(r.get("fraction") or 0.3), lora_dropout=float(r.get("lora_dropout", 0.05)),
                         attn=r.get("attn", "sdpa"), optimizer=r.get("optimizer", "adamw"),
-                        stack=r.get("stack", "plain"))
+                        stack=r.get("stack", "plain"),
+                        packed_docs=False)  # every measured row fills its sequence: one document per row
 
 
 def compare(rows: list[dict]) -> list[dict]:

@@ -99,13 +99,15 @@ class Point:
     bs: int
     ckpt: bool = True
     rank: int = 16
+    docs: int = 1  # documents per packed row (the job): 1 = full-length rows, no block-diagonal mask at bs 1
 
     @property
     def attn(self) -> str:
         return "eager" if self.arch == "gemma2" else "sdpa"  # transformers has no SDPA path for Gemma-2
 
     def label(self) -> str:
-        return f"{self.arch}-{self.size} {self.stack} {self.method} {self.seq}x{self.bs} ckpt={self.ckpt}"
+        docs = f" docs={self.docs}" if self.docs > 1 else ""
+        return f"{self.arch}-{self.size} {self.stack} {self.method} {self.seq}x{self.bs} ckpt={self.ckpt}{docs}"
 
 
 # ---------------------------------------------------------------------------------------------- tracker
@@ -383,7 +385,8 @@ def run_tunewise(p: Point, ckpt: Path, trace: StepTrace, work: Path, cpu_fold: b
         job.freeze_for_spectrum(model, plan.spectrum.unfrozen_parameters)
     g = torch.Generator().manual_seed(0)
     vocab = model.config.vocab_size
-    rows = [torch.randint(4, vocab, (p.seq,), generator=g).tolist() for _ in range(4 * p.bs)]
+    # `docs` documents of seq/docs tokens each: BFD packs exactly `docs` of them into a row of `seq`.
+    rows = [torch.randint(4, vocab, (p.seq // p.docs,), generator=g).tolist() for _ in range(4 * p.bs * p.docs)]
     ds = Dataset.from_dict({"input_ids": rows})
     args = ap.Namespace(max_steps=2, save_steps=None)
     config = job.trainer_config(plan, "sft", work / "out", ds, None, args, cuda=False)
@@ -435,7 +438,8 @@ def memory_config(p: Point, trainable: int | None = None) -> MemoryConfig:
     frac = len(spectrum_layers(n_layers)) / n_layers
     return MemoryConfig(method=p.method, rank=p.rank, seq_len=p.seq, batch_size=p.bs, grad_ckpt=p.ckpt,
                         liger=False, spectrum_fraction=frac, lora_dropout=0.0, attn=p.attn, stack=p.stack,
-                        spectrum_trainable_params=trainable if p.method == "spectrum" else None)
+                        spectrum_trainable_params=trainable if p.method == "spectrum" else None,
+                        packed_docs=p.docs > 1)
 
 
 def predict(p: Point, trainable: int | None = None, cpu_fold: bool = False) -> dict:
@@ -501,6 +505,10 @@ def grid() -> list[Point]:
     # The moment the H200's 8B LoRA points peak in: the first layer's backward (recomputed layer + its
     # gradient working set), above the job's fused-head loss.
     pts += [P("llama", "x", "tunewise", "lora", 1024, 4)]
+    # Micro-batch 1 with short documents: BFD packs 4 per row, so the row carries a block-diagonal mask
+    # (and SDPA repeats k/v) as at micro-batch 2+; without checkpointing every layer keeps both.
+    pts += [P("llama", "m", "tunewise", "lora", 1024, 1, docs=4), P("qwen2", "m", "tunewise", "lora", 1024, 1, ckpt=False, docs=4),
+            P("llama", "m", "tunewise", "lora", 1024, 1, ckpt=False)]
     return pts
 
 
@@ -517,7 +525,8 @@ def render(rows: list[dict], command: str) -> str:
         lines.append(f"{r['arch'] + '-' + r['size']:<9}{r['stack']:<9}{r['method']:<9}{r['seq']:>5}{r['bs']:>3}"
                      f"{r['ckpt']!s:>6}  {r['gpu_model_exact_mib']:>9.1f}{r['pred_mib']:>9.1f}{r['traced_mib']:>9.1f}"
                      f"{r['err']:>+8.1%}{r['err_gpu_model']:>+8.1%}  {r['pred_phase']} / {r['traced_phase']}"
-                     f"{'' if r['pred_phase'] == r['traced_phase'] else ' (' + r['traced_phase_raw'] + ')'}")
+                     f"{'' if r['pred_phase'] == r['traced_phase'] else ' (' + r['traced_phase_raw'] + ')'}"
+                     f"{'  [' + str(r['docs']) + ' documents per packed row]' if r.get('docs', 1) > 1 else ''}")
     ok = [r for r in rows if "error" not in r]
     lines.append("")
     for stack in ("plain", "tunewise", None):

@@ -51,10 +51,10 @@ def _build(shape: dict, attn: str):
     return AutoModelForCausalLM.from_config(cfg, dtype=torch.bfloat16, attn_implementation=attn)
 
 
-def _saved_in_layer1(model, decoder, *, autocast: bool = False, packed: bool = False) -> int:
+def _saved_in_layer1(model, decoder, *, autocast: bool = False, packed: bool = False, one_doc: bool = False) -> int:
     """Bytes saved inside decoder layer 1 for one forward + backward. `autocast`: under bf16 autocast,
     as accelerate wraps the Trainer's forward. `packed`: the BS sequences as one padding-free row with
-    restarting position ids, as TRL's BFD packing feeds them."""
+    restarting position ids, as TRL's BFD packing feeds them; with `one_doc`, that row is one document."""
     import contextlib
 
     import torch
@@ -79,7 +79,7 @@ def _saved_in_layer1(model, decoder, *, autocast: bool = False, packed: bool = F
     kw = {}
     if packed:
         x = x.reshape(1, BS * SEQ)
-        kw["position_ids"] = torch.arange(SEQ).repeat(BS).unsqueeze(0)
+        kw["position_ids"] = (torch.arange(BS * SEQ) if one_doc else torch.arange(SEQ).repeat(BS)).unsqueeze(0)
     amp = torch.autocast("cpu", dtype=torch.bfloat16) if autocast else contextlib.nullcontext()
     with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
         with amp:
@@ -201,4 +201,18 @@ def test_tunewise_packed_sdpa_repeats_kv_and_keeps_an_additive_mask():
     measured = _saved_in_layer1(model, model.base_model.model.model, autocast=True, packed=True)
     cfg = _tunewise("lora", rank=8, lora_dropout=0.0)
     assert attn_mask_bytes_per_layer(facts_from_config(shape, name="tiny", source="local"), cfg) == (BS * SEQ) ** 2 * 2
+    _check(shape, cfg, measured)
+
+
+@pytest.mark.parametrize("one_doc", [False, True])
+def test_tunewise_micro_batch_1_mask_follows_the_documents_in_the_row(one_doc):
+    # Micro-batch 1: a packed row of several short documents carries the block-diagonal mask (and the
+    # k/v copies) exactly like micro-batch 2+; a row that is one document runs SDPA unmasked.
+    shape = {**SHAPES["llama"], "num_key_value_heads": 2}
+    model = _lora(_build(shape, "sdpa"))
+    measured = _saved_in_layer1(model, model.base_model.model.model, autocast=True, packed=True, one_doc=one_doc)
+    cfg = MemoryConfig("lora", rank=8, lora_dropout=0.0, seq_len=BS * SEQ, batch_size=1, stack="tunewise",
+                       packed_docs=not one_doc)
+    mask = attn_mask_bytes_per_layer(facts_from_config(shape, name="tiny", source="local"), cfg)
+    assert mask == (0 if one_doc else (BS * SEQ) ** 2 * 2)
     _check(shape, cfg, measured)
