@@ -37,7 +37,7 @@ MAX_RULES = 5
 BRIEF_PLAN_ROWS = ("Sequences per optimizer step", "Tokens per optimizer step", "Max sequence length",
                    "Learning rate", "Epochs", "Total steps", "Optimizer steps", "LoRA rank / alpha", "Spectrum",
                    "DPO")
-DEFAULT_WHERE = "Full report: `tunewise recommend --answers FILE` (without --brief)."
+DEFAULT_WHERE = "Full report: `tunewise recommend --answers FILE`"
 _RULE_REF = re.compile(r"\[(TW\d+)[\w-]*; ([^\]]+)\]")  # how plan reasons cite a rule: [TW500-...; Source]
 _RULE_ID = re.compile(r"\b(TW\d+)")
 
@@ -131,8 +131,9 @@ def brief_plan_rows(rec) -> list[tuple[str, str, str]]:
     return out
 
 
-def brief_renderables(rec, where: str | None = None) -> list:
-    """Rich objects for the brief view; `where` is the last line, saying where the full report is."""
+def brief_renderables(rec, where: str | None = None, width: int = 100) -> list:
+    """Rich objects for the brief view, laid out for `width` columns; `where` is the last line, saying
+    where the full report is."""
     from rich.console import Group
     from rich.panel import Panel
     from rich.table import Table
@@ -150,6 +151,17 @@ def brief_renderables(rec, where: str | None = None) -> list:
             t.add_column(**c)
         return t
 
+    def fixed(texts, **style) -> dict:
+        """A column that is never cut or wrapped (labels, ids)."""
+        return {"no_wrap": True, "min_width": max((len(t) for t in texts), default=1), **style}
+
+    def source_column(sources, used: int) -> dict:
+        """Guide sources stay whole and on one line while `used` columns leave the text 16 of its own;
+        on a narrower terminal they wrap rather than squeeze the text to nothing."""
+        longest = max((len(x) for x in sources), default=1)
+        room = width - used - 16
+        return {"style": "dim", "min_width": min(longest, max(room, 8)), "no_wrap": room >= longest}
+
     def one_line(text) -> Text:
         """A cell cut with an ellipsis at the column's width (its column gives way first)."""
         t = _rich(text) if isinstance(text, str) else text
@@ -164,8 +176,10 @@ def brief_renderables(rec, where: str | None = None) -> list:
              else "the rules that decided it")
     out.append(heading(f"Why — {shown} ({fired} of {len(rec.decision.trace)} rules fired)"))
     if picked:
-        rules = grid({"style": "bold", "no_wrap": True}, {"style": "cyan", "no_wrap": True}, {"ratio": 1},
-                     {"style": "dim", "no_wrap": True})
+        dims, ids = [d for d, _ in picked], [short_id(r.id) for _, r in picked]
+        used = 2 + max(map(len, dims)) + max(map(len, ids)) + 4  # indent, columns and the gaps between
+        rules = grid(fixed(dims, style="bold"), fixed(ids, style="cyan"), {"ratio": 1, "min_width": 16},
+                     source_column([r.source or "" for _, r in picked], used))
         for dim, r in picked:  # id and source are never cut; a long title is
             rules.add_row("", dim, short_id(r.id), one_line(r.title or r.message), r.source or "")
         out.append(rules)
@@ -190,15 +204,15 @@ def brief_renderables(rec, where: str | None = None) -> list:
     out.append(heading(f"Warnings ({len(rules_w) + len(others_w)})"))
     if rules_w or others_w:
         # never cut: a warning too long for the line wraps inside its column
-        mark = {"style": "yellow", "no_wrap": True, "min_width": max((len(short_id(r.id)) for r in rules_w),
-                                                                      default=1)}
+        mark = fixed([short_id(r.id) for r in rules_w], style="yellow")
         if rules_w:
-            warn = grid(mark, {"ratio": 1, "overflow": "fold"}, {"style": "dim", "no_wrap": True})
+            warn = grid(mark, {"ratio": 1, "min_width": 16},
+                        source_column([r.source or "" for r in rules_w], 2 + mark["min_width"] + 3))
             for r in rules_w:  # the title says it in one line; the message is in the full report
                 warn.add_row("", short_id(r.id), _rich(r.title or r.message), r.source or "")
             out.append(warn)
         if others_w:  # the engine's and the data's own warnings have no title: their whole text
-            other = grid(mark, {"ratio": 1, "overflow": "fold"})
+            other = grid(mark, {"ratio": 1})
             for text in others_w:
                 other.add_row("", "!", _rich(text))
             out.append(other)
@@ -210,7 +224,7 @@ def brief_renderables(rec, where: str | None = None) -> list:
 
 def print_brief(console, rec, where: str | None = None) -> None:
     """Print the brief view to a rich Console."""
-    for r in brief_renderables(rec, where):
+    for r in brief_renderables(rec, where, console.width):
         console.print(r)
 
 

@@ -1,4 +1,4 @@
-"""`tunewise recommend --answers F [--format text|markdown|json] [--out RUN_DIR] [--no-detect]`.
+"""`tunewise recommend --answers F [--format text|markdown|json] [--brief] [--out RUN_DIR] [--no-detect]`.
 
 Exit codes: 0 with a recommendation (even "do not fine-tune"); 1 when a method the user forced does
 not fit or the dataset is unusable; 2 for bad input.
@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import json
 import sys
+
+from advisor.errors import UserError
 
 
 def add_parser(sub):
@@ -20,6 +22,8 @@ def add_parser(sub):
     p.add_argument("--out", metavar="RUN_DIR", help="also write a run directory: report.md, report.json, "
                    "plan.yaml, launch.sh, data split (never overwrites: an existing RUN_DIR gets a sibling)")
     p.add_argument("--no-detect", action="store_true", help="do not probe NVML; use only the gpus in the answers")
+    p.add_argument("--brief", action="store_true", help="about one screen: the decision, the rules that decided "
+                   "it, the memory fit, the key plan values and every warning (text format only)")
     return p
 
 
@@ -27,8 +31,13 @@ def run(args) -> int:
     from advisor.answers import load_answers
     from advisor.recommend import recommend, recommendation_json
 
+    if getattr(args, "brief", False) and args.format != "text":
+        raise UserError(f"--brief works with --format text only, not --format {args.format}",
+                        f"drop --brief for the full {args.format} report, or drop --format for the brief view")
     answers = load_answers(args.answers)
     rec = recommend(answers, detect_gpus=not args.no_detect)
+    if getattr(args, "brief", False):
+        return _brief(rec, args)
     if args.format == "json":
         print(json.dumps(recommendation_json(rec), indent=2, default=str))
     else:
@@ -38,6 +47,25 @@ def run(args) -> int:
     if args.out:
         run_dir = _write_run_dir(rec, args.out)
         print(f"wrote {run_dir}", file=sys.stderr)
+    for p in rec.problems:
+        print(f"tunewise: {p}", file=sys.stderr)
+    return rec.exit_code
+
+
+def _brief(rec, args) -> int:
+    """The brief view; with --out the run directory is written first, so the view can point at its report."""
+    import shlex
+
+    from advisor.report import show_path
+    from advisor.report_brief import render_brief
+
+    command = f"`tunewise recommend --answers {shlex.quote(args.answers)}`"
+    where = f"Full report: {command}"
+    if args.out:
+        run_dir = _write_run_dir(rec, args.out)
+        print(f"wrote {run_dir}", file=sys.stderr)
+        where = f"Full report: `{show_path(str(run_dir / 'report.md'))}`, or {command}"
+    sys.stdout.write(render_brief(rec, where))
     for p in rec.problems:
         print(f"tunewise: {p}", file=sys.stderr)
     return rec.exit_code
