@@ -225,3 +225,58 @@ def test_no_launch_offer_for_a_misfit_or_no_training():
     assert _offer_launch(_rec(problems=["full fine-tuning does not fit"]), con, script, None) == 1
     assert _offer_launch(_rec(plan=False), con, script, None) == 0
     assert script.asked == []
+
+
+def test_wizard_shows_the_brief_view_and_the_full_report_only_on_request(monkeypatch):
+    from rich.console import Console
+    from test_report import make_rec
+
+    from advisor.commands.wizard import WHERE, show_recommendation
+
+    for reply, full in ((None, False), (False, False), (True, True)):
+        con = Console(record=True, width=100, color_system=None)
+        script = Script({} if reply is None else {"full report": reply})
+        assert show_recommendation(make_rec(), con, script) is full
+        text = con.export_text()
+        assert script.asked == ["Show the full report here?"]  # default No: Enter keeps it brief
+        assert "tunewise recommendation (brief)" in text and WHERE in text
+        # sections only the full report has
+        assert ("Getting-started checklist" in text) is full and ("Ruled out" in text) is full
+
+
+def test_not_launching_says_how_to_get_the_full_report(monkeypatch):
+    from advisor.commands.wizard import _offer_launch
+
+    con = _Console()
+    assert _offer_launch(_rec(), con, Script({"launch now": False}), "my answers.yaml") == 0
+    assert con.out[-1] == "Full report: tunewise recommend --answers 'my answers.yaml'"
+    con = _Console()
+    assert _offer_launch(_rec(plan=False), con, Script({}), None) == 0
+    assert "--save-answers ANSWERS.yaml, then tunewise recommend --answers ANSWERS.yaml" in con.out[-1]
+    con = _Console()  # already shown in full: no pointer to it
+    assert _offer_launch(_rec(), con, Script({"launch now": False}), "a.yaml", shown=True) == 0
+    assert not any("Full report" in line for line in con.out)
+
+
+def test_launching_points_at_the_run_directorys_report(monkeypatch, tmp_path):
+    from advisor.commands.wizard import _offer_launch
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "runs" / "old-run").mkdir(parents=True)
+    (tmp_path / "runs" / "old-run" / "report.md").write_text("old")
+
+    def fake_launch(rec, console):
+        run = tmp_path / "runs" / "Llama-3.2-1B-lora"
+        run.mkdir()
+        (run / "report.md").write_text("# tunewise recommendation\n")
+        return 0
+
+    monkeypatch.setitem(sys.modules, "launcher.launch", SimpleNamespace(offer_launch=fake_launch))
+    con = _Console()
+    assert _offer_launch(_rec(), con, Script({"launch now": True}), "a.yaml") == 0
+    assert con.out[-1] == "Full report: runs/Llama-3.2-1B-lora/report.md"
+    # a launcher that fails before writing anything: the answers file is the way back to the report
+    monkeypatch.setitem(sys.modules, "launcher.launch", SimpleNamespace(offer_launch=lambda rec, console: 3))
+    con = _Console()
+    assert _offer_launch(_rec(), con, Script({"launch now": True}), "a.yaml") == 3
+    assert con.out[-1] == "Full report: tunewise recommend --answers a.yaml"

@@ -1,4 +1,8 @@
-"""`tunewise wizard`: answer a few questions in the terminal, get the report, launch the job."""
+"""`tunewise wizard`: answer a few questions in the terminal, get the report, launch the job.
+
+After the questions the wizard prints the brief view (about one screen); the full report is one
+question away, and is in the run directory's report.md once one is written.
+"""
 
 from __future__ import annotations
 
@@ -10,12 +14,15 @@ from pathlib import Path
 from advisor.errors import UserError
 
 DEMO = Path("examples") / "demo" / "answers.yaml"
+RUNS = Path("runs")  # where the launcher writes run directories by default
+WHERE = "Full report: answer y below to show it here; a run directory keeps it as report.md."
 
 
 def add_parser(sub):
     p = sub.add_parser("wizard", help="answer questions in the terminal; get a recommendation and a run",
                        description="Asks only what the recommendation needs (pre-filled, detected and "
-                       "data-implied answers are skipped), prints the report, and offers to launch.")
+                       "data-implied answers are skipped), prints a one-screen summary (the full report on request), "
+                       "and offers to launch.")
     p.add_argument("--answers", metavar="FILE", help="pre-fill answers from this YAML file")
     p.add_argument("--save-answers", metavar="FILE", help="write the final answers to this YAML file")
     p.add_argument("--demo", action="store_true",
@@ -83,24 +90,69 @@ def _probe(detect: bool):
     return approach
 
 
-def _offer_launch(rec, console, prompter, answers_file: str | None) -> int:
+def full_report_hint(answers_file: str | None) -> str:
+    """How to see the full report later: the saved answers file, given back to `recommend`."""
+    if answers_file:
+        return f"Full report: tunewise recommend --answers {shlex.quote(answers_file)}"
+    return ("Full report: rerun the wizard with --save-answers ANSWERS.yaml, then "
+            "tunewise recommend --answers ANSWERS.yaml")
+
+
+def show_recommendation(rec, console, prompter) -> bool:
+    """The brief view, then the full report if asked for (default no). Returns whether it was shown."""
+    from advisor.report_brief import print_brief
+
+    print_brief(console, rec, WHERE)
+    if not prompter.confirm("Show the full report here?", False):
+        return False
+    from advisor.report import print_report
+
+    console.print("")
+    print_report(console, rec)
+    return True
+
+
+def _run_dirs() -> set[Path]:
+    try:
+        return {d for d in RUNS.iterdir() if d.is_dir()}
+    except OSError:
+        return set()
+
+
+def _offer_launch(rec, console, prompter, answers_file: str | None, shown: bool = False) -> int:
+    def hint() -> None:
+        if not shown:
+            console.print(full_report_hint(answers_file), markup=False, highlight=False)
+
     problems = getattr(rec, "problems", None) or []
     if problems:
         console.print("\nNot offering to launch: " + "; ".join(problems), markup=False)
         console.print("Change the answers (e.g. method: auto) and run the wizard again.", markup=False)
+        hint()
         return 1
     if rec.plan is None:
         console.print("\nNothing to train: the recommendation does not include fine-tuning.")
+        hint()
         return 0
     if not prompter.confirm("Write the run directory and launch now?", True):
         console.print("Not launched.")
+        hint()
         return 0
     try:
         from launcher.launch import offer_launch
     except ImportError:
         offer_launch = None
     if offer_launch is not None:
-        return int(offer_launch(rec, console) or 0)
+        before = _run_dirs()
+        try:
+            return int(offer_launch(rec, console) or 0)
+        finally:
+            # the launcher names the directory (a sibling when the name is taken): the new one is it
+            written = sorted(d for d in _run_dirs() - before if (d / "report.md").is_file())
+            if len(written) == 1:
+                console.print(f"Full report: {written[0] / 'report.md'}", markup=False, highlight=False)
+            else:
+                hint()
     where = answers_file or "ANSWERS.yaml"
     console.print("\nThe launcher is not available in this installation; nothing was written. "
                   "Create the run directory with:")
@@ -143,12 +195,11 @@ def run(args) -> int:
 
         console = Console(highlight=False)
         from advisor.recommend import recommend
-        from advisor.report import print_report
 
         console.print("")
         rec = recommend(answers, detect_gpus=detect and answers.gpus is None)
-        print_report(console, rec)
-        return _offer_launch(rec, console, prompter, answers_file)
+        shown = show_recommendation(rec, console, prompter)
+        return _offer_launch(rec, console, prompter, answers_file, shown)
     except KeyboardInterrupt:
         what = "the answers file was saved; nothing else was written" if saved else "nothing was written"
         print(f"\ntunewise wizard: cancelled ({what}).", file=sys.stderr)
