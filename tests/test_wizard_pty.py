@@ -66,14 +66,42 @@ def test_enter_through_the_demo_reaches_the_report():
     child.expect("How many of them")
     child.send(ENTER)
     child.expect("tunewise recommendation")
-    for part in ("Why", "Ruled out", "What would change the decision", "Estimated peak memory",
+    for part in ("Decision:", "Why", "Memory per GPU", "Plan", "Warnings", "Full report: answer y below"):
+        child.expect(part)
+    child.expect("Show the full report here")
+    child.send(ENTER)  # default No: the brief view is enough
+    child.expect("Write the run directory and launch now")
+    child.send("n")
+    child.expect("Not launched")
+    child.expect("Full report: rerun the wizard with --save-answers")  # a GPU was added to the demo answers
+    assert finish(child) == 0
+    shown = child.logfile_read.text
+    assert "Traceback" not in shown and "How many training examples" not in shown
+    for full_only in ("Ruled out", "What would change the decision", "Getting-started checklist", "Sources"):
+        assert full_only not in shown, full_only
+
+
+def test_yes_to_the_full_report_shows_it_before_the_launch_offer():
+    child = spawn("--demo")
+    child.expect("Use these answers")
+    child.send(ENTER)
+    child.expect("Which GPU will you train on")
+    child.send(ENTER)
+    child.expect("How many of them")
+    child.send(ENTER)
+    child.expect("tunewise recommendation \\(brief\\)")
+    child.expect("Show the full report here")
+    child.send("y")
+    for part in ("Ruled out", "What would change the decision", "Estimated peak memory per method",
                  "Training plan", "Evaluation plan", "Getting-started checklist", "Sources"):
         child.expect(part)
     child.expect("Write the run directory and launch now")
     child.send("n")
+    child.expect("Not launched")
     assert finish(child) == 0
     shown = child.logfile_read.text
-    assert "Traceback" not in shown and "How many training examples" not in shown
+    assert "Traceback" not in shown
+    assert "Full report: tunewise recommend" not in shown  # it was just shown: no pointer to it
 
 
 def test_from_scratch_with_arrow_keys_typing_and_a_rejected_number(tmp_path):
@@ -115,8 +143,11 @@ def test_from_scratch_with_arrow_keys_typing_and_a_rejected_number(tmp_path):
     child.send(DOWN + DOWN + ENTER)  # auto -> lora -> qlora
     child.expect("Answers saved to")
     child.expect("tunewise recommendation")
+    child.expect("Show the full report here")
+    child.send("n")
     child.expect("Write the run directory and launch now")
     child.send("n")
+    child.expect("Full report: tunewise recommend --answers " + str(saved))
     assert finish(child) == 0
     a = load_answers(saved)
     assert a.task == "question-answering" and a.goals == ["low-resource-language"]
@@ -130,6 +161,8 @@ def test_from_scratch_with_arrow_keys_typing_and_a_rejected_number(tmp_path):
     child.expect("Use these answers")
     child.send(ENTER)
     child.expect("tunewise recommendation")
+    child.expect("Show the full report here")
+    child.send(ENTER)
     child.expect("Write the run directory and launch now")
     child.send("n")
     assert finish(child) == 0

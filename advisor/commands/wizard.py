@@ -122,7 +122,7 @@ def _run_dirs() -> set[Path]:
 def _offer_launch(rec, console, prompter, answers_file: str | None, shown: bool = False) -> int:
     def hint() -> None:
         if not shown:
-            console.print(full_report_hint(answers_file), markup=False, highlight=False)
+            console.print(full_report_hint(answers_file), markup=False, highlight=False, soft_wrap=True)
 
     problems = getattr(rec, "problems", None) or []
     if problems:
@@ -150,7 +150,8 @@ def _offer_launch(rec, console, prompter, answers_file: str | None, shown: bool 
             # the launcher names the directory (a sibling when the name is taken): the new one is it
             written = sorted(d for d in _run_dirs() - before if (d / "report.md").is_file())
             if len(written) == 1:
-                console.print(f"Full report: {written[0] / 'report.md'}", markup=False, highlight=False)
+                console.print(f"Full report: {written[0] / 'report.md'}", markup=False, highlight=False,
+                              soft_wrap=True)  # one line, whole: a path to copy
             else:
                 hint()
     where = answers_file or "ANSWERS.yaml"
