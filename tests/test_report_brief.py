@@ -226,3 +226,25 @@ def test_recommend_brief_is_text_only(capsys, fmt):
     err = capsys.readouterr().err
     assert rc == 2 and f"--brief works with --format text only, not --format {fmt}" in err
     assert "Traceback" not in err
+
+
+DOC = ROOT / "docs" / "report-brief.md"
+DOC_PERSONA = "code-patterns-colab-t4"
+
+
+def test_docs_sample_is_the_current_brief_view(capsys, monkeypatch):
+    """docs/report-brief.md shows real output: regenerate with TUNEWISE_UPDATE_SNAPSHOTS=1."""
+    import os
+
+    monkeypatch.chdir(ROOT)
+    answers = f"examples/answers/{DOC_PERSONA}.yaml"
+    assert main(["recommend", "--answers", answers, "--no-detect", "--brief"]) == 0
+    out = capsys.readouterr().out
+    doc = DOC.read_text(encoding="utf-8")
+    head, rest = doc.split("```text\n", 1)
+    sample, tail = rest.split("```\n", 1)
+    assert f"`tunewise recommend --answers {answers} --brief`" in head
+    if os.environ.get("TUNEWISE_UPDATE_SNAPSHOTS") == "1":
+        DOC.write_text(f"{head}```text\n{out}```\n{tail}", encoding="utf-8")
+        return
+    assert sample == out, "docs/report-brief.md is stale: TUNEWISE_UPDATE_SNAPSHOTS=1"
