@@ -8,7 +8,8 @@ left out (the full trace, ruled-out options, the whole plan, evaluation, checkli
 sources) is one command or one file away, and the last line says where.
 
 Public interface: `brief_renderables(rec, where)`, `print_brief(console, rec, where)`,
-`render_brief(rec, where)`, `brief_rules(rec)`, `BRIEF_PLAN_ROWS`.
+`render_brief(rec, where, width)`; the selections `brief_rules(rec)`, `brief_plan_rows(rec)`,
+`BRIEF_PLAN_ROWS`.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from advisor.report import (
     APPROACH_WORDS,
     METHOD_WORDS,
     STAGE_WORDS,
+    _examples,
     _facts,
     _plan,
     deciding_rules,
@@ -120,8 +122,6 @@ def brief_plan_rows(rec) -> list[tuple[str, str, str]]:
     """(setting, value, arithmetic or the rule that set it) for the plan values the brief view keeps."""
     if rec.plan is None:
         return []
-    from advisor.report import _examples
-
     rows, _ = plan_rows(rec.plan, _facts(rec, "data"), _examples(rec))
     out = []
     for name in BRIEF_PLAN_ROWS:
