@@ -26,6 +26,13 @@ Goal = Literal[
 Method = Literal["auto", "lora", "qlora", "spectrum", "full"]
 
 
+def _reject_bool(v):
+    """pydantic reads `true` as 1 for numbers; a yes/no where a count or size belongs is a mistake."""
+    if isinstance(v, bool):
+        raise ValueError("expected a number, not true/false")
+    return v
+
+
 class GPUAnswer(BaseModel):
     """A GPU given by the user (planning for another machine) instead of detected."""
 
@@ -33,6 +40,11 @@ class GPUAnswer(BaseModel):
 
     name: str = "GPU"
     memory_gib: float = Field(gt=0, le=4096)
+
+    @field_validator("memory_gib", mode="before")
+    @classmethod
+    def _no_bool(cls, v):
+        return _reject_bool(v)
 
 
 class Answers(BaseModel):
@@ -64,6 +76,11 @@ class Answers(BaseModel):
         if isinstance(v, str):
             return [v]
         return v
+
+    @field_validator("examples", "preference_pairs", mode="before")
+    @classmethod
+    def _count_not_bool(cls, v):
+        return _reject_bool(v)
 
     @field_validator("dataset", "model")
     @classmethod
@@ -149,12 +166,19 @@ def load_answers(path: str | Path) -> Answers:
     return resolve_paths(answers, p.parent)
 
 
+_DATA_SUFFIXES = {".jsonl", ".json", ".csv", ".tsv", ".parquet"}
+
+
 def resolve_paths(answers: Answers, base: Path) -> Answers:
     """Resolve relative `dataset` and local `model` paths against `base` (the answers file's folder)."""
     updates = {}
     if answers.dataset and not Path(answers.dataset).is_absolute():
         cand = (base / answers.dataset).resolve()
-        if cand.exists():
+        # A data file found in neither place is reported at the answers file's folder, where the
+        # README says relative paths are looked up (a hub dataset id has no such suffix).
+        missing_file = (not Path(answers.dataset).exists()
+                        and Path(answers.dataset).suffix.lower() in _DATA_SUFFIXES)
+        if cand.exists() or missing_file:
             updates["dataset"] = str(cand)
     if answers.model and answers.model.startswith((".", "/", "~")):
         cand = (base / Path(answers.model).expanduser()).resolve()

@@ -59,7 +59,7 @@ def resolve_source(path: str | os.PathLike) -> Source:
         if _HUB_ID.match(text) and not text.endswith((".jsonl", ".json", ".csv", ".parquet")):
             return _hub_source(text)
         raise UserError(f"dataset file not found: {text}", "check the path (relative paths are "
-                        "resolved from the current directory)")
+                        "resolved from the current directory; in an answers file, from its folder)")
     if p.is_dir():
         if (p / "state.json").exists() or (p / "dataset_dict.json").exists():
             return Source(str(p), "arrow-dir", "row")

@@ -1,0 +1,48 @@
+"""Answers-file cases found by walking through tunewise as a user: wrong types that pydantic's lax
+mode let through, and a relative dataset path reported where the user did not put it."""
+
+from __future__ import annotations
+
+import contextlib
+from pathlib import Path
+
+import pytest
+import yaml
+
+from advisor.cli import main
+
+
+def _answers(folder: Path, **data) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    p = folder / "answers.yaml"
+    p.write_text(yaml.safe_dump(data), encoding="utf-8")
+    return p
+
+
+@pytest.mark.parametrize(("data", "key"), [
+    ({"task": "chat", "examples": True}, "'examples'"),          # was read as 1 example
+    ({"task": "chat", "preference_pairs": True}, "'preference_pairs'"),
+    ({"task": "chat", "gpus": [{"memory_gib": True}]}, "'gpus.0.memory_gib'"),  # was a 1 GiB GPU
+])
+def test_true_false_where_a_number_belongs_is_an_error(capsys, tmp_path, data, key):
+    rc = main(["recommend", "--answers", str(_answers(tmp_path, **data)), "--no-detect"])
+    err = capsys.readouterr().err
+    assert rc == 2 and key in err and "not true/false" in err and "Traceback" not in err
+
+
+def test_numbers_still_accepted(capsys, tmp_path):
+    rc = main(["recommend", "--answers", str(_answers(tmp_path, task="chat", examples=40,
+                                                       gpus=[{"memory_gib": 24}])), "--no-detect",
+               "--format", "json"])
+    assert rc == 0, capsys.readouterr().err
+
+
+def test_missing_relative_dataset_is_named_at_the_answers_folder(capsys, tmp_path):
+    answers = _answers(tmp_path / "project", task="chat", dataset="data/train.jsonl")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    with contextlib.chdir(elsewhere):
+        rc = main(["recommend", "--answers", str(answers), "--no-detect"])
+    err = capsys.readouterr().err
+    assert rc == 2
+    assert f"dataset file not found: {tmp_path / 'project' / 'data' / 'train.jsonl'}" in err
