@@ -18,6 +18,12 @@ _FOUR_NORM_FAMILIES = {"gemma2", "gemma3", "gemma3_text"}
 # `tie_word_embeddings` when config.json leaves it out: these families' configs default to untied;
 # transformers' base default (gemma and unknown families) is tied.
 _UNTIED_BY_DEFAULT = {"llama", "mistral", "qwen2", "qwen3", "phi3", "mixtral", "olmo", "olmo2", "granite"}
+# Families whose MLP is two plain projections (up, down), not the gated three the parameter count,
+# the estimator and LoRA's targets assume: counting them as gated overstates GPT-NeoX-20B by 32%.
+_UNGATED_MLP_FAMILIES = {"gpt_neox", "gptj", "gpt2", "gpt_bigcode", "opt", "bloom", "falcon", "phi",
+                         "starcoder2", "mpt", "codegen"}
+# config.json keys that give a mixture-of-experts layer's expert count (Mixtral, Qwen-MoE, OLMoE, DeepSeek).
+_EXPERT_KEYS = ("num_local_experts", "num_experts", "n_routed_experts")
 # Keys other model families use for the same shape; the first present wins.
 _KEY_ALIASES = {
     "vocab_size": ["vocab_size"],
@@ -149,6 +155,7 @@ def facts_from_config(cfg: dict, *, name: str, source: str, path: str | None = N
     if isinstance(cfg.get("text_config"), dict):  # multimodal wrappers keep the language model inside
         cfg = {**cfg["text_config"], "model_type": cfg["text_config"].get("model_type", cfg.get("model_type"))}
     family = str(cfg.get("model_type") or "unknown")
+    _refuse_unmodelled(cfg, family, name)
     vals = {f: _pick(cfg, f) for f in _KEY_ALIASES}
     missing = [_KEY_ALIASES[f][0] for f, v in vals.items() if v is None]
     if missing:
@@ -188,6 +195,21 @@ def facts_from_config(cfg: dict, *, name: str, source: str, path: str | None = N
         final_logit_softcapping=cfg.get("final_logit_softcapping"),
         attn_logit_softcapping=cfg.get("attn_logit_softcapping"), source=source, path=path)
     return replace(facts, params_total=count_params(facts)["total"])
+
+
+def _refuse_unmodelled(cfg: dict, family: str, name: str) -> None:
+    """Architectures the shapes above would count wrongly: an error beats a confident wrong number."""
+    supported = "a dense decoder with a gated MLP (llama, mistral, qwen2, qwen3, phi3, gemma, gemma2)"
+    experts = next(((k, cfg[k]) for k in _EXPERT_KEYS
+                    if isinstance(cfg.get(k), int) and not isinstance(cfg[k], bool) and cfg[k] > 1), None)
+    if experts:
+        raise UserError(f"{name} is a mixture-of-experts model ({experts[0]}={experts[1]}, model_type "
+                        f"{family!r}); tunewise counts parameters and memory for dense models only",
+                        f"use {supported}, or a catalog model (`tunewise estimate --model llama-3.1-8b ...`)")
+    if family in _UNGATED_MLP_FAMILIES:
+        raise UserError(f"{name} is a {family!r} model: its MLP has two projections, not the gated three "
+                        "tunewise's parameter count, memory estimate and LoRA targets assume",
+                        f"use {supported}, or a catalog model (`tunewise estimate --model llama-3.1-8b ...`)")
 
 
 def _read_config(file: Path, name: str) -> dict:
