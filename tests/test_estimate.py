@@ -81,6 +81,9 @@ def test_local_directory_model(tmp_path: Path):
     (["--model", "nobody/unknown-model", "--method", "lora"], "not in the offline catalog"),
     (["--model", "/nonexistent/dir", "--method", "lora"], "unknown model"),
     (["--method", "lora"], "--model"),
+    # silly values a walkthrough found estimated as if possible (4.5 million GiB; a rank above the width)
+    (["--model", "llama-3.1-8b", "--method", "lora", "--seq-len", "10000000"], "context window (131,072 tokens"),
+    (["--model", "llama-3.1-8b", "--method", "qlora", "--rank", "100000"], "hidden size (4,096)"),
 ])
 def test_bad_input_exits_2_with_a_clear_message(args, needle):
     p = tw(*args)
@@ -92,3 +95,10 @@ def test_malformed_config_exits_2(tmp_path: Path):
     (tmp_path / "config.json").write_text("{ nope")
     p = tw("--model", str(tmp_path), "--method", "lora")
     assert p.returncode == 2 and "not valid JSON" in p.stderr and "Traceback" not in p.stderr
+
+
+def test_longest_context_and_a_wide_rank_are_still_estimated():
+    p = tw("--model", "llama-3.1-8b", "--method", "lora", "--seq-len", "131072", "--rank", "4096",
+           "--batch-size", "1", "--format", "json")
+    assert p.returncode == 0, p.stderr
+    assert json.loads(p.stdout)["config"]["seq_len"] == 131072

@@ -56,6 +56,7 @@ def run(args) -> int:
     from advisor.models import resolve_model
 
     model = resolve_model(args.model, allow_network=args.online)
+    _check_shapes(args, model)
     cfg = MemoryConfig(method=args.method, rank=args.rank, seq_len=args.seq_len, batch_size=args.batch_size,
                        grad_ckpt=not args.no_grad_ckpt, liger=args.liger, spectrum_fraction=args.spectrum_fraction,
                        n_gpus=args.gpus, distributed=args.distributed, optimizer=args.optimizer, attn=args.attn,
@@ -73,6 +74,20 @@ def run(args) -> int:
 
         render_text(Console(), model, cfg, est, args.gpu_memory)
     return 1 if fits is False else 0
+
+
+def _check_shapes(args, model) -> None:
+    """Flags the model cannot take: an estimate for them is a number no job could produce."""
+    from advisor.errors import UserError
+
+    limit = model.max_position_embeddings
+    if limit and args.seq_len > limit:
+        raise UserError(f"--seq-len {args.seq_len:,} is longer than {model.name}'s context window "
+                        f"({limit:,} tokens, max_position_embeddings)", f"use --seq-len {limit} or less")
+    if args.method in ("lora", "qlora") and args.rank > model.hidden_size:
+        raise UserError(f"--rank {args.rank:,} is larger than {model.name}'s hidden size ({model.hidden_size:,}): "
+                        "the adapter would hold more numbers than the weights it adapts",
+                        "use a low rank such as 8-64 (the default is 16)")
 
 
 def render_text(console, model, cfg, est, gpu_gib: float | None) -> None:
