@@ -101,3 +101,18 @@ def test_fuzzed_files_exit_0_1_or_2_without_a_traceback(tmp_path, capsys, lines,
     assert rc in (0, 1, 2) and "Traceback" not in err
     if rc == 2:
         assert err.startswith("tunewise: error:")
+
+
+def test_rows_whose_prompt_fills_max_length_are_not_usable(tmp_path, capsys):
+    # Every prompt is longer than --max-length: with the loss on completions only, nothing trains.
+    tok = "examples/demo/tokenizer"
+    rows = [{"prompt": f"row {i} " + "word " * 200, "completion": "ok"} for i in range(3)]
+    data = write_jsonl(tmp_path / "long.jsonl", rows)
+    assert main(["inspect", data, "--tokenizer", tok, "--max-length", "32", "--format", "json"]) == 1
+    d = json.loads(capsys.readouterr().out)
+    assert d["zero_trainable_rows"] == 3 and d["usable"] is False
+    # The same rows fit a long enough max_length, and one short row is enough to be usable.
+    assert main(["inspect", data, "--tokenizer", tok, "--max-length", "4096", "--format", "json"]) == 0
+    short = write_jsonl(tmp_path / "mixed.jsonl", [*rows, {"prompt": "hi", "completion": "hello"}])
+    capsys.readouterr()
+    assert main(["inspect", short, "--tokenizer", tok, "--max-length", "32", "--format", "json"]) == 0

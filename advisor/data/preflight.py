@@ -198,7 +198,8 @@ def _inspect(path, *, tokenizer=None, max_length=None, column_map=None, max_rows
         vscan = _validation(r, s, validation, column_map)
     if tok is not None and s.sample:
         _tokens(r, s, tok, max_length)
-    r.usable = r.usable_rows > 0
+    # Rows whose prompt fills max_length train on nothing (the loss is on completions only).
+    r.usable = r.usable_rows > 0 and (r.zero_trainable_rows or 0) < r.usable_rows
     r.findings = sorted(s.log.kept, key=lambda f: (f.line, f.kind))
     r.finding_counts = dict(s.log.counts)
     r.warnings = summarise(r)
