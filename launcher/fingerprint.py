@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+from dataclasses import MISSING
+from dataclasses import fields as dataclass_fields
 from pathlib import Path
 
 from advisor.errors import UserError
@@ -68,7 +70,11 @@ def differences(stored: dict, current: dict) -> list[str]:
     """Human-readable list of what changed between two fingerprints."""
     out = []
     sp, cp = stored.get("plan", {}), current.get("plan", {})
+    # A field added to the plan after the checkpoint was made, still at its default, changes nothing.
+    defaults = {f.name: f.default for f in dataclass_fields(TrainingPlan) if f.default is not MISSING}
     for k in sorted(set(sp) | set(cp)):
+        if k not in sp and k in defaults and cp.get(k) == defaults[k]:
+            continue
         if sp.get(k) != cp.get(k):
             out.append(f"plan.yaml `{k}`: {sp.get(k)!r} -> {cp.get(k)!r}")
     sd, cd = stored.get("data", {}), current.get("data", {})

@@ -124,7 +124,7 @@ def _run_with_ladder(run_dir: Path, plan: TrainingPlan, *, max_steps, save_steps
         rc = _run_once(run_dir, plan, attempt=attempt, max_steps=max_steps, save_steps=save_steps,
                        console=console, allow_network=allow_network, cpu=cpu)
         if rc != EXIT_OOM:
-            return _finish(run_dir, rc, console)
+            return _finish(run_dir, rc, console, again=_again(run_dir, cpu=cpu, allow_network=allow_network))
         step = oom.next_step(plan)
         if step is None:
             msg = oom.exhausted_message(plan, steps)
@@ -235,7 +235,14 @@ def _feed(follower: MetricsFollower, view: ProgressView, console: Console | None
             console.print(view.line(), markup=False, highlight=False, soft_wrap=True)
 
 
-def _finish(run_dir: Path, rc: int, console: Console) -> int:
+def _again(run_dir: Path, *, cpu: bool, allow_network: bool) -> str:
+    """The command that resumes this run: a CPU run (a smoke run included) needs --cpu again."""
+    return " ".join(["tunewise launch", str(run_dir), *(["--cpu"] if cpu else []),
+                     *(["--allow-network"] if allow_network else [])])
+
+
+def _finish(run_dir: Path, rc: int, console: Console, *, again: str | None = None) -> int:
+    again = again or f"tunewise launch {run_dir}"
     summary = read_summary(run_dir)
     if rc == 0:
         console.print(f"[green]done[/]: {summary.get('steps')} steps, loss {_num(summary.get('loss_first'))} -> "
@@ -248,13 +255,13 @@ def _finish(run_dir: Path, rc: int, console: Console) -> int:
                           f"{summary.get('device_gib_predicted')} GiB")
         return 0
     if rc == EXIT_STOPPED:
-        console.print(f"[yellow]stopped[/] at step {summary.get('steps')}; run `tunewise launch {run_dir}` to resume")
+        console.print(f"[yellow]stopped[/] at step {summary.get('steps')}; run `{again}` to resume")
         return EXIT_STOPPED
     if rc == 2:
         raise UserError(f"the training job rejected its input: {summary.get('error') or 'see train.log'}",
                         f"see {run_dir / 'train.log'}")
     raise CheckFailed(f"training failed (exit code {rc}): {summary.get('error') or 'see train.log'}",
-                      f"see {run_dir / 'train.log'}; fix and run `tunewise launch {run_dir}` again")
+                      f"see {run_dir / 'train.log'}; fix and run `{again}` again")
 
 
 def offer_launch(rec, console: Console, *, out_dir=None) -> int:

@@ -1,0 +1,51 @@
+"""Launcher cases found by walking through tunewise: the command printed to resume a stopped CPU or
+smoke run, and resuming a run made before a plan field existed."""
+
+from __future__ import annotations
+
+import io
+import json
+
+from launchkit import make_run, tiny_base
+from rich.console import Console
+
+from advisor.plan import TrainingPlan
+from launcher import fingerprint, launch
+from launcher.summary import write_summary
+
+
+def _stopped_job(monkeypatch):
+    """The job stops as after Ctrl-C: summary says stopped, exit 130 (the real job is in test_resume)."""
+    def fake_run_once(run_dir, plan, **kw):
+        write_summary(run_dir, status="stopped", steps=3)
+        return launch.EXIT_STOPPED
+    monkeypatch.setattr(launch, "_run_once", fake_run_once)
+
+
+def test_stopped_cpu_and_smoke_runs_print_a_resume_command_that_runs_on_cpu(tmp_path, monkeypatch):
+    base = tiny_base(tmp_path / "base")
+    rd = make_run(tmp_path, base)
+    _stopped_job(monkeypatch)
+    out = io.StringIO()
+    assert launch.launch(rd, cpu=True, console=Console(file=out, width=300)) == launch.EXIT_STOPPED
+    assert f"run `tunewise launch {rd} --cpu` to resume" in out.getvalue()  # was without --cpu: needs a GPU
+
+    out = io.StringIO()
+    assert launch.launch(rd, smoke=True, console=Console(file=out, width=300)) == launch.EXIT_STOPPED
+    assert f"run `tunewise launch {rd / 'smoke'} --cpu` to resume" in out.getvalue()
+
+
+def test_a_plan_field_added_after_the_checkpoint_at_its_default_does_not_block_resume(tmp_path):
+    plan = TrainingPlan(model="meta-llama/Llama-3.2-1B", method="lora", stage="sft")
+    fingerprint.save(tmp_path, plan)
+    stored = json.loads((tmp_path / fingerprint.FILE).read_text())
+    del stored["plan"]["liger"]  # as written by a tunewise that had no such field
+    (tmp_path / fingerprint.FILE).write_text(json.dumps(stored))
+    fingerprint.check(tmp_path, plan)  # the default (off) is what the old job did: accepted
+    plan.liger = True
+    try:
+        fingerprint.check(tmp_path, plan)
+    except Exception as e:  # noqa: BLE001 - the type is checked below
+        assert "plan.yaml `liger`: None -> True" in e.message
+    else:
+        raise AssertionError("a changed new field must still refuse the resume")
