@@ -88,7 +88,8 @@ def export(run_dir: str | Path, *, merge: bool = True, out: str | Path | None = 
         raise UserError(f"base model {plan.model!r} is not available locally",
                         "download it and set `model: DIR` in plan.yaml") from None
     merged = PeftModel.from_pretrained(base, str(trained)).merge_and_unload()
-    target = new_run_dir(out or run_dir / "merged")  # never overwrite an earlier export
+    # Absolute, because inference.py names it and may be run from any folder.
+    target = new_run_dir(Path(out).expanduser().resolve() if out else run_dir / "merged")  # never overwritten
     merged.save_pretrained(str(target))
     AutoTokenizer.from_pretrained(str(trained)).save_pretrained(str(target))
     write_inference(run_dir, plan, merged=target)

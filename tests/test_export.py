@@ -43,3 +43,16 @@ def test_export_before_training_is_a_clear_error(base, tmp_path):
     r = subprocess.run([sys.executable, "-m", "advisor", "export", str(rd), "--merge"], capture_output=True,
                        text=True)
     assert r.returncode == 2 and "tunewise launch" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_relative_out_is_written_into_inference_py_as_an_absolute_path(base, tmp_path, monkeypatch):
+    # Walkthrough: `export RUN --merge --out rel/dir` wrote MODEL = 'rel/dir' into RUN/inference.py,
+    # which then only ran from the folder export was started in.
+    rd = make_run(tmp_path, base, max_steps=1)
+    assert train.main([str(rd)]) == 0
+    monkeypatch.chdir(tmp_path)
+    r = subprocess.run([sys.executable, "-m", "advisor", "export", str(rd), "--merge", "--out", "exports/m"],
+                       capture_output=True, text=True, cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert f"MODEL = {str(tmp_path / 'exports' / 'm')!r}" in (rd / "inference.py").read_text()
+    assert (tmp_path / "exports" / "m" / "config.json").is_file()
