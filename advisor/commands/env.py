@@ -14,7 +14,7 @@ PACKAGES = ["tunewise", "torch", "transformers", "peft", "trl", "bitsandbytes", 
 
 def add_parser(sub):
     p = sub.add_parser("env", help="print versions, GPUs and CUDA (paste into bug reports)")
-    p.add_argument("--format", choices=["text", "json"], default="text")
+    p.add_argument("--format", choices=["text", "json"], default="text", help="text or json (on stdout)")
     return p
 
 

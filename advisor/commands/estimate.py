@@ -26,7 +26,8 @@ def add_parser(sub):
                        "anything is launched, show what dominates it and what to change.")
     p.add_argument("--model", required=True, metavar="M",
                    help="catalog name (llama-3.1-8b), hub id, or a local directory holding config.json")
-    p.add_argument("--method", required=True, choices=["lora", "qlora", "spectrum", "full"])
+    p.add_argument("--method", required=True, choices=["lora", "qlora", "spectrum", "full"],
+                   help="what is trained: LoRA adapters, QLoRA (4-bit base), Spectrum (chosen layers) or all weights")
     p.add_argument("--rank", type=positive_int, default=16, metavar="R", help="LoRA rank (default 16)")
     p.add_argument("--seq-len", type=positive_int, default=1024, metavar="S", help="tokens per sequence (1024)")
     p.add_argument("--batch-size", type=positive_int, default=4, metavar="B", help="micro-batch per GPU (4)")
@@ -40,14 +41,23 @@ def add_parser(sub):
     p.add_argument("--gpus", type=positive_int, default=1, metavar="N", help="number of GPUs (1)")
     p.add_argument("--distributed", choices=["ddp", "fsdp", "zero3"], default=None,
                    help="with --gpus > 1: replicate (ddp, the default) or shard (fsdp, zero3)")
-    p.add_argument("--optimizer", choices=["adamw", "adamw_8bit", "paged_adamw_8bit"], default="adamw")
+    p.add_argument("--optimizer", choices=["adamw", "adamw_8bit", "paged_adamw_8bit"], default="adamw",
+                   help="optimizer whose states are counted: adamw (two per trainable weight), adamw_8bit "
+                   "(the same in 8 bits), paged_adamw_8bit (8-bit, paged to CPU under pressure)")
     p.add_argument("--attn", choices=["sdpa", "flash", "eager"], default="sdpa", help="attention kernel (sdpa)")
     p.add_argument("--lora-dropout", type=float, default=0.05, metavar="P", help="LoRA dropout (0.05)")
+    p.add_argument("--padding-free", action="store_true",
+                   help="the job's micro-batch flattened into one packed row (TRL's padding-free layout; implied "
+                        "by --attn flash) instead of packed rows kept as rows")
+    p.add_argument("--full-rows", action="store_true",
+                   help="every example fills --seq-len, so a packed row holds one document (no block-diagonal "
+                        "attention mask); default: rows of several shorter documents")
     p.add_argument("--gpu-memory", type=gib, default=None, metavar="GIB",
                    help="GPU size to check against (exit 1 when it does not fit)")
     p.add_argument("--online", action="store_true",
                    help="fetch config.json from the hub for a model not in the offline catalog")
-    p.add_argument("--format", choices=["text", "json"], default="text")
+    p.add_argument("--format", choices=["text", "json"], default="text",
+                   help="text (a table) or json (one object on stdout)")
     return p
 
 
@@ -60,7 +70,8 @@ def run(args) -> int:
     cfg = MemoryConfig(method=args.method, rank=args.rank, seq_len=args.seq_len, batch_size=args.batch_size,
                        grad_ckpt=not args.no_grad_ckpt, liger=args.liger, spectrum_fraction=args.spectrum_fraction,
                        n_gpus=args.gpus, distributed=args.distributed, optimizer=args.optimizer, attn=args.attn,
-                       lora_dropout=args.lora_dropout, stack=args.stack)
+                       lora_dropout=args.lora_dropout, stack=args.stack,
+                       padding_free=args.padding_free or args.attn == "flash", packed_docs=not args.full_rows)
     est = estimate(model, cfg, gpu_gib=args.gpu_memory)
     fits = None if args.gpu_memory is None else est.device_gib <= args.gpu_memory
     if args.format == "json":

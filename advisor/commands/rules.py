@@ -15,7 +15,7 @@ def add_parser(sub):
     p = sub.add_parser("rules", help="list the decision rules, or show one with its why and source",
                        description="Every recommendation comes from these rules (rules/*.yaml).")
     p.add_argument("id", nargs="?", metavar="ID", help="a rule id or unique prefix, e.g. TW101")
-    p.add_argument("--format", choices=["text", "json"], default="text")
+    p.add_argument("--format", choices=["text", "json"], default="text", help="text or json (on stdout)")
     p.add_argument("--facts", action="store_true", help="list the facts (CEL variables) rules can read")
     return p
 

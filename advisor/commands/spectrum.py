@@ -14,7 +14,7 @@ def add_parser(sub):
     verbs = p.add_subparsers(dest="spectrum_command", metavar="SUBCOMMAND")
     s = verbs.add_parser("scan", help="score a local checkpoint's layers and write an unfrozen_parameters YAML",
                          description="Reads MODEL_DIR's safetensors one tensor at a time, scores every layer "
-                         "weight, and keeps the top P%% of layers per module type. Scores are cached by the "
+                         "weight, and keeps the top P% of layers per module type. Scores are cached by the "
                          "weight files' content, so a rescan (any --top-percent) is quick.")
     s.add_argument("model_dir", metavar="MODEL_DIR", help="local directory with model.safetensors or shards + index")
     s.add_argument("--top-percent", type=float, default=30.0, metavar="P",
@@ -22,7 +22,8 @@ def add_parser(sub):
     s.add_argument("--device", default="auto", help="cpu, cuda or auto (default: cuda when torch sees a GPU)")
     s.add_argument("--out", metavar="FILE", help="YAML to write (default MODEL_DIR/spectrum_<P>.yaml, "
                    "or ./spectrum_<P>.yaml when MODEL_DIR is read-only)")
-    s.add_argument("--format", choices=["text", "json"], default="text")
+    s.add_argument("--format", choices=["text", "json"], default="text",
+                   help="text (tables per module type) or json (scores and unfrozen names on stdout)")
     s.add_argument("--embeddings", action="store_true",
                    help="also unfreeze embed_tokens and lm_head (the reference tool always does; costs memory)")
     s.add_argument("--no-cache", action="store_true", help="rescore even when cached scores exist")
