@@ -9,6 +9,7 @@ never shell strings. The job's own output goes to RUN_DIR/train.log.
 from __future__ import annotations
 
 import ctypes
+import json
 import os
 import signal
 import subprocess
@@ -59,6 +60,11 @@ def launch(run_dir, *, smoke: bool = False, max_steps: int | None = None, save_s
     2 bad input, 130 stopped (a checkpoint was saved; launch again to resume)."""
     console = console or Console(soft_wrap=True)
     run_dir = Path(run_dir).expanduser().resolve()
+    if not (run_dir / "plan.yaml").is_file() and (run_dir / "report.json").is_file():
+        approach = _approach(run_dir / "report.json")
+        raise UserError(f"{run_dir} holds a recommendation of {approach}, not fine-tuning: there is no training "
+                        "job to launch (no plan.yaml)", f"read {run_dir / 'report.md'}; it says what would change "
+                        "the decision (e.g. more examples)")
     if not (run_dir / "plan.yaml").is_file():
         raise UserError(f"{run_dir} is not a run directory (no plan.yaml)",
                         "create one with `tunewise recommend --answers FILE --out RUN_DIR`")
@@ -76,6 +82,13 @@ def launch(run_dir, *, smoke: bool = False, max_steps: int | None = None, save_s
         return 0
     return _run_with_ladder(run_dir, plan, max_steps=max_steps, save_steps=save_steps, console=console,
                             allow_network=allow_network, cpu=cpu)
+
+
+def _approach(report_json: Path) -> str:
+    try:
+        return str(json.loads(report_json.read_text(encoding="utf-8")).get("approach") or "no training")
+    except (OSError, ValueError, AttributeError):
+        return "no training"
 
 
 def _require_gpus(plan: TrainingPlan) -> None:

@@ -49,3 +49,20 @@ def test_a_plan_field_added_after_the_checkpoint_at_its_default_does_not_block_r
         assert "plan.yaml `liger`: None -> True" in e.message
     else:
         raise AssertionError("a changed new field must still refuse the resume")
+
+
+def test_launching_a_prompting_recommendation_says_there_is_no_job(tmp_path, capsys):
+    # `recommend --out` for a prompting answer writes only the report; launch said "not a run directory,
+    # create one with recommend --out", which is what the user had just done.
+    import yaml
+
+    from advisor.cli import main
+
+    answers = tmp_path / "a.yaml"
+    answers.write_text(yaml.safe_dump({"task": "chat", "examples": 40}), encoding="utf-8")
+    assert main(["recommend", "--answers", str(answers), "--out", str(tmp_path / "run"), "--no-detect",
+                 "--format", "json"]) == 0
+    capsys.readouterr()
+    assert main(["launch", str(tmp_path / "run"), "--smoke"]) == 2
+    err = capsys.readouterr().err
+    assert "recommendation of prompting, not fine-tuning" in err and "report.md" in err
