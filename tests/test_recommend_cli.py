@@ -97,3 +97,16 @@ def test_rules_list_one_rule_and_unknown_id(capsys):
     assert main(["rules", "TW9"]) == 2 and "no rule with id" in capsys.readouterr().err
     assert main(["rules", "TW1"]) == 2 and "matches" in capsys.readouterr().err
     assert main(["rules", "--facts"]) == 0 and "gpu_memory_gib" in capsys.readouterr().out
+
+
+def test_out_says_when_a_sibling_was_made_and_rejects_an_empty_name(capsys, tmp_path):
+    answers = _answers(tmp_path, task="chat", examples=40)
+    out = tmp_path / "run"
+    assert main(["recommend", "--answers", answers, "--out", str(out), "--format", "json"]) == 0
+    assert capsys.readouterr().err.strip() == f"wrote {out}"
+    assert main(["recommend", "--answers", answers, "--out", str(out), "--format", "json"]) == 0
+    err = capsys.readouterr().err
+    assert f"{out} already exists and is never overwritten: wrote {tmp_path / 'run-2'}" in err
+    # `--out ""` wrote nothing and said nothing, exit 0
+    assert main(["recommend", "--answers", answers, "--out", "", "--format", "json"]) == 2
+    assert "--out is empty" in capsys.readouterr().err

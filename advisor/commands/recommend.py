@@ -34,6 +34,8 @@ def run(args) -> int:
     if getattr(args, "brief", False) and args.format != "text":
         raise UserError(f"--brief works with --format text only, not --format {args.format}",
                         f"drop --brief for the full {args.format} report, or drop --format for the brief view")
+    if args.out is not None and not args.out.strip():
+        raise UserError("--out is empty", "name the run directory to write, e.g. --out runs/my-run")
     answers = load_answers(args.answers)
     rec = recommend(answers, detect_gpus=not args.no_detect)
     if getattr(args, "brief", False):
@@ -46,7 +48,7 @@ def run(args) -> int:
         sys.stdout.write(render(rec, args.format))
     if args.out:
         run_dir = _write_run_dir(rec, args.out)
-        print(f"wrote {run_dir}", file=sys.stderr)
+        print(_wrote(run_dir, args.out), file=sys.stderr)
     for p in rec.problems:
         print(f"tunewise: {p}", file=sys.stderr)
     return rec.exit_code
@@ -63,12 +65,21 @@ def _brief(rec, args) -> int:
     where = f"Full report: {command}"
     if args.out:
         run_dir = _write_run_dir(rec, args.out)
-        print(f"wrote {run_dir}", file=sys.stderr)
+        print(_wrote(run_dir, args.out), file=sys.stderr)
         where = f"Full report: `{show_path(str(run_dir / 'report.md'))}`, or {command}"
     sys.stdout.write(render_brief(rec, where))
     for p in rec.problems:
         print(f"tunewise: {p}", file=sys.stderr)
     return rec.exit_code
+
+
+def _wrote(run_dir, asked: str) -> str:
+    """Say where the run went; when RUN_DIR existed, say why a sibling was made instead."""
+    from pathlib import Path
+
+    if Path(run_dir).resolve() != Path(asked).expanduser().resolve():
+        return f"{asked} already exists and is never overwritten: wrote {run_dir}"
+    return f"wrote {run_dir}"
 
 
 def _write_run_dir(rec, out: str):
