@@ -135,8 +135,9 @@ def test_column_map_and_unknown_format(tmp_path):
     assert "answer, question" in e.value.message and "--column-map" in e.value.hint
     r = inspect_dataset(path, column_map=parse_column_map("prompt=question,completion=answer"))
     assert (r.format, r.valid) == ("prompt-completion", 4)
-    with pytest.raises(UserError, match="does not have: completion=reply"):
+    with pytest.raises(UserError, match="does not have: completion=reply") as e:
         inspect_dataset(path, column_map={"prompt": "question", "completion": "reply"})
+    assert e.value.hint == "the columns are: answer, question"  # the file's names, not 'prompt' for question
     with pytest.raises(UserError, match="unknown name 'question'"):
         parse_column_map("question=prompt")
     with pytest.raises(UserError, match="not NAME=COLUMN"):

@@ -107,8 +107,10 @@ def detect_format(sample: list[dict], column_map: dict[str, str] | None) -> str:
         if column_map:  # rows are already mapped: a canonical name nowhere means its column is absent
             missing = [f"{k}={v}" for k, v in column_map.items() if not any(k in r for r in sample)]
             if missing:
+                # Name the file's own columns, not the canonical names the map renamed them to.
+                own = sorted({column_map.get(k, k) for row in sample for k in row})[:20]
                 raise UserError(f"--column-map names column(s) the data does not have: {', '.join(missing)}",
-                                f"the columns are: {', '.join(columns) or '(none)'}")
+                                f"the columns are: {', '.join(own) or '(none)'}")
         raise UserError(f"cannot tell the dataset format from its columns: {', '.join(columns) or '(none)'}",
                         "use alpaca (instruction/input/output), messages, sharegpt (conversations), "
                         "prompt/completion, prompt/chosen/rejected or text columns, or map yours with "
