@@ -42,6 +42,22 @@ def test_stack_option_selects_the_plain_loop():
     assert tw_out["peak_allocated_gib"] < plain_out["peak_allocated_gib"]  # no fp32 upcasts, no fp32 logits
 
 
+def test_batch_layout_options():
+    # The job keeps packed rows as rows: a row of several documents masks (seq x seq per row), a row that is
+    # one document (--full-rows) has no mask; --padding-free flattens the micro-batch: ((batch x seq)^2).
+    args = ("--model", "llama-3.1-8b", "--method", "lora", "--seq-len", "4096", "--batch-size", "4", "--format", "json")
+    rows, full, flat = (json.loads(tw(*args, *extra).stdout) for extra in ((), ("--full-rows",), ("--padding-free",)))
+    assert rows["config"]["padding_free"] is False and rows["config"]["packed_docs"] is True
+    assert full["config"]["packed_docs"] is False and flat["config"]["padding_free"] is True
+    assert full["peak_allocated_gib"] < rows["peak_allocated_gib"] < flat["peak_allocated_gib"]
+    # the flattened row's mask is batch-fold larger: bool (16,384)^2 instead of 4 x 4,096^2, and the additive
+    # bf16 copy the recomputed layer keeps likewise (3 bytes a pair in all)
+    assert flat["peak_allocated_gib"] - rows["peak_allocated_gib"] == pytest.approx(
+        3 * ((4 * 4096) ** 2 - 4 * 4096**2) / 2**30, abs=0.002)
+    flash = json.loads(tw(*args, "--attn", "flash").stdout)
+    assert flash["config"]["padding_free"] is True  # FlashAttention takes the flattened row (varlen)
+
+
 def test_text_shows_the_table_dominant_part_and_advice():
     p = tw("--model", "meta-llama/Llama-3.1-8B", "--method", "lora")
     assert p.returncode == 0, p.stderr
@@ -84,6 +100,8 @@ def test_local_directory_model(tmp_path: Path):
     # silly values a walkthrough found estimated as if possible (4.5 million GiB; a rank above the width)
     (["--model", "llama-3.1-8b", "--method", "lora", "--seq-len", "10000000"], "context window (131,072 tokens"),
     (["--model", "llama-3.1-8b", "--method", "qlora", "--rank", "100000"], "hidden size (4,096)"),
+    # sharding on one GPU was silently estimated unsharded while the JSON config said fsdp
+    (["--model", "llama-3.1-8b", "--method", "full", "--distributed", "fsdp"], "--distributed fsdp shards"),
 ])
 def test_bad_input_exits_2_with_a_clear_message(args, needle):
     p = tw(*args)
@@ -102,3 +120,9 @@ def test_longest_context_and_a_wide_rank_are_still_estimated():
            "--batch-size", "1", "--format", "json")
     assert p.returncode == 0, p.stderr
     assert json.loads(p.stdout)["config"]["seq_len"] == 131072
+
+
+def test_text_header_names_the_multi_gpu_mode():
+    p = tw("--model", "llama-3.1-8b", "--method", "full", "--gpus", "4", "--distributed", "zero3")
+    assert p.returncode == 0, p.stderr
+    assert "4 GPUs, zero3" in " ".join(p.stdout.split())

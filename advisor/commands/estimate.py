@@ -67,6 +67,11 @@ def run(args) -> int:
 
     model = resolve_model(args.model, allow_network=args.online)
     _check_shapes(args, model)
+    if args.distributed in ("fsdp", "zero3") and args.gpus < 2:
+        from advisor.errors import UserError
+
+        raise UserError(f"--distributed {args.distributed} shards across GPUs, and --gpus is {args.gpus}",
+                        "add --gpus N (2 or more), or drop --distributed for one GPU")
     cfg = MemoryConfig(method=args.method, rank=args.rank, seq_len=args.seq_len, batch_size=args.batch_size,
                        grad_ckpt=not args.no_grad_ckpt, liger=args.liger, spectrum_fraction=args.spectrum_fraction,
                        n_gpus=args.gpus, distributed=args.distributed, optimizer=args.optimizer, attn=args.attn,
@@ -109,7 +114,7 @@ def render_text(console, model, cfg, est, gpu_gib: float | None) -> None:
     what = f"{cfg.method}" + (f" r={cfg.rank}" if cfg.method in ("lora", "qlora") else "")
     console.print(f"[bold]{model.name}[/] ({model.params_total:,} parameters) · {what} · batch {cfg.batch_size} × "
                   f"{cfg.seq_len} tokens = {cfg.batch_size * cfg.seq_len:,} tokens/step · {ckpt}"
-                  + (" · liger" if cfg.liger else "") + (f" · {cfg.n_gpus} GPUs" if cfg.n_gpus > 1 else "")
+                  + (" · liger" if cfg.liger else "") + (f" · {cfg.n_gpus} GPUs, {cfg.distributed or 'ddp'}" if cfg.n_gpus > 1 else "")
                   + f" · {cfg.stack} stack")
     t = Table(title=f"Peak GPU memory per GPU (at the {est.phase})", title_justify="left")
     t.add_column("component")
