@@ -46,3 +46,36 @@ def test_missing_relative_dataset_is_named_at_the_answers_folder(capsys, tmp_pat
     err = capsys.readouterr().err
     assert rc == 2
     assert f"dataset file not found: {tmp_path / 'project' / 'data' / 'train.jsonl'}" in err
+
+
+def _pref_rows(n: int) -> str:
+    import json
+
+    return "".join(json.dumps({"prompt": f"Question {i}?", "chosen": f"A careful answer {i}.",
+                               "rejected": "Read the docs."}) + "\n" for i in range(n))
+
+
+def test_dpo_alone_does_not_get_instruction_data_warnings(capsys, tmp_path):
+    # 300 preference pairs and no instruction rows: the plan is DPO alone, so "0 instruction examples
+    # for a chat task" and "Only 0 instruction examples: overfitting ... learning rate 1e-4" were wrong.
+    import json
+
+    (tmp_path / "pref.jsonl").write_text(_pref_rows(300), encoding="utf-8")
+    answers = _answers(tmp_path, task="chat", goals=["tone-style"], clear_task=True, tried_prompting=True,
+                       dataset="pref.jsonl", model="llama-3.2-1b", gpus=[{"memory_gib": 80}])
+    assert main(["recommend", "--answers", str(answers), "--no-detect", "--format", "json"]) == 0
+    j = json.loads(capsys.readouterr().out)
+    assert j["stage"] == "dpo" and "TW302-dpo-only" in j["fired"]
+    assert not {"TW401-data-size-medium-task", "TW600-small-data-overfitting"} & set(j["fired"])
+    assert not any("0 instruction examples" in w for w in j["warnings"])
+
+
+def test_small_sft_data_still_gets_them(capsys, tmp_path):
+    import json
+
+    answers = _answers(tmp_path, task="chat", goals=["tone-style"], clear_task=True, tried_prompting=True,
+                       examples=400, model="llama-3.2-1b", gpus=[{"memory_gib": 80}])
+    assert main(["recommend", "--answers", str(answers), "--no-detect", "--format", "json"]) == 0
+    j = json.loads(capsys.readouterr().out)
+    assert j["stage"] == "sft"
+    assert {"TW401-data-size-medium-task", "TW600-small-data-overfitting"} <= set(j["fired"])
