@@ -9,12 +9,14 @@ never shell strings. The job's own output goes to RUN_DIR/train.log.
 from __future__ import annotations
 
 import ctypes
+import fcntl
 import json
 import os
 import signal
 import subprocess
 import threading
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 from rich.console import Console
@@ -29,6 +31,7 @@ from launcher.summary import read_summary, write_summary
 
 EXIT_OOM, EXIT_STOPPED = 75, 130
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
+LOCK_FILE = ".launch.lock"  # held by the running launcher (RUN_DIR is trained by one launch at a time)
 OFFLINE = {"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "HF_HUB_DISABLE_TELEMETRY": "1"}
 
 
@@ -73,15 +76,40 @@ def launch(run_dir, *, smoke: bool = False, max_steps: int | None = None, save_s
         return _smoke(run_dir, plan, max_steps=max_steps, console=console, allow_network=allow_network)
     if not cpu:
         _require_gpus(plan)
-    if has_checkpoints(run_dir):
-        fingerprint.check(run_dir, plan)
-    summary = read_summary(run_dir)
-    if summary.get("status") == "completed":
-        console.print(f"[green]{run_dir} already completed[/] ({summary.get('steps')} steps); "
-                      f"result in {summary.get('adapter_dir') or summary.get('model_dir')}")
-        return 0
-    return _run_with_ladder(run_dir, plan, max_steps=max_steps, save_steps=save_steps, console=console,
-                            allow_network=allow_network, cpu=cpu)
+    with _exclusive(run_dir):
+        if has_checkpoints(run_dir):
+            fingerprint.check(run_dir, plan)
+        summary = read_summary(run_dir)
+        if summary.get("status") == "completed":
+            console.print(f"[green]{run_dir} already completed[/] ({summary.get('steps')} steps); "
+                          f"result in {summary.get('adapter_dir') or summary.get('model_dir')}")
+            return 0
+        return _run_with_ladder(run_dir, plan, max_steps=max_steps, save_steps=save_steps, console=console,
+                                allow_network=allow_network, cpu=cpu)
+
+
+@contextmanager
+def _exclusive(run_dir: Path):
+    """One launch per run directory: two jobs writing the same checkpoints and metrics corrupt both.
+    An advisory lock, so a launcher killed by any signal releases it."""
+    f = open(run_dir / LOCK_FILE, "a+", encoding="utf-8")
+    try:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            f.seek(0)
+            pid = f.read().strip()
+            raise UserError(f"{run_dir} is already being trained by another `tunewise launch`"
+                            + (f" (pid {pid})" if pid.isdigit() else ""),
+                            "wait for it to finish, or stop it (Ctrl-C saves a checkpoint) and launch again "
+                            "to resume") from None
+        f.seek(0)
+        f.truncate()
+        f.write(f"{os.getpid()}\n")
+        f.flush()
+        yield
+    finally:
+        f.close()
 
 
 def _approach(report_json: Path) -> str:

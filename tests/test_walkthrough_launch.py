@@ -66,3 +66,18 @@ def test_launching_a_prompting_recommendation_says_there_is_no_job(tmp_path, cap
     assert main(["launch", str(tmp_path / "run"), "--smoke"]) == 2
     err = capsys.readouterr().err
     assert "recommendation of prompting, not fine-tuning" in err and "report.md" in err
+
+
+def test_a_second_launch_of_the_same_run_directory_is_refused(tmp_path, monkeypatch):
+    # Two `tunewise launch RUN_DIR` at once both trained into the same checkpoints and metrics.jsonl.
+    import pytest
+
+    from advisor.errors import UserError
+
+    rd = make_run(tmp_path, tiny_base(tmp_path / "base"))
+    _stopped_job(monkeypatch)
+    with launch._exclusive(rd):  # a launch in progress holds the run directory's lock
+        with pytest.raises(UserError, match="already being trained by another `tunewise launch`"):
+            launch.launch(rd, cpu=True, console=Console(file=io.StringIO()))
+    # released when that launch ends (any exit, kill -9 included: the lock is the process's)
+    assert launch.launch(rd, cpu=True, console=Console(file=io.StringIO())) == launch.EXIT_STOPPED
