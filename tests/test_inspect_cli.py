@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 
@@ -111,6 +112,9 @@ def test_rows_whose_prompt_fills_max_length_are_not_usable(tmp_path, capsys):
     assert main(["inspect", data, "--tokenizer", tok, "--max-length", "32", "--format", "json"]) == 1
     d = json.loads(capsys.readouterr().out)
     assert d["zero_trainable_rows"] == 3 and d["usable"] is False
+    text = cli(data, "--tokenizer", tok, "--max-length", "32")
+    assert text.returncode == 1 and "unusable" in text.stdout
+    assert re.search(r"usable for training\s+0\n", text.stdout), text.stdout  # not 3: the verdict says unusable
     # The same rows fit a long enough max_length, and one short row is enough to be usable.
     assert main(["inspect", data, "--tokenizer", tok, "--max-length", "4096", "--format", "json"]) == 0
     short = write_jsonl(tmp_path / "mixed.jsonl", [*rows, {"prompt": "hi", "completion": "hello"}])

@@ -45,7 +45,8 @@ def _counts(r: DataReport) -> Table:
     t.add_row("invalid", f"{r.invalid_count:,}")
     t.add_row("exact duplicates", f"{r.duplicates:,}")
     t.add_row("near-duplicates", f"{r.near_duplicates:,}")
-    t.add_row("usable for training", f"{r.usable_rows:,}")
+    # Rows that keep no trainable token at max_length make data unusable even when the split keeps them.
+    t.add_row("usable for training", f"{r.usable_rows:,}" if r.usable or not r.usable_rows else "0")
     if r.format == "preference":
         t.add_row("preference pairs", f"{r.preference_rows:,}")
     if r.label_column:
