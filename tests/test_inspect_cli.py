@@ -120,3 +120,14 @@ def test_rows_whose_prompt_fills_max_length_are_not_usable(tmp_path, capsys):
     short = write_jsonl(tmp_path / "mixed.jsonl", [*rows, {"prompt": "hi", "completion": "hello"}])
     capsys.readouterr()
     assert main(["inspect", short, "--tokenizer", tok, "--max-length", "32", "--format", "json"]) == 0
+
+
+def test_missing_file_in_an_existing_folder_is_not_taken_for_a_hub_id(tmp_path, capsys, monkeypatch):
+    # `inspect data/train` (extension forgotten) tried the hub for ~25 s of retries without network.
+    (tmp_path / "data").mkdir()
+    monkeypatch.chdir(tmp_path)
+    assert main(["inspect", "data/train"]) == 2
+    err = capsys.readouterr().err
+    assert "dataset file not found: data/train" in err and "hub" not in err
+    assert main(["inspect", "some-org/some-dataset"]) == 2  # no such folder: still read as a hub id
+    assert "hub dataset id" in capsys.readouterr().err

@@ -56,7 +56,9 @@ def resolve_source(path: str | os.PathLike) -> Source:
     text = str(path)
     p = Path(text).expanduser()
     if not p.exists():
-        if _HUB_ID.match(text) and not text.endswith((".jsonl", ".json", ".csv", ".parquet")):
+        # "data/train" next to an existing data/ folder is a mistyped local file, not a hub id to fetch.
+        local_folder = p.parent != Path(".") and p.parent.is_dir()
+        if _HUB_ID.match(text) and not local_folder and not text.endswith((".jsonl", ".json", ".csv", ".parquet")):
             return _hub_source(text)
         raise UserError(f"dataset file not found: {text}", "check the path (relative paths are "
                         "resolved from the current directory; in an answers file, from its folder)")
