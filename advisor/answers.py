@@ -182,7 +182,8 @@ def resolve_paths(answers: Answers, base: Path) -> Answers:
             updates["dataset"] = str(cand)
     if answers.model and answers.model.startswith((".", "/", "~")):
         cand = (base / Path(answers.model).expanduser()).resolve()
-        if cand.exists():
+        # Like the dataset: a directory found in neither place is named where the answers file puts it.
+        if cand.exists() or not Path(answers.model).expanduser().exists():
             updates["model"] = str(cand)
     return answers.model_copy(update=updates) if updates else answers
 

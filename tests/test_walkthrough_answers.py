@@ -79,3 +79,13 @@ def test_small_sft_data_still_gets_them(capsys, tmp_path):
     j = json.loads(capsys.readouterr().out)
     assert j["stage"] == "sft"
     assert {"TW401-data-size-medium-task", "TW600-small-data-overfitting"} <= set(j["fired"])
+
+
+def test_missing_relative_model_dir_is_named_at_the_answers_folder(capsys, tmp_path):
+    answers = _answers(tmp_path / "project", task="chat", examples=2000, model="./models/mine")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    with contextlib.chdir(elsewhere):
+        rc = main(["recommend", "--answers", str(answers), "--no-detect"])
+    assert rc == 2
+    assert f"unknown model '{tmp_path / 'project' / 'models' / 'mine'}'" in capsys.readouterr().err
