@@ -12,7 +12,8 @@ def add_parser(sub):
     p.add_argument("run_dir", metavar="RUN_DIR", help="run directory holding plan.yaml")
     p.add_argument("--smoke", action="store_true",
                    help="dry run on CPU: the same plan with a tiny stand-in model, a few dozen steps, in RUN_DIR/smoke")
-    p.add_argument("--max-steps", type=positive_int, metavar="N", help="stop after N optimizer steps")
+    p.add_argument("--max-steps", type=positive_int, metavar="N", help="stop after N optimizer steps; the run then counts as "
+                   "finished (a later launch does not continue it), so try it on a copy of RUN_DIR")
     p.add_argument("--save-steps", type=positive_int, metavar="N", help="save a checkpoint every N steps")
     p.add_argument("--allow-network", action="store_true",
                    help="let the job reach the Hugging Face hub (off by default: models must be local)")
