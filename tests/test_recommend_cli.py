@@ -110,3 +110,17 @@ def test_out_says_when_a_sibling_was_made_and_rejects_an_empty_name(capsys, tmp_
     # `--out ""` wrote nothing and said nothing, exit 0
     assert main(["recommend", "--answers", answers, "--out", "", "--format", "json"]) == 2
     assert "--out is empty" in capsys.readouterr().err
+
+
+def test_json_on_stdout_is_the_plan_written_with_out(capsys, tmp_path):
+    # stdout was printed before --out wrote the split (and a Spectrum scan's layers) into the plan,
+    # so it differed from RUN_DIR/report.json: train/validation were null.
+    demo = ROOT / "examples" / "demo" / "answers.yaml"
+    data = yaml.safe_load(demo.read_text())
+    data["dataset"] = str(demo.parent / data["dataset"])
+    data["gpus"] = [{"name": "RTX 4090", "memory_gib": 24}]
+    out = tmp_path / "run"
+    assert main(["recommend", "--answers", _answers(tmp_path, **data), "--out", str(out), "--format", "json"]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert printed == json.loads((out / "report.json").read_text())
+    assert printed["plan"]["data"]["train"] == "data/train.jsonl"

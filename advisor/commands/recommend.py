@@ -40,14 +40,16 @@ def run(args) -> int:
     rec = recommend(answers, detect_gpus=not args.no_detect)
     if getattr(args, "brief", False):
         return _brief(rec, args)
+    run_dir = None
+    if args.out:  # first: writing completes the plan (data split, Spectrum layers), which is then printed
+        run_dir = _write_run_dir(rec, args.out)
     if args.format == "json":
         print(json.dumps(recommendation_json(rec), indent=2, default=str))
     else:
         from advisor.report import render
 
         sys.stdout.write(render(rec, args.format))
-    if args.out:
-        run_dir = _write_run_dir(rec, args.out)
+    if run_dir is not None:
         print(_wrote(run_dir, args.out), file=sys.stderr)
     for p in rec.problems:
         print(f"tunewise: {p}", file=sys.stderr)
