@@ -124,3 +124,13 @@ def test_json_on_stdout_is_the_plan_written_with_out(capsys, tmp_path):
     printed = json.loads(capsys.readouterr().out)
     assert printed == json.loads((out / "report.json").read_text())
     assert printed["plan"]["data"]["train"] == "data/train.jsonl"
+
+
+def test_report_is_still_printed_when_out_cannot_be_completed(capsys, tmp_path):
+    # Spectrum on a hub id needs local weights to scan: --out fails (exit 2) but the report is shown.
+    answers = _answers(tmp_path, task="chat", examples=3000, clear_task=True, tried_prompting=True,
+                       model="meta-llama/Llama-3.2-1B", gpus=[{"memory_gib": 80}], method="spectrum")
+    rc = main(["recommend", "--answers", answers, "--out", str(tmp_path / "run"), "--format", "json"])
+    out = capsys.readouterr()
+    assert rc == 2 and "Spectrum needs a scan" in out.err
+    assert json.loads(out.out)["method"] == "spectrum" and not (tmp_path / "run").exists()

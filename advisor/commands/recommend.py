@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import sys
 
-from advisor.errors import UserError
+from advisor.errors import CheckFailed, UserError
 
 
 def add_parser(sub):
@@ -40,15 +40,20 @@ def run(args) -> int:
     rec = recommend(answers, detect_gpus=not args.no_detect)
     if getattr(args, "brief", False):
         return _brief(rec, args)
-    run_dir = None
+    run_dir = failed = None
     if args.out:  # first: writing completes the plan (data split, Spectrum layers), which is then printed
-        run_dir = _write_run_dir(rec, args.out)
+        try:
+            run_dir = _write_run_dir(rec, args.out)
+        except (UserError, CheckFailed) as e:
+            failed = e  # the report is still shown, then the error
     if args.format == "json":
         print(json.dumps(recommendation_json(rec), indent=2, default=str))
     else:
         from advisor.report import render
 
         sys.stdout.write(render(rec, args.format))
+    if failed is not None:
+        raise failed
     if run_dir is not None:
         print(_wrote(run_dir, args.out), file=sys.stderr)
     for p in rec.problems:
