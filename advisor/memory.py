@@ -58,6 +58,9 @@ class MemoryConfig:
     # shorter than the sequence, so SDPA gets a block-diagonal mask even at micro-batch 1. False only
     # when every example fills the sequence (the benchmarks' full-length random rows).
     packed_docs: bool = True
+    # TRL's padding-free layout (the micro-batch flattened into one row); off: packed rows stay rows
+    # (launcher/packing.py), as the job runs them under SDPA and eager attention.
+    padding_free: bool = False
 
 
 @dataclass
@@ -96,7 +99,8 @@ def config_for_plan(plan) -> MemoryConfig:
     return MemoryConfig(method=plan.method, rank=lora.r if lora else 16, seq_len=plan.max_length,
                         batch_size=plan.micro_batch_size, grad_ckpt=plan.gradient_checkpointing, liger=plan.liger,
                         n_gpus=plan.n_gpus, distributed=plan.distributed, attn=attn,
-                        lora_dropout=lora.dropout if lora else 0.0)
+                        lora_dropout=lora.dropout if lora else 0.0,
+                        padding_free=plan.flat_packing)
 
 
 def validate(cfg: MemoryConfig) -> None:

@@ -28,8 +28,9 @@ autocast (bench/calibration/measure_plain_stack.py). "tunewise" is the job `tune
   4,096-token × 32,768-vocabulary tile at a time, the hidden-state gradient is accumulated in fp32;
 - `use_liger_kernel` applies Liger's RMSNorm/SwiGLU/RoPE only (TRL turns its fused linear
   cross-entropy off in favour of the fused head);
-- packing with BFD is padding-free: the micro-batch runs as one row of batch × seq tokens, which only
-  matters for eager attention (its score matrix spans the whole row).
+- packing with BFD: TRL flattens the micro-batch into one padding-free row of batch × seq tokens
+  (`padding_free`, for FlashAttention-2); under SDPA and eager the job keeps the packed rows as rows
+  (launcher/packing.py). Either way a row of several documents carries a block-diagonal mask.
 """
 
 from __future__ import annotations
@@ -90,9 +91,19 @@ def lora_saved_input_bytes(cfg) -> int:
     return 2 if cfg.stack == "tunewise" else adapter_compute_bytes(cfg)
 
 
+def flattened(cfg) -> bool:
+    """The job's micro-batch as one flattened row (TRL's padding-free layout) instead of rows."""
+    return cfg.stack == "tunewise" and cfg.padding_free
+
+
 def attn_span(cfg) -> int:
-    """Keys each query's score row covers: the sequence, or the packed row (tunewise, padding-free)."""
-    return cfg.seq_len * cfg.batch_size if cfg.stack == "tunewise" else cfg.seq_len
+    """Keys each query's score row covers: the sequence, or the flattened row (padding-free)."""
+    return cfg.seq_len * cfg.batch_size if flattened(cfg) else cfg.seq_len
+
+
+def attn_rows(cfg) -> int:
+    """Rows of the attention mask: the micro-batch, or the one flattened row."""
+    return 1 if flattened(cfg) else cfg.batch_size
 
 
 def lora_modules(m: ModelFacts) -> list[tuple[int, int]]:
@@ -127,32 +138,31 @@ _TWO_MASK_FAMILIES = {"gemma2", "gemma3", "gemma3_text"}
 def attn_mask_bytes(m: ModelFacts, cfg) -> float:
     """The attention mask transformers builds once per forward; every layer keeps it for backward (SDPA
     and eager save it; checkpointing keeps it as a layer input). Eager: an additive mask in the stream's
-    dtype, batch × seq² (the packed row: (batch·seq)²). SDPA: none on unpadded rows (`is_causal`), but a
-    bool block-diagonal (batch·seq)² mask on a packed row of several sequences. Flash: none (cu_seqlens).
+    dtype, batch × seq² (the flattened row: (batch·seq)²). SDPA: none on unpadded rows (`is_causal`), but a
+    bool block-diagonal mask of the same shape on packed rows of several sequences. Flash: none (cu_seqlens).
     Found by the whole-step trace on CPU (bench/memory_trace.py)."""
     attn = effective_attn(m, cfg)
     masks = 2 if m.family in _TWO_MASK_FAMILIES else 1
     if attn == "eager":
-        rows = 1 if cfg.stack == "tunewise" else cfg.batch_size
-        return masks * rows * attn_span(cfg) ** 2 * stream_bytes(cfg)
+        return masks * attn_rows(cfg) * attn_span(cfg) ** 2 * stream_bytes(cfg)
     if packed_sdpa(m, cfg):
-        return masks * attn_span(cfg) ** 2
+        return masks * attn_rows(cfg) * attn_span(cfg) ** 2
     return 0.0
 
 
 def packed_sdpa(m: ModelFacts, cfg) -> bool:
-    """The job's padding-free rows of several sequences under SDPA: transformers passes a block-diagonal
-    mask, so SDPA cannot use its native GQA path or `is_causal`. A micro-batch of 2 or more is always
-    such a row; at micro-batch 1 the packed row holds several documents unless every example fills the
-    sequence (`cfg.packed_docs`), and transformers builds the mask from the position ids all the same."""
-    several = cfg.batch_size > 1 or cfg.packed_docs
+    """The job's packed rows of several sequences under SDPA: transformers passes a block-diagonal mask
+    (from the restarting position ids), so SDPA cannot use its native GQA path or `is_causal`. A packed
+    row holds several documents unless every example fills the sequence (`cfg.packed_docs`); a flattened
+    micro-batch of 2 or more always does."""
+    several = cfg.packed_docs or (flattened(cfg) and cfg.batch_size > 1)
     return effective_attn(m, cfg) == "sdpa" and cfg.stack == "tunewise" and several
 
 
 def attn_mask_bytes_per_layer(m: ModelFacts, cfg) -> float:
     """What each layer's SDPA call saves of the mask: torch turns the bool mask into an additive one in
-    the query's dtype (span² elements) and the attention kernel keeps it for its backward."""
-    return attn_span(cfg) ** 2 * stream_bytes(cfg) if packed_sdpa(m, cfg) else 0.0
+    the query's dtype (rows × span² elements) and the attention kernel keeps it for its backward."""
+    return attn_rows(cfg) * attn_span(cfg) ** 2 * stream_bytes(cfg) if packed_sdpa(m, cfg) else 0.0
 
 
 def layer_saved_bytes_per_token(m: ModelFacts, cfg, *, mask_bytes: int = 1) -> float:

@@ -57,6 +57,10 @@ class DataSpec:
     validation_fraction: float = 0.2  # share held out when no separate validation file is given
 
 
+# Attention implementations that mask packed documents per row (from the position ids transformers sees).
+ROW_ATTENTION = ("sdpa", "eager")
+
+
 @dataclass
 class TrainingPlan:
     model: str
@@ -67,6 +71,10 @@ class TrainingPlan:
     trust_remote_code: bool = False
     max_length: int = 1024
     packing: bool = True
+    # TRL's padding-free layout: the micro-batch's packed rows flattened into one row (what FlashAttention-2's
+    # varlen kernel wants). Off: packed rows stay rows, so SDPA/eager attention spans max_length, not
+    # micro-batch x max_length (launcher/packing.py). The job flattens under any other attention regardless.
+    padding_free: bool = False
     completion_only_loss: bool = True  # loss on completions / assistant turns only
     micro_batch_size: int = 4
     grad_accum: int = 4
@@ -99,6 +107,12 @@ class TrainingPlan:
     predicted_device_gib: float | None = None  # what the GPU will show in use (allocator reserve + CUDA context)
     reasons: dict[str, str] = field(default_factory=dict)
     version: int = PLAN_VERSION
+
+    @property
+    def flat_packing(self) -> bool:
+        """Packed rows flattened into one padding-free row (TRL's layout, for FlashAttention-2's varlen
+        kernel) rather than kept as rows: asked for, or forced by an attention that cannot mask per row."""
+        return self.padding_free or self.attn_implementation not in ROW_ATTENTION
 
     @property
     def effective_batch(self) -> int:

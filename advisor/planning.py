@@ -32,6 +32,9 @@ DEFAULT_REASONS = {
     "optimizer": "AdamW, the optimizer the guide's recommended configurations assume",
     "attn_implementation": "PyTorch SDPA attention works on every GPU; FlashAttention-2 (part of the guide's "
                            "recommended stack) can be switched on where installed",
+    "padding_free": "packed rows stay separate rows of the micro-batch: attention (SDPA) then spans one row "
+                    "of max_length instead of micro-batch × max_length: micro-batch times less attention work "
+                    "and mask memory for the same tokens; FlashAttention-2 would take the flattened row instead",
     "liger": "Liger kernels (in the guide's recommended stack) need a GPU and the liger-kernel package; off by default",
     "save_total_limit": "keep the 3 most recent checkpoints to bound disk use",
     "logging_steps": "log loss every 5 steps so training and validation curves can be watched "

@@ -373,6 +373,7 @@ def run_tunewise(p: Point, ckpt: Path, trace: StepTrace, work: Path, cpu_fold: b
     from trl import SFTTrainer
 
     from launcher import train as job
+    from launcher.packing import use_packed_rows
 
     plan = tunewise_plan(p, ckpt)
     gpu_dtype = job.compute_dtype
@@ -394,6 +395,7 @@ def run_tunewise(p: Point, ckpt: Path, trace: StepTrace, work: Path, cpu_fold: b
     config = replace(config, bf16=True, optim="adamw_torch_fused", report_to=[], save_strategy="no")
     trainer = SFTTrainer(model=model, args=config, train_dataset=ds,
                          processing_class=AutoTokenizer.from_pretrained(ckpt), peft_config=job.lora_config(plan))
+    use_packed_rows(trainer, plan, "sft")  # the job's batch layout (launcher/train.py does the same)
     autocast = []
     handles = mark_phases(trainer.model, trace)
     first = (trainer.model.get_base_model() if hasattr(trainer.model, "get_base_model") else trainer.model).model.layers[0]
@@ -486,7 +488,8 @@ def trace_point(p: Point, work: Path, explain: bool = False, cpu_fold: bool = Fa
 
 def grid() -> list[Point]:
     """Every architecture at two sizes; both stacks; lora / qlora / spectrum / full; 128..1024 tokens,
-    micro-batches 1..4, checkpointing on and off."""
+    micro-batches 1..4, checkpointing on and off; the job's packed rows of one document (full-length
+    rows) and of 2-4 documents (a block-diagonal mask per row)."""
     P = Point
     pts = []
     for k, arch in enumerate(("llama", "qwen2", "phi3", "gemma2")):
@@ -495,18 +498,19 @@ def grid() -> list[Point]:
         pts += [
             P(arch, "s", "plain", "lora", 512, 2), P(arch, "s", no_ckpt, "lora", 256, 2, ckpt=False),
             P(arch, "m", "tunewise", "lora", long, 4),
-            P(arch, "m", "plain", "qlora", 512, 1), P(arch, "m", "tunewise", "qlora", 512, 2),
-            P(arch, "m", "plain", "spectrum", 128, 4), P(arch, "m", "tunewise", "spectrum", 256, 2),
+            P(arch, "m", "plain", "qlora", 512, 1), P(arch, "m", "tunewise", "qlora", 512, 2, docs=2),
+            P(arch, "m", "plain", "spectrum", 128, 4), P(arch, "m", "tunewise", "spectrum", 256, 2, docs=2),
             P(arch, "s", "plain", "full", 256, 1), P(arch, "s", "tunewise", "full", 128, 3, ckpt=False),
         ]
     # A small vocabulary and no checkpointing: the peak moves from the loss into the backward.
-    pts += [P("llama", "w", "plain", "lora", 512, 2, ckpt=False), P("llama", "w", "tunewise", "lora", 512, 2, ckpt=False),
+    pts += [P("llama", "w", "plain", "lora", 512, 2, ckpt=False), P("llama", "w", "tunewise", "lora", 512, 2, ckpt=False, docs=4),
             P("llama", "w", "plain", "full", 512, 1, ckpt=False)]
     # The moment the H200's 8B LoRA points peak in: the first layer's backward (recomputed layer + its
     # gradient working set), above the job's fused-head loss.
     pts += [P("llama", "x", "tunewise", "lora", 1024, 4)]
     # Micro-batch 1 with short documents: BFD packs 4 per row, so the row carries a block-diagonal mask
-    # (and SDPA repeats k/v) as at micro-batch 2+; without checkpointing every layer keeps both.
+    # (and SDPA repeats k/v) like any packed row of several documents; without checkpointing every layer
+    # keeps both.
     pts += [P("llama", "m", "tunewise", "lora", 1024, 1, docs=4), P("qwen2", "m", "tunewise", "lora", 1024, 1, ckpt=False, docs=4),
             P("llama", "m", "tunewise", "lora", 1024, 1, ckpt=False)]
     return pts

@@ -23,6 +23,7 @@ from pathlib import Path
 from advisor.errors import UserError
 from advisor.plan import TrainingPlan
 from launcher import fingerprint
+from launcher.packing import use_packed_rows
 from launcher.summary import write_summary
 
 EXIT_FAILED, EXIT_BAD_INPUT, EXIT_OOM, EXIT_STOPPED = 1, 2, 75, 130
@@ -142,6 +143,7 @@ def train_stage(run_dir: Path, plan: TrainingPlan, stage: str, index: int, stage
 
         trainer = SFTTrainer(model=model, args=config, train_dataset=train_ds, eval_dataset=eval_ds,
                              processing_class=tokenizer, peft_config=peft_config, callbacks=callbacks)
+        use_packed_rows(trainer, plan, stage)
 
     # 5. Train (resuming optimizer, scheduler and RNG state from the checkpoint when there is one).
     base = dict(stage=stage, method=plan.method, output_dir=str(run_dir / "output"),

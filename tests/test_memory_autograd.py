@@ -51,10 +51,12 @@ def _build(shape: dict, attn: str):
     return AutoModelForCausalLM.from_config(cfg, dtype=torch.bfloat16, attn_implementation=attn)
 
 
-def _saved_in_layer1(model, decoder, *, autocast: bool = False, packed: bool = False, one_doc: bool = False) -> int:
+def _saved_in_layer1(model, decoder, *, autocast: bool = False, packed: bool = False, one_doc: bool = False,
+                     row_docs: int = 0) -> int:
     """Bytes saved inside decoder layer 1 for one forward + backward. `autocast`: under bf16 autocast,
-    as accelerate wraps the Trainer's forward. `packed`: the BS sequences as one padding-free row with
-    restarting position ids, as TRL's BFD packing feeds them; with `one_doc`, that row is one document."""
+    as accelerate wraps the Trainer's forward. `packed`: the BS sequences as one flattened padding-free row
+    with restarting position ids (TRL's layout); with `one_doc`, that row is one document. `row_docs`: BS
+    packed rows kept as rows (the job's layout under SDPA/eager), each of `row_docs` documents."""
     import contextlib
 
     import torch
@@ -77,6 +79,8 @@ def _saved_in_layer1(model, decoder, *, autocast: bool = False, packed: bool = F
     model.config.use_cache = False
     x = torch.randint(0, model.config.vocab_size, (BS, SEQ), generator=torch.Generator().manual_seed(0))
     kw = {}
+    if row_docs:
+        kw["position_ids"] = torch.arange(SEQ // row_docs).repeat(row_docs).repeat(BS, 1)
     if packed:
         x = x.reshape(1, BS * SEQ)
         kw["position_ids"] = (torch.arange(BS * SEQ) if one_doc else torch.arange(SEQ).repeat(BS)).unsqueeze(0)
@@ -155,8 +159,9 @@ def test_qlora_runs_activations_in_fp32(tmp_path):
 
 # The tunewise stack: the job launcher/train.py runs through TRL's SFTTrainer.
 
-def _tunewise(method: str, **kw) -> MemoryConfig:
-    return MemoryConfig(method, seq_len=SEQ, batch_size=BS, stack="tunewise", **kw)
+def _tunewise(method: str, flat: bool = True, **kw) -> MemoryConfig:
+    """The job's settings; `flat`: its micro-batch flattened into one row, as `packed=True` measures."""
+    return MemoryConfig(method, seq_len=SEQ, batch_size=BS, stack="tunewise", padding_free=flat, **kw)
 
 
 @pytest.mark.parametrize("family", ["llama", "phi3"])
@@ -215,4 +220,18 @@ def test_tunewise_micro_batch_1_mask_follows_the_documents_in_the_row(one_doc):
                        packed_docs=not one_doc)
     mask = attn_mask_bytes_per_layer(facts_from_config(shape, name="tiny", source="local"), cfg)
     assert mask == (0 if one_doc else (BS * SEQ) ** 2 * 2)
+    _check(shape, cfg, measured)
+
+
+@pytest.mark.parametrize("row_docs", [1, 2])
+def test_tunewise_packed_rows_mask_each_row(row_docs):
+    # The job's layout under SDPA (launcher/packing.py): BS packed rows kept as rows. Rows of several
+    # documents carry a (BS, seq, seq) block-diagonal mask (an additive copy per layer, k/v repeated);
+    # rows that are each one document run SDPA unmasked, with native GQA, as the plain stack does.
+    shape = {**SHAPES["llama"], "num_key_value_heads": 2}
+    model = _lora(_build(shape, "sdpa"))
+    measured = _saved_in_layer1(model, model.base_model.model.model, autocast=True, row_docs=row_docs)
+    cfg = _tunewise("lora", flat=False, rank=8, lora_dropout=0.0, packed_docs=row_docs > 1)
+    mask = attn_mask_bytes_per_layer(facts_from_config(shape, name="tiny", source="local"), cfg)
+    assert mask == (BS * SEQ**2 * 2 if row_docs > 1 else 0)  # a BS-th of the flattened row's (BS * SEQ)**2
     _check(shape, cfg, measured)
