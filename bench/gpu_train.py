@@ -80,6 +80,7 @@ def _words(tokenizer, n: int, rng) -> str:
 
 def write_text_data(path: Path, tokenizer, *, rows: int, lengths: str, seed: int = 0) -> None:
     """`fixed`: every row longer than 1,024 tokens (each packed row is one full sequence, no padding);
+    `quarter`: 250-token documents, four to a packed row of 1,024 (a block-diagonal mask in every row);
     `varlen`: a realistic long-tailed distribution (log-normal, median ~200 tokens, capped at 1,024)."""
     import random
 
@@ -87,7 +88,12 @@ def write_text_data(path: Path, tokenizer, *, rows: int, lengths: str, seed: int
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "w") as f:
         for _ in range(rows):
-            n = 1200 if lengths == "fixed" else min(1024, max(16, int(rng.lognormvariate(5.3, 0.8))))
+            if lengths == "fixed":
+                n = 1200
+            elif lengths == "quarter":
+                n = 250
+            else:
+                n = min(1024, max(16, int(rng.lognormvariate(5.3, 0.8))))
             f.write(json.dumps({"text": _words(tokenizer, n, rng)}) + "\n")
 
 
@@ -108,7 +114,8 @@ def tunewise_plan(spec: dict, ckpt: Path, *, tiny: bool):
     plan = TrainingPlan(
         model=str(ckpt), method=method, stage="sft",
         data=DataSpec(train="data/train.jsonl", format="text"),
-        max_length=spec["seq"], packing=spec.get("packing", True), completion_only_loss=False,
+        max_length=spec["seq"], packing=spec.get("packing", True), padding_free=spec.get("padding_free", False),
+        completion_only_loss=False,
         micro_batch_size=spec["bs"], grad_accum=1, learning_rate=2e-4, max_steps=spec["steps"] + 2,
         warmup_ratio=0.0, lora=LoraSpec(r=16, alpha=32, dropout=spec.get("lora_dropout", 0.1)),  # the plan default (TW504)
         quantization=QuantSpec() if method == "qlora" else None,
@@ -127,7 +134,9 @@ def predicted_peak(spec: dict, ckpt: Path) -> float | None:
     """`tunewise estimate` for the same settings (peak allocated, GiB)."""
     out = subprocess.run([sys.executable, "-m", "advisor", "estimate", "--model", str(ckpt), "--method",
                           spec["method"], "--seq-len", str(spec["seq"]), "--batch-size", str(spec["bs"]),
-                          *(["--liger"] if spec.get("liger", True) else []), "--format", "json"],
+                          *(["--liger"] if spec.get("liger", True) else []),
+                          *(["--padding-free"] if spec.get("padding_free") else []),
+                          *(["--full-rows"] if spec.get("lengths", "fixed") == "fixed" else []), "--format", "json"],
                          capture_output=True, text=True, env=ENV, cwd=ROOT)
     try:
         return round(json.loads(out.stdout)["peak_allocated_gib"], 3)
@@ -163,7 +172,7 @@ def run_tunewise(spec: dict, ckpt: Path, work: Path, *, tiny: bool, profile: Pat
 
     run = new_run_dir(work / f"run-{spec['name']}")
     tok = AutoTokenizer.from_pretrained(ckpt)
-    rows = (spec["steps"] + 4) * spec["bs"] * (2 if spec.get("lengths") == "fixed" else 12)
+    rows = (spec["steps"] + 4) * spec["bs"] * {"fixed": 2, "quarter": 8}.get(spec.get("lengths"), 12)
     write_text_data(run / "data/train.jsonl", tok, rows=rows, lengths=spec.get("lengths", "fixed"))
     write_run_files(run, tunewise_plan(spec, ckpt, tiny=tiny), {})
     t = time.perf_counter()
@@ -197,11 +206,13 @@ def run_trl_defaults(spec: dict, ckpt: Path, work: Path) -> dict:
     data = work / f"trl-{spec['name']}" / "train.jsonl"
     write_text_data(data, tok, rows=(spec["steps"] + 4) * spec["bs"] * 12, lengths="varlen")
     model = AutoModelForCausalLM.from_pretrained(ckpt, dtype=torch.bfloat16 if cuda else torch.float32)
-    cfg = SFTConfig(output_dir=str(data.parent / "out"), per_device_train_batch_size=spec["bs"],
+    # TRL's own defaults, batch size included (8: per_device_train_batch_size is left alone).
+    cfg = SFTConfig(output_dir=str(data.parent / "out"),
                     max_length=spec["seq"], max_steps=spec["steps"] + 2, logging_steps=1, report_to=[],
                     save_strategy="no", use_cpu=not cuda, bf16=cuda, include_num_input_tokens_seen="non_padding",
                     disable_tqdm=True)
     metrics = data.parent / "metrics.jsonl"
+    metrics.unlink(missing_ok=True)  # MetricsLog appends: a rerun in the same --work would mix two runs' rows
     tr = SFTTrainer(model=model, args=cfg, train_dataset=load_dataset("json", data_files=str(data), split="train"),
                     processing_class=tok, callbacks=[MetricsLog(metrics, "sft")],
                     peft_config=LoraConfig(r=16, lora_alpha=32, lora_dropout=0.05, target_modules="all-linear",
@@ -210,7 +221,8 @@ def run_trl_defaults(spec: dict, ckpt: Path, work: Path) -> dict:
         torch.cuda.reset_peak_memory_stats()
     tr.train()
     rate, _ = _rate(metrics)
-    return {"tokens_per_s": rate, "peak_gib": round(torch.cuda.max_memory_allocated() / GiB, 3) if cuda else None}
+    return {"tokens_per_s": rate, "peak_gib": round(torch.cuda.max_memory_allocated() / GiB, 3) if cuda else None,
+            "batch_size": cfg.per_device_train_batch_size}
 
 
 def params_of(ckpt: Path) -> int:
@@ -259,7 +271,7 @@ def _in_child(kind: str, spec: dict, ckpt: Path, work: Path, tiny: bool, timeout
 def cases(tiny: bool) -> list[dict]:
     a8, a1 = ("tiny", "tiny") if tiny else ("llama-8b", "llama-1b")
     steps = 3 if tiny else 8
-    base = dict(rank=16, seq=128 if tiny else 1024, bs=4, steps=steps, lengths="fixed")
+    base = dict(rank=16, seq=128 if tiny else 1024, bs=4, steps=steps, lengths="fixed", padding_free=False)
     return [
         dict(base, name="lora-8b", arch=a8, method="lora", baseline=True),
         dict(base, name="spectrum-8b", arch=a8, method="spectrum", baseline=True),
@@ -268,10 +280,18 @@ def cases(tiny: bool) -> list[dict]:
         # dropout kernel and its saved mask), and no packing (each 1,024-token row alone: no packed position
         # ids, so SDPA can take its flash kernel instead of a block-diagonal mask).
         dict(base, name="lora-8b-nodrop", arch=a8, method="lora", lora_dropout=0.0),
+        # The batch layout: the job keeps packed rows as rows (SDPA spans 1,024 tokens); `-flat` is TRL's
+        # padding-free row of 4,096 with its block-diagonal mask (the job until 2026-11-28, 2nd session).
+        # Full-length rows are one document each (no mask at all); `-docs4` packs four 250-token documents
+        # per row, so every row carries a mask, as real data does.
+        dict(base, name="lora-8b-flat", arch=a8, method="lora", padding_free=True),
+        dict(base, name="lora-8b-docs4", arch=a8, method="lora", lengths="quarter"),
+        dict(base, name="lora-8b-docs4-flat", arch=a8, method="lora", lengths="quarter", padding_free=True),
         dict(base, name="lora-8b-nopack", arch=a8, method="lora", packing=False),
         # torch.compile: fewer, fused kernels and less Python per step (PEFT's LoRA forward is Python per module).
         dict(base, name="lora-8b-compile", arch=a8, method="lora", compile=True),
         dict(base, name="varlen-1b", arch=a1, method="lora", lengths="varlen", trl_defaults=True),
+        dict(base, name="varlen-1b-flat", arch=a1, method="lora", lengths="varlen", padding_free=True),
         dict(base, name="lora-1b", arch=a1, method="lora"),
         dict(base, name="qlora-1b", arch=a1, method="qlora"),
         dict(base, name="spectrum-1b", arch=a1, method="spectrum"),

@@ -8,12 +8,13 @@ batch is counted:
   positions    token positions the model runs (`input_ids.numel()`): what the linear layers, norms,
                MLP and LM head cost, per useful token;
   useful       tokens that are not padding (`attention_mask`, or every position of a padding-free row);
-  score pairs  query-key pairs the attention kernel computes: a padded batch computes rows × longest²
-               (SDPA's kernels do not skip padded keys), the job's packed row under SDPA computes its
-               whole span² (the block-diagonal mask is applied, not skipped), and a per-document kernel
-               (flash varlen) would compute Σ length² (half of each, causally, in every case alike).
-It bounds what padding-free packing buys on a GPU (issue 7's variable-length goal: >= 2x the useful
-tokens/s of TRL's defaults) and what the masked SDPA path gives back; it does not measure speed.
+  score pairs  query-key pairs the attention kernel computes: rows × row length² (SDPA's kernels apply
+               a padding or block-diagonal mask, they do not skip the masked pairs), so the flattened
+               padding-free row of micro-batch × max_length costs micro-batch times more than the same
+               rows kept as rows (launcher/packing.py); a per-document kernel (flash varlen) would
+               compute Σ length² (half of each, causally, in every case alike).
+It bounds what packing buys on a GPU (issue 7's variable-length goal: >= 2x the useful tokens/s of
+TRL's defaults) and what each batch layout costs in attention; it does not measure speed.
 """
 
 from __future__ import annotations
@@ -33,27 +34,28 @@ import gpu_train  # noqa: E402
 SEQ = 1024
 
 
-def count(loader, pad_id: int) -> dict:
+def count(loader, pad_id: int | None) -> dict:
     """Positions, useful tokens and attention score pairs over every batch of a data loader."""
     positions = useful = pairs_kernel = pairs_doc = batches = 0
     for batch in loader:
         ids = batch["input_ids"]
         batches += 1
         positions += ids.numel()
-        if "attention_mask" in batch and "position_ids" not in batch:
-            mask = batch["attention_mask"]
-            lengths = mask.sum(-1).tolist()
-            useful += int(mask.sum())
-            pairs_kernel += ids.shape[0] * ids.shape[1] ** 2
+        pairs_kernel += ids.shape[0] * ids.shape[1] ** 2  # every (row, query, key) the kernel computes
+        if "position_ids" not in batch:  # padded rows of one example each (TRL's defaults)
+            lengths = batch["attention_mask"].sum(-1).tolist()
+            useful += sum(lengths)
             pairs_doc += sum(n * n for n in lengths)
             continue
-        # Padding-free: one row per micro-batch; documents start where the position ids restart.
-        pos = batch["position_ids"].reshape(-1).tolist()
-        starts = [i for i, p in enumerate(pos) if p == 0] + [len(pos)]
-        docs = [b - a for a, b in zip(starts, starts[1:])]
-        useful += sum(docs) if pad_id is None else int((ids != pad_id).sum())
-        pairs_kernel += ids.numel() ** 2
-        pairs_doc += sum(n * n for n in docs)
+        # Packed rows (one flattened row, or rows kept as rows): documents start where the position ids
+        # restart; a row's right padding is pad tokens at position 0.
+        for pos, tok in zip(batch["position_ids"].tolist(), ids.tolist(), strict=True):
+            n = len(pos)
+            while n and pos[n - 1] == 0 and tok[n - 1] == pad_id:
+                n -= 1
+            starts = [i for i in range(n) if pos[i] == 0] + [n]
+            useful += n
+            pairs_doc += sum((b - a) ** 2 for a, b in zip(starts, starts[1:], strict=False))
     return {"batches": batches, "positions": positions, "useful": useful, "pairs_kernel": pairs_kernel,
             "pairs_doc": pairs_doc}
 
@@ -71,7 +73,7 @@ def trl_defaults(ckpt: Path, data: Path, out: Path, batch: int) -> dict:
     return count(tr.get_train_dataloader(), tok.pad_token_id)
 
 
-def job(ckpt: Path, data: Path, out: Path, batch: int) -> dict:
+def job(ckpt: Path, data: Path, out: Path, batch: int, padding_free: bool = False) -> dict:
     import argparse as ap
 
     from datasets import load_dataset
@@ -79,15 +81,17 @@ def job(ckpt: Path, data: Path, out: Path, batch: int) -> dict:
     from trl import SFTTrainer
 
     from launcher import train
+    from launcher.packing import use_packed_rows
 
-    spec = dict(arch="tiny", method="lora", seq=SEQ, bs=batch, steps=1)
+    spec = dict(arch="tiny", method="lora", seq=SEQ, bs=batch, steps=1, padding_free=padding_free)
     plan = gpu_train.tunewise_plan(spec, ckpt, tiny=True)
     ds = load_dataset("json", data_files=str(data), split="train")
     config = train.trainer_config(plan, "sft", out, ds, None, ap.Namespace(max_steps=None, save_steps=None), cuda=False)
     tok = AutoTokenizer.from_pretrained(ckpt)
     tr = SFTTrainer(model=AutoModelForCausalLM.from_pretrained(ckpt), args=config, processing_class=tok,
                     train_dataset=ds)
-    return count(tr.get_train_dataloader(), None)
+    use_packed_rows(tr, plan, "sft")  # the job's layout, as launcher/train.py sets it
+    return count(tr.get_train_dataloader(), tok.pad_token_id)
 
 
 def render(rows: list[dict], command: str, n_rows: int, lengths: dict) -> str:
@@ -96,11 +100,11 @@ def render(rows: list[dict], command: str, n_rows: int, lengths: dict) -> str:
              f"(tokens: median {lengths['median']}, mean {lengths['mean']:.0f}, p95 {lengths['p95']}, "
              f"max {lengths['max']}); max_length {SEQ}; counted from the trainers' data loaders, one epoch",
              "",
-             f"{'loader':<34}{'batches':>8}{'positions':>11}{'useful':>10}{'pos/useful':>11}"
+             f"{'loader':<38}{'batches':>8}{'positions':>11}{'useful':>10}{'pos/useful':>11}"
              f"{'pairs/useful':>13}{'per-doc pairs/useful':>21}"]
     lines.append("-" * len(lines[-1]))
     for r in rows:
-        lines.append(f"{r['name']:<34}{r['batches']:>8,}{r['positions']:>11,}{r['useful']:>10,}"
+        lines.append(f"{r['name']:<38}{r['batches']:>8,}{r['positions']:>11,}{r['useful']:>10,}"
                      f"{r['positions'] / r['useful']:>11.2f}{r['pairs_kernel'] / r['useful']:>13,.0f}"
                      f"{r['pairs_doc'] / r['useful']:>21,.0f}")
     lines += ["", "pos/useful: token positions run per useful token (linear layers, MLP, norms, LM head scale "
@@ -128,10 +132,12 @@ def main(argv: list[str] | None = None) -> int:
     n = sorted(min(SEQ, len(tok(json.loads(line)["text"])["input_ids"]) + 1) for line in data.open())
     lengths = {"median": n[len(n) // 2], "mean": sum(n) / len(n), "p95": n[int(0.95 * len(n))], "max": n[-1]}
     rows = []
-    for name, fn, batch in (("TRL defaults, batch 8 (its default)", trl_defaults, 8),
-                            ("TRL defaults, batch 4", trl_defaults, 4),
-                            ("tunewise job, micro-batch 4", job, 4)):
-        rows.append({"name": name, "batch": batch, **fn(ckpt, data, args.work / name.split(",")[0], batch)})
+    for i, (name, fn, kw) in enumerate((
+            ("TRL defaults, batch 8 (its default)", trl_defaults, {"batch": 8}),
+            ("TRL defaults, batch 4", trl_defaults, {"batch": 4}),
+            ("job, 4 packed rows (its layout)", job, {"batch": 4}),
+            ("job, 4 rows flattened (padding-free)", job, {"batch": 4, "padding_free": True}))):
+        rows.append({"name": name, **kw, **fn(ckpt, data, args.work / f"loader-{i}", **kw)})
     command = "python bench/padding_waste.py" + "".join(
         f" --{k} {v}" for k, v in (("rows", args.rows if args.rows != 2000 else None), ("out", args.out),
                                    ("json", args.json)) if v)
