@@ -6,6 +6,7 @@ citing the guide section or the measurement) for the report.
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
@@ -113,6 +114,17 @@ class TrainingPlan:
         """Packed rows flattened into one padding-free row (TRL's layout, for FlashAttention-2's varlen
         kernel) rather than kept as rows: asked for, or forced by an attention that cannot mask per row."""
         return self.padding_free or self.attn_implementation not in ROW_ATTENTION
+
+    def train_examples(self, examples: int) -> int:
+        """Examples left for training: all of them beside a separate validation file, else the split's share."""
+        return examples if self.data.validation else math.floor(examples * (1 - self.data.validation_fraction))
+
+    def sequences_per_epoch(self, train_examples: int, mean_tokens: float | None) -> int:
+        """Sequences an epoch feeds: packed, the examples' tokens over max_length (BFD fills the rows); one per
+        example without packing or without token counts (then an upper bound)."""
+        if self.packing and mean_tokens:
+            return max(1, math.ceil(train_examples * mean_tokens / self.max_length))
+        return train_examples
 
     @property
     def effective_batch(self) -> int:

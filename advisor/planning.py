@@ -116,7 +116,7 @@ def build_plan(decision: Decision, facts: Facts) -> TrainingPlan | None:
     _sequence_length(plan, v, th, r)
     _data(plan, facts, r)
     _hardware_and_batch(plan, decision, facts, r)
-    _schedule(plan, v, r)
+    _schedule(plan, v, facts, r)
     for key, why in DEFAULT_REASONS.items():
         r.setdefault(key, why)
     plan.reasons = dict(sorted(r.items()))
@@ -210,14 +210,19 @@ def _hardware_and_batch(plan: TrainingPlan, d: Decision, facts: Facts, r: dict) 
                                "tokens per step (measurement)")
 
 
-def _schedule(plan: TrainingPlan, v: dict, r: dict) -> None:
+def _schedule(plan: TrainingPlan, v: dict, facts: Facts, r: dict) -> None:
     n = v.get("sft_examples") if "sft" in plan.stage else v.get("preference_pairs")
     if n:
-        train = int(n * (1 - plan.data.validation_fraction))
-        steps = max(1, math.ceil(train / (plan.effective_batch)))
+        train = plan.train_examples(n)
+        stats = (getattr(facts.data, "token_stats", None) or {}) if "sft" in plan.stage else {}
+        mean = stats.get("mean") if isinstance(stats, dict) else None
+        seqs = plan.sequences_per_epoch(train, mean)  # the report's step arithmetic counts the same way
+        steps = max(1, math.ceil(seqs / plan.effective_batch))
         plan.eval_steps = max(1, min(plan.eval_steps, steps // 2 or 1))
         plan.save_steps = plan.eval_steps
-        r["eval_steps"] = (f"{train:,} training rows / effective batch {plan.effective_batch} = {steps:,} steps per "
+        packed = (f"{train:,} training rows × {mean:,.0f} mean tokens packed into {plan.max_length:,}-token rows "
+                  f"≈ {seqs:,} sequences" if seqs != train else f"{train:,} training rows")
+        r["eval_steps"] = (f"{packed} / effective batch {plan.effective_batch} = {steps:,} steps per "
                            f"epoch; evaluate every {plan.eval_steps} so early stopping can react ({PITFALLS})")
     else:
         r["eval_steps"] = f"evaluate every {plan.eval_steps} steps to watch validation loss ({PITFALLS})"

@@ -97,8 +97,8 @@ def _split_size(examples: int | None, plan: TrainingPlan) -> tuple[int | None, s
         return None, ""
     if plan.data.validation:
         return examples, f"{examples:,} training examples (validation from its own file)"
-    share = 1 - getattr(plan.data, "validation_fraction", 0.2)
-    n_train = math.floor(examples * share)
+    share = 1 - plan.data.validation_fraction
+    n_train = plan.train_examples(examples)
     return n_train, f"{share:.0%} of {examples:,} = {n_train:,} training examples"
 
 
@@ -126,12 +126,11 @@ def step_arithmetic(plan: TrainingPlan, data, examples: int | None, why=None) ->
         return rows
     stats = getattr(data, "token_stats", None) or {}
     mean = stats.get("mean")
+    seqs = plan.sequences_per_epoch(n_train, mean)
     if plan.packing and mean:
-        seqs = max(1, math.ceil(n_train * mean / plan.max_length))
         how = (f"{split}; packed: {n_train:,} × {mean:,.0f} mean tokens / {plan.max_length:,} "
                f"≈ {seqs:,} sequences")
     else:
-        seqs = n_train
         how = split + ("; without token counts, one example per sequence (an upper bound with packing)"
                        if plan.packing else "")
     per_epoch = max(1, math.ceil(seqs / per_step))

@@ -144,6 +144,7 @@ def train_stage(run_dir: Path, plan: TrainingPlan, stage: str, index: int, stage
         trainer = SFTTrainer(model=model, args=config, train_dataset=train_ds, eval_dataset=eval_ds,
                              processing_class=tokenizer, peft_config=peft_config, callbacks=callbacks)
         use_packed_rows(trainer, plan, stage)
+        fit_eval_interval(trainer, plan, args)
 
     # 5. Train (resuming optimizer, scheduler and RNG state from the checkpoint when there is one).
     base = dict(stage=stage, method=plan.method, output_dir=str(run_dir / "output"),
@@ -364,6 +365,23 @@ def trainer_config(plan: TrainingPlan, stage: str, out_dir: Path, train_ds, eval
         assistant_only_loss=plan.completion_only_loss and conversational,
         completion_only_loss=plan.completion_only_loss if prompt_completion else None,
         include_num_input_tokens_seen="non_padding", **common)
+
+
+def fit_eval_interval(trainer, plan: TrainingPlan, args: argparse.Namespace) -> None:
+    """Evaluate (and checkpoint) at least twice an epoch, as the plan intends. The planner counts steps
+    before packing, and without token counts it cannot know how many rows the examples pack into; the
+    data loader knows. Only ever lowers the interval; an explicit --save-steps is left alone."""
+    a = trainer.args
+    if a.eval_strategy == "no" or args.save_steps:
+        return
+    per_epoch = max(1, len(trainer.get_train_dataloader()) // max(1, a.gradient_accumulation_steps))
+    horizon = a.max_steps if a.max_steps and a.max_steps > 0 else per_epoch
+    want = max(1, horizon // 2)
+    if a.eval_steps <= want:
+        return
+    print(f"[tunewise] evaluating and checkpointing every {want} steps (plan: {a.eval_steps}): packed, one epoch "
+          f"is {per_epoch} optimizer steps", flush=True)
+    a.eval_steps = a.save_steps = want
 
 
 def _checkpointing(on: bool) -> dict:

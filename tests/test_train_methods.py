@@ -126,3 +126,19 @@ def test_plan_torch_compile_trains_the_same_first_step(base, tmp_path):
     # The second step's loss follows the first update: the compiled backward computed the same gradients.
     assert b["loss_last"] != b["loss_first"] and b["loss_last"] == pytest.approx(a["loss_last"], rel=2e-3)
     assert "torch_compile" in (compiled / "plan.yaml").read_text()
+
+
+def test_eval_interval_follows_the_packed_epoch(base, tmp_path, capsys):
+    # The plan asks for an evaluation every 50 steps, but the 16 short examples pack into a few rows: one
+    # epoch is a few optimizer steps. The job evaluates (and checkpoints) twice an epoch instead of never.
+    rd = make_run(tmp_path, base, "lora", max_steps=None, epochs=2, eval_steps=50, save_steps=50)
+    assert train.main([str(rd)]) == 0
+    out = capsys.readouterr().out
+    line = next(x for x in out.splitlines() if "evaluating and checkpointing every" in x)
+    want = int(line.split("every ")[1].split()[0])
+    per_epoch = int(line.split("one epoch is ")[1].split()[0])
+    assert want == max(1, per_epoch // 2) < 50
+    rows = [json.loads(x) for x in (rd / "metrics.jsonl").read_text().splitlines()]
+    evals = [r["step"] for r in rows if "eval_loss" in r]
+    assert len(evals) >= 2 and all(s % want == 0 for s in evals)
+    assert _summary(rd)["steps"] == 2 * per_epoch
