@@ -163,6 +163,12 @@ def _advice(model: ModelFacts, cfg: MemoryConfig, est: MemoryEstimate, gpu_gib: 
         if q < est.peak_allocated_gib - 0.5:
             out.append(f"--method qlora stores the weights in 4 bits: {q:.1f} GiB peak instead of "
                        f"{est.peak_allocated_gib:.1f} GiB")
+    if cfg.method in ("full", "spectrum"):
+        # Trainable weights carry gradients and AdamW's two moments: a frozen base with adapters drops them.
+        lo = _estimate(model, replace(cfg, method="lora")).peak_allocated_gib
+        if lo < est.peak_allocated_gib - 0.5:
+            out.append(f"--method lora trains adapters on frozen weights (no gradients or optimizer states for "
+                       f"the base): {lo:.1f} GiB peak instead of {est.peak_allocated_gib:.1f} GiB")
     if gpu_gib:
         fits = est.device_gib <= gpu_gib
         best = _largest_batch(model, cfg, gpu_gib, limit=max(64, cfg.batch_size))
@@ -176,8 +182,13 @@ def _advice(model: ModelFacts, cfg: MemoryConfig, est: MemoryEstimate, gpu_gib: 
             out.append(f"does not fit {gpu_gib:g} GiB at batch {cfg.batch_size}; batch {best[0]} fits with "
                        f"{best[1]:.1f} GiB to spare (raise gradient accumulation to keep the effective batch)")
         else:
+            levers = ["shorten sequences"] + [x for x, off in (("add --liger", not cfg.liger),
+                                                                 ("drop --no-grad-ckpt", not cfg.grad_ckpt)) if off]
+            levers.append("use --method qlora" if cfg.method != "qlora" else "use more GPUs")
+            if cfg.method != "qlora" and cfg.n_gpus == 1:
+                levers.append("more GPUs")
             out.append(f"does not fit {gpu_gib:g} GiB even at batch 1 with sequence length {cfg.seq_len}: "
-                       "shorten sequences, enable --liger and checkpointing, or use qlora / more GPUs")
+                       + ", ".join(levers[:-1]) + " or " + levers[-1])
     return out
 
 

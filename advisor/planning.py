@@ -25,7 +25,7 @@ PITFALLS = "Avoiding Critical Pitfalls"
 
 # Values no rule sets: why the default is kept.
 DEFAULT_REASONS = {
-    "warmup_ratio": "short warm-up (3% of steps) keeps the first updates of fresh adapter weights small; "
+    "warmup_ratio": "short warm-up (3% of steps) keeps the first updates small while AdamW's moment estimates settle; "
                     "not specified by the guide",
     "lr_scheduler": "cosine decay from the starting rate; not specified by the guide",
     "max_grad_norm": "gradient clipping at 1.0 guards against loss spikes; not specified by the guide",

@@ -213,3 +213,14 @@ def test_more_gpu_memory_never_makes_a_fitting_config_stop_fitting(name, method,
     assert large.fits or not small.fits
     if small.fits:
         assert (large.seq_len, large.micro_batch) >= (small.seq_len, small.micro_batch)
+
+
+def test_advice_names_only_levers_that_are_off():
+    # Full fine-tuning: the adapter route is the big lever. Checkpointing already on: not offered again.
+    full = estimate(L8B, MemoryConfig("full", batch_size=1, liger=True), gpu_gib=8)
+    assert any(a.startswith("--method lora") for a in full.advice)
+    last = full.advice[-1]
+    assert "does not fit 8 GiB" in last and "checkpointing" not in last and "--no-grad-ckpt" not in last
+    assert "--liger" not in last and "--method qlora" in last
+    off = estimate(L8B, MemoryConfig("lora", batch_size=1, grad_ckpt=False), gpu_gib=8)
+    assert "drop --no-grad-ckpt" in off.advice[-1] and "add --liger" in off.advice[-1]
