@@ -211,6 +211,7 @@ def _run_once(run_dir: Path, plan: TrainingPlan, *, attempt: int, max_steps, sav
     follower = MetricsFollower(run_dir / "metrics.jsonl")
     view = ProgressView(f"{plan.model} · {plan.method} · {plan.stage}")
     log_path = run_dir / "train.log"
+    start = log_path.stat().st_size if log_path.exists() else 0  # train.log keeps every launch's output
     env = job_env(allow_network, attempt=attempt, cpu=cpu)
     secrets = secret_values(env)
     with open(log_path, "ab") as log:
@@ -252,9 +253,12 @@ def _run_once(run_dir: Path, plan: TrainingPlan, *, attempt: int, max_steps, sav
         rc = proc.wait()
         if pump is not None:
             pump.join(timeout=30)  # a grandchild still holding the pipe must not hang the launcher
-    if rc not in (0, EXIT_OOM, EXIT_STOPPED):
-        tail = log_path.read_text(encoding="utf-8", errors="replace").splitlines()[-25:]
-        console.print("[red]the training job failed[/]; last lines of train.log:\n" + "\n".join(tail), markup=False)
+    if rc not in (0, 2, EXIT_OOM, EXIT_STOPPED):  # 2: the job named the bad input; _finish repeats it
+        with open(log_path, "rb") as f:
+            f.seek(start)
+            tail = f.read().decode("utf-8", errors="replace").splitlines()[-25:]
+        console.print("[red]the training job failed[/]; last lines of train.log:")
+        console.print("\n".join(tail), markup=False, highlight=False)
     return rc
 
 
@@ -274,6 +278,16 @@ def _feed(follower: MetricsFollower, view: ProgressView, console: Console | None
         view.update(row)
         if console is not None:
             console.print(view.line(), markup=False, highlight=False, soft_wrap=True)
+
+
+def _job_fix(run_dir: Path) -> str | None:
+    """The `fix:` line the job printed with its last error (launcher/train.py main), if any."""
+    try:
+        lines = (run_dir / "train.log").read_text(encoding="utf-8", errors="replace").splitlines()[-40:]
+    except OSError:
+        return None
+    fixes = [ln.strip()[len("fix:"):].strip() for ln in lines if ln.strip().startswith("fix:")]
+    return fixes[-1] if fixes else None
 
 
 def _again(run_dir: Path, *, cpu: bool, allow_network: bool) -> str:
@@ -300,7 +314,7 @@ def _finish(run_dir: Path, rc: int, console: Console, *, again: str | None = Non
         return EXIT_STOPPED
     if rc == 2:
         raise UserError(f"the training job rejected its input: {summary.get('error') or 'see train.log'}",
-                        f"see {run_dir / 'train.log'}")
+                        _job_fix(run_dir) or f"see {run_dir / 'train.log'}")
     raise CheckFailed(f"training failed (exit code {rc}): {summary.get('error') or 'see train.log'}",
                       f"see {run_dir / 'train.log'}; fix and run `{again}` again")
 

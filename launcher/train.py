@@ -115,7 +115,10 @@ def train_stage(run_dir: Path, plan: TrainingPlan, stage: str, index: int, stage
     train_ds, eval_ds = load_data(run_dir, plan, stage)
 
     # 3. Tokenizer and model. A DPO stage after SFT continues from the SFT adapter.
-    tokenizer = AutoTokenizer.from_pretrained(plan.model, trust_remote_code=plan.trust_remote_code)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(plan.model, trust_remote_code=plan.trust_remote_code)
+    except OSError as e:
+        raise not_local(plan, e) from None
     model = load_model(plan, cuda)
     peft_config = lora_config(plan)
     if stage == "dpo" and index > 0:
@@ -264,9 +267,14 @@ def load_model(plan: TrainingPlan, cuda: bool):
     try:
         return AutoModelForCausalLM.from_pretrained(plan.model, **kwargs)
     except OSError as e:
-        raise UserError(f"base model {plan.model!r} is not available locally ({str(e).splitlines()[0]})",
-                        f"download it where there is network (`hf download {plan.model} --local-dir DIR`) and "
-                        "set `model: DIR` in plan.yaml, or launch with --allow-network") from None
+        raise not_local(plan, e) from None
+
+
+def not_local(plan: TrainingPlan, e: OSError) -> UserError:
+    """The base model (its tokenizer or weights) cannot be read: offline and not downloaded, most often."""
+    return UserError(f"base model {plan.model!r} is not available locally ({str(e).splitlines()[0]})",
+                     f"download it where there is network (`hf download {plan.model} --local-dir DIR`) and "
+                     "set `model: DIR` in plan.yaml, or launch with --allow-network")
 
 
 def fp16_amp(plan: TrainingPlan, cuda: bool) -> bool:

@@ -81,3 +81,22 @@ def test_a_second_launch_of_the_same_run_directory_is_refused(tmp_path, monkeypa
             launch.launch(rd, cpu=True, console=Console(file=io.StringIO()))
     # released when that launch ends (any exit, kill -9 included: the lock is the process's)
     assert launch.launch(rd, cpu=True, console=Console(file=io.StringIO())) == launch.EXIT_STOPPED
+
+
+def test_a_base_model_not_on_disk_is_named_with_the_fix_and_no_traceback(tmp_path):
+    # Offline, a hub id that was never downloaded: the job's tokenizer load failed with a traceback that
+    # the launcher then printed as "the training job failed" (with its markup shown literally). Now:
+    # exit 2, the job's own message and fix, and nothing from an earlier launch's log.
+    import subprocess
+    import sys
+
+    from launchkit import ROOT
+
+    rd = make_run(tmp_path, tiny_base(tmp_path / "base"), model="nobody/no-such-model")
+    (rd / "train.log").write_text("Traceback (most recent call last):\n  an earlier launch's crash\n")
+    p = subprocess.run([sys.executable, "-m", "advisor", "launch", str(rd), "--cpu"], capture_output=True,
+                       text=True, timeout=300, cwd=ROOT)
+    out = p.stdout + p.stderr
+    assert p.returncode == 2, out
+    assert "'nobody/no-such-model' is not available locally" in out and "hf download nobody/no-such-model" in out
+    assert "Traceback" not in out and "[red]" not in out
