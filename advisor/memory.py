@@ -26,6 +26,7 @@ METHODS = ("lora", "qlora", "spectrum", "full")
 OPTIMIZERS = ("adamw", "adamw_8bit", "paged_adamw_8bit")
 ATTENTION = ("sdpa", "flash", "eager")
 DISTRIBUTED = (None, "ddp", "fsdp", "zero3")
+STAGES = ("sft", "dpo")
 
 # Device figure = peak allocated + what PyTorch's caching allocator keeps but has not handed out + the
 # CUDA context. Both measured on the H200 (bench/calibration/): the context (driver, cuBLAS/cuDNN
@@ -61,6 +62,9 @@ class MemoryConfig:
     # TRL's padding-free layout (the micro-batch flattened into one row); off: packed rows stay rows
     # (launcher/packing.py), as the job runs them under SDPA and eager attention.
     padding_free: bool = False
+    # The step being estimated: "sft" (SFTTrainer) or "dpo" (the job's DPOTrainer: chosen and rejected rows
+    # of each pair in one padded batch of 2 x batch_size rows, plus a reference forward; advisor/memory_dpo.py).
+    stage: str = "sft"
 
 
 @dataclass
@@ -111,6 +115,7 @@ def validate(cfg: MemoryConfig) -> None:
         (cfg.attn in ATTENTION, "attention", cfg.attn, f"one of {', '.join(ATTENTION)}"),
         (cfg.distributed in DISTRIBUTED, "distributed", cfg.distributed, "ddp, fsdp or zero3"),
         (cfg.stack in STACKS, "stack", cfg.stack, f"one of {', '.join(STACKS)}"),
+        (cfg.stage in STAGES, "stage", cfg.stage, f"one of {', '.join(STAGES)}"),
         (cfg.rank >= 1, "rank", cfg.rank, "a positive integer (16 is the usual start)"),
         (cfg.seq_len >= 1, "sequence length", cfg.seq_len, "a positive integer"),
         (cfg.batch_size >= 1, "batch size", cfg.batch_size, "a positive integer"),
@@ -121,6 +126,9 @@ def validate(cfg: MemoryConfig) -> None:
     for ok, what, value, allowed in checks:
         if not ok:
             raise UserError(f"invalid {what}: {value!r}", f"use {allowed}")
+    if cfg.stage == "dpo" and cfg.stack != "tunewise":
+        raise UserError(f"the {cfg.stack!r} stack has no DPO step to estimate (stage 'dpo')",
+                        "estimate the DPO stage on the tunewise stack (the job's DPOTrainer)")
 
 
 def estimate(model: ModelFacts, cfg: MemoryConfig, *, gpu_gib: float | None = None) -> MemoryEstimate:

@@ -63,6 +63,7 @@ class Parts:
     # every moment's bytes on top of the resident parts (the peak is the largest); for benchmarks
     phase_totals: dict[str, float] = field(default_factory=dict)
     resident: float = 0.0
+    phase_parts: dict[str, dict[str, float]] = field(default_factory=dict)  # each moment's components
 
 
 def stream_bytes(cfg) -> int:
@@ -306,6 +307,15 @@ def fsdp_moments(m: ModelFacts, cfg, phases: dict, *, per_layer: float, upcast: 
 
 
 def step_parts(m: ModelFacts, cfg) -> Parts:
+    """The step's resident parts and moments: SFT, or DPO (`cfg.stage`, advisor.memory_dpo)."""
+    if getattr(cfg, "stage", "sft") == "dpo":
+        from advisor.memory_dpo import dpo_step_parts
+
+        return dpo_step_parts(m, cfg)
+    return sft_step_parts(m, cfg)
+
+
+def sft_step_parts(m: ModelFacts, cfg) -> Parts:
     s = stream_bytes(cfg)
     shards = cfg.n_gpus if cfg.distributed in ("fsdp", "zero3") and cfg.n_gpus > 1 else 1
     tokens = cfg.batch_size * cfg.seq_len
@@ -386,4 +396,5 @@ def step_parts(m: ModelFacts, cfg) -> Parts:
         at_peak[k] = at_peak.get(k, 0.0) + v
     big_fp32_logits = cfg.stack == "plain" and not cfg.liger
     return Parts(at_peak=at_peak, phase=phase, loss_blocks=loss if big_fp32_logits else 0.0, paged_bytes=paged,
-                 trainable_params=n_train, phase_totals=totals, resident=sum(resident.values()))
+                 trainable_params=n_train, phase_totals=totals, resident=sum(resident.values()),
+                 phase_parts=phases)

@@ -100,6 +100,7 @@ class Point:
     ckpt: bool = True
     rank: int = 16
     docs: int = 1  # documents per packed row (the job): 1 = full-length rows, no block-diagonal mask at bs 1
+    stage: str = "sft"  # "dpo": the job's DPOTrainer on preference pairs (bs pairs = 2 x bs rows)
 
     @property
     def attn(self) -> str:
@@ -107,7 +108,8 @@ class Point:
 
     def label(self) -> str:
         docs = f" docs={self.docs}" if self.docs > 1 else ""
-        return f"{self.arch}-{self.size} {self.stack} {self.method} {self.seq}x{self.bs} ckpt={self.ckpt}{docs}"
+        dpo = " dpo" if self.stage == "dpo" else ""
+        return f"{self.arch}-{self.size} {self.stack} {self.method} {self.seq}x{self.bs} ckpt={self.ckpt}{docs}{dpo}"
 
 
 # ---------------------------------------------------------------------------------------------- tracker
@@ -127,6 +129,7 @@ class StepTrace:
         self._snap_at = 0
         self.at_peak: list[tuple[int, str, str]] = []
         self.paused = 0  # > 0: new storages are not counted (temporaries a GPU kernel would not allocate)
+        self.phase_peaks: dict[str, int] = {}  # the highest live bytes seen in each traced moment
 
     def adopt(self, tensors) -> None:
         """Count tensors that exist before the step (weights, buffers, quantisation states)."""
@@ -149,6 +152,8 @@ class StepTrace:
         if self.explain:
             self._info[id(st)] = (n, op, self.phase)
         weakref.finalize(st, self._free, n, id(st))
+        if self.live > self.phase_peaks.get(self.phase, 0):
+            self.phase_peaks[self.phase] = self.live
         if self.live > self.peak:
             self.peak, self.peak_phase, self.peak_step = self.live, self.phase, self.step
             if self.explain and self.live > self._snap_at * 1.002:  # a snapshot within 0.2% of the peak
@@ -224,14 +229,16 @@ def mark_phases(model, trace: StepTrace) -> list:
     base = model.get_base_model() if hasattr(model, "get_base_model") else model
     dec = base.model
     layers = dec.layers
-    handles = [model.register_forward_pre_hook(lambda *a: _set(trace, "forward"))]
+    # A forward without autograd is DPO's reference forward (the policy with its adapter disabled).
+    handles = [model.register_forward_pre_hook(
+        lambda *a: _set(trace, "forward" if torch.is_grad_enabled() else "ref forward"))]
 
     def in_backward() -> bool:
         return trace.phase.startswith(("backward", "loss bwd"))
 
     def on_norm(mod, args, out):
         if not in_backward():
-            trace.phase = "loss fwd"
+            trace.phase = "loss fwd" if torch.is_grad_enabled() else "ref fwd"
     handles.append(dec.norm.register_forward_hook(on_norm))
     for i, layer in enumerate(layers):
         def on_layer(mod, args, out, i=i):
@@ -255,6 +262,8 @@ def estimator_phase(traced: str, n_layers: int) -> str:
     """The estimator's name for a traced moment."""
     if traced.startswith("loss"):
         return "loss"
+    if traced.startswith("ref"):
+        return "reference forward"
     if traced == f"backward L{n_layers - 1}":
         return "first layer backward"
     if traced in ("backward L0", "grad clip"):
@@ -352,7 +361,7 @@ def tunewise_plan(p: Point, ckpt: Path):
         chosen = spectrum_layers(SHAPES[(p.arch, p.size)]["num_hidden_layers"])
         patterns = [f"^model.layers.{i}.(self_attn|mlp).[a-z_]+proj.weight$" for i in chosen]
     return TrainingPlan(
-        model=str(ckpt), method=p.method, stage="sft", data=DataSpec(train="data/train.jsonl", format="text"),
+        model=str(ckpt), method=p.method, stage=p.stage, data=DataSpec(train="data/train.jsonl", format="text"),
         max_length=p.seq, packing=True, completion_only_loss=False, micro_batch_size=p.bs, grad_accum=1,
         learning_rate=2e-4, max_steps=2, warmup_ratio=0.0,
         lora=LoraSpec(r=p.rank, alpha=2 * p.rank, dropout=0.0) if p.method in ("lora", "qlora") else None,
@@ -418,6 +427,74 @@ def run_tunewise(p: Point, ckpt: Path, trace: StepTrace, work: Path, cpu_fold: b
     return n, bool(autocast and all(autocast))
 
 
+def preference_rows(p: Point, vocab: int) -> dict:
+    """Token-id preference pairs the DPO collator pads into 2 x bs rows of `seq` tokens: a prompt of a
+    quarter of the sequence, a chosen answer that fills it and a rejected one half as long (so every
+    batch is padded and carries an attention mask, as real pairs of unequal length do)."""
+    import torch
+
+    g = torch.Generator().manual_seed(0)
+    prompt, chosen, rejected = p.seq // 4, p.seq - p.seq // 4, p.seq // 2 - p.seq // 4
+
+    def ids(n: int) -> list[list[int]]:
+        return [torch.randint(4, vocab, (n,), generator=g).tolist() for _ in range(4 * p.bs)]
+    return {"prompt_ids": ids(prompt), "chosen_ids": ids(chosen), "rejected_ids": ids(rejected)}
+
+
+def run_tunewise_dpo(p: Point, ckpt: Path, trace: StepTrace, work: Path, cpu_fold: bool = False) -> tuple[int, bool]:
+    """launcher.train's model and DPOConfig, a real DPOTrainer (reference = the policy with its adapter
+    disabled, or for full/Spectrum a second copy TRL loads), two traced steps of `trainer.train()`."""
+    import argparse as ap
+
+    import torch
+    from datasets import Dataset
+    from transformers import AutoTokenizer
+    from trl import DPOTrainer
+
+    from launcher import train as job
+
+    plan = tunewise_plan(p, ckpt)
+    gpu_dtype = job.compute_dtype
+    job.compute_dtype = lambda plan, cuda: torch.bfloat16  # what a bf16 GPU loads
+    try:
+        model = job.load_model(plan, cuda=False)
+    finally:
+        job.compute_dtype = gpu_dtype
+    if p.method == "spectrum":
+        job.freeze_for_spectrum(model, plan.spectrum.unfrozen_parameters)
+    text = Dataset.from_dict({"prompt": ["a b"] * 2, "chosen": ["c d"] * 2, "rejected": ["e"] * 2})
+    args = ap.Namespace(max_steps=2, save_steps=None)
+    config = job.trainer_config(plan, "dpo", work / "out", text, None, args, cuda=False)
+    config = replace(config, bf16=True, optim="adamw_torch_fused", report_to=[], save_strategy="no")
+    trainer = DPOTrainer(model=model, ref_model=None, args=config, train_dataset=text,
+                         processing_class=AutoTokenizer.from_pretrained(ckpt), peft_config=job.lora_config(plan))
+    # Pairs of known lengths (the text above only satisfies the constructor).
+    trainer.train_dataset = Dataset.from_dict(preference_rows(p, model.config.vocab_size))
+    autocast = []
+    handles = mark_phases(trainer.model, trace)
+    ref = trainer.ref_model
+    if ref is not None:  # full/Spectrum: TRL's own reference copy, resident like the weights
+        handles.append(ref.register_forward_pre_hook(lambda *a: _set(trace, "ref forward")))
+    first = (trainer.model.get_base_model() if hasattr(trainer.model, "get_base_model") else trainer.model).model.layers[0]
+    handles.append(first.register_forward_pre_hook(
+        lambda *a: autocast.append(torch.is_autocast_enabled("cpu")) if torch.is_grad_enabled() else None))
+    acc = trainer.accelerator
+    backward, clip = acc.backward, acc.clip_grad_norm_
+    acc.backward = lambda loss, **kw: (_set(trace, "loss bwd"), backward(loss, **kw))[1]
+    acc.clip_grad_norm_ = lambda *a, **kw: (_set(trace, "grad clip"), clip(*a, **kw))[1]
+    trace.adopt(resident_tensors(trainer.model) + (resident_tensors(ref) if ref is not None else []))
+    undo = [] if cpu_fold else untrack_cpu_head_fold(trace)
+    try:
+        with trace.mode():
+            trainer.train()
+    finally:
+        restore(undo)
+        for h in handles:
+            h.remove()
+    n = sum(q.numel() for q in trainer.model.parameters() if q.requires_grad)
+    return n, bool(autocast and all(autocast))
+
+
 # ---------------------------------------------------------------------------------------------- prediction
 
 # TRL's fused LM head on a device without Triton folds each logits tile with torch ops
@@ -441,7 +518,7 @@ def memory_config(p: Point, trainable: int | None = None) -> MemoryConfig:
     return MemoryConfig(method=p.method, rank=p.rank, seq_len=p.seq, batch_size=p.bs, grad_ckpt=p.ckpt,
                         liger=False, spectrum_fraction=frac, lora_dropout=0.0, attn=p.attn, stack=p.stack,
                         spectrum_trainable_params=trainable if p.method == "spectrum" else None,
-                        packed_docs=p.docs > 1)
+                        packed_docs=p.docs > 1, stage=p.stage)
 
 
 def predict(p: Point, trainable: int | None = None, cpu_fold: bool = False) -> dict:
@@ -452,7 +529,7 @@ def predict(p: Point, trainable: int | None = None, cpu_fold: bool = False) -> d
     parts = step_parts(m, cfg)
     totals = dict(parts.phase_totals)
     if p.stack == "tunewise" and cpu_fold:
-        totals["loss"] += cpu_head_fold_bytes(m, p.seq * p.bs)
+        totals["loss"] += cpu_head_fold_bytes(m, p.seq * p.bs * (2 if p.stage == "dpo" else 1))
     phase = max(totals, key=totals.get)
     return {"gpu_model_mib": e.peak_allocated_gib * 1024, "gpu_model_phase": e.phase,
             "pred_mib": (parts.resident + totals[phase]) / MiB, "pred_phase": phase,
@@ -470,6 +547,8 @@ def trace_point(p: Point, work: Path, explain: bool = False, cpu_fold: bool = Fa
     autocast = None
     if p.stack == "plain":
         n = run_plain(p, ckpt, trace)
+    elif p.stage == "dpo":
+        n, autocast = run_tunewise_dpo(p, ckpt, trace, work / p.label().replace(" ", "_"), cpu_fold)
     else:
         n, autocast = run_tunewise(p, ckpt, trace, work / p.label().replace(" ", "_"), cpu_fold)
     gc.collect()
@@ -477,7 +556,8 @@ def trace_point(p: Point, work: Path, explain: bool = False, cpu_fold: bool = Fa
     row = {**p.__dict__, "attn": p.attn, "trainable": n, "autocast": autocast,
            "traced_mib": trace.peak / MiB, "start_mib": trace.start / MiB,
            "traced_phase_raw": trace.peak_phase, "traced_step": trace.peak_step,
-           "traced_phase": estimator_phase(trace.peak_phase, n_layers)}
+           "traced_phase": estimator_phase(trace.peak_phase, n_layers),
+           "phase_peaks_mib": {k: round(v / MiB, 2) for k, v in trace.phase_peaks.items()}}
     row.update(predict(p, n, cpu_fold))
     row["err"] = row["pred_mib"] / row["traced_mib"] - 1
     row["err_gpu_model"] = row["gpu_model_exact_mib"] / row["traced_mib"] - 1
@@ -513,7 +593,26 @@ def grid() -> list[Point]:
     # keeps both.
     pts += [P("llama", "m", "tunewise", "lora", 1024, 1, docs=4), P("qwen2", "m", "tunewise", "lora", 1024, 1, ckpt=False, docs=4),
             P("llama", "m", "tunewise", "lora", 1024, 1, ckpt=False)]
+    pts += dpo_grid()
     return pts
+
+
+def dpo_grid() -> list[Point]:
+    """The job's DPO stage (TRL's DPOTrainer at the plan's micro-batch): Llama and Qwen2, LoRA, QLoRA, Spectrum
+    and full (TRL's second, frozen copy as the reference), checkpointing on and off, micro-batches 1, 2 and 4."""
+    P = Point
+    return [P("llama", "m", "tunewise", "lora", 512, 2, stage="dpo"),
+            P("llama", "m", "tunewise", "lora", 512, 4, stage="dpo"),
+            P("llama", "m", "tunewise", "lora", 512, 1, ckpt=False, stage="dpo"),
+            P("llama", "x", "tunewise", "lora", 512, 2, stage="dpo"),
+            P("llama", "s", "tunewise", "full", 256, 2, stage="dpo"),
+            P("llama", "s", "tunewise", "full", 256, 1, ckpt=False, stage="dpo"),
+            P("qwen2", "m", "tunewise", "lora", 512, 2, stage="dpo"),
+            P("qwen2", "m", "tunewise", "lora", 256, 4, ckpt=False, stage="dpo"),
+            P("qwen2", "m", "tunewise", "qlora", 512, 2, stage="dpo"),
+            P("qwen2", "m", "tunewise", "spectrum", 256, 2, stage="dpo"),
+            P("qwen2", "s", "tunewise", "full", 256, 2, stage="dpo"),
+            P("qwen2", "s", "tunewise", "full", 256, 1, ckpt=False, stage="dpo")]
 
 
 def render(rows: list[dict], command: str) -> str:
@@ -530,7 +629,8 @@ def render(rows: list[dict], command: str) -> str:
                      f"{r['ckpt']!s:>6}  {r['gpu_model_exact_mib']:>9.1f}{r['pred_mib']:>9.1f}{r['traced_mib']:>9.1f}"
                      f"{r['err']:>+8.1%}{r['err_gpu_model']:>+8.1%}  {r['pred_phase']} / {r['traced_phase']}"
                      f"{'' if r['pred_phase'] == r['traced_phase'] else ' (' + r['traced_phase_raw'] + ')'}"
-                     f"{'  [' + str(r['docs']) + ' documents per packed row]' if r.get('docs', 1) > 1 else ''}")
+                     f"{'  [' + str(r['docs']) + ' documents per packed row]' if r.get('docs', 1) > 1 else ''}"
+                     f"{'  [DPO: ' + str(2 * r['bs']) + ' rows]' if r.get('stage') == 'dpo' else ''}")
     ok = [r for r in rows if "error" not in r]
     lines.append("")
     for stack in ("plain", "tunewise", None):

@@ -17,6 +17,8 @@ COMPONENT_LABELS = {
     "activations": "saved activations",
     "logits_loss": "logits + loss",
     "backward_work": "backward working set",
+    "reference_weights": "DPO reference model weights",
+    "reference_forward": "DPO reference forward",
 }
 
 
@@ -36,6 +38,10 @@ def add_parser(sub):
                    help="with Liger kernels (RMSNorm, SwiGLU; on the plain stack also its fused linear cross-entropy)")
     p.add_argument("--stack", choices=["tunewise", "plain"], default="tunewise",
                    help="tunewise: the TRL job `tunewise launch` runs (default); plain: a plain PEFT training loop")
+    p.add_argument("--stage", choices=["sft", "dpo"], default="sft",
+                   help="the step estimated: sft (default) or dpo (TRL's DPOTrainer: chosen and rejected rows of "
+                        "each pair in one padded batch of 2 x --batch-size rows, plus a no-grad reference forward; "
+                        "--batch-size counts pairs; tunewise stack only)")
     p.add_argument("--spectrum-fraction", type=fraction, default=0.3, metavar="F",
                    help="fraction of weights Spectrum unfreezes (0.3)")
     p.add_argument("--gpus", type=positive_int, default=1, metavar="N", help="number of GPUs (1)")
@@ -76,7 +82,8 @@ def run(args) -> int:
                        grad_ckpt=not args.no_grad_ckpt, liger=args.liger, spectrum_fraction=args.spectrum_fraction,
                        n_gpus=args.gpus, distributed=args.distributed, optimizer=args.optimizer, attn=args.attn,
                        lora_dropout=args.lora_dropout, stack=args.stack,
-                       padding_free=args.padding_free or args.attn == "flash", packed_docs=not args.full_rows)
+                       padding_free=args.padding_free or args.attn == "flash", packed_docs=not args.full_rows,
+                       stage=args.stage)
     est = estimate(model, cfg, gpu_gib=args.gpu_memory)
     fits = None if args.gpu_memory is None else est.device_gib <= args.gpu_memory
     if args.format == "json":
@@ -112,8 +119,10 @@ def render_text(console, model, cfg, est, gpu_gib: float | None) -> None:
 
     ckpt = "checkpointing" if cfg.grad_ckpt else "no checkpointing"
     what = f"{cfg.method}" + (f" r={cfg.rank}" if cfg.method in ("lora", "qlora") else "")
-    console.print(f"[bold]{model.name}[/] ({model.params_total:,} parameters) · {what} · batch {cfg.batch_size} × "
-                  f"{cfg.seq_len} tokens = {cfg.batch_size * cfg.seq_len:,} tokens/step · {ckpt}"
+    rows = 2 * cfg.batch_size if cfg.stage == "dpo" else cfg.batch_size
+    batch = (f"DPO · {cfg.batch_size} pairs = {rows} rows" if cfg.stage == "dpo" else f"batch {cfg.batch_size}")
+    console.print(f"[bold]{model.name}[/] ({model.params_total:,} parameters) · {what} · {batch} × "
+                  f"{cfg.seq_len} tokens = {rows * cfg.seq_len:,} tokens/step · {ckpt}"
                   + (" · liger" if cfg.liger else "") + (f" · {cfg.n_gpus} GPUs, {cfg.distributed or 'ddp'}" if cfg.n_gpus > 1 else "")
                   + f" · {cfg.stack} stack")
     t = Table(title=f"Peak GPU memory per GPU (at the {est.phase})", title_justify="left")
