@@ -46,6 +46,10 @@ class DPOSpec:
     learning_rate: float = 5e-6
     epochs: float = 1.0
     dataset: str | None = None  # preference data (train split); None = the main dataset
+    # The DPO stage's own batch when the SFT micro-batch does not fit its step (chosen + rejected rows and a
+    # reference forward, advisor/memory_dpo.py); None = the plan's micro_batch_size / grad_accum.
+    micro_batch_size: int | None = None
+    grad_accum: int | None = None
 
 
 @dataclass
@@ -130,6 +134,17 @@ class TrainingPlan:
     def effective_batch(self) -> int:
         return self.micro_batch_size * self.grad_accum * max(1, self.n_gpus)
 
+    def stage_batch(self, stage: str) -> tuple[int, int]:
+        """(micro-batch, accumulation) a stage runs with. DPO takes its own batch when the plan gives one,
+        never above the plan's micro-batch (the OOM ladder lowers that one), keeping its effective batch."""
+        mb, accum = self.micro_batch_size, self.grad_accum
+        d = self.dpo
+        if stage == "dpo" and d is not None and d.micro_batch_size:
+            effective = d.micro_batch_size * (d.grad_accum or 1)
+            mb = min(mb, d.micro_batch_size)
+            accum = max(1, math.ceil(effective / mb))
+        return mb, accum
+
     def to_dict(self) -> dict:
         return asdict(self)
 
@@ -192,6 +207,10 @@ class TrainingPlan:
             v = getattr(self, name)
             if not isinstance(v, int) or isinstance(v, bool) or v < 1:
                 problems.append(f"{name} must be a positive integer (got {v!r})")
+        for name in ("micro_batch_size", "grad_accum"):
+            v = getattr(self.dpo, name, None) if self.dpo else None
+            if v is not None and (not isinstance(v, int) or isinstance(v, bool) or v < 1):
+                problems.append(f"dpo.{name} must be a positive integer or empty (got {v!r})")
         if not (isinstance(self.learning_rate, int | float) and 0 < self.learning_rate < 1):
             problems.append(f"learning_rate must be in (0, 1) (got {self.learning_rate!r})")
         if self.distributed not in (None, "ddp", "fsdp", "zero3"):

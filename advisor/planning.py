@@ -116,6 +116,7 @@ def build_plan(decision: Decision, facts: Facts) -> TrainingPlan | None:
     _sequence_length(plan, v, th, r)
     _data(plan, facts, r)
     _hardware_and_batch(plan, decision, facts, r)
+    _dpo_batch(plan, facts, r)
     _schedule(plan, v, facts, r)
     for key, why in DEFAULT_REASONS.items():
         r.setdefault(key, why)
@@ -227,3 +228,42 @@ def _schedule(plan: TrainingPlan, v: dict, facts: Facts, r: dict) -> None:
     else:
         r["eval_steps"] = f"evaluate every {plan.eval_steps} steps to watch validation loss ({PITFALLS})"
     r["save_steps"] = "checkpoint at every evaluation so the best one can be kept"
+
+
+def _dpo_batch(plan: TrainingPlan, facts: Facts, r: dict) -> None:
+    """The DPO stage's step at the plan's micro-batch: twice the rows (chosen and rejected) and a reference
+    forward (advisor/memory_dpo.py). When it does not fit the GPU, DPO gets its own micro-batch and the
+    accumulation that keeps its effective batch (`dpo.micro_batch_size`, `dpo.grad_accum`)."""
+    from dataclasses import replace
+
+    from advisor.memory import config_for_plan, estimate, fit_search
+    from advisor.models import ModelFacts
+
+    if plan.dpo is None or not isinstance(facts.model, ModelFacts) or not facts.gpus:
+        return
+    th = facts.thresholds
+    gpu_gib = min(g.memory_gib for g in facts.gpus)
+    margin = th.get("fit_margin", 0.10)
+    usable = gpu_gib * (1 - margin)
+    cfg = replace(config_for_plan(plan), stage="dpo", spectrum_fraction=th.get("spectrum_top_percent", 30) / 100)
+    mb, accum = plan.micro_batch_size, plan.grad_accum
+    e = estimate(facts.model, cfg)
+    shape = f"{mb} pairs ({2 * mb} rows: chosen and rejected) x {plan.max_length:,} tokens"
+    if e.device_gib <= usable:
+        r["dpo_batch"] = (f"the DPO step at the SFT micro-batch, {shape}, with its reference forward: estimated "
+                          f"{e.device_gib:.1f} GiB in use of {usable:.1f} GiB usable; the same micro-batch {mb} x "
+                          f"accumulation {accum} (measurement: memory estimate)")
+        return
+    fit = fit_search(facts.model, cfg, gpu_gib, margin=margin, target_effective_batch=mb * accum,
+                     seq_lens=(plan.max_length,))
+    plan.dpo.micro_batch_size, plan.dpo.grad_accum = fit.micro_batch, fit.grad_accum
+    head = (f"the DPO step at the SFT micro-batch, {shape}, with its reference forward, needs an estimated "
+            f"{e.device_gib:.1f} GiB, more than the {usable:.1f} GiB usable")
+    if fit.fits:
+        r["dpo_batch"] = (f"{head}: DPO runs micro-batch {fit.micro_batch} x accumulation {fit.grad_accum} "
+                          f"(effective batch {fit.micro_batch * fit.grad_accum}, as SFT), {fit.device_gib:.1f} GiB "
+                          "(measurement: memory estimate)")
+    else:
+        r["dpo_batch"] = (f"{head}, and even micro-batch 1 needs {fit.device_gib:.1f} GiB: DPO runs micro-batch 1 x "
+                          f"accumulation {fit.grad_accum} and may run out of memory; shorten max_length or use "
+                          "qlora (measurement: memory estimate)")

@@ -343,9 +343,10 @@ def trainer_config(plan: TrainingPlan, stage: str, out_dir: Path, train_ds, eval
     liger = plan.liger and cuda and importlib.util.find_spec("liger_kernel") is not None
     if plan.liger and not liger:
         print("[tunewise] liger: not used (needs a GPU and the liger-kernel package)", flush=True)
+    micro_batch, accum = plan.stage_batch(stage)  # DPO: its own batch when the SFT one does not fit its step
     common = dict(
-        output_dir=str(out_dir), per_device_train_batch_size=plan.micro_batch_size,
-        per_device_eval_batch_size=plan.micro_batch_size, gradient_accumulation_steps=plan.grad_accum,
+        output_dir=str(out_dir), per_device_train_batch_size=micro_batch,
+        per_device_eval_batch_size=micro_batch, gradient_accumulation_steps=accum,
         max_steps=args.max_steps or plan.max_steps or -1, warmup_steps=plan.warmup_ratio,
         lr_scheduler_type=plan.lr_scheduler, weight_decay=plan.weight_decay, max_grad_norm=plan.max_grad_norm,
         logging_steps=plan.logging_steps, save_strategy="steps", save_steps=save_steps,

@@ -126,3 +126,24 @@ def test_text_header_names_the_multi_gpu_mode():
     p = tw("--model", "llama-3.1-8b", "--method", "full", "--gpus", "4", "--distributed", "zero3")
     assert p.returncode == 0, p.stderr
     assert "4 GPUs, zero3" in " ".join(p.stdout.split())
+
+
+def test_stage_dpo_estimates_the_dpo_step():
+    from advisor.memory import MemoryConfig, estimate
+    from advisor.models import resolve_model
+
+    args = ("--model", "llama-3.1-8b", "--method", "lora", "--seq-len", "1024", "--batch-size", "8", "--format", "json")
+    sft, dpo = json.loads(tw(*args).stdout), json.loads(tw(*args, "--stage", "dpo").stdout)
+    assert sft["config"]["stage"] == "sft" and dpo["config"]["stage"] == "dpo"
+    lib = estimate(resolve_model("llama-3.1-8b"), MemoryConfig("lora", seq_len=1024, batch_size=8, stage="dpo"))
+    assert dpo["peak_allocated_gib"] == lib.peak_allocated_gib and dpo["breakdown"] == lib.breakdown
+    assert dpo["peak_allocated_gib"] > sft["peak_allocated_gib"]  # chosen + rejected rows, and the reference
+    # the SFT micro-batch that fits 24 GiB does not fit the DPO step: exit 1, with the batch that does
+    assert tw(*args, "--gpu-memory", "24").returncode == 0
+    p = tw(*args, "--stage", "dpo", "--gpu-memory", "24")
+    assert p.returncode == 1 and any("fits with" in a for a in json.loads(p.stdout)["advice"])
+    text = tw("--model", "llama-3.1-8b", "--method", "full", "--stage", "dpo")
+    flat = " ".join(text.stdout.split())  # rich wraps at the terminal width
+    assert text.returncode == 0 and "DPO · 4 pairs = 8 rows" in flat and "DPO reference model weights" in flat
+    bad = tw("--model", "llama-3.1-8b", "--method", "lora", "--stage", "dpo", "--stack", "plain")
+    assert bad.returncode == 2 and "no DPO step" in bad.stderr and "Traceback" not in bad.stderr
