@@ -233,7 +233,8 @@ def _schedule(plan: TrainingPlan, v: dict, facts: Facts, r: dict) -> None:
 def _dpo_batch(plan: TrainingPlan, facts: Facts, r: dict) -> None:
     """The DPO stage's step at the plan's micro-batch: twice the rows (chosen and rejected) and a reference
     forward (advisor/memory_dpo.py). When it does not fit the GPU, DPO gets its own micro-batch and the
-    accumulation that keeps its effective batch (`dpo.micro_batch_size`, `dpo.grad_accum`)."""
+    accumulation that keeps its effective batch (`dpo.micro_batch_size`, `dpo.grad_accum`). The reason goes
+    under `dpo.micro_batch_size`, so the report's DPO row states it."""
     from dataclasses import replace
 
     from advisor.memory import config_for_plan, estimate, fit_search
@@ -250,7 +251,7 @@ def _dpo_batch(plan: TrainingPlan, facts: Facts, r: dict) -> None:
     e = estimate(facts.model, cfg)
     shape = f"{mb} pairs ({2 * mb} rows: chosen and rejected) x {plan.max_length:,} tokens"
     if e.device_gib <= usable:
-        r["dpo_batch"] = (f"the DPO step at the SFT micro-batch, {shape}, with its reference forward: estimated "
+        r["dpo.micro_batch_size"] = (f"the DPO step at the SFT micro-batch, {shape}, with its reference forward: estimated "
                           f"{e.device_gib:.1f} GiB in use of {usable:.1f} GiB usable; the same micro-batch {mb} x "
                           f"accumulation {accum} (measurement: memory estimate)")
         return
@@ -260,10 +261,10 @@ def _dpo_batch(plan: TrainingPlan, facts: Facts, r: dict) -> None:
     head = (f"the DPO step at the SFT micro-batch, {shape}, with its reference forward, needs an estimated "
             f"{e.device_gib:.1f} GiB, more than the {usable:.1f} GiB usable")
     if fit.fits:
-        r["dpo_batch"] = (f"{head}: DPO runs micro-batch {fit.micro_batch} x accumulation {fit.grad_accum} "
+        r["dpo.micro_batch_size"] = (f"{head}: DPO runs micro-batch {fit.micro_batch} x accumulation {fit.grad_accum} "
                           f"(effective batch {fit.micro_batch * fit.grad_accum}, as SFT), {fit.device_gib:.1f} GiB "
                           "(measurement: memory estimate)")
     else:
-        r["dpo_batch"] = (f"{head}, and even micro-batch 1 needs {fit.device_gib:.1f} GiB: DPO runs micro-batch 1 x "
+        r["dpo.micro_batch_size"] = (f"{head}, and even micro-batch 1 needs {fit.device_gib:.1f} GiB: DPO runs micro-batch 1 x "
                           f"accumulation {fit.grad_accum} and may run out of memory; shorten max_length or use "
                           "qlora (measurement: memory estimate)")

@@ -110,7 +110,7 @@ def test_plan_gives_dpo_a_smaller_micro_batch_when_the_sft_one_does_not_fit(llam
     assert p.dpo.micro_batch_size < p.micro_batch_size
     assert p.dpo.micro_batch_size * p.dpo.grad_accum == p.micro_batch_size * p.grad_accum
     assert estimate(llama8b, replace(cfg, batch_size=p.dpo.micro_batch_size)).device_gib <= usable
-    why = p.reasons["dpo_batch"]
+    why = p.reasons["dpo.micro_batch_size"]
     assert f"micro-batch {p.dpo.micro_batch_size} x accumulation {p.dpo.grad_accum}" in why
     assert f"{at_sft_batch:.1f} GiB" in why and "memory estimate" in why
     # the plan file keeps it
@@ -132,7 +132,7 @@ def test_plan_keeps_the_sft_batch_for_dpo_when_it_fits():
     p = rec.plan
     assert p.dpo.micro_batch_size is None and p.dpo.grad_accum is None
     assert p.stage_batch("dpo") == (p.micro_batch_size, p.grad_accum)
-    assert f"the same micro-batch {p.micro_batch_size}" in p.reasons["dpo_batch"]
+    assert f"the same micro-batch {p.micro_batch_size}" in p.reasons["dpo.micro_batch_size"]
 
 
 def test_invalid_dpo_batch_in_a_plan_file_is_refused():
