@@ -34,6 +34,7 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
+import shlex
 import statistics
 import sys
 import tempfile
@@ -559,6 +560,11 @@ def trace_point(p: Point, work: Path, explain: bool = False, cpu_fold: bool = Fa
            "traced_phase": estimator_phase(trace.peak_phase, n_layers),
            "phase_peaks_mib": {k: round(v / MiB, 2) for k, v in trace.phase_peaks.items()}}
     row.update(predict(p, n, cpu_fold))
+    if p.stage == "dpo":  # the reference forward's own moment, also when it is not the step's peak
+        m = facts_from_config(shape(p.arch, p.size), name=f"{p.arch}-{p.size}", source="local")
+        parts = step_parts(m, memory_config(p, n))
+        row["ref_pred_mib"] = (parts.resident + parts.phase_totals["reference forward"]) / MiB
+        row["ref_traced_mib"] = max(trace.phase_peaks.get(k, 0) for k in ("ref forward", "ref fwd")) / MiB
     row["err"] = row["pred_mib"] / row["traced_mib"] - 1
     row["err_gpu_model"] = row["gpu_model_exact_mib"] / row["traced_mib"] - 1
     if explain:
@@ -632,6 +638,14 @@ def render(rows: list[dict], command: str) -> str:
                      f"{'  [' + str(r['docs']) + ' documents per packed row]' if r.get('docs', 1) > 1 else ''}"
                      f"{'  [DPO: ' + str(2 * r['bs']) + ' rows]' if r.get('stage') == 'dpo' else ''}")
     ok = [r for r in rows if "error" not in r]
+    ref = [r for r in ok if r.get("ref_traced_mib")]
+    if ref:
+        lines += ["", "DPO reference forward (the no-grad forward on top of the policy's saved activations), "
+                  "MiB, whether or not it is the step's peak:"]
+        for r in ref:
+            lines.append(f"{r['arch'] + '-' + r['size']:<9}{r['method']:<9}{r['seq']:>5}{r['bs']:>3}{r['ckpt']!s:>6}  "
+                         f"predicted {r['ref_pred_mib']:>7.1f}  traced {r['ref_traced_mib']:>7.1f}  "
+                         f"{r['ref_pred_mib'] / r['ref_traced_mib'] - 1:>+6.1%}")
     lines.append("")
     for stack in ("plain", "tunewise", None):
         g = [abs(r["err"]) for r in ok if stack in (None, r["stack"])]
@@ -668,7 +682,7 @@ def main(argv: list[str] | None = None) -> int:
             rows.append(r)
             print(json.dumps({k: (round(v, 4) if isinstance(v, float) else v) for k, v in r.items()}), flush=True)
     command = "python bench/memory_trace.py" + "".join(
-        f" --{k} {v}" for k, v in (("out", args.out), ("json", args.json), ("only", args.only)) if v) + (" --cpu-fold" if args.cpu_fold else "")
+        f" --{k} {shlex.quote(v)}" for k, v in (("out", args.out), ("json", args.json), ("only", args.only)) if v) + (" --cpu-fold" if args.cpu_fold else "")
     text = render(rows, command)
     print(text, end="")
     if args.out:

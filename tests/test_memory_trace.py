@@ -67,3 +67,23 @@ def test_traced_step_peak_matches_the_estimate(bench, tmp_path, arch, size, stac
     assert row["pred_phase"] == row["traced_phase"], row["traced_phase_raw"]
     if stack == "tunewise":
         assert row["autocast"], "the SFTTrainer forward ran without bf16 autocast"
+
+
+# The job's DPO stage: a real DPOTrainer (chosen + rejected rows, the reference forward; full fine-tuning
+# loads TRL's second copy as the reference). In the bench (bench/results/memory-trace-dpo-cpu-2026-11-28.txt)
+# all 12 DPO points agree within 3.5% (median 0.1%).
+DPO_POINTS = [
+    ("llama", "m", "lora", 256, 2, True),
+    ("qwen2", "s", "full", 256, 1, False),
+]
+
+
+@pytest.mark.parametrize("arch,size,method,seq,bs,ckpt", DPO_POINTS)
+def test_traced_dpo_step_peak_matches_the_estimate(bench, tmp_path, arch, size, method, seq, bs, ckpt):
+    p = bench.Point(arch, size, "tunewise", method, seq, bs, ckpt=ckpt, stage="dpo")
+    row = bench.trace_point(p, tmp_path)
+    assert abs(row["err"]) <= TOLERANCE, (row["pred_mib"], row["traced_mib"], row["traced_phase_raw"])
+    assert row["pred_phase"] == row["traced_phase"], row["traced_phase_raw"]
+    assert row["autocast"], "the DPOTrainer's policy forward ran without bf16 autocast"
+    # the reference forward's own moment, though not the peak here
+    assert abs(row["ref_pred_mib"] / row["ref_traced_mib"] - 1) <= TOLERANCE, (row["ref_pred_mib"], row["ref_traced_mib"])
