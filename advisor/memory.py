@@ -10,6 +10,7 @@ the first layer's backward (saved activations + one recomputed layer + its gradi
 end of backward (every gradient), and the optimizer step. Every byte count below comes from what
 autograd saves (checked on CPU with saved-tensor hooks in tests/test_memory_autograd.py); the only
 fitted numbers are the CUDA context and the allocator reserve, which only the device figure uses.
+`MemoryConfig.stage="dpo"` estimates the job's DPO step instead (advisor/memory_dpo.py).
 """
 
 from __future__ import annotations

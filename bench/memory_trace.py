@@ -24,6 +24,11 @@ launched job: launcher.train's own `load_model`, `lora_config`, `freeze_for_spec
 swapped for the GPU's answer), `bf16=True` (CPU bf16 autocast, which TrainingArguments allows with
 `use_cpu`), fused AdamW (torch has a CPU kernel). No Liger (GPU only), so `liger=False`.
 
+DPO points (`Point.stage="dpo"`, `dpo_grid`): the job's DPO stage, launcher.train's `load_model`, `lora_config`
+and `trainer_config(plan, "dpo", ...)` building a real DPOTrainer (`ref_model=None`: the adapter disabled, or
+TRL's own reference copy for full/Spectrum, adopted as resident), fed pairs of known lengths. A forward
+without autograd is the reference forward; its own peak is reported beside the step's.
+
 LoRA dropout is 0: CPU dropout keeps an input-sized float mask where CUDA keeps a bool one.
 One CPU-only term is added to the prediction (see `cpu_head_fold_bytes`): TRL's fused LM head folds
 each logits tile with torch ops on CPU instead of a Triton kernel.
