@@ -66,6 +66,9 @@ class MemoryConfig:
     # The step being estimated: "sft" (SFTTrainer) or "dpo" (the job's DPOTrainer: chosen and rejected rows
     # of each pair in one padded batch of 2 x batch_size rows, plus a reference forward; advisor/memory_dpo.py).
     stage: str = "sft"
+    # DPO continuing an existing adapter (the DPO stage of an sft+dpo plan): TRL keeps a frozen fp32 "ref" copy
+    # of it as the reference. Only read when stage is "dpo" and the method trains adapters.
+    dpo_ref_adapter: bool = False
 
 
 @dataclass

@@ -16,7 +16,8 @@ The job runs TRL's DPOTrainer with the plan's micro-batch (launcher/train.py `tr
 - Reference forward, after the policy forward and before backward, so every activation the policy saved
   is still alive: `torch.no_grad()` with checkpointing disabled. With an adapter and no `ref_model` (the job
   passes `ref_model=None`), it is the same model with the adapter disabled (`use_adapter(..., None)`), or a
-  frozen "ref" copy of the adapter when training continues an existing one (DPO after SFT). Full and
+  frozen "ref" copy of the adapter when training continues an existing one (DPO after SFT; fp32,
+  `dpo_ref_adapter`). Full and
   Spectrum training load a second, frozen copy of the base model in the policy's dtype
   (`create_model_from_path`): resident for the whole stage. No grad, so the reference keeps only its
   per-token log-probabilities; what it holds transiently is one layer's working set, then its final hidden
@@ -43,6 +44,7 @@ from advisor.memory_parts import (
     effective_attn,
     sft_step_parts,
     stream_bytes,
+    trainable_params,
 )
 from advisor.models import ModelFacts, count_params
 
@@ -63,19 +65,35 @@ def reference_weight_bytes(m: ModelFacts, cfg) -> float:
     return 2 * count_params(m)["total"] / shards
 
 
+def reference_adapter_bytes(m: ModelFacts, cfg) -> float:
+    """DPO continuing an adapter (after SFT): TRL adds a "ref" adapter, a copy of the trained one. PEFT creates
+    it in fp32 and it stays fp32 (TRL's bf16 cast of a quantized model's adapters only touches trainable ones)."""
+    if not cfg.dpo_ref_adapter or cfg.method not in ("lora", "qlora"):
+        return 0.0
+    shards = cfg.n_gpus if cfg.distributed in ("fsdp", "zero3") and cfg.n_gpus > 1 else 1
+    return 4 * trainable_params(m, cfg) / shards
+
+
 def reference_layer_bytes(m: ModelFacts, cfg, rows) -> float:
     """One decoder layer of the no-grad reference forward at its widest: the embedding output (the model's
     forward keeps it to the end), the layer's input, the residual after attention and the normalised MLP
     input, and either the MLP's activation, up projection and their product (3 × intermediate) or attention's
     q, k, v, the repeated k/v and the output (+ the scores under eager) with the layer's mask copy; plus the
-    forward's own mask. QLoRA dequantises one weight at a time. (The CPU trace lists exactly these.)"""
+    forward's own mask. QLoRA dequantises one weight at a time. (The CPU trace lists exactly these.) A
+    "ref" adapter (DPO after SFT) is active in this forward and widens the MLP's moment."""
     s = stream_bytes(cfg)
     tokens = rows.batch_size * rows.seq_len
     h, i, q, kv = m.hidden_size, m.intermediate_size, m.q_dim, m.kv_dim
     attn = (4 * q + 2 * kv) * s * tokens + attn_mask_bytes_per_layer(m, rows)
     if effective_attn(m, rows) == "eager":
         attn += rows.batch_size * m.num_heads * rows.seq_len**2 * (2 * s + 4)
-    work = 4 * h * s * tokens + max(3 * i * s * tokens, attn) + attn_mask_bytes(m, rows)
+    mlp = 3 * i * s  # activation, up projection, their product
+    if reference_adapter_bytes(m, cfg):
+        # The "ref" adapter runs: PEFT casts the input to fp32 and adds lora_B's scaled output out of place,
+        # so an intermediate-wide projection holds the activation, its base output, lora_B's output and the
+        # scaled copy (traced on CPU).
+        mlp = max(4 * i * s + 4 * h, i * s + 4 * i + h * s)
+    work = 4 * h * s * tokens + max(mlp * tokens, attn) + attn_mask_bytes(m, rows)
     if cfg.method == "qlora":
         work += max(h * i, h * q) * 2
     return work
@@ -93,7 +111,7 @@ def dpo_step_parts(m: ModelFacts, cfg) -> Parts:
     rows = dpo_rows(cfg)
     p = sft_step_parts(m, rows)
     phases = {k: dict(v) for k, v in p.phase_parts.items()}
-    ref_weights = reference_weight_bytes(m, cfg)
+    ref_weights = reference_weight_bytes(m, cfg) + reference_adapter_bytes(m, cfg)
     tokens = rows.batch_size * rows.seq_len
     # At the reference forward the policy holds what it saved for backward (as at the loss) and the hidden
     # states its fused head saved.

@@ -246,7 +246,9 @@ def _dpo_batch(plan: TrainingPlan, facts: Facts, r: dict) -> None:
     gpu_gib = min(g.memory_gib for g in facts.gpus)
     margin = th.get("fit_margin", 0.10)
     usable = gpu_gib * (1 - margin)
-    cfg = replace(config_for_plan(plan), stage="dpo", spectrum_fraction=th.get("spectrum_top_percent", 30) / 100)
+    # After SFT, DPO continues the SFT adapter and TRL keeps a frozen copy of it as the reference.
+    cfg = replace(config_for_plan(plan), stage="dpo", dpo_ref_adapter=plan.stage == "sft+dpo",
+                  spectrum_fraction=th.get("spectrum_top_percent", 30) / 100)
     mb, accum = plan.micro_batch_size, plan.grad_accum
     e = estimate(facts.model, cfg)
     shape = f"{mb} pairs ({2 * mb} rows: chosen and rejected) x {plan.max_length:,} tokens"

@@ -106,7 +106,12 @@ class Point:
     ckpt: bool = True
     rank: int = 16
     docs: int = 1  # documents per packed row (the job): 1 = full-length rows, no block-diagonal mask at bs 1
-    stage: str = "sft"  # "dpo": the job's DPOTrainer on preference pairs (bs pairs = 2 x bs rows)
+    stage: str = "sft"  # "dpo": the job's DPOTrainer on preference pairs (bs pairs = 2 x bs rows);
+    # "sft+dpo": that DPO stage continuing an adapter saved by SFT (TRL's frozen "ref" adapter copy)
+
+    @property
+    def dpo(self) -> bool:
+        return self.stage in ("dpo", "sft+dpo")
 
     @property
     def attn(self) -> str:
@@ -114,7 +119,7 @@ class Point:
 
     def label(self) -> str:
         docs = f" docs={self.docs}" if self.docs > 1 else ""
-        dpo = " dpo" if self.stage == "dpo" else ""
+        dpo = {"dpo": " dpo", "sft+dpo": " dpo after-sft"}.get(self.stage, "")
         return f"{self.arch}-{self.size} {self.stack} {self.method} {self.seq}x{self.bs} ckpt={self.ckpt}{docs}{dpo}"
 
 
@@ -468,12 +473,18 @@ def run_tunewise_dpo(p: Point, ckpt: Path, trace: StepTrace, work: Path, cpu_fol
         job.compute_dtype = gpu_dtype
     if p.method == "spectrum":
         job.freeze_for_spectrum(model, plan.spectrum.unfrozen_parameters)
+    peft_config = job.lora_config(plan)
+    if p.stage == "sft+dpo":  # as train_stage does after SFT: continue from the saved adapter
+        from peft import get_peft_model
+
+        get_peft_model(job.load_model(plan, cuda=False), peft_config).save_pretrained(work / "sft")
+        model, peft_config = job.continue_from(model, plan, work / "sft"), None
     text = Dataset.from_dict({"prompt": ["a b"] * 2, "chosen": ["c d"] * 2, "rejected": ["e"] * 2})
     args = ap.Namespace(max_steps=2, save_steps=None)
     config = job.trainer_config(plan, "dpo", work / "out", text, None, args, cuda=False)
     config = replace(config, bf16=True, optim="adamw_torch_fused", report_to=[], save_strategy="no")
     trainer = DPOTrainer(model=model, ref_model=None, args=config, train_dataset=text,
-                         processing_class=AutoTokenizer.from_pretrained(ckpt), peft_config=job.lora_config(plan))
+                         processing_class=AutoTokenizer.from_pretrained(ckpt), peft_config=peft_config)
     # Pairs of known lengths (the text above only satisfies the constructor).
     trainer.train_dataset = Dataset.from_dict(preference_rows(p, model.config.vocab_size))
     autocast = []
@@ -524,7 +535,8 @@ def memory_config(p: Point, trainable: int | None = None) -> MemoryConfig:
     return MemoryConfig(method=p.method, rank=p.rank, seq_len=p.seq, batch_size=p.bs, grad_ckpt=p.ckpt,
                         liger=False, spectrum_fraction=frac, lora_dropout=0.0, attn=p.attn, stack=p.stack,
                         spectrum_trainable_params=trainable if p.method == "spectrum" else None,
-                        packed_docs=p.docs > 1, stage=p.stage)
+                        packed_docs=p.docs > 1, stage="dpo" if p.dpo else "sft",
+                        dpo_ref_adapter=p.stage == "sft+dpo")
 
 
 def predict(p: Point, trainable: int | None = None, cpu_fold: bool = False) -> dict:
@@ -535,7 +547,7 @@ def predict(p: Point, trainable: int | None = None, cpu_fold: bool = False) -> d
     parts = step_parts(m, cfg)
     totals = dict(parts.phase_totals)
     if p.stack == "tunewise" and cpu_fold:
-        totals["loss"] += cpu_head_fold_bytes(m, p.seq * p.bs * (2 if p.stage == "dpo" else 1))
+        totals["loss"] += cpu_head_fold_bytes(m, p.seq * p.bs * (2 if p.dpo else 1))
     phase = max(totals, key=totals.get)
     return {"gpu_model_mib": e.peak_allocated_gib * 1024, "gpu_model_phase": e.phase,
             "pred_mib": (parts.resident + totals[phase]) / MiB, "pred_phase": phase,
@@ -553,7 +565,7 @@ def trace_point(p: Point, work: Path, explain: bool = False, cpu_fold: bool = Fa
     autocast = None
     if p.stack == "plain":
         n = run_plain(p, ckpt, trace)
-    elif p.stage == "dpo":
+    elif p.dpo:
         n, autocast = run_tunewise_dpo(p, ckpt, trace, work / p.label().replace(" ", "_"), cpu_fold)
     else:
         n, autocast = run_tunewise(p, ckpt, trace, work / p.label().replace(" ", "_"), cpu_fold)
@@ -565,7 +577,7 @@ def trace_point(p: Point, work: Path, explain: bool = False, cpu_fold: bool = Fa
            "traced_phase": estimator_phase(trace.peak_phase, n_layers),
            "phase_peaks_mib": {k: round(v / MiB, 2) for k, v in trace.phase_peaks.items()}}
     row.update(predict(p, n, cpu_fold))
-    if p.stage == "dpo":  # the reference forward's own moment, also when it is not the step's peak
+    if p.dpo:  # the reference forward's own moment, also when it is not the step's peak
         m = facts_from_config(shape(p.arch, p.size), name=f"{p.arch}-{p.size}", source="local")
         parts = step_parts(m, memory_config(p, n))
         row["ref_pred_mib"] = (parts.resident + parts.phase_totals["reference forward"]) / MiB
@@ -610,7 +622,8 @@ def grid() -> list[Point]:
 
 def dpo_grid() -> list[Point]:
     """The job's DPO stage (TRL's DPOTrainer at the plan's micro-batch): Llama and Qwen2, LoRA, QLoRA, Spectrum
-    and full (TRL's second, frozen copy as the reference), checkpointing on and off, micro-batches 1, 2 and 4."""
+    and full (TRL's second, frozen copy as the reference), checkpointing on and off, micro-batches 1, 2 and 4;
+    and DPO after SFT, continuing a saved adapter (TRL's frozen "ref" copy of it as the reference)."""
     P = Point
     return [P("llama", "m", "tunewise", "lora", 512, 2, stage="dpo"),
             P("llama", "m", "tunewise", "lora", 512, 4, stage="dpo"),
@@ -623,7 +636,9 @@ def dpo_grid() -> list[Point]:
             P("qwen2", "m", "tunewise", "qlora", 512, 2, stage="dpo"),
             P("qwen2", "m", "tunewise", "spectrum", 256, 2, stage="dpo"),
             P("qwen2", "s", "tunewise", "full", 256, 2, stage="dpo"),
-            P("qwen2", "s", "tunewise", "full", 256, 1, ckpt=False, stage="dpo")]
+            P("qwen2", "s", "tunewise", "full", 256, 1, ckpt=False, stage="dpo"),
+            P("llama", "m", "tunewise", "lora", 512, 2, stage="sft+dpo"),
+            P("qwen2", "m", "tunewise", "qlora", 512, 2, stage="sft+dpo")]
 
 
 def render(rows: list[dict], command: str) -> str:
@@ -641,7 +656,8 @@ def render(rows: list[dict], command: str) -> str:
                      f"{r['err']:>+8.1%}{r['err_gpu_model']:>+8.1%}  {r['pred_phase']} / {r['traced_phase']}"
                      f"{'' if r['pred_phase'] == r['traced_phase'] else ' (' + r['traced_phase_raw'] + ')'}"
                      f"{'  [' + str(r['docs']) + ' documents per packed row]' if r.get('docs', 1) > 1 else ''}"
-                     f"{'  [DPO: ' + str(2 * r['bs']) + ' rows]' if r.get('stage') == 'dpo' else ''}")
+                     f"{'  [DPO: ' + str(2 * r['bs']) + ' rows]' if r.get('stage') in ('dpo', 'sft+dpo') else ''}"
+                     f"{' after SFT (ref adapter)' if r.get('stage') == 'sft+dpo' else ''}")
     ok = [r for r in rows if "error" not in r]
     ref = [r for r in ok if r.get("ref_traced_mib")]
     if ref:

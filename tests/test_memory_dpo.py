@@ -106,7 +106,7 @@ def test_plan_gives_dpo_a_smaller_micro_batch_when_the_sft_one_does_not_fit(llam
     p = rec.plan
     assert p.stage == "sft+dpo" and p.method == "lora"
     usable = rec.facts.values["gpu_usable_gib"]
-    cfg = replace(config_for_plan(p), stage="dpo", spectrum_fraction=0.3)
+    cfg = replace(config_for_plan(p), stage="dpo", spectrum_fraction=0.3, dpo_ref_adapter=True)
     at_sft_batch = estimate(llama8b, cfg).device_gib
     assert at_sft_batch > usable  # the SFT micro-batch does not fit the DPO step
     assert p.dpo.micro_batch_size < p.micro_batch_size
@@ -169,3 +169,12 @@ def test_oom_ladder_lowering_the_plan_batch_also_lowers_dpo():
     p.micro_batch_size, p.grad_accum = 2, p.grad_accum * 4  # what launcher/oom.py does, twice
     assert p.stage_batch("dpo") == (2, effective // 2)
     assert p.stage_batch("sft") == (2, p.grad_accum)
+
+
+def test_dpo_after_sft_holds_a_frozen_fp32_copy_of_the_adapter(llama8b):
+    cfg = MemoryConfig("lora", seq_len=1024, batch_size=2, stage="dpo")
+    fresh, after = step_parts(llama8b, cfg), step_parts(llama8b, replace(cfg, dpo_ref_adapter=True))
+    assert after.resident - fresh.resident == pytest.approx(4 * fresh.trainable_params)
+    assert after.phase_totals[REFERENCE_PHASE] > fresh.phase_totals[REFERENCE_PHASE]  # the "ref" adapter runs
+    full = MemoryConfig("full", seq_len=1024, batch_size=2, stage="dpo")
+    assert step_parts(llama8b, replace(full, dpo_ref_adapter=True)).resident == step_parts(llama8b, full).resident
