@@ -144,6 +144,10 @@ def test_stage_dpo_estimates_the_dpo_step():
     assert p.returncode == 1 and any("fits with" in a for a in json.loads(p.stdout)["advice"])
     text = tw("--model", "llama-3.1-8b", "--method", "full", "--stage", "dpo")
     flat = " ".join(text.stdout.split())  # rich wraps at the terminal width
-    assert text.returncode == 0 and "DPO · 4 pairs = 8 rows" in flat and "DPO reference model weights" in flat
+    assert text.returncode == 0 and "DPO · 4 pairs = 8 rows" in flat and "DPO reference copy (frozen)" in flat
+    after = json.loads(tw(*args, "--stage", "dpo", "--after-sft").stdout)  # + the frozen fp32 "ref" adapter copy
+    assert after["config"]["dpo_ref_adapter"] is True
+    assert after["breakdown"]["reference_weights"] == pytest.approx(4 * after["trainable_params"] / 2**30, abs=0.001)
+    assert tw(*args, "--after-sft").returncode == 2  # it describes the DPO stage only
     bad = tw("--model", "llama-3.1-8b", "--method", "lora", "--stage", "dpo", "--stack", "plain")
     assert bad.returncode == 2 and "no DPO step" in bad.stderr and "Traceback" not in bad.stderr

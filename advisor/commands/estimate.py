@@ -17,7 +17,7 @@ COMPONENT_LABELS = {
     "activations": "saved activations",
     "logits_loss": "logits + loss",
     "backward_work": "backward working set",
-    "reference_weights": "DPO reference model weights",
+    "reference_weights": "DPO reference copy (frozen)",
     "reference_forward": "DPO reference forward",
 }
 
@@ -42,6 +42,9 @@ def add_parser(sub):
                    help="the step estimated: sft (default) or dpo (TRL's DPOTrainer: chosen and rejected rows of "
                         "each pair in one padded batch of 2 x --batch-size rows, plus a no-grad reference forward; "
                         "--batch-size counts pairs; tunewise stack only)")
+    p.add_argument("--after-sft", action="store_true",
+                   help="with --stage dpo and an adapter: DPO continues the SFT adapter (an sft+dpo plan), and TRL "
+                        "keeps a frozen fp32 copy of it as the reference")
     p.add_argument("--spectrum-fraction", type=fraction, default=0.3, metavar="F",
                    help="fraction of weights Spectrum unfreezes (0.3)")
     p.add_argument("--gpus", type=positive_int, default=1, metavar="N", help="number of GPUs (1)")
@@ -73,6 +76,10 @@ def run(args) -> int:
 
     model = resolve_model(args.model, allow_network=args.online)
     _check_shapes(args, model)
+    if args.after_sft and args.stage != "dpo":
+        from advisor.errors import UserError
+
+        raise UserError("--after-sft describes the DPO stage, and --stage is sft", "add --stage dpo, or drop --after-sft")
     if args.distributed in ("fsdp", "zero3") and args.gpus < 2:
         from advisor.errors import UserError
 
@@ -83,7 +90,7 @@ def run(args) -> int:
                        n_gpus=args.gpus, distributed=args.distributed, optimizer=args.optimizer, attn=args.attn,
                        lora_dropout=args.lora_dropout, stack=args.stack,
                        padding_free=args.padding_free or args.attn == "flash", packed_docs=not args.full_rows,
-                       stage=args.stage)
+                       stage=args.stage, dpo_ref_adapter=args.after_sft)
     est = estimate(model, cfg, gpu_gib=args.gpu_memory)
     fits = None if args.gpu_memory is None else est.device_gib <= args.gpu_memory
     if args.format == "json":
