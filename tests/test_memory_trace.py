@@ -71,7 +71,7 @@ def test_traced_step_peak_matches_the_estimate(bench, tmp_path, arch, size, stac
 
 # The job's DPO stage: a real DPOTrainer (chosen + rejected rows, the reference forward; full fine-tuning
 # loads TRL's second copy as the reference). In the bench (bench/results/memory-trace-dpo-cpu-2026-11-28.txt)
-# all 12 DPO points agree within 3.5% (median 0.1%).
+# all 14 DPO points agree within 3.5% (median 0.1%).
 DPO_POINTS = [
     ("llama", "m", "lora", 256, 2, True),
     ("qwen2", "s", "full", 256, 1, False),
