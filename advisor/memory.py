@@ -99,16 +99,18 @@ class FitResult:
     note: str = ""
 
 
-def config_for_plan(plan) -> MemoryConfig:
-    """The estimator's settings for what a `TrainingPlan` will run (method, adapter, batch, sequence,
-    checkpointing, kernels, GPUs); Spectrum's scanned trainable count, when known, is the caller's."""
+def config_for_plan(plan, stage: str = "sft") -> MemoryConfig:
+    """The estimator's settings for what a `TrainingPlan` will run in `stage` (method, adapter, the stage's
+    batch, sequence, checkpointing, kernels, GPUs); Spectrum's scanned trainable count, when known, is the
+    caller's. The DPO stage runs its own batch, and after SFT it keeps a frozen copy of the SFT adapter."""
     attn = {"flash_attention_2": "flash", "eager": "eager"}.get(plan.attn_implementation, "sdpa")
     lora = plan.lora if plan.method in ("lora", "qlora") else None
     return MemoryConfig(method=plan.method, rank=lora.r if lora else 16, seq_len=plan.max_length,
-                        batch_size=plan.micro_batch_size, grad_ckpt=plan.gradient_checkpointing, liger=plan.liger,
+                        batch_size=plan.stage_batch(stage)[0], grad_ckpt=plan.gradient_checkpointing, liger=plan.liger,
                         n_gpus=plan.n_gpus, distributed=plan.distributed, attn=attn,
                         lora_dropout=lora.dropout if lora else 0.0,
-                        padding_free=plan.flat_packing)
+                        padding_free=plan.flat_packing, stage=stage,
+                        dpo_ref_adapter=stage == "dpo" and plan.stage == "sft+dpo")
 
 
 def validate(cfg: MemoryConfig) -> None:

@@ -247,8 +247,7 @@ def _dpo_batch(plan: TrainingPlan, facts: Facts, r: dict) -> None:
     margin = th.get("fit_margin", 0.10)
     usable = gpu_gib * (1 - margin)
     # After SFT, DPO continues the SFT adapter and TRL keeps a frozen copy of it as the reference.
-    cfg = replace(config_for_plan(plan), stage="dpo", dpo_ref_adapter=plan.stage == "sft+dpo",
-                  spectrum_fraction=th.get("spectrum_top_percent", 30) / 100)
+    cfg = replace(config_for_plan(plan, "dpo"), spectrum_fraction=th.get("spectrum_top_percent", 30) / 100)
     mb, accum = plan.micro_batch_size, plan.grad_accum
     e = estimate(facts.model, cfg)
     shape = f"{mb} pairs ({2 * mb} rows: chosen and rejected) x {plan.max_length:,} tokens"

@@ -151,7 +151,7 @@ def train_stage(run_dir: Path, plan: TrainingPlan, stage: str, index: int, stage
 
     # 5. Train (resuming optimizer, scheduler and RNG state from the checkpoint when there is one).
     base = dict(stage=stage, method=plan.method, output_dir=str(run_dir / "output"),
-                peak_gib_predicted=plan.predicted_peak_gib, device_gib_predicted=plan.predicted_device_gib,
+                **stage_prediction(plan, stage),
                 resumed_from=last_ckpt)
     if main_proc:
         write_summary(run_dir, status="running", error=None, **base)
@@ -374,6 +374,23 @@ def trainer_config(plan: TrainingPlan, stage: str, out_dir: Path, train_ds, eval
         assistant_only_loss=plan.completion_only_loss and conversational,
         completion_only_loss=plan.completion_only_loss if prompt_completion else None,
         include_num_input_tokens_seen="non_padding", **common)
+
+
+def stage_prediction(plan: TrainingPlan, stage: str) -> dict:
+    """The estimate summary.json compares the measured peak with: the plan's own (the SFT step's), or for
+    a DPO stage the DPO step's (twice the rows, the reference forward), estimated here from the base
+    model's config; None when the model is not one the estimator can read."""
+    if stage != "dpo":
+        return {"peak_gib_predicted": plan.predicted_peak_gib, "device_gib_predicted": plan.predicted_device_gib}
+    from advisor.errors import TunewiseError
+    from advisor.memory import config_for_plan, estimate
+    from advisor.models import resolve_model
+
+    try:
+        e = estimate(resolve_model(plan.model), config_for_plan(plan, "dpo"))
+    except TunewiseError:
+        return {"peak_gib_predicted": None, "device_gib_predicted": None}
+    return {"peak_gib_predicted": round(e.peak_allocated_gib, 2), "device_gib_predicted": round(e.device_gib, 2)}
 
 
 def fit_eval_interval(trainer, plan: TrainingPlan, args: argparse.Namespace) -> None:

@@ -85,6 +85,17 @@ def test_sft_then_dpo_continues_from_the_sft_adapter(base, tmp_path):
     assert all(not torch.equal(sft[k], dpo[k]) for k in sft)  # DPO moved every adapter tensor
     s = _summary(rd)
     assert s["status"] == "completed" and s["stage"] == "dpo"
+    # The DPO stage is compared with the DPO step's estimate (twice the rows, the reference forward), not
+    # with the plan's figure, which is the SFT step's.
+    from advisor.memory import config_for_plan, estimate
+    from advisor.models import resolve_model
+    from advisor.plan import TrainingPlan
+
+    plan = TrainingPlan.load(rd / "plan.yaml")
+    dpo = estimate(resolve_model(str(base)), config_for_plan(plan, "dpo"))
+    assert s["peak_gib_predicted"] == round(dpo.peak_allocated_gib, 2) and s["device_gib_predicted"] is not None
+    sft = estimate(resolve_model(str(base)), config_for_plan(plan, "sft"))
+    assert dpo.peak_allocated_gib > sft.peak_allocated_gib
     stages = {json.loads(x)["stage"] for x in (rd / "metrics.jsonl").read_text().splitlines()}
     assert stages == {"sft", "dpo"}
 
