@@ -61,14 +61,15 @@ def load_rows(root: Path = ROOT) -> list[dict]:
 def train_case_rows(case: dict) -> list[dict]:
     """A gpu_train.py case as up to two rows: the launched job (tunewise) and its baseline (plain)."""
     st = case.get("settings") or {}
-    if not st.get("arch") or st.get("lengths", "fixed") not in ("fixed", "quarter"):
+    if not st.get("arch") or st.get("lengths", "fixed") not in ("fixed", "quarter", "pairs"):
         return []  # the varlen case compares speed; its memory has no fixed shape to predict
     if st.get("compile") or st.get("packing") is False:
         return []  # speed levers the estimator does not model (compiled graphs; unpacked rows)
     common = {"arch": st["arch"], "method": st["method"], "rank": st.get("rank", 16), "seq": st["seq"],
               "bs": st["bs"], "ckpt": True, "fraction": 0.3, "case": case.get("name"),
               # runs before the job kept packed rows as rows recorded no layout: they ran flattened
-              "padding_free": st.get("padding_free", True), "docs_per_row": 4 if st.get("lengths") == "quarter" else 1}
+              "padding_free": st.get("padding_free", True), "docs_per_row": 4 if st.get("lengths") == "quarter" else 1,
+              "stage": st.get("stage", "sft")}
     base = case.get("baseline") or {}
     tw = case.get("tunewise") or {}
     out = []
@@ -97,7 +98,7 @@ def config_for(r: dict) -> MemoryConfig:
                         spectrum_fraction=float(r.get("fraction") or 0.3), lora_dropout=float(r.get("lora_dropout", 0.05)),
                         attn=r.get("attn", "sdpa"), optimizer=r.get("optimizer", "adamw"),
                         stack=r.get("stack", "plain"), padding_free=bool(r.get("padding_free", False)),
-                        packed_docs=int(r.get("docs_per_row", 1)) > 1)  # `fixed` rows fill the sequence alone
+                        packed_docs=int(r.get("docs_per_row", 1)) > 1, stage=r.get("stage", "sft"))  # `fixed` rows fill the sequence alone
 
 
 def compare(rows: list[dict]) -> list[dict]:

@@ -357,6 +357,7 @@ def trainer_config(plan: TrainingPlan, stage: str, out_dir: Path, train_ds, eval
         torch_compile=plan.torch_compile,
         report_to=["tensorboard"], seed=plan.seed, max_length=plan.max_length, disable_tqdm=True,
         logging_first_step=True, save_only_model=False,
+        include_num_input_tokens_seen="non_padding",  # tokens/s in metrics.jsonl and the progress line, DPO too
     )
     if stage == "dpo":
         from trl import DPOConfig
@@ -373,7 +374,7 @@ def trainer_config(plan: TrainingPlan, stage: str, out_dir: Path, train_ds, eval
         # Loss on what the model should produce, not on the prompt ("Data Preparation Best Practices").
         assistant_only_loss=plan.completion_only_loss and conversational,
         completion_only_loss=plan.completion_only_loss if prompt_completion else None,
-        include_num_input_tokens_seen="non_padding", **common)
+**common)
 
 
 def stage_prediction(plan: TrainingPlan, stage: str) -> dict:
