@@ -416,26 +416,7 @@ def run_tunewise(p: Point, ckpt: Path, trace: StepTrace, work: Path, cpu_fold: b
     trainer = SFTTrainer(model=model, args=config, train_dataset=ds,
                          processing_class=AutoTokenizer.from_pretrained(ckpt), peft_config=job.lora_config(plan))
     use_packed_rows(trainer, plan, "sft")  # the job's batch layout (launcher/train.py does the same)
-    autocast = []
-    handles = mark_phases(trainer.model, trace)
-    first = (trainer.model.get_base_model() if hasattr(trainer.model, "get_base_model") else trainer.model).model.layers[0]
-    handles.append(first.register_forward_pre_hook(  # inside accelerate's autocast-wrapped forward
-        lambda *a: autocast.append(torch.is_autocast_enabled("cpu"))))
-    acc = trainer.accelerator
-    backward, clip = acc.backward, acc.clip_grad_norm_
-    acc.backward = lambda loss, **kw: (_set(trace, "loss bwd"), backward(loss, **kw))[1]
-    acc.clip_grad_norm_ = lambda *a, **kw: (_set(trace, "grad clip"), clip(*a, **kw))[1]
-    trace.adopt(resident_tensors(trainer.model))
-    undo = [] if cpu_fold else untrack_cpu_head_fold(trace)
-    try:
-        with trace.mode():
-            trainer.train()
-    finally:
-        restore(undo)
-        for h in handles:
-            h.remove()
-    n = sum(q.numel() for q in trainer.model.parameters() if q.requires_grad)
-    return n, bool(autocast and all(autocast))
+    return trace_training(trainer, trace, cpu_fold)
 
 
 def preference_rows(p: Point, vocab: int) -> dict:
@@ -450,6 +431,37 @@ def preference_rows(p: Point, vocab: int) -> dict:
     def ids(n: int) -> list[list[int]]:
         return [torch.randint(4, vocab, (n,), generator=g).tolist() for _ in range(4 * p.bs)]
     return {"prompt_ids": ids(prompt), "chosen_ids": ids(chosen), "rejected_ids": ids(rejected)}
+
+
+def trace_training(trainer, trace: StepTrace, cpu_fold: bool, ref=None) -> tuple[int, bool]:
+    """Run `trainer.train()` (two steps) under the trace, its moments marked: the decoder's phases, the
+    loss's backward and the gradient clipping (accelerate's own calls), and a reference model's forward
+    (DPO with TRL's reference copy, resident like the weights). Returns the trainable count and whether
+    bf16 autocast was on in the forwards that build a graph."""
+    import torch
+
+    autocast = []
+    handles = mark_phases(trainer.model, trace)
+    if ref is not None:
+        handles.append(ref.register_forward_pre_hook(lambda *a: _set(trace, "ref forward")))
+    first = (trainer.model.get_base_model() if hasattr(trainer.model, "get_base_model") else trainer.model).model.layers[0]
+    handles.append(first.register_forward_pre_hook(  # inside accelerate's autocast-wrapped forward
+        lambda *a: autocast.append(torch.is_autocast_enabled("cpu")) if torch.is_grad_enabled() else None))
+    acc = trainer.accelerator
+    backward, clip = acc.backward, acc.clip_grad_norm_
+    acc.backward = lambda loss, **kw: (_set(trace, "loss bwd"), backward(loss, **kw))[1]
+    acc.clip_grad_norm_ = lambda *a, **kw: (_set(trace, "grad clip"), clip(*a, **kw))[1]
+    trace.adopt(resident_tensors(trainer.model) + (resident_tensors(ref) if ref is not None else []))
+    undo = [] if cpu_fold else untrack_cpu_head_fold(trace)
+    try:
+        with trace.mode():
+            trainer.train()
+    finally:
+        restore(undo)
+        for h in handles:
+            h.remove()
+    n = sum(q.numel() for q in trainer.model.parameters() if q.requires_grad)
+    return n, bool(autocast and all(autocast))
 
 
 def run_tunewise_dpo(p: Point, ckpt: Path, trace: StepTrace, work: Path, cpu_fold: bool = False) -> tuple[int, bool]:
@@ -487,29 +499,7 @@ def run_tunewise_dpo(p: Point, ckpt: Path, trace: StepTrace, work: Path, cpu_fol
                          processing_class=AutoTokenizer.from_pretrained(ckpt), peft_config=peft_config)
     # Pairs of known lengths (the text above only satisfies the constructor).
     trainer.train_dataset = Dataset.from_dict(preference_rows(p, model.config.vocab_size))
-    autocast = []
-    handles = mark_phases(trainer.model, trace)
-    ref = trainer.ref_model
-    if ref is not None:  # full/Spectrum: TRL's own reference copy, resident like the weights
-        handles.append(ref.register_forward_pre_hook(lambda *a: _set(trace, "ref forward")))
-    first = (trainer.model.get_base_model() if hasattr(trainer.model, "get_base_model") else trainer.model).model.layers[0]
-    handles.append(first.register_forward_pre_hook(
-        lambda *a: autocast.append(torch.is_autocast_enabled("cpu")) if torch.is_grad_enabled() else None))
-    acc = trainer.accelerator
-    backward, clip = acc.backward, acc.clip_grad_norm_
-    acc.backward = lambda loss, **kw: (_set(trace, "loss bwd"), backward(loss, **kw))[1]
-    acc.clip_grad_norm_ = lambda *a, **kw: (_set(trace, "grad clip"), clip(*a, **kw))[1]
-    trace.adopt(resident_tensors(trainer.model) + (resident_tensors(ref) if ref is not None else []))
-    undo = [] if cpu_fold else untrack_cpu_head_fold(trace)
-    try:
-        with trace.mode():
-            trainer.train()
-    finally:
-        restore(undo)
-        for h in handles:
-            h.remove()
-    n = sum(q.numel() for q in trainer.model.parameters() if q.requires_grad)
-    return n, bool(autocast and all(autocast))
+    return trace_training(trainer, trace, cpu_fold, ref=trainer.ref_model)
 
 
 # ---------------------------------------------------------------------------------------------- prediction
