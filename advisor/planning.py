@@ -117,6 +117,7 @@ def build_plan(decision: Decision, facts: Facts) -> TrainingPlan | None:
     _data(plan, facts, r)
     _hardware_and_batch(plan, decision, facts, r)
     _dpo_batch(plan, facts, r)
+    _dpo_only_prediction(plan, facts, r)
     _schedule(plan, v, facts, r)
     for key, why in DEFAULT_REASONS.items():
         r.setdefault(key, why)
@@ -228,6 +229,26 @@ def _schedule(plan: TrainingPlan, v: dict, facts: Facts, r: dict) -> None:
     else:
         r["eval_steps"] = f"evaluate every {plan.eval_steps} steps to watch validation loss ({PITFALLS})"
     r["save_steps"] = "checkpoint at every evaluation so the best one can be kept"
+
+
+def _dpo_only_prediction(plan: TrainingPlan, facts: Facts, r: dict) -> None:
+    """A plan that is DPO alone never runs the SFT step the method's candidate figure is for: its predicted
+    peak (what summary.json compares the run with) is the DPO step's, at the batch DPO runs."""
+    from dataclasses import replace
+
+    from advisor.memory import config_for_plan, estimate
+    from advisor.models import ModelFacts
+
+    if plan.stage != "dpo" or not isinstance(facts.model, ModelFacts):
+        return
+    cfg = replace(config_for_plan(plan, "dpo"), spectrum_fraction=facts.thresholds.get("spectrum_top_percent", 30) / 100)
+    e = estimate(facts.model, cfg)
+    plan.predicted_peak_gib, plan.predicted_device_gib = round(e.peak_allocated_gib, 2), round(e.device_gib, 2)
+    mb = cfg.batch_size
+    r["predicted_peak_gib"] = (f"estimated {plan.predicted_device_gib:g} GiB in use at peak "
+                               f"({plan.predicted_peak_gib:g} GiB allocated) for the DPO step: {mb} pairs "
+                               f"({2 * mb} rows: chosen and rejected) x {plan.max_length:,} tokens with its "
+                               "reference forward (measurement: memory estimate)")
 
 
 def _dpo_batch(plan: TrainingPlan, facts: Facts, r: dict) -> None:

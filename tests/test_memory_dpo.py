@@ -178,3 +178,23 @@ def test_dpo_after_sft_holds_a_frozen_fp32_copy_of_the_adapter(llama8b):
     assert after.phase_totals[REFERENCE_PHASE] > fresh.phase_totals[REFERENCE_PHASE]  # the "ref" adapter runs
     full = MemoryConfig("full", seq_len=1024, batch_size=2, stage="dpo")
     assert step_parts(llama8b, replace(full, dpo_ref_adapter=True)).resident == step_parts(llama8b, full).resident
+
+
+def test_a_dpo_only_plan_predicts_the_dpo_step(llama8b):
+    # Preference data alone: the plan is DPO alone, so its predicted peak (what summary.json compares the
+    # run with, and the plan table shows) is the DPO step's at the batch DPO runs, not the SFT step's.
+    from advisor.answers import parse_answers
+    from advisor.memory import config_for_plan
+    from advisor.recommend import recommend
+
+    rec = recommend(parse_answers({"task": "chat", "goals": ["tone-style"], "clear_task": True,
+                                   "tried_prompting": True, "needs_citations": False,
+                                   "knowledge_changes_often": False, "examples": 0, "preference_pairs": 3000,
+                                   "model": "meta-llama/Llama-3.1-8B", "gpus": [{"memory_gib": 80}]}),
+                    detect_gpus=False)
+    p = rec.plan
+    assert p.stage == "dpo"
+    dpo = estimate(llama8b, replace(config_for_plan(p, "dpo"), spectrum_fraction=0.3))
+    sft = estimate(llama8b, replace(config_for_plan(p, "sft"), spectrum_fraction=0.3))
+    assert p.predicted_peak_gib == round(dpo.peak_allocated_gib, 2) and p.predicted_peak_gib > sft.peak_allocated_gib
+    assert "for the DPO step" in p.reasons["predicted_peak_gib"]
