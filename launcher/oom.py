@@ -66,7 +66,8 @@ def _repredict(old: TrainingPlan, new: TrainingPlan) -> None:
         return
     try:
         facts = resolve_model(old.model)
-        before, after = estimate(facts, config_for_plan(old)), estimate(facts, config_for_plan(new))
+        stage = "dpo" if old.stage == "dpo" else "sft"  # the step the plan's prediction is for
+        before, after = estimate(facts, config_for_plan(old, stage)), estimate(facts, config_for_plan(new, stage))
     except UserError:
         return
     new.predicted_peak_gib = round(old.predicted_peak_gib + after.peak_allocated_gib - before.peak_allocated_gib, 3)
