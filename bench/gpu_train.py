@@ -59,6 +59,7 @@ def make_checkpoint(arch: str, root: Path) -> Path:
     if (path / "config.json").exists():
         return path
     dev = _device()
+    torch.manual_seed(0)  # the same random weights every run: a rerun measures the same model
     with torch.device(dev):
         model = AutoModelForCausalLM.from_config(llama_config(arch), dtype=torch.bfloat16)
     model.save_pretrained(path, max_shard_size="5GB")

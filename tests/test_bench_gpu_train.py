@@ -1,6 +1,7 @@
 """The GPU benchmark script rehearsed on CPU with tiny shapes (issue 7: test it before device time)."""
 
 import json
+import math
 import subprocess
 import sys
 from pathlib import Path
@@ -20,7 +21,10 @@ def test_gpu_train_bench_runs_the_launched_job_on_tiny_shapes(tmp_path):
     assert case["tunewise_tokens_per_s"] > 0  # measured from metrics.jsonl after the warm-up steps
     assert case["predicted_peak_gib"] > 0  # `tunewise estimate` for the same settings
     assert case["baseline"] == {"skipped": "--no-baseline"}
-    assert case["tunewise"]["loss_last"] < case["tunewise"]["loss_first"]
+    # Five steps of random tokens at lr 2e-4 from LoRA's zero init need not lower the loss (that check was
+    # flaky); a broken step shows as a missing or non-finite loss. Training itself is checked in
+    # tests/test_train_methods.py (every adapter tensor moves).
+    assert all(math.isfinite(case["tunewise"][k]) for k in ("loss_first", "loss_last"))
     # r16 on every linear of 4 layers (hidden 64, k/v 32 wide, MLP 128): q, k, v, o, gate, up, down.
     linears = [(64, 64), (64, 32), (64, 32), (64, 64), (64, 128), (64, 128), (128, 64)]
     assert case["tunewise"]["trainable_params"] == 4 * 16 * sum(a + b for a, b in linears)
