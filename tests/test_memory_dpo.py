@@ -88,15 +88,16 @@ def test_fit_search_and_advice_work_for_dpo(llama8b):
     assert sft.micro_batch > fit.micro_batch
 
 
-def _persona_plan():
-    """A brand-voice chatbot with preference pairs on a 24 GiB GPU: 8B LoRA, SFT then DPO."""
+def _persona_plan(**changes):
+    """A brand-voice chatbot with preference pairs on a 24 GiB GPU: 8B LoRA, SFT then DPO (`changes`
+    override answers)."""
     from advisor.answers import parse_answers
     from advisor.recommend import recommend
 
     answers = {"task": "chat", "goals": ["tone-style"], "clear_task": True, "tried_prompting": True,
                "needs_citations": False, "knowledge_changes_often": False, "examples": 3000,
                "preference_pairs": 800, "model": "meta-llama/Llama-3.1-8B", "gpus": [{"memory_gib": 24}]}
-    return recommend(parse_answers(answers), detect_gpus=False)
+    return recommend(parse_answers({**answers, **changes}), detect_gpus=False)
 
 
 def test_plan_gives_dpo_a_smaller_micro_batch_when_the_sft_one_does_not_fit(llama8b):
@@ -123,15 +124,7 @@ def test_plan_gives_dpo_a_smaller_micro_batch_when_the_sft_one_does_not_fit(llam
 
 
 def test_plan_keeps_the_sft_batch_for_dpo_when_it_fits():
-    from advisor.answers import parse_answers
-    from advisor.recommend import recommend
-
-    rec = recommend(parse_answers({"task": "chat", "goals": ["tone-style"], "clear_task": True,
-                                   "tried_prompting": True, "needs_citations": False,
-                                   "knowledge_changes_often": False, "examples": 3000, "preference_pairs": 800,
-                                   "model": "meta-llama/Llama-3.2-1B", "gpus": [{"memory_gib": 24}]}),
-                    detect_gpus=False)
-    p = rec.plan
+    p = _persona_plan(model="meta-llama/Llama-3.2-1B").plan
     assert p.dpo.micro_batch_size is None and p.dpo.grad_accum is None
     assert p.stage_batch("dpo") == (p.micro_batch_size, p.grad_accum)
     assert f"the same micro-batch {p.micro_batch_size}" in p.reasons["dpo.micro_batch_size"]
@@ -183,16 +176,9 @@ def test_dpo_after_sft_holds_a_frozen_fp32_copy_of_the_adapter(llama8b):
 def test_a_dpo_only_plan_predicts_the_dpo_step(llama8b):
     # Preference data alone: the plan is DPO alone, so its predicted peak (what summary.json compares the
     # run with, and the plan table shows) is the DPO step's at the batch DPO runs, not the SFT step's.
-    from advisor.answers import parse_answers
     from advisor.memory import config_for_plan
-    from advisor.recommend import recommend
 
-    rec = recommend(parse_answers({"task": "chat", "goals": ["tone-style"], "clear_task": True,
-                                   "tried_prompting": True, "needs_citations": False,
-                                   "knowledge_changes_often": False, "examples": 0, "preference_pairs": 3000,
-                                   "model": "meta-llama/Llama-3.1-8B", "gpus": [{"memory_gib": 80}]}),
-                    detect_gpus=False)
-    p = rec.plan
+    p = _persona_plan(examples=0, preference_pairs=3000, gpus=[{"memory_gib": 80}]).plan
     assert p.stage == "dpo"
     dpo = estimate(llama8b, replace(config_for_plan(p, "dpo"), spectrum_fraction=0.3))
     sft = estimate(llama8b, replace(config_for_plan(p, "sft"), spectrum_fraction=0.3))
