@@ -373,15 +373,15 @@ def trainer_config(plan: TrainingPlan, stage: str, out_dir: Path, train_ds, eval
         learning_rate=plan.learning_rate, num_train_epochs=plan.epochs, packing=plan.packing,
         # Loss on what the model should produce, not on the prompt ("Data Preparation Best Practices").
         assistant_only_loss=plan.completion_only_loss and conversational,
-        completion_only_loss=plan.completion_only_loss if prompt_completion else None,
-**common)
+        completion_only_loss=plan.completion_only_loss if prompt_completion else None, **common)
 
 
 def stage_prediction(plan: TrainingPlan, stage: str) -> dict:
-    """The estimate summary.json compares the measured peak with: the plan's own (the SFT step's), or for
-    a DPO stage the DPO step's (twice the rows, the reference forward), estimated here from the base
-    model's config; None when the model is not one the estimator can read."""
-    if stage != "dpo":
+    """The estimate summary.json compares the measured peak with: the plan's own, which is the step of the
+    plan's first stage (SFT, or DPO for a DPO-only plan); for the DPO stage after SFT the DPO step's (twice
+    the rows, the reference forward), estimated here from the base model's config; None when the model is
+    not one the estimator can read."""
+    if stage != "dpo" or plan.stage == "dpo":
         return {"peak_gib_predicted": plan.predicted_peak_gib, "device_gib_predicted": plan.predicted_device_gib}
     from advisor.errors import TunewiseError
     from advisor.memory import config_for_plan, estimate
