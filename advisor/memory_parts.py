@@ -185,7 +185,7 @@ def layer_saved_bytes_per_token(m: ModelFacts, cfg, *, mask_bytes: int = 1) -> f
     else:
         # q, k, v, output, fp32 logsumexp. With a mask (packed rows) transformers leaves SDPA's GQA path
         # and repeats k and v to every query head (repeat_kv copies): SDPA saves those copies.
-        # (One KV head: the packed row is a batch of one, and the repeat is a view, not a copy.)
+        # (One KV head: repeat_kv's expand + reshape of a single head is a view, not a copy.)
         kv_saved = q if packed_sdpa(m, cfg) and m.num_kv_heads > 1 else kv
         total += (2 * q + 2 * kv_saved) * s + 4 * m.num_heads
         if m.fused_qkv:
