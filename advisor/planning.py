@@ -231,17 +231,26 @@ def _schedule(plan: TrainingPlan, v: dict, facts: Facts, r: dict) -> None:
     r["save_steps"] = "checkpoint at every evaluation so the best one can be kept"
 
 
+def _dpo_config(plan: TrainingPlan, facts: Facts):
+    """The estimator's settings for the plan's DPO step at the batch DPO runs (after SFT, with the frozen
+    copy of the SFT adapter TRL keeps as the reference); Spectrum at the plan's top percent."""
+    from dataclasses import replace
+
+    from advisor.memory import config_for_plan
+
+    return replace(config_for_plan(plan, "dpo"),
+                   spectrum_fraction=facts.thresholds.get("spectrum_top_percent", 30) / 100)
+
+
 def _dpo_only_prediction(plan: TrainingPlan, facts: Facts, r: dict) -> None:
     """A plan that is DPO alone never runs the SFT step the method's candidate figure is for: its predicted
     peak (what summary.json compares the run with) is the DPO step's, at the batch DPO runs."""
-    from dataclasses import replace
-
-    from advisor.memory import config_for_plan, estimate
+    from advisor.memory import estimate
     from advisor.models import ModelFacts
 
     if plan.stage != "dpo" or not isinstance(facts.model, ModelFacts):
         return
-    cfg = replace(config_for_plan(plan, "dpo"), spectrum_fraction=facts.thresholds.get("spectrum_top_percent", 30) / 100)
+    cfg = _dpo_config(plan, facts)
     e = estimate(facts.model, cfg)
     plan.predicted_peak_gib, plan.predicted_device_gib = round(e.peak_allocated_gib, 2), round(e.device_gib, 2)
     mb = cfg.batch_size
@@ -256,9 +265,7 @@ def _dpo_batch(plan: TrainingPlan, facts: Facts, r: dict) -> None:
     forward (advisor/memory_dpo.py). When it does not fit the GPU, DPO gets its own micro-batch and the
     accumulation that keeps its effective batch (`dpo.micro_batch_size`, `dpo.grad_accum`). The reason goes
     under `dpo.micro_batch_size`, so the report's DPO row states it."""
-    from dataclasses import replace
-
-    from advisor.memory import config_for_plan, estimate, fit_search
+    from advisor.memory import estimate, fit_search
     from advisor.models import ModelFacts
 
     if plan.dpo is None or not isinstance(facts.model, ModelFacts) or not facts.gpus:
@@ -267,8 +274,7 @@ def _dpo_batch(plan: TrainingPlan, facts: Facts, r: dict) -> None:
     gpu_gib = min(g.memory_gib for g in facts.gpus)
     margin = th.get("fit_margin", 0.10)
     usable = gpu_gib * (1 - margin)
-    # After SFT, DPO continues the SFT adapter and TRL keeps a frozen copy of it as the reference.
-    cfg = replace(config_for_plan(plan, "dpo"), spectrum_fraction=th.get("spectrum_top_percent", 30) / 100)
+    cfg = _dpo_config(plan, facts)
     mb, accum = plan.micro_batch_size, plan.grad_accum
     e = estimate(facts.model, cfg)
     shape = f"{mb} pairs ({2 * mb} rows: chosen and rejected) x {plan.max_length:,} tokens"
