@@ -23,7 +23,7 @@ from typing import Any
 from advisor.checklist import build_checklist
 from advisor.decision import Decision, RuleResult
 from advisor.facts import Facts
-from advisor.rules import OPTIONS, Rule
+from advisor.rules import OPTIONS, PLACEHOLDER, Rule
 
 FINE_TUNE_APPROACHES = ("fine-tune", "rag+fine-tune")
 METHOD_LABEL = {"lora": "LoRA", "qlora": "QLoRA", "spectrum": "Spectrum", "full": "full fine-tuning"}
@@ -44,8 +44,6 @@ def fmt_value(v: Any) -> str:
 
 def fill_message(template: str, ctx: dict, thresholds: dict) -> str:
     """Fill `{fact}` and `{t.name}` placeholders with observed values (no eval, no format spec)."""
-    from advisor.rules import PLACEHOLDER
-
     def sub(m):
         name = m.group(1)
         if name.startswith("t."):

@@ -17,6 +17,7 @@ from advisor.answers import Answers
 from advisor.decision import Candidate
 from advisor.hardware import GPU
 from advisor.memory import FitResult as Fit  # a method's memory at the configuration planned for it
+from advisor.thresholds import load_thresholds
 
 # The one table of fact names. The rule loader rejects a rule that reads any other name.
 FACT_DOCS: dict[str, str] = {
@@ -237,8 +238,6 @@ def build_facts(answers: Answers, *, detect_gpus: bool = True, model_resolver: C
     Raises:
         UserError: the model cannot be resolved or the dataset cannot be read.
     """
-    from advisor.rules import load_thresholds
-
     th = thresholds if thresholds is not None else {k: v.value for k, v in load_thresholds().items()}
     resolver = model_resolver or _resolve_model_default
     inspector = data_inspector or _inspect_default

@@ -47,9 +47,13 @@ class DPOSpec:
     epochs: float = 1.0
     dataset: str | None = None  # preference data (train split); None = the main dataset
     # The DPO stage's own batch when the SFT micro-batch does not fit its step (chosen + rejected rows and a
-    # reference forward, advisor/memory_dpo.py); None = the plan's micro_batch_size / grad_accum.
+    # reference forward, advisor/memory/dpo.py); None = the plan's micro_batch_size / grad_accum.
     micro_batch_size: int | None = None
     grad_accum: int | None = None
+    # The DPO step's predicted memory at the batch it runs (the planner's; summary.json compares the DPO stage
+    # with it): GiB allocated at peak, and what the GPU shows in use.
+    predicted_peak_gib: float | None = None
+    predicted_device_gib: float | None = None
 
 
 @dataclass
@@ -129,6 +133,18 @@ class TrainingPlan:
         if self.packing and mean_tokens:
             return max(1, math.ceil(train_examples * mean_tokens / self.max_length))
         return train_examples
+
+    @property
+    def distributed_mode(self) -> str | None:
+        """How several GPUs share the work; None on one GPU. The one place this is decided: the launcher's
+        accelerate config, the job's quantisation storage and the memory estimate all read it.
+
+        The planner's `distributed` when it set one; otherwise by method: LoRA runs DDP (each GPU holds the
+        whole base and the small adapter is all-reduced), QLoRA, Spectrum and full fine-tuning run FSDP
+        (the model is sharded; FSDP+QLoRA for 4-bit bases)."""
+        if self.n_gpus <= 1:
+            return None
+        return self.distributed or ("ddp" if self.method == "lora" else "fsdp")
 
     @property
     def effective_batch(self) -> int:

@@ -117,7 +117,7 @@ def build_plan(decision: Decision, facts: Facts) -> TrainingPlan | None:
     _data(plan, facts, r)
     _hardware_and_batch(plan, decision, facts, r)
     _dpo_batch(plan, facts, r)
-    _dpo_only_prediction(plan, facts, r)
+    _dpo_prediction(plan, facts, r)
     _schedule(plan, v, facts, r)
     for key, why in DEFAULT_REASONS.items():
         r.setdefault(key, why)
@@ -242,17 +242,21 @@ def _dpo_config(plan: TrainingPlan, facts: Facts):
                    spectrum_fraction=facts.thresholds.get("spectrum_top_percent", 30) / 100)
 
 
-def _dpo_only_prediction(plan: TrainingPlan, facts: Facts, r: dict) -> None:
-    """A plan that is DPO alone never runs the SFT step the method's candidate figure is for: its predicted
-    peak (what summary.json compares the run with) is the DPO step's, at the batch DPO runs."""
+def _dpo_prediction(plan: TrainingPlan, facts: Facts, r: dict) -> None:
+    """The DPO step's memory at the batch DPO runs, kept in the plan (`dpo.predicted_*`) for the job's summary
+    to compare its DPO stage with. A plan that is DPO alone never runs the SFT step the method's candidate
+    figure is for: its own predicted peak is this one."""
     from advisor.memory import estimate
     from advisor.models import ModelFacts
 
-    if plan.stage != "dpo" or not isinstance(facts.model, ModelFacts):
+    if plan.dpo is None or not isinstance(facts.model, ModelFacts):
         return
     cfg = _dpo_config(plan, facts)
     e = estimate(facts.model, cfg)
-    plan.predicted_peak_gib, plan.predicted_device_gib = round(e.peak_allocated_gib, 2), round(e.device_gib, 2)
+    plan.dpo.predicted_peak_gib, plan.dpo.predicted_device_gib = round(e.peak_allocated_gib, 2), round(e.device_gib, 2)
+    if plan.stage != "dpo":
+        return
+    plan.predicted_peak_gib, plan.predicted_device_gib = plan.dpo.predicted_peak_gib, plan.dpo.predicted_device_gib
     mb = cfg.batch_size
     r["predicted_peak_gib"] = (f"estimated {plan.predicted_device_gib:g} GiB in use at peak "
                                f"({plan.predicted_peak_gib:g} GiB allocated) for the DPO step: {mb} pairs "
@@ -262,7 +266,7 @@ def _dpo_only_prediction(plan: TrainingPlan, facts: Facts, r: dict) -> None:
 
 def _dpo_batch(plan: TrainingPlan, facts: Facts, r: dict) -> None:
     """The DPO stage's step at the plan's micro-batch: twice the rows (chosen and rejected) and a reference
-    forward (advisor/memory_dpo.py). When it does not fit the GPU, DPO gets its own micro-batch and the
+    forward (advisor/memory/dpo.py). When it does not fit the GPU, DPO gets its own micro-batch and the
     accumulation that keeps its effective batch (`dpo.micro_batch_size`, `dpo.grad_accum`). The reason goes
     under `dpo.micro_batch_size`, so the report's DPO row states it."""
     from advisor.memory import estimate, fit_search

@@ -11,6 +11,7 @@ from dataclasses import asdict, dataclass, field, replace
 from advisor.answers import Answers
 from advisor.decision import Decision
 from advisor.engine import METHOD_LABEL, evaluate
+from advisor.errors import UserError
 from advisor.facts import Facts, build_facts
 from advisor.plan import TrainingPlan
 
@@ -43,7 +44,9 @@ def recommend(answers: Answers, *, detect_gpus: bool = True, rules=None, **facts
     rules = rules if rules is not None else load_rules()
     decision = evaluate(rules, facts)
     plan = build_plan(decision, facts)
-    return Recommendation(facts, decision, plan, _problems(facts, decision))
+    rec = Recommendation(facts, decision, plan, _problems(facts, decision))
+    complete_spectrum_plan(rec)  # here, once: every report (the wizard's too) shows the plan that is written
+    return rec
 
 
 def _problems(facts: Facts, decision: Decision) -> list[str]:
@@ -89,25 +92,30 @@ def recommendation_json(rec: Recommendation) -> dict:
     }
 
 
+def spectrum_scan_missing(plan: TrainingPlan | None) -> UserError | None:
+    """Why a Spectrum plan cannot be written yet (its model is not a local directory to scan), or None.
+    A run directory is never written without the scan: never a silent full fine-tune."""
+    if plan is None or plan.method != "spectrum" or plan.spectrum is None or plan.spectrum.unfrozen_parameters:
+        return None
+    return UserError(f"Spectrum needs a scan of the weights, and {plan.model} is not a local directory",
+                     "download the model, set `model:` to its directory (or run `tunewise spectrum scan "
+                     "MODEL_DIR`), then rerun `tunewise recommend --out`")
+
+
 def complete_spectrum_plan(rec: Recommendation) -> None:
-    """Before a run directory is written: give a Spectrum plan its unfrozen parameters.
+    """Give a Spectrum plan its unfrozen parameters, before any report is shown.
 
     Scans the local weights (`advisor.spectrum.scan`, cached by content), puts the selected
     parameters into the plan, names the chosen layers per module type in the plan's reasons (the
     report shows them), and re-estimates peak memory with the scan's actual trainable count instead
-    of the fraction. A hub id with no local weights is a `UserError`: never a silent full fine-tune.
+    of the fraction. A hub id has no local weights to scan: the plan stays without layers, and writing
+    it is refused (`spectrum_scan_missing`).
     """
     from pathlib import Path
 
-    from advisor.errors import UserError
-
     plan = rec.plan
-    if plan is None or plan.method != "spectrum" or plan.spectrum is None or plan.spectrum.unfrozen_parameters:
+    if spectrum_scan_missing(plan) is None or not Path(plan.model).is_dir():
         return
-    if not Path(plan.model).is_dir():
-        raise UserError(f"Spectrum needs a scan of the weights, and {plan.model} is not a local directory",
-                        "download the model, set `model:` to its directory (or run `tunewise spectrum scan "
-                        "MODEL_DIR`), then rerun `tunewise recommend --out`")
     from advisor.spectrum import scan, scan_summary
 
     result = scan(plan.model, top_percent=plan.spectrum.top_percent)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field, fields
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -18,17 +17,9 @@ import yaml
 
 from advisor.errors import UserError
 from advisor.facts import DECISION_DOCS, FACT_DOCS
+from advisor.plan import DataSpec, DPOSpec, LoraSpec, QuantSpec, SpectrumSpec, TrainingPlan
+from advisor.thresholds import GUIDE_SECTIONS, SOURCES, Threshold, load_thresholds, rules_root
 
-GUIDE_SECTIONS = (
-    "When to Fine-Tune Versus Alternative Approaches",
-    "Essential Parameter-Efficient Fine-Tuning Methods",
-    "Modern Alignment and Instruction Tuning",
-    "Data Preparation Best Practices",
-    "Avoiding Critical Pitfalls",
-    "Practical Tools and Getting Started",
-    "Your Learning Path",
-)
-SOURCES = GUIDE_SECTIONS + ("measurement",)
 OPTIONS = {
     "approach": ("prompting", "rag", "fine-tune", "rag+fine-tune"),
     "method": ("lora", "qlora", "spectrum", "full"),
@@ -44,14 +35,6 @@ NUMBER = re.compile(r"(?<![\w.])(\d+(?:\.\d+)?)(?![\w])")
 PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_.]*)\}")
 # Decision variables by evaluation layer (see engine.py): rules reading them run after they are set.
 LAYER_OF = {"approach": 1, "fine_tuning": 1, "method": 2, "stage": 2}
-
-
-@dataclass(frozen=True)
-class Threshold:
-    name: str
-    value: float
-    source: str
-    note: str
 
 
 @dataclass
@@ -77,45 +60,11 @@ class Rule:
 
 def _plan_fields() -> set[str]:
     """Plan fields a rule may `set`: top-level scalars and dotted sub-section fields."""
-    from advisor import plan as p
-
-    subs = {"lora": p.LoraSpec, "quantization": p.QuantSpec, "spectrum": p.SpectrumSpec, "dpo": p.DPOSpec,
-            "data": p.DataSpec}
-    names = {f.name for f in fields(p.TrainingPlan) if f.name not in subs and f.name not in ("reasons", "version")}
+    subs = {"lora": LoraSpec, "quantization": QuantSpec, "spectrum": SpectrumSpec, "dpo": DPOSpec, "data": DataSpec}
+    names = {f.name for f in fields(TrainingPlan) if f.name not in subs and f.name not in ("reasons", "version")}
     for sec, cls in subs.items():
         names |= {f"{sec}.{f.name}" for f in fields(cls)}
     return names
-
-
-def rules_root() -> Path:
-    """The shipped rules folder (package data `advisor._rules`)."""
-    return Path(str(resources.files("advisor._rules")))
-
-
-def load_thresholds(path: str | Path | None = None) -> dict[str, Threshold]:
-    p = Path(path) if path else rules_root() / "thresholds.yaml"
-    try:
-        data = yaml.safe_load(p.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, yaml.YAMLError, RecursionError) as e:
-        raise UserError(f"{p}: cannot read thresholds ({type(e).__name__})", "restore rules/thresholds.yaml") from None
-    problems, out = [], {}
-    if not isinstance(data, dict):
-        raise UserError(f"{p}: expected a mapping of threshold names", "see docs/rules.md")
-    for name, entry in data.items():
-        if not isinstance(entry, dict) or set(entry) != {"value", "source", "note"}:
-            problems.append(f"{p.name}: '{name}' needs exactly the keys value, source, note")
-            continue
-        val = entry["value"]
-        if isinstance(val, bool) or not isinstance(val, int | float):
-            problems.append(f"{p.name}: '{name}'.value must be a number (got {val!r})")
-            continue
-        if entry["source"] not in SOURCES:
-            problems.append(f"{p.name}: '{name}'.source {entry['source']!r} is not a guide section or 'measurement'")
-        out[name] = Threshold(name, float(val), entry["source"], str(entry["note"]))
-    if problems:
-        raise UserError(f"{len(problems)} problem(s) in thresholds:\n  - " + "\n  - ".join(problems),
-                        "fix rules/thresholds.yaml (see docs/rules.md)")
-    return out
 
 
 def rule_files(root: Path | None = None) -> list[Path]:
@@ -295,7 +244,3 @@ def load_rules(root: str | Path | None = None, thresholds: dict[str, Threshold] 
         raise UserError(f"{len(problems)} problem(s) in rule files under {root_p}:\n  - " + "\n  - ".join(problems),
                         "fix the files above (schema: docs/rules.md; `tunewise rules ID` shows a working rule)")
     return rules
-
-
-def threshold_values(thresholds: dict[str, Threshold]) -> dict[str, float]:
-    return {k: t.value for k, t in thresholds.items()}

@@ -148,7 +148,7 @@ def tunewise_plan(spec: dict, ckpt: Path, *, tiny: bool):
 
 def predicted_peak(spec: dict, ckpt: Path) -> float | None:
     """`tunewise estimate` for the same settings (peak allocated, GiB)."""
-    out = subprocess.run([sys.executable, "-m", "advisor", "estimate", "--model", str(ckpt), "--method",
+    out = subprocess.run([sys.executable, "-m", "tunewise", "estimate", "--model", str(ckpt), "--method",
                           spec["method"], "--seq-len", str(spec["seq"]), "--batch-size", str(spec["bs"]),
                           *(["--liger"] if spec.get("liger", True) else []),
                           *(["--padding-free"] if spec.get("padding_free") else []),

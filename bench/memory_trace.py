@@ -50,8 +50,12 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from advisor.memory import MemoryConfig, estimate  # noqa: E402
-from advisor.memory_parts import TRL_HEAD_TOKENS, TRL_HEAD_VOCAB, step_parts  # noqa: E402
+from advisor.memory import (  # noqa: E402
+    MemoryConfig,
+    estimate,
+    step_parts,  # noqa: E402
+)
+from advisor.memory.parts import TRL_HEAD_TOKENS, TRL_HEAD_VOCAB  # noqa: E402
 from advisor.models import facts_from_config  # noqa: E402
 
 MiB = 1024**2

@@ -39,8 +39,11 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 from memory_trace import StepTrace, aligned, estimator_phase, mark_phases, spectrum_layers  # noqa: E402
 
-from advisor.memory import MemoryConfig, estimate  # noqa: E402
-from advisor.memory_parts import step_parts  # noqa: E402
+from advisor.memory import (  # noqa: E402
+    MemoryConfig,
+    estimate,
+    step_parts,  # noqa: E402
+)
 from advisor.models import facts_from_config  # noqa: E402
 
 MiB = 1024**2

@@ -155,7 +155,7 @@ def compare_sample(d: Path, result, n_sample: int, device: str, seed: int) -> li
     import torch
     from safetensors import safe_open
 
-    from advisor.spectrum_score import matrix_score
+    from advisor.spectrum.score import matrix_score
 
     index = json.loads((d / "model.safetensors.index.json").read_text())["weight_map"]
     by_type: dict[str, list[str]] = {}
@@ -207,7 +207,7 @@ def main(argv: list[str] | None = None) -> int:
 
     import torch
 
-    from advisor.spectrum import _resolve_device, scan
+    from advisor.spectrum.scanner import _resolve_device, scan
 
     device = _resolve_device(args.device)
     t = time.perf_counter()

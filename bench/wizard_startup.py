@@ -22,7 +22,7 @@ ENV = dict(os.environ, TERM="xterm", PROMPT_TOOLKIT_NO_CPR="1", HF_HUB_OFFLINE="
 
 def first_question() -> float:
     t0 = time.perf_counter()
-    child = pexpect.spawn(sys.executable, ["-m", "advisor", "wizard", "--no-detect"], env=ENV,
+    child = pexpect.spawn(sys.executable, ["-m", "tunewise", "wizard", "--no-detect"], env=ENV,
                           dimensions=(40, 100), encoding="utf-8", timeout=30)
     child.expect("What should the model do")
     dt = time.perf_counter() - t0
@@ -34,7 +34,7 @@ def first_question() -> float:
 
 def help_time() -> float:
     t0 = time.perf_counter()
-    subprocess.run([sys.executable, "-m", "advisor", "--help"], env=ENV, capture_output=True, check=True)
+    subprocess.run([sys.executable, "-m", "tunewise", "--help"], env=ENV, capture_output=True, check=True)
     return time.perf_counter() - t0
 
 

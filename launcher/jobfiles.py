@@ -30,19 +30,6 @@ def _summary(plan: TrainingPlan) -> str:
     return f"{model} · {plan.method} · {plan.stage} · {plan.n_gpus} GPU(s)"
 
 
-def distributed_mode(plan: TrainingPlan) -> str | None:
-    """How several GPUs share the work (the plan's `distributed` wins when set).
-
-    LoRA: DDP, each GPU holds the whole base and the small adapter is all-reduced. QLoRA, Spectrum and
-    full fine-tuning: FSDP shards the model (FSDP+QLoRA for 4-bit bases).
-    """
-    if plan.n_gpus <= 1:
-        return None
-    if plan.distributed:
-        return plan.distributed
-    return "ddp" if plan.method == "lora" else "fsdp"
-
-
 def train_command(run_dir: str | Path, plan: TrainingPlan, *, python: str | None = None,
                   extra: list[str] | None = None, cpu_processes: int | None = None) -> list[str]:
     """The argument list that runs `launcher.train` for this plan.
@@ -92,7 +79,7 @@ def slurm_sbatch(plan: TrainingPlan) -> str:
 
 def accelerate_yaml(plan: TrainingPlan) -> str:
     """An accelerate config for `plan.n_gpus` processes on one machine (Slurm overrides the machine count)."""
-    mode = distributed_mode(plan)
+    mode = plan.distributed_mode
     cfg: dict = {"compute_environment": "LOCAL_MACHINE", "num_machines": 1, "machine_rank": 0,
                  "num_processes": plan.n_gpus, "mixed_precision": "bf16" if plan.bf16 else "no",
                  "rdzv_backend": "static", "same_network": True, "use_cpu": False,

@@ -323,10 +323,8 @@ def offer_launch(rec, console: Console, *, out_dir=None) -> int:
     """The wizard's "Launch now?": write the run directory as `recommend --out` does, then launch it
     (a CPU smoke run first when this machine has no GPU)."""
     from advisor.hardware import detect_gpus
-    from advisor.recommend import complete_spectrum_plan
     from launcher.rundir import write_recommendation
 
-    complete_spectrum_plan(rec)
     plan = rec.plan
     if out_dir is None:
         name = (plan.model.rstrip("/").split("/")[-1] if plan else "recommendation")

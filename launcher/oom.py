@@ -61,18 +61,23 @@ def _repredict(old: TrainingPlan, new: TrainingPlan) -> None:
     from advisor.memory import config_for_plan, estimate
     from advisor.models import resolve_model
 
-    new.predicted_peak_gib = new.predicted_device_gib = None
-    if old.predicted_peak_gib is None:
-        return
+    # (the plan's own prediction, for its first step; the DPO stage's after SFT, kept in `dpo`)
+    pairs = [(old, new, "dpo" if old.stage == "dpo" else "sft")]
+    if old.dpo is not None and new.dpo is not None and old.stage != "dpo":
+        pairs.append((old.dpo, new.dpo, "dpo"))
+    for _, now, _ in pairs:
+        now.predicted_peak_gib = now.predicted_device_gib = None
     try:
         facts = resolve_model(old.model)
-        stage = "dpo" if old.stage == "dpo" else "sft"  # the step the plan's prediction is for
-        before, after = estimate(facts, config_for_plan(old, stage)), estimate(facts, config_for_plan(new, stage))
     except UserError:
         return
-    new.predicted_peak_gib = round(old.predicted_peak_gib + after.peak_allocated_gib - before.peak_allocated_gib, 3)
-    if old.predicted_device_gib is not None:
-        new.predicted_device_gib = round(old.predicted_device_gib + after.device_gib - before.device_gib, 3)
+    for was, now, stage in pairs:
+        if was.predicted_peak_gib is None:
+            continue
+        before, after = estimate(facts, config_for_plan(old, stage)), estimate(facts, config_for_plan(new, stage))
+        now.predicted_peak_gib = round(was.predicted_peak_gib + after.peak_allocated_gib - before.peak_allocated_gib, 3)
+        if was.predicted_device_gib is not None:
+            now.predicted_device_gib = round(was.predicted_device_gib + after.device_gib - before.device_gib, 3)
 
 
 def exhausted_message(plan: TrainingPlan, steps: list[str]) -> str:

@@ -123,9 +123,12 @@ def write_recommendation(rec, out_dir: str | Path) -> Path:
     """
     import json
 
-    from advisor.recommend import recommendation_json
+    from advisor.recommend import recommendation_json, spectrum_scan_missing
     from advisor.report import render
 
+    missing = spectrum_scan_missing(rec.plan)
+    if missing is not None:
+        raise missing
     run_dir = new_run_dir(out_dir)
     try:
         plan: TrainingPlan | None = rec.plan

@@ -14,10 +14,10 @@ import copy
 import os
 from pathlib import Path
 
+from advisor.bundled import demo_tokenizer_dir
 from advisor.plan import TrainingPlan
 from launcher.rundir import atomic_write, new_run_dir
 
-BUNDLED_TOKENIZER = Path(__file__).resolve().parents[1] / "examples" / "demo" / "tokenizer"
 SMOKE_STEPS = 30
 TINY = dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
             num_key_value_heads=2, head_dim=16)
@@ -34,7 +34,7 @@ def load_tokenizer(model: str, *, trust_remote_code: bool = False):
             return tok, "real"
     except Exception:  # not local, not cached: offline is the normal case here
         pass
-    return AutoTokenizer.from_pretrained(str(BUNDLED_TOKENIZER)), "bundled"
+    return AutoTokenizer.from_pretrained(str(demo_tokenizer_dir())), "bundled"
 
 
 def real_config(model: str, *, trust_remote_code: bool = False):

@@ -256,7 +256,7 @@ def load_model(plan: TrainingPlan, cuda: bool):
                   attn_implementation=plan.attn_implementation, trust_remote_code=plan.trust_remote_code)
     if plan.method == "qlora":
         q = plan.quantization
-        fsdp = plan.n_gpus > 1 and plan.distributed in (None, "fsdp")
+        fsdp = plan.distributed_mode == "fsdp"
         kwargs["quantization_config"] = BitsAndBytesConfig(
             load_in_4bit=True, bnb_4bit_quant_type=q.quant_type, bnb_4bit_use_double_quant=q.double_quant,
             bnb_4bit_compute_dtype=getattr(torch, q.compute_dtype),
@@ -377,21 +377,10 @@ def trainer_config(plan: TrainingPlan, stage: str, out_dir: Path, train_ds, eval
 
 
 def stage_prediction(plan: TrainingPlan, stage: str) -> dict:
-    """The estimate summary.json compares the measured peak with: the plan's own, which is the step of the
-    plan's first stage (SFT, or DPO for a DPO-only plan); for the DPO stage after SFT the DPO step's (twice
-    the rows, the reference forward), estimated here from the base model's config; None when the model is
-    not one the estimator can read."""
-    if stage != "dpo" or plan.stage == "dpo":
-        return {"peak_gib_predicted": plan.predicted_peak_gib, "device_gib_predicted": plan.predicted_device_gib}
-    from advisor.errors import TunewiseError
-    from advisor.memory import config_for_plan, estimate
-    from advisor.models import resolve_model
-
-    try:
-        e = estimate(resolve_model(plan.model), config_for_plan(plan, "dpo"))
-    except TunewiseError:
-        return {"peak_gib_predicted": None, "device_gib_predicted": None}
-    return {"peak_gib_predicted": round(e.peak_allocated_gib, 2), "device_gib_predicted": round(e.device_gib, 2)}
+    """The planner's estimate summary.json compares the measured peak with: the plan's own for its first stage
+    (SFT, or DPO for a DPO-only plan); the DPO step's (`dpo.predicted_*`) for the DPO stage after SFT."""
+    src = plan.dpo if stage == "dpo" and plan.stage != "dpo" and plan.dpo is not None else plan
+    return {"peak_gib_predicted": src.predicted_peak_gib, "device_gib_predicted": src.predicted_device_gib}
 
 
 def fit_eval_interval(trainer, plan: TrainingPlan, args: argparse.Namespace) -> None:

@@ -8,7 +8,8 @@ import pytest
 
 from advisor.engine import evaluate, fill_message, fmt_value
 from advisor.facts import normalise
-from advisor.rules import _plan_fields, load_rules, load_thresholds, parse_rule, threshold_values
+from advisor.rules import _plan_fields, load_rules, parse_rule
+from advisor.thresholds import load_thresholds, threshold_values
 
 THRESHOLDS = load_thresholds()
 TH = threshold_values(THRESHOLDS)

@@ -13,7 +13,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def tw(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "advisor", "estimate", *args], capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "tunewise", "estimate", *args], capture_output=True, text=True,
                           cwd=ROOT, timeout=60)
 
 

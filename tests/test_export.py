@@ -21,7 +21,7 @@ def test_merge_matches_base_plus_adapter(base, tmp_path):
 
     rd = make_run(tmp_path, base, max_steps=2)
     assert train.main([str(rd)]) == 0
-    r = subprocess.run([sys.executable, "-m", "advisor", "export", str(rd), "--merge"], capture_output=True,
+    r = subprocess.run([sys.executable, "-m", "tunewise", "export", str(rd), "--merge"], capture_output=True,
                        text=True)
     assert r.returncode == 0, r.stderr
     merged = AutoModelForCausalLM.from_pretrained(str(rd / "merged"), dtype=torch.float32)
@@ -33,14 +33,14 @@ def test_merge_matches_base_plus_adapter(base, tmp_path):
     compile(snippet, "inference.py", "exec")
     assert str(rd / "merged") in snippet and "apply_chat_template" in snippet
     assert (rd / "merged" / "chat_template.jinja").exists()  # same template as training
-    r2 = subprocess.run([sys.executable, "-m", "advisor", "export", str(rd), "--merge"], capture_output=True,
+    r2 = subprocess.run([sys.executable, "-m", "tunewise", "export", str(rd), "--merge"], capture_output=True,
                         text=True)
     assert r2.returncode == 0 and (rd / "merged-2").is_dir()  # an earlier export is never overwritten
 
 
 def test_export_before_training_is_a_clear_error(base, tmp_path):
     rd = make_run(tmp_path, base)
-    r = subprocess.run([sys.executable, "-m", "advisor", "export", str(rd), "--merge"], capture_output=True,
+    r = subprocess.run([sys.executable, "-m", "tunewise", "export", str(rd), "--merge"], capture_output=True,
                        text=True)
     assert r.returncode == 2 and "tunewise launch" in r.stderr and "Traceback" not in r.stderr
 
@@ -51,7 +51,7 @@ def test_relative_out_is_written_into_inference_py_as_an_absolute_path(base, tmp
     rd = make_run(tmp_path, base, max_steps=1)
     assert train.main([str(rd)]) == 0
     monkeypatch.chdir(tmp_path)
-    r = subprocess.run([sys.executable, "-m", "advisor", "export", str(rd), "--merge", "--out", "exports/m"],
+    r = subprocess.run([sys.executable, "-m", "tunewise", "export", str(rd), "--merge", "--out", "exports/m"],
                        capture_output=True, text=True, cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     assert f"MODEL = {str(tmp_path / 'exports' / 'm')!r}" in (rd / "inference.py").read_text()

@@ -1,7 +1,7 @@
 """Fuzzed bad input through the real CLI entry point: answers files, datasets, config.json, rule files, flags.
 
 Invariant for every case: exit code 0, 1 or 2 (0/1 only where the input is valid), a message on
-stderr naming the problem for 2, and never a traceback. An exception escaping `advisor.cli.main` is a
+stderr naming the problem for 2, and never a traceback. An exception escaping `tunewise.cli.main` is a
 crash and fails the test with its traceback. Found crashes are kept below as explicit regressions.
 """
 
@@ -22,9 +22,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from advisor.answers import Answers
-from advisor.cli import main
 from advisor.errors import UserError
-from advisor.rules import load_rules, rules_root
+from advisor.rules import load_rules
+from advisor.thresholds import rules_root
+from tunewise.cli import main
 
 ROOT = Path(__file__).resolve().parents[1]
 FUZZ = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -343,7 +344,7 @@ def test_flag_regressions(argv, needle):
 
 
 def test_real_subprocess_cases(tmp_path):
-    """The same guarantees through `python -m advisor`, where nothing is caught for us."""
+    """The same guarantees through `python -m tunewise`, where nothing is caught for us."""
     bomb = tmp_path / "bomb.yaml"
     bomb.write_text(_bomb(9), encoding="utf-8")
     cfg = tmp_path / "m"
@@ -355,7 +356,7 @@ def test_real_subprocess_cases(tmp_path):
                  ["estimate", "--model", str(cfg), "--method", "lora"],
                  ["inspect", str(data)],
                  ["estimate", "--model", "llama-3.1-8b", "--method", "nope"]):
-        r = subprocess.run([sys.executable, "-m", "advisor", *argv], capture_output=True, text=True, timeout=120,
+        r = subprocess.run([sys.executable, "-m", "tunewise", *argv], capture_output=True, text=True, timeout=120,
                            cwd=tmp_path)
         assert r.returncode == 2, (argv, r.stderr[-2000:])
         assert "Traceback" not in r.stdout + r.stderr and "error" in r.stderr and len(r.stderr) < 20_000

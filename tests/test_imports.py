@@ -21,17 +21,17 @@ def _loaded(stmt: str) -> list[str]:
 
 
 def test_import_advisor_is_light():
-    assert _loaded("import advisor, advisor.cli, advisor.answers, advisor.plan, advisor.hardware") == []
+    assert _loaded("import advisor, tunewise.cli, advisor.answers, advisor.plan, advisor.hardware") == []
 
 
 def test_help_is_light():
-    stmt = "from advisor.cli import main\ntry:\n    main(['--help'])\nexcept SystemExit:\n    pass"
+    stmt = "from tunewise.cli import main\ntry:\n    main(['--help'])\nexcept SystemExit:\n    pass"
     assert _loaded(stmt) == []
 
 
 def test_every_command_help_is_light():
-    from advisor.cli import COMMANDS
+    from tunewise.cli import COMMANDS
 
     for name in COMMANDS:
-        stmt = f"from advisor.cli import main\ntry:\n    main([{name!r}, '--help'])\nexcept SystemExit:\n    pass"
+        stmt = f"from tunewise.cli import main\ntry:\n    main([{name!r}, '--help'])\nexcept SystemExit:\n    pass"
         assert _loaded(stmt) == [], name

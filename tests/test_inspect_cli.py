@@ -10,7 +10,7 @@ import sys
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from advisor.cli import main
+from tunewise.cli import main
 
 
 def write_jsonl(path, rows):
@@ -23,7 +23,7 @@ def chat(q, a):
 
 
 def cli(*args):
-    return subprocess.run([sys.executable, "-m", "advisor.cli", "inspect", *args], capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "tunewise.cli", "inspect", *args], capture_output=True, text=True,
                           timeout=120)
 
 

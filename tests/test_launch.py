@@ -17,7 +17,7 @@ def base(tmp_path_factory):
 
 
 def tunewise(*args, env=None, timeout=300):
-    return subprocess.run([sys.executable, "-m", "advisor", *map(str, args)], capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "tunewise", *map(str, args)], capture_output=True, text=True,
                           timeout=timeout, env={**os.environ, **(env or {})})
 
 

@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 
 from advisor.errors import UserError
 from advisor.memory import MemoryConfig, estimate, fit_search
-from advisor.memory_parts import NF4_BYTES_PER_PARAM, trainable_params
+from advisor.memory.parts import NF4_BYTES_PER_PARAM, trainable_params
 from advisor.models import count_params, resolve_model
 
 ROOT = Path(__file__).resolve().parent.parent

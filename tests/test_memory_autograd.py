@@ -19,7 +19,7 @@ from __future__ import annotations
 import pytest
 
 from advisor.memory import MemoryConfig
-from advisor.memory_parts import (
+from advisor.memory.parts import (
     attn_mask_bytes_per_layer,
     layer_saved_bytes_per_token,
     lora_weight_casts_per_layer,
@@ -199,7 +199,7 @@ def test_tunewise_packed_sdpa_repeats_kv_and_keeps_an_additive_mask():
     # A packed row under SDPA carries a block-diagonal mask: transformers then repeats k/v to every query
     # head (no native GQA with a mask) and torch turns the bool mask into an additive one that the
     # kernel keeps, in every layer.
-    from advisor.memory_parts import attn_mask_bytes_per_layer
+    from advisor.memory.parts import attn_mask_bytes_per_layer
 
     shape = {**SHAPES["llama"], "num_key_value_heads": 2}
     model = _lora(_build(shape, "sdpa"))

@@ -1,4 +1,4 @@
-"""The DPO stage's memory (advisor/memory_dpo.py), the plan's DPO batch and the job's DPOConfig.
+"""The DPO stage's memory (advisor/memory/dpo.py), the plan's DPO batch and the job's DPOConfig.
 
 The byte counts themselves are checked against real DPOTrainer steps on CPU in tests/test_memory_trace.py
 (bench/memory_trace.py `dpo_grid`); here: what the DPO step adds to the SFT step, validation, and the plan.
@@ -12,9 +12,8 @@ from dataclasses import replace
 import pytest
 
 from advisor.errors import UserError
-from advisor.memory import MemoryConfig, estimate, fit_search
-from advisor.memory_dpo import REFERENCE_PHASE, dpo_rows
-from advisor.memory_parts import step_parts
+from advisor.memory import MemoryConfig, estimate, fit_search, step_parts
+from advisor.memory.dpo import REFERENCE_PHASE, dpo_rows
 from advisor.models import count_params, resolve_model
 
 GiB = 1024**3
@@ -184,3 +183,18 @@ def test_a_dpo_only_plan_predicts_the_dpo_step(llama8b):
     sft = estimate(llama8b, replace(config_for_plan(p, "sft"), spectrum_fraction=0.3))
     assert p.predicted_peak_gib == round(dpo.peak_allocated_gib, 2) and p.predicted_peak_gib > sft.peak_allocated_gib
     assert "for the DPO step" in p.reasons["predicted_peak_gib"]
+
+
+def test_an_sft_then_dpo_plan_carries_the_dpo_steps_prediction(llama8b):
+    # The planner owns the DPO stage's figure (the job only reads it): written into plan.yaml's `dpo` section
+    # at the batch DPO runs, with the frozen copy of the SFT adapter; the plan's own figure stays the SFT step's.
+    from advisor.memory import config_for_plan
+
+    p = _persona_plan().plan
+    assert p.stage == "sft+dpo"
+    dpo = estimate(llama8b, replace(config_for_plan(p, "dpo"), spectrum_fraction=0.3))
+    sft = estimate(llama8b, replace(config_for_plan(p, "sft"), spectrum_fraction=0.3))
+    assert (p.dpo.predicted_peak_gib, p.dpo.predicted_device_gib) == (round(dpo.peak_allocated_gib, 2),
+                                                                      round(dpo.device_gib, 2))
+    assert p.predicted_peak_gib != p.dpo.predicted_peak_gib and abs(p.predicted_peak_gib - sft.peak_allocated_gib) < 0.05
+    assert "predicted_peak_gib" in p.to_yaml().split("dpo:")[1]

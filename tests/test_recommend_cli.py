@@ -1,4 +1,4 @@
-"""`tunewise recommend` and `tunewise rules` through advisor.cli.main: JSON shape, exit codes, run dir."""
+"""`tunewise recommend` and `tunewise rules` through tunewise.cli.main: JSON shape, exit codes, run dir."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from advisor.cli import main
+from tunewise.cli import main
 
 ROOT = Path(__file__).resolve().parents[1]
 PERSONAS = ROOT / "examples" / "answers"

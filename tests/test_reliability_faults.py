@@ -17,11 +17,11 @@ import pytest
 import yaml
 
 from advisor.answers import Answers
-from advisor.cli import main
 from advisor.errors import UserError
 from advisor.plan import LoraSpec, TrainingPlan
 from launcher import fingerprint
 from launcher.progress import MetricsFollower
+from tunewise.cli import main
 
 ROOT = Path(__file__).resolve().parents[1]
 DEMO = ROOT / "examples" / "demo" / "answers.yaml"
@@ -81,7 +81,7 @@ def test_recommend_out_where_a_file_blocks_the_folder(tmp_path, demo_answers):
 
 
 def test_save_answers_on_a_full_disk_keeps_the_previous_file(tmp_path, monkeypatch):
-    from advisor.commands.wizard import save_answers
+    from tunewise.commands.wizard import save_answers
 
     target = tmp_path / "answers.yaml"
     target.write_text("task: chat\n")

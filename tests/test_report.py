@@ -17,7 +17,7 @@ from advisor.hardware import GPU
 from advisor.models import ModelFacts
 from advisor.plan import DataSpec, LoraSpec, QuantSpec, TrainingPlan
 from advisor.report import build_sections, print_report, render
-from advisor.report_plan import NO_REASON, plan_rows
+from advisor.report.plan_table import NO_REASON, plan_rows
 
 GUIDE = "Essential Parameter-Efficient Fine-Tuning Methods"
 
@@ -197,10 +197,9 @@ def test_user_text_with_rich_markup_is_escaped():
 
 
 def test_json_is_the_contract_plus_the_trace(monkeypatch):
-    import sys
+    import advisor.report.full as full
 
-    fake = SimpleNamespace(recommendation_json=lambda rec: {"approach": rec.decision.approach, "fired": []})
-    monkeypatch.setitem(sys.modules, "advisor.recommend", fake)
+    monkeypatch.setattr(full, "recommendation_json", lambda rec: {"approach": rec.decision.approach, "fired": []})
     out = json.loads(render(make_rec(), "json"))
     assert out["approach"] == "fine-tune"
     assert [t["status"] for t in out["trace"]][-2:] == ["not_fired", "skipped"]

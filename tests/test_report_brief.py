@@ -14,10 +14,10 @@ import pytest
 from test_report import make_rec
 
 from advisor.answers import GPUAnswer, load_answers
-from advisor.cli import main
 from advisor.report import APPROACH_WORDS, METHOD_WORDS, STAGE_WORDS, render
-from advisor.report_brief import BRIEF_PLAN_ROWS, brief_rules, render_brief, short_id
-from advisor.report_plan import plan_rows
+from advisor.report.brief import BRIEF_PLAN_ROWS, brief_rules, render_brief, short_id
+from advisor.report.plan_table import plan_rows
+from tunewise.cli import main
 
 ROOT = Path(__file__).resolve().parents[1]
 PERSONAS = sorted((ROOT / "examples" / "answers").glob("*.yaml"))

@@ -38,7 +38,7 @@ def _logged_steps(rd):
 
 def test_sigterm_saves_a_checkpoint_and_stops(base, tmp_path):
     rd = make_run(tmp_path, base, max_steps=50, save_steps=100)
-    proc = _start(["-m", "advisor", "launch", str(rd), "--cpu"], {"TUNEWISE_TEST_STEP_DELAY": "0.5"})
+    proc = _start(["-m", "tunewise", "launch", str(rd), "--cpu"], {"TUNEWISE_TEST_STEP_DELAY": "0.5"})
     _wait_for(lambda: len(_logged_steps(rd)) >= 2, proc)
     proc.send_signal(signal.SIGTERM)  # to the launcher; it passes one SIGTERM on to the job
     out, _ = proc.communicate(timeout=120)
@@ -63,11 +63,11 @@ def test_kill_9_then_launch_resumes_and_a_changed_plan_is_refused(base, tmp_path
     # A changed plan is refused, naming the change; the checkpoints stay.
     plan_text = (rd / "plan.yaml").read_text()
     (rd / "plan.yaml").write_text(plan_text.replace("learning_rate: 0.001", "learning_rate: 0.002"))
-    r = subprocess.run([sys.executable, "-m", "advisor", "launch", str(rd), "--cpu"], capture_output=True, text=True)
+    r = subprocess.run([sys.executable, "-m", "tunewise", "launch", str(rd), "--cpu"], capture_output=True, text=True)
     assert r.returncode == 2 and "learning_rate" in r.stderr and "Traceback" not in r.stderr
     (rd / "plan.yaml").write_text(plan_text)
 
-    r = subprocess.run([sys.executable, "-m", "advisor", "launch", str(rd), "--cpu"], capture_output=True, text=True)
+    r = subprocess.run([sys.executable, "-m", "tunewise", "launch", str(rd), "--cpu"], capture_output=True, text=True)
     assert r.returncode == 0, r.stdout + r.stderr
     s = json.loads((rd / "summary.json").read_text())
     assert s["status"] == "completed" and s["steps"] == 6
@@ -82,5 +82,5 @@ def test_kill_9_then_launch_resumes_and_a_changed_plan_is_refused(base, tmp_path
     # Changed data is refused too.
     with open(rd / "data" / "train.jsonl", "a") as f:
         f.write('{"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}]}\n')
-    r = subprocess.run([sys.executable, "-m", "advisor", "launch", str(rd), "--cpu"], capture_output=True, text=True)
+    r = subprocess.run([sys.executable, "-m", "tunewise", "launch", str(rd), "--cpu"], capture_output=True, text=True)
     assert r.returncode == 2 and "train data file changed" in r.stderr

@@ -9,7 +9,8 @@ import pytest
 
 from advisor.engine import _run
 from advisor.facts import normalise
-from advisor.rules import GUIDE_SECTIONS, load_rules, load_thresholds, rule_files, threshold_values
+from advisor.rules import load_rules, rule_files
+from advisor.thresholds import GUIDE_SECTIONS, load_thresholds, threshold_values
 
 RULES = sorted(load_rules(), key=lambda r: r.id)
 TH = threshold_values(load_thresholds())

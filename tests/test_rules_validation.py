@@ -9,7 +9,8 @@ import pytest
 import yaml
 
 from advisor.errors import UserError
-from advisor.rules import load_rules, rules_root
+from advisor.rules import load_rules
+from advisor.thresholds import rules_root
 
 GOOD = {
     "id": "TW999-test-rule",

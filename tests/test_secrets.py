@@ -24,7 +24,7 @@ SECRETS = {
 
 def _tunewise(*args, cwd: Path) -> subprocess.CompletedProcess:
     env = {**os.environ, **SECRETS}
-    return subprocess.run([sys.executable, "-m", "advisor", *map(str, args)], capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "tunewise", *map(str, args)], capture_output=True, text=True,
                           timeout=600, env=env, cwd=cwd)
 
 
@@ -98,7 +98,7 @@ def test_network_jobs_write_train_log_through_a_redacting_pump(tmp_path):
         "    print('to stderr', os.environ.get('WANDB_API_KEY'), file=sys.stderr, flush=True)\n")
     run = make_run(tmp_path, tiny_base(tmp_path / "base"), max_steps=2, eval_steps=100, save_steps=100)
     env = {**os.environ, **SECRETS, "PYTHONPATH": str(hook)}
-    p = subprocess.run([sys.executable, "-m", "advisor", "launch", str(run), "--cpu", "--allow-network"],
+    p = subprocess.run([sys.executable, "-m", "tunewise", "launch", str(run), "--cpu", "--allow-network"],
                        capture_output=True, text=True, timeout=600, env=env, cwd=tmp_path)
     assert p.returncode == 0, p.stdout[-2000:] + p.stderr[-2000:]
     log = (run / "train.log").read_text()

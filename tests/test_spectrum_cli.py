@@ -11,7 +11,7 @@ import pytest
 import torch
 import yaml
 
-from advisor.cli import main
+from tunewise.cli import main
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -49,7 +49,7 @@ def test_text_output_has_a_table_per_type_and_default_out(model_dir, capsys):
 
 
 def test_default_out_falls_back_to_cwd_when_model_dir_is_read_only(model_dir, tmp_path, monkeypatch, capsys):
-    import advisor.spectrum as spectrum
+    import advisor.spectrum.scanner as spectrum
 
     monkeypatch.setattr(spectrum.os, "access", lambda p, mode: False)
     monkeypatch.chdir(tmp_path)
@@ -75,12 +75,12 @@ def test_subprocess_plain_progress_on_stderr_and_clean_stdout(model_dir, tmp_pat
     """A real process with stderr not a TTY: plain progress lines, JSON alone on stdout."""
     cache = tmp_path / "cache"
     env = {"PATH": "/usr/bin:/bin", "XDG_CACHE_HOME": str(cache), "HF_HUB_OFFLINE": "1"}
-    args = [sys.executable, "-m", "advisor", "spectrum", "scan", str(model_dir), "--device", "cpu",
+    args = [sys.executable, "-m", "tunewise", "spectrum", "scan", str(model_dir), "--device", "cpu",
             "--format", "json", "--no-cache", "--out", str(tmp_path / "s.yaml")]
     p = subprocess.run(args, capture_output=True, text=True, cwd=ROOT, env=env, timeout=300)
     assert p.returncode == 0, p.stderr
     assert json.loads(p.stdout)["cache_hit"] is False
     assert "scoring layer weights: 28/28" in p.stderr and "\x1b[" not in p.stderr
-    bad = subprocess.run([sys.executable, "-m", "advisor", "spectrum", "scan", str(tmp_path)],
+    bad = subprocess.run([sys.executable, "-m", "tunewise", "spectrum", "scan", str(tmp_path)],
                          capture_output=True, text=True, cwd=ROOT, env=env, timeout=120)
     assert bad.returncode == 2 and "no safetensors weights" in bad.stderr

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from advisor.cli import main
+from tunewise.cli import main
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -133,7 +133,7 @@ def test_reads_one_tensor_at_a_time(tmp_path, monkeypatch, llama):
     """The reader never runs more than `ahead` tensors ahead of the scorer, and never loads a file whole."""
     import safetensors
 
-    import advisor.spectrum_score as score_mod
+    import advisor.spectrum.score as score_mod
 
     model, d = llama
     real_open = safetensors.safe_open
@@ -282,7 +282,7 @@ def test_score_independent_of_storage_dtype_but_not_of_scale(tmp_path):
 
 def test_threaded_scoring_and_overlapped_hashing_match_sequential(tmp_path, monkeypatch, llama):
     """The CUDA code path (several workers, hashing during the first scan), run on the CPU."""
-    import advisor.spectrum as spectrum
+    import advisor.spectrum.scanner as spectrum
 
     model, _ = llama
     d = _save(model, tmp_path / "m")

@@ -10,7 +10,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from advisor.spectrum_score import gram_singular_values, matrix_score, score_from_singular_values
+from advisor.spectrum.score import gram_singular_values, matrix_score, score_from_singular_values
 
 RTOL = 1e-3  # the agreement requirement
 

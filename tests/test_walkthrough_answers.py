@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from advisor.cli import main
+from tunewise.cli import main
 
 
 def _answers(folder: Path, **data) -> Path:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from advisor.cli import main
+from tunewise.cli import main
 
 VERBS = [["wizard"], ["recommend"], ["estimate"], ["inspect"], ["spectrum"], ["spectrum", "scan"],
          ["launch"], ["export"], ["rules"], ["env"]]
@@ -22,7 +22,7 @@ def test_help_text_has_no_literal_percent_escapes(capsys, verb):
 def test_every_flag_says_what_it_does():
     import argparse
 
-    from advisor.cli import build_parser
+    from tunewise.cli import build_parser
 
     silent = []
 

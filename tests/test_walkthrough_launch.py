@@ -56,7 +56,7 @@ def test_launching_a_prompting_recommendation_says_there_is_no_job(tmp_path, cap
     # create one with recommend --out", which is what the user had just done.
     import yaml
 
-    from advisor.cli import main
+    from tunewise.cli import main
 
     answers = tmp_path / "a.yaml"
     answers.write_text(yaml.safe_dump({"task": "chat", "examples": 40}), encoding="utf-8")
@@ -94,7 +94,7 @@ def test_a_base_model_not_on_disk_is_named_with_the_fix_and_no_traceback(tmp_pat
 
     rd = make_run(tmp_path, tiny_base(tmp_path / "base"), model="nobody/no-such-model")
     (rd / "train.log").write_text("Traceback (most recent call last):\n  an earlier launch's crash\n")
-    p = subprocess.run([sys.executable, "-m", "advisor", "launch", str(rd), "--cpu"], capture_output=True,
+    p = subprocess.run([sys.executable, "-m", "tunewise", "launch", str(rd), "--cpu"], capture_output=True,
                        text=True, timeout=300, cwd=ROOT)
     out = p.stdout + p.stderr
     assert p.returncode == 2, out

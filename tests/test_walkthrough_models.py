@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 
-from advisor.cli import main
+from tunewise.cli import main
 
 
 @pytest.mark.parametrize(("config_cls", "needle"), [

@@ -8,7 +8,6 @@ from types import SimpleNamespace
 import pytest
 
 from advisor.answers import Answers, dump_answers, load_answers, parse_answers
-from advisor.commands.wizard import demo_answers_path, save_answers
 from advisor.hardware import GPU, Detection
 from advisor.wizard import (
     Wizard,
@@ -17,6 +16,7 @@ from advisor.wizard import (
     int_validator,
     model_validator,
 )
+from tunewise.commands.wizard import demo_answers_path, save_answers
 
 
 class Script:
@@ -198,7 +198,7 @@ def _rec(plan=True, problems=()):
 
 
 def test_launch_offer_calls_the_launcher_when_accepted(monkeypatch):
-    from advisor.commands.wizard import _offer_launch
+    from tunewise.commands.wizard import _offer_launch
 
     calls = []
     fake = SimpleNamespace(offer_launch=lambda rec, console: calls.append(rec) or 7)
@@ -210,7 +210,7 @@ def test_launch_offer_calls_the_launcher_when_accepted(monkeypatch):
 
 
 def test_launch_offer_without_a_launcher_prints_the_command(monkeypatch):
-    from advisor.commands.wizard import _offer_launch
+    from tunewise.commands.wizard import _offer_launch
 
     monkeypatch.setitem(sys.modules, "launcher.launch", None)  # import fails
     con = _Console()
@@ -219,7 +219,7 @@ def test_launch_offer_without_a_launcher_prints_the_command(monkeypatch):
 
 
 def test_no_launch_offer_for_a_misfit_or_no_training():
-    from advisor.commands.wizard import _offer_launch
+    from tunewise.commands.wizard import _offer_launch
 
     script, con = Script({}), _Console()
     assert _offer_launch(_rec(problems=["full fine-tuning does not fit"]), con, script, None) == 1
@@ -231,7 +231,7 @@ def test_wizard_shows_the_brief_view_and_the_full_report_only_on_request(monkeyp
     from rich.console import Console
     from test_report import make_rec
 
-    from advisor.commands.wizard import WHERE, show_recommendation
+    from tunewise.commands.wizard import WHERE, show_recommendation
 
     for reply, full in ((None, False), (False, False), (True, True)):
         con = Console(record=True, width=100, color_system=None)
@@ -245,7 +245,7 @@ def test_wizard_shows_the_brief_view_and_the_full_report_only_on_request(monkeyp
 
 
 def test_not_launching_says_how_to_get_the_full_report(monkeypatch):
-    from advisor.commands.wizard import _offer_launch
+    from tunewise.commands.wizard import _offer_launch
 
     con = _Console()
     assert _offer_launch(_rec(), con, Script({"launch now": False}), "my answers.yaml") == 0
@@ -259,7 +259,7 @@ def test_not_launching_says_how_to_get_the_full_report(monkeypatch):
 
 
 def test_launching_points_at_the_run_directorys_report(monkeypatch, tmp_path):
-    from advisor.commands.wizard import _offer_launch
+    from tunewise.commands.wizard import _offer_launch
 
     monkeypatch.chdir(tmp_path)
     (tmp_path / "runs" / "old-run").mkdir(parents=True)

@@ -26,7 +26,7 @@ def _env() -> dict:
 
 
 def spawn(*args: str, cwd: Path = ROOT) -> pexpect.spawn:
-    child = pexpect.spawn(sys.executable, ["-m", "advisor", "wizard", "--no-detect", *args], cwd=str(cwd),
+    child = pexpect.spawn(sys.executable, ["-m", "tunewise", "wizard", "--no-detect", *args], cwd=str(cwd),
                           env=_env(), dimensions=(40, 100), encoding="utf-8", timeout=60)
     child.logfile_read = _Log()
     return child
@@ -181,7 +181,7 @@ def test_ctrl_c_exits_130_without_a_traceback(tmp_path):
 
 
 def test_no_tty_is_a_clear_error():
-    r = subprocess.run([sys.executable, "-m", "advisor", "wizard", "--demo"], cwd=ROOT, env=_env(),
+    r = subprocess.run([sys.executable, "-m", "tunewise", "wizard", "--demo"], cwd=ROOT, env=_env(),
                        stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=60)
     assert r.returncode == 2
     assert "needs an interactive terminal" in r.stderr and "tunewise recommend --answers FILE" in r.stderr

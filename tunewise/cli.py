@@ -1,4 +1,4 @@
-"""`tunewise` command line: one sub-command module per verb under `advisor.commands`.
+"""`tunewise` command line: one sub-command module per verb under `tunewise.commands`.
 
 Each command module exposes `add_parser(subparsers)` and `run(args) -> int`, and imports nothing
 heavy at module level (the `--help` path must stay fast). Exit codes: 0 ok; 1 the recommendation or
@@ -31,7 +31,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"tunewise {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     for name in COMMANDS:
-        mod = importlib.import_module(f"advisor.commands.{name}")
+        mod = importlib.import_module(f"tunewise.commands.{name}")
         p = mod.add_parser(sub)
         p.set_defaults(_run=mod.run)
     return parser

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 
-from advisor.report import Section
+from advisor.report.sections import Section
 
 _BOLD = re.compile(r"\*\*(.+?)\*\*")
 _CODE = re.compile(r"`([^`]+)`")

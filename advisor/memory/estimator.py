@@ -10,7 +10,7 @@ the first layer's backward (saved activations + one recomputed layer + its gradi
 end of backward (every gradient), and the optimizer step. Every byte count below comes from what
 autograd saves (checked on CPU with saved-tensor hooks in tests/test_memory_autograd.py); the only
 fitted numbers are the CUDA context and the allocator reserve, which only the device figure uses.
-`MemoryConfig.stage="dpo"` estimates the job's DPO step instead (advisor/memory_dpo.py).
+`MemoryConfig.stage="dpo"` estimates the job's DPO step instead (advisor/memory/dpo.py).
 """
 
 from __future__ import annotations
@@ -19,15 +19,10 @@ import math
 from dataclasses import dataclass, field, replace
 
 from advisor.errors import UserError
-from advisor.memory_parts import STACKS, Parts, step_parts
+from advisor.memory.config import GiB, MemoryConfig, validate
+from advisor.memory.dpo import dpo_step_parts
+from advisor.memory.parts import Parts, sft_step_parts
 from advisor.models import ModelFacts
-
-GiB = 1024**3
-METHODS = ("lora", "qlora", "spectrum", "full")
-OPTIMIZERS = ("adamw", "adamw_8bit", "paged_adamw_8bit")
-ATTENTION = ("sdpa", "flash", "eager")
-DISTRIBUTED = (None, "ddp", "fsdp", "zero3")
-STAGES = ("sft", "dpo")
 
 # Device figure = peak allocated + what PyTorch's caching allocator keeps but has not handed out + the
 # CUDA context. Both measured on the H200 (bench/calibration/): the context (driver, cuBLAS/cuDNN
@@ -36,39 +31,6 @@ STAGES = ("sft", "dpo")
 CUDA_CONTEXT_GIB = 0.75
 RESERVE_BASE_GIB = 0.25
 RESERVE_FRACTION_OF_LOSS_BLOCKS = 0.30
-
-
-@dataclass(frozen=True)
-class MemoryConfig:
-    method: str  # lora | qlora | spectrum | full
-    rank: int = 16
-    seq_len: int = 1024
-    batch_size: int = 4
-    grad_ckpt: bool = True
-    liger: bool = False
-    spectrum_fraction: float = 0.3
-    spectrum_trainable_params: int | None = None  # the scan's actual unfrozen count, when known
-    n_gpus: int = 1
-    distributed: str | None = None  # None/"ddp" (replicated) | "fsdp" | "zero3" (sharded)
-    optimizer: str = "adamw"  # adamw | adamw_8bit | paged_adamw_8bit
-    attn: str = "sdpa"  # sdpa | flash | eager
-    lora_dropout: float = 0.05
-    # "tunewise": the TRL job `tunewise launch` runs (launcher/train.py); "plain": a plain PEFT loop
-    # (model(labels=...).loss, no autocast, QLoRA prepared with prepare_model_for_kbit_training).
-    stack: str = "tunewise"
-    # The job packs (BFD, padding-free): a packed row holds several documents whenever examples are
-    # shorter than the sequence, so SDPA gets a block-diagonal mask even at micro-batch 1. False only
-    # when every example fills the sequence (the benchmarks' full-length random rows).
-    packed_docs: bool = True
-    # TRL's padding-free layout (the micro-batch flattened into one row); off: packed rows stay rows
-    # (launcher/packing.py), as the job runs them under SDPA and eager attention.
-    padding_free: bool = False
-    # The step being estimated: "sft" (SFTTrainer) or "dpo" (the job's DPOTrainer: chosen and rejected rows
-    # of each pair in one padded batch of 2 x batch_size rows, plus a reference forward; advisor/memory_dpo.py).
-    stage: str = "sft"
-    # DPO continuing an existing adapter (the DPO stage of an sft+dpo plan): TRL keeps a frozen fp32 "ref" copy
-    # of it as the reference. Only read when stage is "dpo" and the method trains adapters.
-    dpo_ref_adapter: bool = False
 
 
 @dataclass
@@ -107,34 +69,10 @@ def config_for_plan(plan, stage: str = "sft") -> MemoryConfig:
     lora = plan.lora if plan.method in ("lora", "qlora") else None
     return MemoryConfig(method=plan.method, rank=lora.r if lora else 16, seq_len=plan.max_length,
                         batch_size=plan.stage_batch(stage)[0], grad_ckpt=plan.gradient_checkpointing, liger=plan.liger,
-                        n_gpus=plan.n_gpus, distributed=plan.distributed, attn=attn,
+                        n_gpus=plan.n_gpus, distributed=plan.distributed_mode, attn=attn,
                         lora_dropout=lora.dropout if lora else 0.0,
                         padding_free=plan.flat_packing, stage=stage,
                         dpo_ref_adapter=stage == "dpo" and plan.stage == "sft+dpo")
-
-
-def validate(cfg: MemoryConfig) -> None:
-    """Raise UserError naming the first impossible setting."""
-    checks = [
-        (cfg.method in METHODS, "method", cfg.method, f"one of {', '.join(METHODS)}"),
-        (cfg.optimizer in OPTIMIZERS, "optimizer", cfg.optimizer, f"one of {', '.join(OPTIMIZERS)}"),
-        (cfg.attn in ATTENTION, "attention", cfg.attn, f"one of {', '.join(ATTENTION)}"),
-        (cfg.distributed in DISTRIBUTED, "distributed", cfg.distributed, "ddp, fsdp or zero3"),
-        (cfg.stack in STACKS, "stack", cfg.stack, f"one of {', '.join(STACKS)}"),
-        (cfg.stage in STAGES, "stage", cfg.stage, f"one of {', '.join(STAGES)}"),
-        (cfg.rank >= 1, "rank", cfg.rank, "a positive integer (16 is the usual start)"),
-        (cfg.seq_len >= 1, "sequence length", cfg.seq_len, "a positive integer"),
-        (cfg.batch_size >= 1, "batch size", cfg.batch_size, "a positive integer"),
-        (cfg.n_gpus >= 1, "number of GPUs", cfg.n_gpus, "a positive integer"),
-        (0 < cfg.spectrum_fraction <= 1, "spectrum fraction", cfg.spectrum_fraction, "in (0, 1], e.g. 0.3"),
-        (0 <= cfg.lora_dropout < 1, "LoRA dropout", cfg.lora_dropout, "in [0, 1)"),
-    ]
-    for ok, what, value, allowed in checks:
-        if not ok:
-            raise UserError(f"invalid {what}: {value!r}", f"use {allowed}")
-    if cfg.stage == "dpo" and cfg.stack != "tunewise":
-        raise UserError(f"the {cfg.stack!r} stack has no DPO step to estimate (stage 'dpo')",
-                        "estimate the DPO stage on the tunewise stack (the job's DPOTrainer)")
 
 
 def estimate(model: ModelFacts, cfg: MemoryConfig, *, gpu_gib: float | None = None) -> MemoryEstimate:
@@ -142,6 +80,11 @@ def estimate(model: ModelFacts, cfg: MemoryConfig, *, gpu_gib: float | None = No
     est = _estimate(model, cfg)
     est.advice = _advice(model, cfg, est, gpu_gib)
     return est
+
+
+def step_parts(m: ModelFacts, cfg: MemoryConfig) -> Parts:
+    """The step's resident parts and moments: SFT, or DPO (`cfg.stage`, advisor/memory/dpo.py)."""
+    return dpo_step_parts(m, cfg) if cfg.stage == "dpo" else sft_step_parts(m, cfg)
 
 
 def _estimate(model: ModelFacts, cfg: MemoryConfig) -> MemoryEstimate:

@@ -12,12 +12,15 @@ Public interface: `render(rec, fmt)`, `print_report(console, rec)`, `build_secti
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 from advisor.errors import UserError
-from advisor.report_plan import plan_rows
+from advisor.recommend import recommendation_json
+from advisor.report.markup import renderables, to_markdown
+from advisor.report.plan_table import plan_rows
+from advisor.report.sections import Section, Table, gib, show_path
 
 FORMATS = ("text", "markdown", "json")
 
@@ -33,38 +36,6 @@ STAGE_WORDS = {"sft": "instruction tuning (SFT)", "dpo": "preference alignment (
                "sft+dpo": "instruction tuning (SFT), then DPO"}
 # then-keys that decide the approach, method or stage, as opposed to plan values and warnings.
 _DECISIVE = ("approach", "method", "stage")
-
-
-@dataclass
-class Table:
-    header: list[str]
-    rows: list[list[str]]
-
-
-@dataclass
-class Section:
-    """One heading of the report. `lines` use a small markup: **bold** and `code` only."""
-
-    key: str
-    title: str
-    lines: list[str] = field(default_factory=list)
-    table: Table | None = None
-    after: list[str] = field(default_factory=list)  # lines printed below the table
-    checklist: list[tuple[bool | None, str]] = field(default_factory=list)  # (done?, text)
-
-
-def show_path(p: str | None) -> str:
-    """A path relative to the working directory when it lies below it (stable across machines)."""
-    if not p:
-        return ""
-    try:
-        return str(Path(p).resolve().relative_to(Path.cwd().resolve()))
-    except (ValueError, OSError):
-        return str(p)
-
-
-def gib(x: float | None) -> str:
-    return "?" if x is None else f"{x:,.1f}"
 
 
 def _facts(rec, name: str, default: Any = None) -> Any:
@@ -399,8 +370,6 @@ def build_sections(rec) -> list[Section]:
 
 def report_json(rec) -> dict:
     """`recommendation_json(rec)` (the DESIGN.md contract) plus the full trace and the explanation."""
-    from advisor.recommend import recommendation_json
-
     out = dict(recommendation_json(rec))
     d = rec.decision
     out.setdefault("trace", [asdict(r) for r in d.trace])
@@ -420,8 +389,6 @@ def render(rec, fmt: str = "text") -> str:
 
         return json.dumps(report_json(rec), indent=2, default=str) + "\n"
     if fmt == "markdown":
-        from advisor.report_render import to_markdown
-
         return to_markdown(build_sections(rec))
     if fmt == "text":
         import io
@@ -437,7 +404,5 @@ def render(rec, fmt: str = "text") -> str:
 
 def print_report(console, rec) -> None:
     """Print the report to a rich Console (the only place that writes)."""
-    from advisor.report_render import renderables
-
     for r in renderables(build_sections(rec)):
         console.print(r)

@@ -2,7 +2,7 @@
 
 The guide ("Essential Parameter-Efficient Fine-Tuning Methods") describes Spectrum as training only
 the top ~30% most informative layers, found by signal-to-noise analysis. `scan` scores every 2-D
-weight inside the decoder layers (see `advisor.spectrum_score` for the formula), groups them by
+weight inside the decoder layers (see `advisor.spectrum.score` for the formula), groups them by
 module type (`self_attn.q_proj`, `mlp.down_proj`, ...) and, within each type, keeps the top
 `int(count * P / 100)` layers, `count` being the type's number of layers (`n_layers` for a uniform
 decoder). Embeddings and `lm_head` are not scored; the reference tool always trains them, which
@@ -28,8 +28,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from advisor.errors import UserError
-from advisor.spectrum_cache import cache_load, cache_store, files_signature, has_candidate
-from advisor.spectrum_weights import (
+from advisor.spectrum.cache import cache_load, cache_store, files_signature, has_candidate
+from advisor.spectrum.weights import (
     LayerMatrix,
     content_key,
     layer_matrices,
@@ -164,7 +164,7 @@ def _score_all(d: Path, matrices: list[LayerMatrix], device: str, progress: Prog
     """Score every matrix; on CUDA several at once, each worker thread on its own stream."""
     import torch
 
-    from advisor import spectrum_score
+    from advisor.spectrum import score as spectrum_score
 
     workers = max(1, workers or (4 if device.startswith("cuda") else 1))
     t0 = time.perf_counter()

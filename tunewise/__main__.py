@@ -1,5 +1,5 @@
 import sys
 
-from advisor.cli import main
+from tunewise.cli import main
 
 sys.exit(main())

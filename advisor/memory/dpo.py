@@ -35,7 +35,8 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from advisor.memory_parts import (
+from advisor.memory.config import MemoryConfig
+from advisor.memory.parts import (
     TRL_HEAD_TOKENS,
     TRL_HEAD_VOCAB,
     Parts,
@@ -51,12 +52,12 @@ from advisor.models import ModelFacts, count_params
 REFERENCE_PHASE = "reference forward"
 
 
-def dpo_rows(cfg):
+def dpo_rows(cfg: MemoryConfig):
     """The SFT-shaped view of a DPO step: 2 × micro-batch padded rows of `seq_len`, carrying a mask."""
     return replace(cfg, stage="sft", batch_size=2 * cfg.batch_size, packed_docs=True, padding_free=False)
 
 
-def reference_weight_bytes(m: ModelFacts, cfg) -> float:
+def reference_weight_bytes(m: ModelFacts, cfg: MemoryConfig) -> float:
     """TRL's frozen reference copy: none with adapters (the adapter is disabled instead); the whole base
     model in bf16 for full and Spectrum training, sharded like the policy under FSDP/ZeRO-3."""
     if cfg.method not in ("full", "spectrum"):
@@ -65,7 +66,7 @@ def reference_weight_bytes(m: ModelFacts, cfg) -> float:
     return 2 * count_params(m)["total"] / shards
 
 
-def reference_adapter_bytes(m: ModelFacts, cfg) -> float:
+def reference_adapter_bytes(m: ModelFacts, cfg: MemoryConfig) -> float:
     """DPO continuing an adapter (after SFT): TRL adds a "ref" adapter, a copy of the trained one. PEFT creates
     it in fp32 and it stays fp32 (TRL's bf16 cast of a quantized model's adapters only touches trainable ones)."""
     if not cfg.dpo_ref_adapter or cfg.method not in ("lora", "qlora"):
@@ -74,7 +75,7 @@ def reference_adapter_bytes(m: ModelFacts, cfg) -> float:
     return 4 * trainable_params(m, cfg) / shards
 
 
-def reference_layer_bytes(m: ModelFacts, cfg, rows) -> float:
+def reference_layer_bytes(m: ModelFacts, cfg: MemoryConfig, rows) -> float:
     """One decoder layer of the no-grad reference forward at its widest: the embedding output (the model's
     forward keeps it to the end), the layer's input, the residual after attention and the normalised MLP
     input, and either the MLP's activation, up projection and their product (3 × intermediate) or attention's
@@ -99,14 +100,14 @@ def reference_layer_bytes(m: ModelFacts, cfg, rows) -> float:
     return work
 
 
-def reference_head_bytes(m: ModelFacts, cfg, rows) -> float:
+def reference_head_bytes(m: ModelFacts, cfg: MemoryConfig, rows) -> float:
     """The reference's fused head: its final hidden states, the copy the head scores, one logits tile."""
     s = stream_bytes(cfg)
     tokens = rows.batch_size * rows.seq_len
     return 2 * m.hidden_size * s * tokens + min(tokens, TRL_HEAD_TOKENS) * TRL_HEAD_VOCAB * s
 
 
-def dpo_step_parts(m: ModelFacts, cfg) -> Parts:
+def dpo_step_parts(m: ModelFacts, cfg: MemoryConfig) -> Parts:
     """Resident parts and moments of one DPO step on the tunewise stack (see the module docstring)."""
     rows = dpo_rows(cfg)
     p = sft_step_parts(m, rows)

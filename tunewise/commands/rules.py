@@ -41,7 +41,8 @@ def rule_dict(r) -> dict:
 
 def run(args) -> int:
     from advisor.facts import DECISION_DOCS, FACT_DOCS
-    from advisor.rules import load_rules, load_thresholds
+    from advisor.rules import load_rules
+    from advisor.thresholds import load_thresholds
 
     if args.facts:
         docs = {**FACT_DOCS, **DECISION_DOCS}

@@ -38,6 +38,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
+from advisor.memory.config import MemoryConfig
 from advisor.models import ModelFacts, count_params, linear_params_per_layer
 
 # NF4 with double quantisation: 4 bits per weight, one 8-bit absmax per 64-weight block, and one fp32
@@ -50,7 +51,6 @@ ADAM8_BYTES_PER_PARAM = 2 * (1 + 4 / 256)
 # trl.trainer.utils passes (_CHUNKED_LOGPROB_CHUNK_SIZE); its tile buffer is this size whatever the vocabulary.
 TRL_HEAD_TOKENS = 4096
 TRL_HEAD_VOCAB = 32768
-STACKS = ("tunewise", "plain")
 
 
 @dataclass
@@ -66,43 +66,43 @@ class Parts:
     phase_parts: dict[str, dict[str, float]] = field(default_factory=dict)  # each moment's components
 
 
-def stream_bytes(cfg) -> int:
+def stream_bytes(cfg: MemoryConfig) -> int:
     """Bytes per element of the residual stream and activations (plain QLoRA runs them in fp32)."""
     return 4 if cfg.method == "qlora" and cfg.stack == "plain" else 2
 
 
-def adapter_bytes(cfg) -> int:
+def adapter_bytes(cfg: MemoryConfig) -> int:
     """LoRA weights' element size: PEFT keeps them fp32; TRL casts a quantized model's to bf16."""
     return 2 if cfg.method == "qlora" and cfg.stack == "tunewise" else 4
 
 
-def fsdp_sharded(cfg) -> bool:
+def fsdp_sharded(cfg: MemoryConfig) -> bool:
     """FSDP over several GPUs, as accelerate runs the job: bf16 mixed precision, bf16 gathers."""
     return cfg.distributed == "fsdp" and cfg.n_gpus > 1
 
 
-def adapter_compute_bytes(cfg) -> int:
+def adapter_compute_bytes(cfg: MemoryConfig) -> int:
     """LoRA weights' element size in the forward and backward: FSDP gathers them in bf16 (the mixed
     precision policy's param dtype) whatever their shards hold."""
     return 2 if fsdp_sharded(cfg) else adapter_bytes(cfg)
 
 
-def lora_saved_input_bytes(cfg) -> int:
+def lora_saved_input_bytes(cfg: MemoryConfig) -> int:
     """Element size of the input a LoRA matmul saves: the adapter's dtype, or bf16 under autocast."""
     return 2 if cfg.stack == "tunewise" else adapter_compute_bytes(cfg)
 
 
-def flattened(cfg) -> bool:
+def flattened(cfg: MemoryConfig) -> bool:
     """The job's micro-batch as one flattened row (TRL's padding-free layout) instead of rows."""
     return cfg.stack == "tunewise" and cfg.padding_free
 
 
-def attn_span(cfg) -> int:
+def attn_span(cfg: MemoryConfig) -> int:
     """Keys each query's score row covers: the sequence, or the flattened row (padding-free)."""
     return cfg.seq_len * cfg.batch_size if flattened(cfg) else cfg.seq_len
 
 
-def attn_rows(cfg) -> int:
+def attn_rows(cfg: MemoryConfig) -> int:
     """Rows of the attention mask: the micro-batch, or the one flattened row."""
     return 1 if flattened(cfg) else cfg.batch_size
 
@@ -115,7 +115,7 @@ def lora_modules(m: ModelFacts) -> list[tuple[int, int]]:
     return [(h, m.q_dim), (h, m.kv_dim), (h, m.kv_dim), (m.q_dim, h), (h, i), (h, i), (i, h)]
 
 
-def trainable_params(m: ModelFacts, cfg) -> int:
+def trainable_params(m: ModelFacts, cfg: MemoryConfig) -> int:
     if cfg.method in ("lora", "qlora"):
         return m.num_layers * sum(cfg.rank * (a + b) for a, b in lora_modules(m))
     if cfg.method == "spectrum":
@@ -125,7 +125,7 @@ def trainable_params(m: ModelFacts, cfg) -> int:
     return count_params(m)["total"]
 
 
-def effective_attn(m: ModelFacts, cfg) -> str:
+def effective_attn(m: ModelFacts, cfg: MemoryConfig) -> str:
     """transformers refuses SDPA for Gemma-2 (soft-capped scores); it runs eager unless flash is asked."""
     if cfg.attn == "sdpa" and (m.family == "gemma2" or m.attn_logit_softcapping):
         return "eager"
@@ -136,7 +136,7 @@ def effective_attn(m: ModelFacts, cfg) -> str:
 _TWO_MASK_FAMILIES = {"gemma2", "gemma3", "gemma3_text"}
 
 
-def attn_mask_bytes(m: ModelFacts, cfg) -> float:
+def attn_mask_bytes(m: ModelFacts, cfg: MemoryConfig) -> float:
     """The attention mask transformers builds once per forward; every layer keeps it for backward (SDPA
     and eager save it; checkpointing keeps it as a layer input). Eager: an additive mask in the stream's
     dtype, batch × seq² (the flattened row: (batch·seq)²). SDPA: none on unpadded rows (`is_causal`), but a
@@ -151,7 +151,7 @@ def attn_mask_bytes(m: ModelFacts, cfg) -> float:
     return 0.0
 
 
-def packed_sdpa(m: ModelFacts, cfg) -> bool:
+def packed_sdpa(m: ModelFacts, cfg: MemoryConfig) -> bool:
     """The job's packed rows of several sequences under SDPA: transformers passes a block-diagonal mask
     (from the restarting position ids), so SDPA cannot use its native GQA path or `is_causal`. A packed
     row holds several documents unless every example fills the sequence (`cfg.packed_docs`); a flattened
@@ -160,13 +160,13 @@ def packed_sdpa(m: ModelFacts, cfg) -> bool:
     return effective_attn(m, cfg) == "sdpa" and cfg.stack == "tunewise" and several
 
 
-def attn_mask_bytes_per_layer(m: ModelFacts, cfg) -> float:
+def attn_mask_bytes_per_layer(m: ModelFacts, cfg: MemoryConfig) -> float:
     """What each layer's SDPA call saves of the mask: torch turns the bool mask into an additive one in
     the query's dtype (rows × span² elements) and the attention kernel keeps it for its backward."""
     return attn_rows(cfg) * attn_span(cfg) ** 2 * stream_bytes(cfg) if packed_sdpa(m, cfg) else 0.0
 
 
-def layer_saved_bytes_per_token(m: ModelFacts, cfg, *, mask_bytes: int = 1) -> float:
+def layer_saved_bytes_per_token(m: ModelFacts, cfg: MemoryConfig, *, mask_bytes: int = 1) -> float:
     """Bytes autograd saves in one decoder layer, per token, for a step without checkpointing.
 
     `mask_bytes`: the dropout mask's element size (bool on CUDA; the CPU kernel differs).
@@ -212,7 +212,7 @@ def layer_saved_bytes_per_token(m: ModelFacts, cfg, *, mask_bytes: int = 1) -> f
     return total
 
 
-def lora_weight_casts_per_layer(m: ModelFacts, cfg) -> float:
+def lora_weight_casts_per_layer(m: ModelFacts, cfg: MemoryConfig) -> float:
     """Bytes of the bf16 copies autocast makes of one layer's fp32 LoRA weights (tunewise stack), kept
     for backward by each adapter matmul; bf16 adapters and the plain stack need none."""
     if cfg.method not in ("lora", "qlora") or cfg.stack != "tunewise" or adapter_compute_bytes(cfg) == 2:
@@ -220,7 +220,7 @@ def lora_weight_casts_per_layer(m: ModelFacts, cfg) -> float:
     return 2 * sum(cfg.rank * (a + b) for a, b in lora_modules(m))
 
 
-def _distinct_inputs(m: ModelFacts, cfg) -> list[int]:
+def _distinct_inputs(m: ModelFacts, cfg: MemoryConfig) -> list[int]:
     """Sizes of the layer's linear inputs not already saved elsewhere: attention in (shared by q/k/v),
     MLP in (shared by gate/up), down in; o_proj's input is SDPA's own saved output (its (b, s, h, d)
     layout makes the transpose free), a fresh copy only under eager attention."""
@@ -228,7 +228,7 @@ def _distinct_inputs(m: ModelFacts, cfg) -> list[int]:
     return sizes + [m.q_dim] if effective_attn(m, cfg) == "eager" else sizes
 
 
-def backward_work_bytes_per_token(m: ModelFacts, cfg) -> float:
+def backward_work_bytes_per_token(m: ModelFacts, cfg: MemoryConfig) -> float:
     """Gradient buffers alive at once inside one layer's backward (the MLP's down projection is the
     widest point): the input gradient of the base path, and for LoRA the gradients (in the adapter's
     dtype) of the dropout output and of the input, all `intermediate_size` wide."""
@@ -237,7 +237,7 @@ def backward_work_bytes_per_token(m: ModelFacts, cfg) -> float:
     return m.intermediate_size * max(3 * s, s + (2 * adapter_compute_bytes(cfg) if lora else 0))
 
 
-def logits_bytes_per_token(m: ModelFacts, cfg) -> float:
+def logits_bytes_per_token(m: ModelFacts, cfg: MemoryConfig) -> float:
     """Peak of the loss: during log-softmax backward its saved fp32 output, the incoming gradient and
     the outgoing gradient coexist (3 × 4 bytes × vocab); the forward holds at most 2 + 4 + 4.
     Gemma-2's final soft-capping keeps one more logits copy (tanh output)."""
@@ -246,7 +246,7 @@ def logits_bytes_per_token(m: ModelFacts, cfg) -> float:
     return 12 * v + extra
 
 
-def trl_head_bytes(m: ModelFacts, cfg, tokens: int, lm_head_trainable: bool) -> float:
+def trl_head_bytes(m: ModelFacts, cfg: MemoryConfig, tokens: int, lm_head_trainable: bool) -> float:
     """Peak of TRL's fused LM head backward (ChunkedLogProbFunction): the saved (compacted) hidden
     states, their fp32 gradient accumulator and its cast back, and one logits tile; a trainable
     lm_head adds its fp32 gradient accumulator and the cast back to bf16. Soft-capping runs in-kernel."""
@@ -267,7 +267,7 @@ def root_params(m: ModelFacts) -> int:
     return c["embed"] + c["lm_head"] + m.hidden_size
 
 
-def fsdp_fp32_params(m: ModelFacts, cfg, n_train: int) -> int:
+def fsdp_fp32_params(m: ModelFacts, cfg: MemoryConfig, n_train: int) -> int:
     """Base-model parameters accelerate upcasts to fp32 under FSDP with bf16 mixed precision: every
     flat parameter with a trainable part (accelerator.py `prepare_model`, "FSDP upcast of low precision
     parameters"), i.e. every decoder layer Spectrum touches, whole, or the whole model for full
@@ -280,7 +280,7 @@ def fsdp_fp32_params(m: ModelFacts, cfg, n_train: int) -> int:
     return 0
 
 
-def fsdp_moments(m: ModelFacts, cfg, phases: dict, *, per_layer: float, upcast: int, grads: float,
+def fsdp_moments(m: ModelFacts, cfg: MemoryConfig, phases: dict, *, per_layer: float, upcast: int, grads: float,
                  lm_head_grad: float) -> None:
     """FSDP1 as accelerate wraps the job (FULL_SHARD, one unit per decoder layer, BACKWARD_PRE), in place.
 
@@ -306,16 +306,7 @@ def fsdp_moments(m: ModelFacts, cfg, phases: dict, *, per_layer: float, upcast: 
     phases["end of backward"] = max(at_layer0, at_root, key=lambda d: sum(d.values()))
 
 
-def step_parts(m: ModelFacts, cfg) -> Parts:
-    """The step's resident parts and moments: SFT, or DPO (`cfg.stage`, advisor.memory_dpo)."""
-    if getattr(cfg, "stage", "sft") == "dpo":
-        from advisor.memory_dpo import dpo_step_parts
-
-        return dpo_step_parts(m, cfg)
-    return sft_step_parts(m, cfg)
-
-
-def sft_step_parts(m: ModelFacts, cfg) -> Parts:
+def sft_step_parts(m: ModelFacts, cfg: MemoryConfig) -> Parts:
     s = stream_bytes(cfg)
     shards = cfg.n_gpus if cfg.distributed in ("fsdp", "zero3") and cfg.n_gpus > 1 else 1
     tokens = cfg.batch_size * cfg.seq_len

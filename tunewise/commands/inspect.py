@@ -9,8 +9,8 @@ from __future__ import annotations
 import json
 import sys
 
-from advisor.commands.argtypes import positive_int
 from advisor.errors import UserError
+from tunewise.commands.argtypes import positive_int
 
 
 def add_parser(sub):

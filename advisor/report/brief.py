@@ -1,7 +1,7 @@
 """The brief view of a recommendation: about one screen, for the wizard and `recommend --brief`.
 
 A selection from the full report, never a second analysis: every sentence comes from the helpers
-that build the full report (`advisor.report`, `advisor.report_plan`): the decision words, the rules
+that build the full report (`advisor.report`, `advisor.report.plan_table`): the decision words, the rules
 that decided it (their titles and guide sources), the chosen method's memory verdict and the other
 candidates', the plan values that matter most with their arithmetic, and every warning. What is
 left out (the full trace, ruled-out options, the whole plan, evaluation, checklist, suggestions,
@@ -17,7 +17,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from advisor.report import (
+from advisor.report.full import (
     _DECISIVE,
     APPROACH_WORDS,
     METHOD_WORDS,
@@ -32,7 +32,8 @@ from advisor.report import (
     no_memory_line,
     warning_items,
 )
-from advisor.report_plan import plan_rows
+from advisor.report.markup import _rich
+from advisor.report.plan_table import plan_rows
 
 MAX_RULES = 5
 # Training-plan rows the brief view keeps (by the start of their "Setting" label), in this order.
@@ -138,8 +139,6 @@ def brief_renderables(rec, where: str | None = None, width: int = 100) -> list:
     from rich.panel import Panel
     from rich.table import Table
     from rich.text import Text
-
-    from advisor.report_render import _rich
 
     def heading(text: str):
         return Text(text, style="bold underline")

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 
-from advisor.commands.argtypes import fraction, gib, positive_int
+from tunewise.commands.argtypes import fraction, gib, positive_int
 
 COMPONENT_LABELS = {
     "weights": "model weights",

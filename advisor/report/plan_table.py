@@ -12,6 +12,7 @@ import re
 from pathlib import Path
 
 from advisor.plan import TrainingPlan
+from advisor.report.sections import show_path
 
 NO_REASON = "default (no reason recorded)"
 
@@ -87,8 +88,6 @@ def _back_reference(reason: str) -> str | None:
 
 
 def _path(p: str | None) -> str:
-    from advisor.report import show_path
-
     return show_path(p) if p and Path(p).is_absolute() else (p or "")
 
 

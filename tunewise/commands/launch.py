@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from advisor.commands.argtypes import positive_int
+from tunewise.commands.argtypes import positive_int
 
 
 def add_parser(sub):

@@ -32,14 +32,13 @@ def add_parser(sub):
 
 
 def demo_answers_path() -> Path:
-    """The bundled demo answers: `examples/` sits at the repository root, next to the package."""
-    import advisor
+    """The bundled demo answers (package data `advisor._examples`, the repository's examples/)."""
+    from advisor.bundled import demo_answers_path as shipped
 
-    path = Path(advisor.__file__).resolve().parent.parent / DEMO
+    path = shipped()
     if not path.is_file():
         raise UserError(f"the demo answers are not at {path}",
-                        "run from a checkout of the tunewise repository (examples/ is not installed "
-                        "with the package), or pass --answers FILE")
+                        "reinstall tunewise (the demo ships with the package), or pass --answers FILE")
     return path
 
 
@@ -100,7 +99,7 @@ def full_report_hint(answers_file: str | None) -> str:
 
 def show_recommendation(rec, console, prompter) -> bool:
     """The brief view, then the full report if asked for (default no). Returns whether it was shown."""
-    from advisor.report_brief import print_brief
+    from advisor.report.brief import print_brief
 
     print_brief(console, rec, WHERE)
     if not prompter.confirm("Show the full report here?", False):

@@ -41,7 +41,7 @@ def run(args) -> int:
     if getattr(args, "brief", False):
         return _brief(rec, args)
     run_dir = failed = None
-    if args.out:  # first: writing completes the plan (data split, Spectrum layers), which is then printed
+    if args.out:  # first: writing completes the plan (the data split), which is then printed
         try:
             run_dir = _write_run_dir(rec, args.out)
         except (UserError, CheckFailed) as e:
@@ -66,7 +66,7 @@ def _brief(rec, args) -> int:
     import shlex
 
     from advisor.report import show_path
-    from advisor.report_brief import render_brief
+    from advisor.report.brief import render_brief
 
     command = f"`tunewise recommend --answers {shlex.quote(args.answers)}`"
     where = f"Full report: {command}"
@@ -90,9 +90,7 @@ def _wrote(run_dir, asked: str) -> str:
 
 
 def _write_run_dir(rec, out: str):
-    """The run directory; a Spectrum plan first gets its unfrozen layers from a scan of the local model."""
-    from advisor.recommend import complete_spectrum_plan
+    """The run directory (a Spectrum plan has its layers already: `recommend` scanned the local model)."""
     from launcher.rundir import write_recommendation
 
-    complete_spectrum_plan(rec)
     return write_recommendation(rec, out)
