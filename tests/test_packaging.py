@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import subprocess
 import sys
 import sysconfig
@@ -43,8 +44,14 @@ def installed(tmp_path_factory) -> Path:
     installed twice), but not its editable tunewise: that one's finder is a .pth file of its own, which a
     plain path line does not run."""
     tmp = tmp_path_factory.mktemp("wheel")
+    src = tmp / "src"  # a copy of what git tracks, so the build leaves nothing in the checkout
+    files = subprocess.run(["git", "ls-files", "-z"], cwd=ROOT, capture_output=True, check=True).stdout
+    for rel in filter(None, files.decode().split("\0")):
+        if (ROOT / rel).is_file():
+            (src / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(ROOT / rel, src / rel)
     subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w",
-                    str(tmp / "dist"), str(ROOT)], check=True, capture_output=True, timeout=300)
+                    str(tmp / "dist"), str(src)], check=True, capture_output=True, timeout=300)
     wheel = next((tmp / "dist").glob("tunewise-*.whl"))
     venv = tmp / "venv"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=300)
