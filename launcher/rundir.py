@@ -18,10 +18,10 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 
+from advisor import files
 from advisor.errors import UserError
 from advisor.plan import TrainingPlan
 from launcher import jobfiles
@@ -52,30 +52,9 @@ def redact(text: str) -> str:
 
 
 def atomic_write(path: str | Path, content: str | bytes, *, mode: int | None = None) -> Path:
-    """Write `content` to `path` via a temporary file and a rename, so a reader (or a crash) never sees
-    half a file. Text is redacted of secrets first. A full disk or unwritable directory is a `UserError`.
-    """
-    path = Path(path)
-    data = redact(content).encode("utf-8") if isinstance(content, str) else content
-    tmp = None
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        if mode is not None:
-            os.chmod(tmp, mode)
-        os.replace(tmp, path)
-        tmp = None
-    except OSError as e:
-        raise UserError(f"could not write {path}: {e.strerror or e}",
-                        "check that the directory is writable and the disk has free space") from None
-    finally:
-        if tmp is not None and os.path.exists(tmp):
-            os.unlink(tmp)
-    return path
+    """`advisor.files.atomic_write` (whole or not at all) for run-directory files: text is redacted of
+    secrets first. A full disk or unwritable directory is a `UserError`."""
+    return files.atomic_write(path, redact(content) if isinstance(content, str) else content, mode=mode)
 
 
 def new_run_dir(path: str | Path) -> Path:

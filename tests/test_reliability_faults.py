@@ -86,10 +86,10 @@ def test_save_answers_on_a_full_disk_keeps_the_previous_file(tmp_path, monkeypat
     target = tmp_path / "answers.yaml"
     target.write_text("task: chat\n")
 
-    def full(self, *a, **k):
+    def full(fd):  # the answers reached the temporary file; the disk is full when they are flushed
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
-    monkeypatch.setattr(Path, "write_text", full)
+    monkeypatch.setattr(os, "fsync", full)
     with pytest.raises(UserError, match="No space left"):
         save_answers(Answers(task="code"), str(target))
     monkeypatch.undo()
@@ -110,13 +110,10 @@ def test_spectrum_yaml_on_a_full_disk_keeps_the_previous_file(tmp_path, monkeypa
                                    selected={"mlp.down_proj": [(1, 2.0)]}, by_type={"mlp.down_proj": [(1, 2.0), (0, 1.0)]})
     target = tmp_path / "spectrum_30.yaml"
     target.write_text("unfrozen_parameters: [old]\n")
-    real = Path.write_text
-
-    def half_then_full(self, text, *a, **k):
-        real(self, text[: len(text) // 2], *a, **k)  # some bytes reach the disk, then it is full
+    def full_at_flush(fd):  # the bytes went to the temporary file; the disk is full when they are flushed
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
-    monkeypatch.setattr(Path, "write_text", half_then_full)
+    monkeypatch.setattr(os, "fsync", full_at_flush)
     with pytest.raises(UserError, match="cannot write"):
         write_unfrozen_yaml(result, target)
     monkeypatch.undo()

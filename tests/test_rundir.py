@@ -69,7 +69,7 @@ def test_zero3_when_the_plan_asks(tmp_path):
 def test_unwritable_target_is_a_user_error(tmp_path):
     blocker = tmp_path / "file"
     blocker.write_text("x")
-    with pytest.raises(UserError, match="could not write"):
+    with pytest.raises(UserError, match="cannot write"):
         atomic_write(blocker / "plan.yaml", "x")
     with pytest.raises(UserError):
         write_run_files(tmp_path, _plan(), {"../escape.md": "x"})
@@ -99,7 +99,8 @@ def test_write_recommendation_splits_data_and_writes_the_reports(tmp_path, monke
     monkeypatch.setitem(sys.modules, "advisor.data", types.SimpleNamespace(write_split=write_split))
     monkeypatch.setitem(sys.modules, "advisor.report", types.SimpleNamespace(render=lambda rec, fmt: f"# {fmt}\n"))
     monkeypatch.setitem(sys.modules, "advisor.recommend",
-                        types.SimpleNamespace(recommendation_json=lambda rec: {"approach": "fine-tune"}))
+                        types.SimpleNamespace(recommendation_json=lambda rec: {"approach": "fine-tune"},
+                                              spectrum_scan_missing=lambda plan: None))
     plan = _plan(data=DataSpec(source=str(data)))
     (tmp_path / "out").mkdir()
     rd = write_recommendation(types.SimpleNamespace(plan=plan), tmp_path / "out")

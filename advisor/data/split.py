@@ -10,9 +10,7 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import random
-import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -21,6 +19,7 @@ from advisor.data.formats import NORMALISED
 from advisor.data.preflight import _inspect, checked_rows
 from advisor.data.report import DataReport
 from advisor.errors import CheckFailed, UserError
+from advisor.files import atomic_file
 
 TRAIN_FILE = "train.jsonl"
 VALIDATION_FILE = "validation.jsonl"
@@ -88,7 +87,7 @@ def write_split(path, out_dir, *, column_map: dict[str, str] | None = None, val_
     if v is None:
         val_idx = _choose_validation(s, dup_idx, val_fraction, seed)
         result.stratified = s.label_column is not None
-        with _atomic(result.train) as ft, _atomic(result.validation) as fv:
+        with atomic_file(result.train) as ft, atomic_file(result.validation) as fv:
             for rec, chk in checked_rows(s.source, column_map)[1]:
                 if chk is None or chk.row is None or rec.index in dup_idx:
                     continue
@@ -106,12 +105,12 @@ def write_split(path, out_dir, *, column_map: dict[str, str] | None = None, val_
     leaked = {v.hashes.index[vp] for vp, _ in find_leaks(s.hashes, v.hashes)} - drop_v
     result.dropped_leaked = len(leaked)
     drop_v |= leaked
-    with _atomic(result.train) as ft:
+    with atomic_file(result.train) as ft:
         for rec, chk in checked_rows(s.source, column_map)[1]:
             if chk is not None and chk.row is not None and rec.index not in dup_idx:
                 ft.write(json.dumps(chk.row, ensure_ascii=False) + "\n")
                 result.train_rows += 1
-    with _atomic(result.validation) as fv:
+    with atomic_file(result.validation) as fv:
         for rec, chk in checked_rows(v.source, column_map)[1]:
             if chk is not None and chk.row is not None and rec.index not in drop_v:
                 fv.write(json.dumps(chk.row, ensure_ascii=False) + "\n")
@@ -145,36 +144,3 @@ def _choose_validation(s, dup_idx: set[int], frac: float, seed: int) -> set[int]
         if idx[p] not in dup_idx:
             (chosen.add if q in chosen else chosen.discard)(p)
     return {idx[p] for p in chosen}
-
-
-class _atomic:
-    """Write to a temporary file in the target's directory; rename over the target on success only."""
-
-    def __init__(self, target: Path):
-        self.target = target
-
-    def __enter__(self):
-        try:
-            fd, self.tmp = tempfile.mkstemp(prefix=f".{self.target.name}.", suffix=".tmp", dir=self.target.parent)
-        except OSError as e:
-            raise UserError(f"cannot write in {self.target.parent}: {e.strerror}",
-                            "choose a writable directory") from e
-        self.f = os.fdopen(fd, "w", encoding="utf-8")
-        return self.f
-
-    def __exit__(self, exc_type, exc, tb):
-        try:
-            if exc_type is None:
-                self.f.flush()
-                os.fsync(self.f.fileno())
-            self.f.close()
-            if exc_type is None:
-                os.replace(self.tmp, self.target)
-        except OSError as e:
-            exc_type = exc_type or type(e)
-            raise UserError(f"cannot write {self.target}: {e.strerror}",
-                            "free some disk space or choose another directory") from e
-        finally:
-            if exc_type is not None and os.path.exists(self.tmp):
-                os.unlink(self.tmp)
-        return False

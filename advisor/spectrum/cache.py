@@ -14,6 +14,9 @@ import json
 import os
 from pathlib import Path
 
+from advisor.errors import UserError
+from advisor.files import atomic_write
+
 CACHE_VERSION = 1
 
 
@@ -54,15 +57,8 @@ def cache_store(model_dir: Path, sig: list[list], key: str, record: dict) -> Pat
     """Write next to the weights when allowed, else under the user cache; a failure only costs a rescan."""
     for c in cache_dirs(model_dir):
         p = c / f"{_sig_digest(sig)}-{key[:32]}.json"
-        tmp = p.with_name(p.name + f".tmp{os.getpid()}")
         try:
-            c.mkdir(parents=True, exist_ok=True)
-            tmp.write_text(json.dumps({**record, "cache_version": CACHE_VERSION}), encoding="utf-8")
-            os.replace(tmp, p)
-            return p
-        except OSError:
-            try:
-                tmp.unlink(missing_ok=True)
-            except OSError:
-                pass
+            return atomic_write(p, json.dumps({**record, "cache_version": CACHE_VERSION}))
+        except UserError:
+            continue
     return None

@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from advisor.errors import UserError
+from advisor.files import atomic_write
 from advisor.spectrum.cache import cache_load, cache_store, files_signature, has_candidate
 from advisor.spectrum.weights import (
     LayerMatrix,
@@ -347,18 +348,7 @@ def write_unfrozen_yaml(result: ScanResult, path: str | Path) -> Path:
     for t in sorted(module_pats):
         lines.append(f"# {t}: {len(result.selected[t])} of {len(result.by_type[t])} layers")
         lines += [f"- {json.dumps(pat)}" for pat in module_pats[t]]
-    tmp = p.with_name(f".{p.name}.tmp")
-    try:
-        p.parent.mkdir(parents=True, exist_ok=True)
-        tmp.write_text("\n".join(lines) + "\n", encoding="utf-8")
-        os.replace(tmp, p)  # a full disk never leaves half a YAML under the real name
-    except OSError as e:
-        try:
-            tmp.unlink(missing_ok=True)
-        except OSError:
-            pass
-        raise UserError(f"cannot write {p} ({e.strerror})", "pass --out to a writable place") from None
-    return p
+    return atomic_write(p, "\n".join(lines) + "\n", fix="pass --out to a writable place")
 
 
 def load_unfrozen_yaml(path: str | Path) -> list[str]:

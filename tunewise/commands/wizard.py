@@ -6,7 +6,6 @@ question away, and is in the run directory's report.md once one is written.
 
 from __future__ import annotations
 
-import os
 import shlex
 import sys
 from pathlib import Path
@@ -54,6 +53,7 @@ def _relative_for(path: str | None, answers_file: Path) -> str | None:
 
 def save_answers(answers, path: str) -> Path:
     from advisor.answers import dump_answers
+    from advisor.files import atomic_write
 
     out = Path(path).expanduser()
     if out.is_dir():
@@ -62,18 +62,9 @@ def save_answers(answers, path: str) -> Path:
         raise UserError(f"--save-answers {path}: folder {out.parent} does not exist", "create it first")
     stored = answers.model_copy(update={"dataset": _relative_for(answers.dataset, out)}) \
         if answers.dataset else answers
-    tmp = out.with_name(f".{out.name}.tmp")
-    try:
-        tmp.write_text("# written by `tunewise wizard`; use with `tunewise recommend --answers FILE`\n"
-                       + dump_answers(stored), encoding="utf-8")
-        os.replace(tmp, out)  # atomic: a full disk leaves the old file (or none), never half of one
-    except OSError as e:
-        try:
-            tmp.unlink(missing_ok=True)
-        except OSError:
-            pass
-        raise UserError(f"--save-answers {path}: cannot write ({e.strerror or e})",
-                        "check that the folder is writable and the disk has free space") from None
+    # atomic: a full disk leaves the old file (or none), never half of one
+    atomic_write(out, "# written by `tunewise wizard`; use with `tunewise recommend --answers FILE`\n"
+                 + dump_answers(stored), fix="--save-answers: check that the folder is writable and the disk has free space")
     return out
 
 
