@@ -216,7 +216,7 @@ def measured_memory(cuda: bool) -> dict:
 
 def load_data(run_dir: Path, plan: TrainingPlan, stage: str):
     """Train and validation datasets for a stage; preference rows feed SFT with their chosen answer."""
-    from datasets import load_dataset
+    from launcher.datafile import jsonl_dataset
 
     def load(rel: str | None):
         if not rel:
@@ -224,7 +224,7 @@ def load_data(run_dir: Path, plan: TrainingPlan, stage: str):
         path = run_dir / rel
         if not path.is_file():
             raise UserError(f"data file {path} does not exist", "regenerate the run with `tunewise recommend --out`")
-        return load_dataset("json", data_files=str(path), split="train")
+        return jsonl_dataset(path)
 
     train_rel, val_rel = plan.data.train, plan.data.validation
     if stage == "dpo" and plan.stage == "sft+dpo" and plan.dpo and plan.dpo.dataset:
