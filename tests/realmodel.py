@@ -156,8 +156,13 @@ def date_in_words(year: int, month: int, day: int, style: int = 0) -> str:
     return f"{MONTHS[month - 1]} the {_ordinal(day)}, {_year(year)}"
 
 
-def date_task(n: int, seed: int = 0) -> list[dict]:
-    """`n` distinct rows in the messages format: the user gives a date in words, the assistant its ISO form."""
+def date_task(n: int, seed: int = 0, fmt: str = "messages") -> list[dict]:
+    """`n` distinct rows: the user gives a date in words, the assistant its ISO form.
+
+    fmt: "messages" ({"messages": [user, assistant]}) or "prompt-completion" (conversational:
+    {"prompt": [user], "completion": [assistant]}, which TRL trains on the completion only with any chat
+    template; assistant-only loss on "messages" needs a template with generation markers).
+    """
     rng = random.Random(seed)
     rows, seen = [], set()
     while len(rows) < n:
@@ -167,8 +172,9 @@ def date_task(n: int, seed: int = 0) -> list[dict]:
             continue
         seen.add((y, m, d))
         words = date_in_words(y, m, d, style=rng.randint(0, 1))
-        rows.append({"messages": [{"role": "user", "content": f"{INSTRUCTION}\n\n{words}"},
-                                  {"role": "assistant", "content": f"{y:04d}-{m:02d}-{d:02d}"}]})
+        user = {"role": "user", "content": f"{INSTRUCTION}\n\n{words}"}
+        answer = {"role": "assistant", "content": f"{y:04d}-{m:02d}-{d:02d}"}
+        rows.append({"messages": [user, answer]} if fmt == "messages" else {"prompt": [user], "completion": [answer]})
     return rows
 
 
