@@ -12,7 +12,7 @@ from __future__ import annotations
 import copy
 from dataclasses import dataclass
 
-from advisor.errors import UserError
+from advisor.memory import carry_prediction
 from advisor.plan import QuantSpec, TrainingPlan
 
 
@@ -26,7 +26,7 @@ def next_step(plan: TrainingPlan) -> Step | None:
     """The next rung down from `plan` (its memory predicted again), or None when the ladder is exhausted."""
     step = _rung(plan)
     if step is not None:
-        _repredict(plan, step.plan)
+        carry_prediction(plan, step.plan)
     return step
 
 
@@ -51,33 +51,6 @@ def _rung(plan: TrainingPlan) -> Step | None:
         p.reasons["method"] = f"out of memory with LoRA at micro-batch 1 with checkpointing: {change}"
         return Step(change, p)
     return None
-
-
-def _repredict(old: TrainingPlan, new: TrainingPlan) -> None:
-    """Keep summary.json's measured-vs-predicted comparison like for like after a step down: the new
-    prediction is the old one moved by what the estimator says the change saves (a difference, so what
-    the old figure knew that a plan does not say, such as Spectrum's scanned trainable count, carries
-    over). Unknown (null) when there was no prediction or the model's config cannot be read here."""
-    from advisor.memory import config_for_plan, estimate
-    from advisor.models import resolve_model
-
-    # (the plan's own prediction, for its first step; the DPO stage's after SFT, kept in `dpo`)
-    pairs = [(old, new, "dpo" if old.stage == "dpo" else "sft")]
-    if old.dpo is not None and new.dpo is not None and old.stage != "dpo":
-        pairs.append((old.dpo, new.dpo, "dpo"))
-    for _, now, _ in pairs:
-        now.predicted_peak_gib = now.predicted_device_gib = None
-    try:
-        facts = resolve_model(old.model)
-    except UserError:
-        return
-    for was, now, stage in pairs:
-        if was.predicted_peak_gib is None:
-            continue
-        before, after = estimate(facts, config_for_plan(old, stage)), estimate(facts, config_for_plan(new, stage))
-        now.predicted_peak_gib = round(was.predicted_peak_gib + after.peak_allocated_gib - before.peak_allocated_gib, 3)
-        if was.predicted_device_gib is not None:
-            now.predicted_device_gib = round(was.predicted_device_gib + after.device_gib - before.device_gib, 3)
 
 
 def exhausted_message(plan: TrainingPlan, steps: list[str]) -> str:

@@ -19,6 +19,7 @@ from advisor.memory.config import (
 from advisor.memory.estimator import (
     FitResult,
     MemoryEstimate,
+    carry_prediction,
     config_for_plan,
     estimate,
     fit_search,
@@ -36,6 +37,7 @@ __all__ = [
     "GiB",
     "MemoryConfig",
     "MemoryEstimate",
+    "carry_prediction",
     "config_for_plan",
     "estimate",
     "fit_search",

@@ -22,7 +22,7 @@ from advisor.errors import UserError
 from advisor.memory.config import GiB, MemoryConfig, validate
 from advisor.memory.dpo import dpo_step_parts
 from advisor.memory.parts import Parts, sft_step_parts
-from advisor.models import ModelFacts
+from advisor.models import ModelFacts, resolve_model
 
 # Device figure = peak allocated + what PyTorch's caching allocator keeps but has not handed out + the
 # CUDA context. Both measured on the H200 (bench/calibration/): the context (driver, cuBLAS/cuDNN
@@ -199,3 +199,28 @@ def fit_search(model: ModelFacts, cfg: MemoryConfig, gpu_gib: float, *, margin: 
     return FitResult(1, max(1, target_effective_batch), wanted[-1], e.peak_allocated_gib, e.device_gib, False,
                      f"does not fit: {e.device_gib:.1f} GiB needed at micro-batch 1 and {wanted[-1]} tokens, "
                      f"{usable:.1f} of {gpu_gib:g} GiB usable; use qlora, --liger, more GPUs or a smaller model")
+
+
+def carry_prediction(old, new) -> None:
+    """Keep summary.json's measured-vs-predicted comparison like for like after the launcher's OOM ladder
+    steps a plan down (`old` -> `new`, both `TrainingPlan`s): the new prediction is the old one moved by what
+    the estimator says the change saves (a difference, so what the old figure knew that a plan does not say,
+    such as Spectrum's scanned trainable count, carries over). Unknown (null) when there was no prediction
+    or the model's config cannot be read here. The launcher calls this; it never runs the estimator itself."""
+    # (the plan's own prediction, for its first step; the DPO stage's after SFT, kept in `dpo`)
+    pairs = [(old, new, "dpo" if old.stage == "dpo" else "sft")]
+    if old.dpo is not None and new.dpo is not None and old.stage != "dpo":
+        pairs.append((old.dpo, new.dpo, "dpo"))
+    for _, now, _ in pairs:
+        now.predicted_peak_gib = now.predicted_device_gib = None
+    try:
+        facts = resolve_model(old.model)
+    except UserError:
+        return
+    for was, now, stage in pairs:
+        if was.predicted_peak_gib is None:
+            continue
+        before, after = estimate(facts, config_for_plan(old, stage)), estimate(facts, config_for_plan(new, stage))
+        now.predicted_peak_gib = round(was.predicted_peak_gib + after.peak_allocated_gib - before.peak_allocated_gib, 3)
+        if was.predicted_device_gib is not None:
+            now.predicted_device_gib = round(was.predicted_device_gib + after.device_gib - before.device_gib, 3)
