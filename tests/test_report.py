@@ -4,29 +4,23 @@ from __future__ import annotations
 
 import io
 import json
-from dataclasses import dataclass
-from types import SimpleNamespace
 
 import pytest
 from rich.console import Console
 
 from advisor.answers import parse_answers
+from advisor.data.report import DataReport
 from advisor.decision import Candidate, Decision, RuleResult
 from advisor.errors import UserError
+from advisor.facts import Facts
 from advisor.hardware import GPU
 from advisor.models import ModelFacts
 from advisor.plan import DataSpec, LoraSpec, QuantSpec, TrainingPlan
+from advisor.recommend import Recommendation
 from advisor.report import build_sections, print_report, render
 from advisor.report.plan_table import NO_REASON, plan_rows
 
 GUIDE = "Essential Parameter-Efficient Fine-Tuning Methods"
-
-
-@dataclass
-class Rec:
-    facts: object
-    decision: Decision
-    plan: TrainingPlan | None
 
 
 def _model() -> ModelFacts:
@@ -35,7 +29,7 @@ def _model() -> ModelFacts:
                       tie_word_embeddings=False, params_total=8_030_261_248)
 
 
-def make_rec(*, approach="fine-tune", gpus_gib=(24.0,), method="qlora", trc=False, user_method="auto") -> Rec:
+def make_rec(*, approach="fine-tune", gpus_gib=(24.0,), method="qlora", trc=False, user_method="auto") -> Recommendation:
     trace = [
         RuleResult("enough-examples", "Enough examples", "fired", message="2,500 examples with a clear task",
                    source="When to Fine-Tune Versus Alternative Approaches", then={"recommend": {"approach": "fine-tune"}}),
@@ -79,9 +73,9 @@ def make_rec(*, approach="fine-tune", gpus_gib=(24.0,), method="qlora", trc=Fals
     answers = parse_answers({"task": "chat", "examples": 2500, "method": user_method})
     gpus = [GPU(name="NVIDIA GeForce RTX 4090", memory_gib=g, index=i, source="answers")
             for i, g in enumerate(gpus_gib)]
-    facts = SimpleNamespace(answers=answers, model=_model(), gpus=gpus, gpu_note=None if gpus else "no driver",
-                            data=None, values={"examples": 2500})
-    return Rec(facts, decision, plan)
+    facts = Facts(values={"examples": 2500}, answers=answers, model=_model(), gpus=gpus,
+                  gpu_note=None if gpus else "no driver", data=None)
+    return Recommendation(facts, decision, plan)
 
 
 SECTION_ORDER = ["recommendation", "why", "ruled-out", "would-change", "memory", "plan", "evaluation",
@@ -157,7 +151,7 @@ def test_plan_arithmetic_is_shown_and_right():
 def test_packing_uses_measured_mean_tokens():
     plan = make_rec().plan
     plan.n_gpus = 2
-    data = SimpleNamespace(token_stats={"mean": 300.0, "p95": 700}, warnings=[])
+    data = DataReport(path="train.jsonl", format="messages", token_stats={"mean": 300.0, "p95": 700})
     rows, _ = plan_rows(plan, data, 1000)
     by = {r[0]: r for r in rows}
     assert by["Sequences per optimizer step"][2].startswith("4 × 4 × 2 GPUs = 32")

@@ -23,7 +23,6 @@ from advisor.report.full import (
     METHOD_WORDS,
     STAGE_WORDS,
     _examples,
-    _facts,
     _plan,
     deciding_rules,
     gpu_line,
@@ -83,11 +82,11 @@ def _decision_lines(rec) -> list[str]:
         words.append(STAGE_WORDS.get(d.stage, d.stage))
     lines = ["**Decision:** " + " · ".join(words)]
     name = model_name(rec)
-    if name and _facts(rec, "gpus"):
+    if name and rec.facts.gpus:
         lines.append(f"**Model:** `{name}` on {gpu_line(rec)}")
     else:
         lines += ([f"**Model:** `{name}`"] if name else []) + [f"**GPUs:** {gpu_line(rec)}"]
-    lines += [f"**Problem:** {p}" for p in getattr(rec, "problems", None) or []]
+    lines += [f"**Problem:** {p}" for p in rec.problems]
     return lines
 
 
@@ -96,7 +95,7 @@ def _memory_lines(rec) -> list[str]:
     rows = memory_rows(rec)
     if not rows:
         return [no_memory_line(rec)]
-    if not _facts(rec, "gpus"):  # nothing to hold the estimates against: the figures alone
+    if not rec.facts.gpus:  # nothing to hold the estimates against: the figures alone
         lines = [f"{r.label}: {r.device} GiB at {r.shape} ({r.fit} to check against)" for r in rows if r.chosen]
         others = [f"{r.label} {r.device} GiB" for r in rows if not r.chosen]
     else:
@@ -123,7 +122,7 @@ def brief_plan_rows(rec) -> list[tuple[str, str, str]]:
     """(setting, value, arithmetic or the rule that set it) for the plan values the brief view keeps."""
     if rec.plan is None:
         return []
-    rows, _ = plan_rows(rec.plan, _facts(rec, "data"), _examples(rec))
+    rows, _ = plan_rows(rec.plan, rec.facts.data, _examples(rec))
     out = []
     for name in BRIEF_PLAN_ROWS:
         for setting, value, why in rows:

@@ -38,12 +38,8 @@ STAGE_WORDS = {"sft": "instruction tuning (SFT)", "dpo": "preference alignment (
 _DECISIVE = ("approach", "method", "stage")
 
 
-def _facts(rec, name: str, default: Any = None) -> Any:
-    return getattr(getattr(rec, "facts", None), name, default)
-
-
 def _answers(rec):
-    return _facts(rec, "answers")
+    return rec.facts.answers
 
 
 def _rule_index(rec) -> dict:
@@ -76,7 +72,7 @@ def _kind(rule) -> str:
 
 
 def _applied(rec) -> list:
-    return [r for r in rec.decision.trace if r.status == "fired" and getattr(r, "applied", True)]
+    return [r for r in rec.decision.trace if r.status == "fired" and r.applied]
 
 
 def _rule_line(r) -> str:
@@ -94,26 +90,25 @@ def _headline(rec) -> Section:
         lines.append(f"**Method:** {METHOD_WORDS.get(d.method, d.method)}")
     if d.stage:
         lines.append(f"**Stage:** {STAGE_WORDS.get(d.stage, d.stage)}")
-    model = _facts(rec, "model")
+    model = rec.facts.model
     name = model_name(rec)
     if name:
         size = f" — {model.params_total:,} parameters ({model.family})" if model and model.params_total else ""
         lines.append(f"**Model:** `{name}`{size}")
     lines.append(f"**GPUs:** {gpu_line(rec)}")
     answers = _answers(rec)
-    chosen = getattr(answers, "method", "auto")
+    chosen = answers.method
     if chosen and chosen != "auto":
-        by_rules = getattr(d, "method_by_rules", None)
+        by_rules = d.method_by_rules
         view = (f"the rules would choose {METHOD_WORDS.get(by_rules, by_rules)}" if by_rules and by_rules != chosen
                 else "the rules agree" if by_rules else "the rules' view and the fit are shown below")
         lines.append(f"**Your method choice:** `{chosen}` ({view})")
-    for problem in getattr(rec, "problems", None) or []:
+    for problem in rec.problems:
         lines.append(f"**Problem:** {problem}")
-    data = _facts(rec, "data")
+    data = rec.facts.data
     if data is not None:
-        lines.append(f"**Data:** `{show_path(getattr(data, 'path', None))}` — {getattr(data, 'rows', '?'):,} rows, "
-                     f"format {getattr(data, 'format', '?')}")
-    trc = bool(rec.plan.trust_remote_code if rec.plan else getattr(answers, "trust_remote_code", False))
+        lines.append(f"**Data:** `{show_path(data.path)}` — {data.rows:,} rows, format {data.format}")
+    trc = bool(rec.plan.trust_remote_code if rec.plan else answers.trust_remote_code)
     lines.append("**trust_remote_code:** " + ("on — the model's own Python code will run; you asked for it"
                                               if trc else "off (the model's repository code is never run)"))
     return Section("recommendation", "Recommendation", lines)
@@ -121,15 +116,15 @@ def _headline(rec) -> Section:
 
 def model_name(rec) -> str | None:
     """The model as the report names it (a local path relative to the working directory)."""
-    model = _facts(rec, "model")
-    name = rec.decision.model or (model.name if model else None) or getattr(_answers(rec), "model", None)
+    model = rec.facts.model
+    name = rec.decision.model or (model.name if model else None) or _answers(rec).model
     return (show_path(name) if Path(name).is_absolute() else name) if name else None
 
 
 def gpu_line(rec) -> str:
-    gpus = _facts(rec, "gpus") or []
+    gpus = rec.facts.gpus or []
     if not gpus:
-        note = _facts(rec, "gpu_note")
+        note = rec.facts.gpu_note
         return "none" + (f" ({note})" if note else "") + " — memory fit cannot be checked here"
     names: dict[str, int] = {}
     for g in gpus:
@@ -148,7 +143,7 @@ def deciding_rules(rec) -> tuple[list[tuple[str, Any]], list[str]]:
     applied = _applied(rec)
     for dim in _DECISIVE:  # approach first, then method, then stage
         chosen = getattr(rec.decision, dim, None)
-        if dim == "method" and getattr(rec.decision, "method_by_rules", None):
+        if dim == "method" and rec.decision.method_by_rules:
             chosen = rec.decision.method_by_rules
         for r in applied:
             if _decides(r)[:1] != [dim]:
@@ -178,7 +173,7 @@ def _why(rec) -> Section:
     if sets:
         after.append("Rules that set plan values (" + ", ".join(f"`{i}`" for i in sets)
                      + ") are quoted in the training plan; warnings and advice follow below.")
-    idle = [r.id for r in fired if not getattr(r, "applied", True)]
+    idle = [r.id for r in fired if not r.applied]
     if idle:
         after.append("Fired without effect here (they concern training, which is not recommended): "
                      + ", ".join(f"`{i}`" for i in idle) + ".")
@@ -224,7 +219,7 @@ class MemoryRow:
 
 def memory_rows(rec) -> list[MemoryRow]:
     """The memory verdict of every candidate method against the smallest GPU (empty without estimates)."""
-    gpus = _facts(rec, "gpus") or []
+    gpus = rec.facts.gpus or []
     mem = min((g.memory_gib for g in gpus), default=None)
     rows = []
     for m, c in rec.decision.candidates.items():
@@ -269,19 +264,19 @@ def _plan(rec) -> Section:
         return Section("plan", "Training plan",
                        [f"No training plan: {APPROACH_WORDS.get(rec.decision.approach, rec.decision.approach)} "
                         "does not train a model."])
-    rows, notes = plan_rows(rec.plan, _facts(rec, "data"), _examples(rec))
+    rows, notes = plan_rows(rec.plan, rec.facts.data, _examples(rec))
     return Section("plan", "Training plan", table=Table(["Setting", "Value", "Why"], rows), after=notes)
 
 
 def _examples(rec) -> int | None:
     """Examples the first training stage walks through: instruction examples for SFT, pairs for DPO."""
-    values = _facts(rec, "values") or {}
+    values = rec.facts.values or {}
     keys = ("preference_pairs",) if rec.plan and rec.plan.stage == "dpo" else ("sft_examples", "examples")
     for key in keys:
         v = values.get(key)
         if isinstance(v, int | float) and not isinstance(v, bool) and v >= 0:
             return int(v)
-    return getattr(_answers(rec), "examples", None)
+    return _answers(rec).examples
 
 
 def _evaluation(rec) -> Section:
@@ -328,8 +323,8 @@ def _from_rules(rec, kinds: tuple[str, ...], extra: list[str]) -> list[str]:
 
 def warning_items(rec) -> tuple[list, list[str]]:
     """Every warning: (the warning rules that fired, the engine's and the data's other warnings)."""
-    data = _facts(rec, "data")
-    extra = list(rec.decision.warnings) + list(getattr(data, "warnings", None) or [])
+    data = rec.facts.data
+    extra = list(rec.decision.warnings) + (list(data.warnings) if data is not None else [])
     return _said(rec, ("warns",), extra)
 
 
@@ -339,8 +334,7 @@ def _warnings(rec) -> Section:
 
 
 def _suggestions(rec) -> Section | None:
-    extra = list(rec.decision.suggestions) + list(getattr(rec.decision, "notes", None) or []) \
-        + list(_facts(rec, "notes", None) or [])
+    extra = list(rec.decision.suggestions) + list(rec.decision.notes) + list(rec.facts.notes)
     lines = _from_rules(rec, ("advises",), extra)
     return Section("suggestions", "Suggestions and notes", lines) if lines else None
 

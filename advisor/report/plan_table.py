@@ -123,7 +123,7 @@ def step_arithmetic(plan: TrainingPlan, data, examples: int | None, why=None) ->
         if plan.max_steps:
             rows.append(["Optimizer steps", _n(plan.max_steps), why("max_steps")])
         return rows
-    stats = getattr(data, "token_stats", None) or {}
+    stats = (data.token_stats if data is not None else None) or {}
     mean = stats.get("mean")
     seqs = plan.sequences_per_epoch(n_train, mean)
     if plan.packing and mean:
@@ -153,7 +153,7 @@ def plan_rows(plan: TrainingPlan, data=None, examples: int | None = None) -> tup
     ]
     # the data row is always shown: "no dataset yet" is worth saying
     src = f"`{_path(p.data.source)}`" if p.data.source else "no dataset yet"
-    share = getattr(p.data, "validation_fraction", 0.2)
+    share = p.data.validation_fraction
     split = "; validation from its own file" if p.data.validation else f"; {1 - share:.0%}/{share:.0%} split"
     rows.append(["Data", src + (f" ({p.data.format})" if p.data.format else "") + split,
                  why("data", "data.*", "split", "validation")])
