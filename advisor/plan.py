@@ -68,6 +68,7 @@ class DataSpec:
 
 # Attention implementations that mask packed documents per row (from the position ids transformers sees).
 ROW_ATTENTION = ("sdpa", "eager")
+ATTENTION_IMPLEMENTATIONS = ("sdpa", "eager", "flash_attention_2")
 
 
 @dataclass
@@ -229,6 +230,9 @@ class TrainingPlan:
                 problems.append(f"dpo.{name} must be a positive integer or empty (got {v!r})")
         if not (isinstance(self.learning_rate, int | float) and 0 < self.learning_rate < 1):
             problems.append(f"learning_rate must be in (0, 1) (got {self.learning_rate!r})")
+        if self.attn_implementation not in ATTENTION_IMPLEMENTATIONS:
+            problems.append(f"attn_implementation {self.attn_implementation!r} (allowed: "
+                            f"{', '.join(ATTENTION_IMPLEMENTATIONS)})")
         if self.distributed not in (None, "ddp", "fsdp", "zero3"):
             problems.append(f"distributed {self.distributed!r} (allowed: ddp, fsdp, zero3, or empty)")
         if problems:

@@ -30,8 +30,6 @@ DEFAULT_REASONS = {
     "lr_scheduler": "cosine decay from the starting rate; not specified by the guide",
     "max_grad_norm": "gradient clipping at 1.0 guards against loss spikes; not specified by the guide",
     "optimizer": "AdamW, the optimizer the guide's recommended configurations assume",
-    "attn_implementation": "PyTorch SDPA attention works on every GPU; FlashAttention-2 (part of the guide's "
-                           "recommended stack) can be switched on where installed",
     "padding_free": "packed rows stay separate rows of the micro-batch: attention (SDPA) then spans one row "
                     "of max_length instead of micro-batch × max_length: micro-batch times less attention work "
                     "and mask memory for the same tokens; FlashAttention-2 would take the flattened row instead",
@@ -113,6 +111,7 @@ def build_plan(decision: Decision, facts: Facts) -> TrainingPlan | None:
     else:
         r.setdefault("bf16", "bfloat16 mixed precision (the 16-bit compute format the guide names for QLoRA)")
 
+    _attention(plan, facts, r)
     _sequence_length(plan, v, th, r)
     _data(plan, facts, r)
     _hardware_and_batch(plan, decision, facts, r)
@@ -139,6 +138,17 @@ def _stage_reason(d: Decision) -> str:
     fired = [t for t in d.trace if t.id in d.fired and t.then.get("recommend", {}).get("stage") == d.stage]
     best = max(fired, key=lambda t: t.priority, default=None)
     return f"{best.message} [{best.id}; {best.source}]" if best else "chosen by the rules"
+
+
+def _attention(plan: TrainingPlan, facts: Facts, r: dict) -> None:
+    """Per family: never an attention implementation transformers refuses for the model's class."""
+    from advisor.attention import choose_attention
+
+    m = facts.model
+    choice = choose_attention(getattr(m, "family", None) or plan.model_family,
+                              getattr(m, "attn_logit_softcapping", None))
+    plan.attn_implementation = choice.implementation
+    r["attn_implementation"] = choice.reason
 
 
 def _sequence_length(plan: TrainingPlan, v: dict, th: dict, r: dict) -> None:

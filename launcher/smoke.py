@@ -66,6 +66,9 @@ def tiny_config(cfg, vocab_size: int, max_length: int):
             setattr(cfg, key, value)
     if getattr(cfg, "num_key_value_heads", None) and getattr(cfg, "num_attention_heads", None):
         cfg.num_key_value_heads = min(cfg.num_key_value_heads, cfg.num_attention_heads)
+    layer_types = getattr(cfg, "layer_types", None)
+    if isinstance(layer_types, list | tuple) and layer_types:  # per-layer kinds (Gemma-2: sliding, full, ...)
+        cfg.layer_types = [layer_types[i % len(layer_types)] for i in range(cfg.num_hidden_layers)]
     cfg.vocab_size = vocab_size
     cfg.max_position_embeddings = max(getattr(cfg, "max_position_embeddings", 0) or 0, max_length)
     for attr in ("quantization_config", "auto_map"):
@@ -119,7 +122,11 @@ def smoke_plan(plan: TrainingPlan, run_dir: Path, smoke_dir: Path, model_dir: Pa
     p.epochs = 1.0
     p.eval_steps = p.save_steps = max(1, p.max_steps // 3)
     p.logging_steps = 1
-    p.bf16, p.liger, p.attn_implementation, p.optimizer = False, False, "sdpa", "adamw_torch"
+    p.bf16, p.liger, p.optimizer = False, False, "adamw_torch"
+    if p.attn_implementation == "flash_attention_2":  # a GPU kernel: on CPU the family's own choice
+        from advisor.attention import choose_attention
+
+        p.attn_implementation = choose_attention(p.model_family).implementation
     if p.quantization is not None:
         p.quantization.compute_dtype = "float32"  # bitsandbytes 4-bit on CPU: fp32 compute is the fast path
     p.predicted_peak_gib = p.predicted_device_gib = None

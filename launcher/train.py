@@ -252,8 +252,14 @@ def load_model(plan: TrainingPlan, cuda: bool):
     import torch
     from transformers import AutoModelForCausalLM, BitsAndBytesConfig
 
-    kwargs = dict(dtype=compute_dtype(plan, cuda),
-                  attn_implementation=plan.attn_implementation, trust_remote_code=plan.trust_remote_code)
+    from launcher.families import resolve_attention
+
+    attn, note = resolve_attention(plan.attn_implementation, plan.model, cuda=cuda,
+                                   trust_remote_code=plan.trust_remote_code)
+    if note:
+        print(f"[tunewise] attention: {note}", flush=True)
+    kwargs = dict(dtype=compute_dtype(plan, cuda), attn_implementation=attn,
+                  trust_remote_code=plan.trust_remote_code)
     if plan.method == "qlora":
         q = plan.quantization
         fsdp = plan.distributed_mode == "fsdp"
