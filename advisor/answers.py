@@ -67,6 +67,9 @@ class Answers(BaseModel):
     method: Method = "auto"
     # Not in the minimal schema of DESIGN.md but asked by the wizard; optional like every key.
     trust_remote_code: bool = False
+    # What one GPU-hour costs you (any currency, shown as $): the report's cost = run time x GPUs x this.
+    # Without it, a dated market midpoint for the card where rules/gpus.yaml has one (never a quote).
+    gpu_hour_price: float | None = Field(default=None, gt=0, le=1000)
 
     @field_validator("goals", mode="before")
     @classmethod
@@ -77,7 +80,7 @@ class Answers(BaseModel):
             return [v]
         return v
 
-    @field_validator("examples", "preference_pairs", mode="before")
+    @field_validator("examples", "preference_pairs", "gpu_hour_price", mode="before")
     @classmethod
     def _count_not_bool(cls, v):
         return _reject_bool(v)

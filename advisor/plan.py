@@ -66,6 +66,25 @@ class DataSpec:
     validation_fraction: float = 0.2  # share held out when no separate validation file is given
 
 
+@dataclass
+class SpeedSpec:
+    """The throughput model's forecast for this plan (advisor/throughput): per stage (sft, dpo) the whole
+    job's tokens/s, one optimizer step's seconds, the planned steps and the stage's seconds as [predicted,
+    shortest, longest] (evaluations included); the whole run's likewise. The job compares its measured
+    speed with these (summary.json) and the Slurm script's time limit is drawn from `run_s`."""
+
+    gpu: str
+    tokens_per_s: dict[str, float] = field(default_factory=dict)
+    step_s: dict[str, float] = field(default_factory=dict)
+    steps: dict[str, int] = field(default_factory=dict)
+    stage_s: dict[str, list[float]] = field(default_factory=dict)
+    run_s: list[float] = field(default_factory=list)
+    n_gpus: int = 1
+    usd_per_gpu_hour: float | None = None  # the answers' gpu_hour_price, else a dated market midpoint
+    price_source: str | None = None
+    cost_usd: list[float] | None = None  # [predicted, lowest, highest] for the run on all its GPUs
+
+
 # Attention implementations that mask packed documents per row (from the position ids transformers sees).
 ROW_ATTENTION = ("sdpa", "eager")
 ATTENTION_IMPLEMENTATIONS = ("sdpa", "eager", "flash_attention_2")
@@ -115,6 +134,7 @@ class TrainingPlan:
     distributed: str | None = None  # None | ddp | fsdp | zero3
     predicted_peak_gib: float | None = None
     predicted_device_gib: float | None = None  # what the GPU will show in use (allocator reserve + CUDA context)
+    speed: SpeedSpec | None = None  # predicted tokens/s, step and run time; None when unknown (reasons say why)
     reasons: dict[str, str] = field(default_factory=dict)
     version: int = PLAN_VERSION
 
@@ -179,7 +199,7 @@ class TrainingPlan:
                             f"known keys: {', '.join(sorted(known))}")
         d = dict(d)
         subs = {"data": DataSpec, "lora": LoraSpec, "quantization": QuantSpec, "spectrum": SpectrumSpec,
-                "dpo": DPOSpec}
+                "dpo": DPOSpec, "speed": SpeedSpec}
         try:
             for k, typ in subs.items():
                 if d.get(k) is not None:

@@ -118,6 +118,7 @@ def build_plan(decision: Decision, facts: Facts) -> TrainingPlan | None:
     _dpo_batch(plan, facts, r)
     _dpo_prediction(plan, facts, r)
     _schedule(plan, v, facts, r)
+    _speed(plan, facts, r)
     for key, why in DEFAULT_REASONS.items():
         r.setdefault(key, why)
     plan.reasons = dict(sorted(r.items()))
@@ -239,6 +240,15 @@ def _schedule(plan: TrainingPlan, v: dict, facts: Facts, r: dict) -> None:
     else:
         r["eval_steps"] = f"evaluate every {plan.eval_steps} steps to watch validation loss ({PITFALLS})"
     r["save_steps"] = "checkpoint at every evaluation so the best one can be kept"
+
+
+def _speed(plan: TrainingPlan, facts: Facts, r: dict) -> None:
+    """How long the run takes on the planned GPUs (advisor/throughput/forecast.py), or why that is unknown."""
+    from advisor.throughput.forecast import forecast_reason, plan_forecast, speed_spec
+
+    fc = plan_forecast(plan, facts)
+    plan.speed = speed_spec(fc)
+    r["speed"] = forecast_reason(fc)
 
 
 def _dpo_config(plan: TrainingPlan, facts: Facts):

@@ -38,9 +38,11 @@ GOALS = [
 ]
 MODELS = ["meta-llama/Llama-3.1-8B", "microsoft/Phi-3-mini-4k-instruct", "meta-llama/Llama-3.2-1B",
           "meta-llama/Llama-3.2-3B", "Qwen/Qwen2.5-7B", "mistralai/Mistral-7B-v0.3"]
+# Each name is a row of the GPU catalog (rules/gpus.yaml), so the plan can be timed on it; an A100 and an
+# H100 of the same memory differ 3x in speed, so they are two choices.
 GPU_PRESETS = [
     ("NVIDIA T4 (Colab)", 16.0), ("NVIDIA GeForce RTX 4090", 24.0), ("NVIDIA L40S", 48.0),
-    ("NVIDIA A100 40GB", 40.0), ("NVIDIA A100/H100 80GB", 80.0),
+    ("NVIDIA A100 40GB", 40.0), ("NVIDIA A100 80GB", 80.0), ("NVIDIA H100 80GB", 80.0), ("NVIDIA H200", 141.0),
 ]
 METHODS = [("auto", "auto — let the rules choose (recommended)"), ("lora", "LoRA"), ("qlora", "QLoRA"),
            ("spectrum", "Spectrum"), ("full", "full fine-tuning (all parameters)")]

@@ -7,6 +7,7 @@ actually runs. Commands are argument lists; where they are shown as shell text t
 
 from __future__ import annotations
 
+import math
 import shlex
 import sys
 from pathlib import Path
@@ -73,8 +74,33 @@ def slurm_sbatch(plan: TrainingPlan) -> str:
     else:
         launcher = 'python -m launcher.train "$RUN_DIR"'
     name = "tunewise-" + "".join(c if c.isalnum() or c in "-_." else "-" for c in plan.model.split("/")[-1])[:40]
+    limit, why = slurm_time(plan)
     return _template("slurm.sbatch").substitute(summary=_summary(plan), gpus=gpus, cpus=8 * gpus,
-                                                job_name=name, launcher=launcher)
+                                                job_name=name, launcher=launcher, time=limit, time_why=why)
+
+
+# Slurm's --time from the plan's forecast: the longest predicted run x this margin + a fixed allowance for
+# what the forecast leaves out (loading the model and data, saving, the end-of-run evaluation), rounded up
+# to a quarter hour. A job that still runs out of time checkpoints on SIGTERM and resumes when resubmitted.
+SLURM_TIME_MARGIN = 1.5
+SLURM_TIME_ALLOWANCE_S = 30 * 60
+SLURM_TIME_UNKNOWN = "24:00:00"
+
+
+def slurm_time(plan: TrainingPlan) -> tuple[str, str]:
+    """(HH:MM:SS or D-HH:MM:SS for #SBATCH --time, the comment saying where it comes from)."""
+    sp = plan.speed
+    if sp is None or not sp.run_s:
+        return SLURM_TIME_UNKNOWN, ("no time forecast for this plan (see `speed` in plan.yaml's reasons): "
+                                    "a 24-hour limit; set your own")
+    longest = sp.run_s[2]
+    limit = math.ceil((longest * SLURM_TIME_MARGIN + SLURM_TIME_ALLOWANCE_S) / 900) * 900
+    d, rest = divmod(limit, 86400)
+    h, rest = divmod(rest, 3600)
+    text = (f"{d}-" if d else "") + f"{h:02d}:{rest // 60:02d}:00"
+    return text, (f"the forecast's longest run ({longest / 3600:.1f} h on {sp.n_gpus} × {sp.gpu}) × "
+                  f"{SLURM_TIME_MARGIN:g} + {SLURM_TIME_ALLOWANCE_S // 60} min for loading, saving and the final "
+                  "evaluation, rounded up to 15 min")
 
 
 def accelerate_yaml(plan: TrainingPlan) -> str:

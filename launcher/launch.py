@@ -27,7 +27,7 @@ from advisor.plan import TrainingPlan
 from launcher import fingerprint, jobfiles, oom
 from launcher.progress import MetricsFollower, ProgressView, is_live
 from launcher.rundir import atomic_write, is_secret_name, secret_values
-from launcher.summary import read_summary, write_summary
+from launcher.summary import SPEED_LARGE_DIFFERENCE, read_summary, write_summary
 
 EXIT_OOM, EXIT_STOPPED = 75, 130
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
@@ -209,7 +209,8 @@ def _run_once(run_dir: Path, plan: TrainingPlan, *, attempt: int, max_steps, sav
     cmd = jobfiles.train_command(run_dir, plan, extra=extra, cpu_processes=cpu_procs)
     console.print(f"[dim]$ {' '.join(cmd)}[/]")
     follower = MetricsFollower(run_dir / "metrics.jsonl")
-    view = ProgressView(f"{plan.model} · {plan.method} · {plan.stage}")
+    view = ProgressView(f"{plan.model} · {plan.method} · {plan.stage}",
+                        forecast_step_s=plan.speed.step_s if plan.speed and not cpu else None)
     log_path = run_dir / "train.log"
     start = log_path.stat().st_size if log_path.exists() else 0  # train.log keeps every launch's output
     env = job_env(allow_network, attempt=attempt, cpu=cpu)
@@ -296,6 +297,22 @@ def _again(run_dir: Path, *, cpu: bool, allow_network: bool) -> str:
                      *(["--allow-network"] if allow_network else [])])
 
 
+def speed_comparison(summary: dict) -> str | None:
+    """Measured vs predicted speed and time of a GPU run's last stage, flagged when far apart."""
+    measured, predicted = summary.get("tokens_per_s_measured"), summary.get("tokens_per_s_predicted")
+    if not measured or not predicted:
+        return None
+    diff = measured / predicted - 1
+    text = f"speed: measured {measured:,.0f} tokens/s, predicted {predicted:,.0f} ({diff:+.0%})"
+    if summary.get("wall_s_measured") and summary.get("wall_s_predicted"):
+        text += (f"; time: {summary['wall_s_measured'] / 60:,.1f} min measured, "
+                 f"{summary['wall_s_predicted'] / 60:,.1f} min predicted")
+    if abs(diff) > SPEED_LARGE_DIFFERENCE:
+        text = (f"[yellow]{text}[/]: a large difference — the forecast (rules/throughput.yaml) assumed the plan's "
+                "GPU and settings; summary.json keeps both")
+    return text
+
+
 def _finish(run_dir: Path, rc: int, console: Console, *, again: str | None = None) -> int:
     again = again or f"tunewise launch {run_dir}"
     summary = read_summary(run_dir)
@@ -308,6 +325,9 @@ def _finish(run_dir: Path, rc: int, console: Console, *, again: str | None = Non
                           f"{summary.get('peak_gib_predicted')} GiB allocated; the GPU showed "
                           f"{summary.get('device_gib_measured')} GiB in use, predicted "
                           f"{summary.get('device_gib_predicted')} GiB")
+            speed = speed_comparison(summary)
+            if speed:
+                console.print(speed)
         return 0
     if rc == EXIT_STOPPED:
         console.print(f"[yellow]stopped[/] at step {summary.get('steps')}; run `{again}` to resume")

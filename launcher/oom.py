@@ -13,6 +13,7 @@ import copy
 from dataclasses import dataclass
 
 from advisor.memory import carry_prediction
+from advisor.throughput.forecast import carry_speed
 from advisor.plan import QuantSpec, TrainingPlan
 
 
@@ -27,6 +28,7 @@ def next_step(plan: TrainingPlan) -> Step | None:
     step = _rung(plan)
     if step is not None:
         carry_prediction(plan, step.plan)
+        carry_speed(plan, step.plan)  # the step's speed changes too (checkpointing, QLoRA's dequantisation)
     return step
 
 

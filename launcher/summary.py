@@ -7,6 +7,10 @@ error and attempt where they apply. Measured vs predicted peak is the memory est
 Also trainable_params (what the optimizer updated). On a GPU also: peak_reserved_gib (the caching
 allocator's peak), device_gib_measured (what the GPU showed in use at the end of training) and
 device_gib_predicted (the plan's device estimate).
+Speed (issue 18): tokens_per_s_predicted and step_s_predicted (the plan's forecast for the stage, `speed`),
+tokens_per_s_measured and step_s_measured (the optimizer steps after warm-up, launcher.callbacks.SpeedProbe),
+wall_s_measured (the stage's trainer.train() on this launch) and wall_s_predicted (the plan's time for the
+stage, scaled to the steps this launch ran); null when unknown.
 """
 
 from __future__ import annotations
@@ -17,7 +21,13 @@ from pathlib import Path
 from launcher.rundir import atomic_write
 
 FIELDS = ("status", "stage", "method", "steps", "loss_first", "loss_last", "eval_loss", "tokens_per_s",
-          "peak_gib_measured", "peak_gib_predicted", "resumed_from", "output_dir", "adapter_dir", "oom_steps")
+          "peak_gib_measured", "peak_gib_predicted", "resumed_from", "output_dir", "adapter_dir", "oom_steps",
+          "tokens_per_s_predicted", "tokens_per_s_measured", "step_s_predicted", "step_s_measured",
+          "wall_s_predicted", "wall_s_measured")
+
+
+# A measured speed this far from the forecast (either way) is worth telling the user (the job and the launch).
+SPEED_LARGE_DIFFERENCE = 0.25
 
 
 def read_summary(run_dir: str | Path) -> dict:

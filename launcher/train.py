@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import time
 from pathlib import Path
 
 from advisor.errors import UserError
@@ -97,7 +98,7 @@ def train_stage(run_dir: Path, plan: TrainingPlan, stage: str, index: int, stage
     from transformers import AutoTokenizer, EarlyStoppingCallback
     from transformers.trainer_utils import get_last_checkpoint
 
-    from launcher.callbacks import FaultInjection, MetricsLog, stage_metrics
+    from launcher.callbacks import FaultInjection, MetricsLog, SpeedProbe, stage_metrics
 
     main_proc = is_main_process()
     cuda = torch.cuda.is_available()
@@ -130,7 +131,10 @@ def train_stage(run_dir: Path, plan: TrainingPlan, stage: str, index: int, stage
 
     # 4. Trainer.
     config = trainer_config(plan, stage, out_dir, train_ds, eval_ds, args, cuda)
-    callbacks = [stop, MetricsLog(run_dir / "metrics.jsonl", stage), FaultInjection()]
+    sp = plan.speed
+    speed = SpeedProbe(run_dir / "metrics.jsonl", stage, sp.step_s.get(stage) if sp else None,
+                       sp.tokens_per_s.get(stage) if sp else None, compare=cuda)
+    callbacks = [stop, MetricsLog(run_dir / "metrics.jsonl", stage), speed, FaultInjection()]
     if eval_ds is not None and plan.early_stopping_patience:
         callbacks.append(EarlyStoppingCallback(early_stopping_patience=plan.early_stopping_patience))
     if stage == "dpo":
@@ -157,6 +161,7 @@ def train_stage(run_dir: Path, plan: TrainingPlan, stage: str, index: int, stage
         write_summary(run_dir, status="running", error=None, **base)
     if cuda:
         torch.cuda.reset_peak_memory_stats()
+    started = time.monotonic()
     try:
         trainer.train(resume_from_checkpoint=last_ckpt)
     except torch.OutOfMemoryError as e:
@@ -175,8 +180,11 @@ def train_stage(run_dir: Path, plan: TrainingPlan, stage: str, index: int, stage
 
     # 6. Save and summarise.
     trainable = sum(p.numel() for p in trainer.model.parameters() if p.requires_grad)
-    result = dict(steps=trainer.state.global_step, trainable_params=trainable, **measured_memory(cuda),
-                  **stage_metrics(run_dir / "metrics.jsonl", stage), **base)
+    st = trainer.state
+    timing = speed.result(time.monotonic() - started, st.global_step - (speed.first_step or 0),
+                          sp.steps.get(stage) if sp else None, sp.stage_s.get(stage, [None])[0] if sp else None)
+    result = dict(steps=st.global_step, trainable_params=trainable, **measured_memory(cuda),
+                  **stage_metrics(run_dir / "metrics.jsonl", stage), **timing, **base)
     if stop.requested:
         if main_proc:
             write_summary(run_dir, status="stopped", **result)
@@ -422,6 +430,9 @@ def print_result(summary: dict, cuda: bool) -> None:
     loss = f"loss {num(summary.get('loss_first'))} -> {num(summary.get('loss_last'))}"
     print(f"[tunewise] {summary['stage']} done: {summary.get('steps')} steps, {loss}, "
           f"eval_loss {num(summary.get('eval_loss'))}", flush=True)
+    if summary.get("wall_s_predicted") and cuda:  # the throughput model's feedback
+        print(f"[tunewise] time: {summary['wall_s_measured'] / 60:,.1f} min measured, "
+              f"{summary['wall_s_predicted'] / 60:,.1f} min predicted for these steps", flush=True)
     if cuda:  # the estimator's feedback, shown after every GPU run
         print(f"[tunewise] peak GPU memory: measured {summary.get('peak_gib_measured')} GiB, "
               f"predicted {summary.get('peak_gib_predicted')} GiB allocated; the GPU showed "

@@ -106,7 +106,24 @@ def _memory_lines(rec) -> list[str]:
                   for r in rows if not r.chosen]
     if others:
         lines.append(("Others: " if lines else "No method chosen; estimates: ") + "; ".join(others))
-    return lines
+    return lines + _time_lines(rec)
+
+
+def _time_lines(rec) -> list[str]:
+    """The run's predicted time and cost beside the memory verdict (or why they are unknown)."""
+    from advisor.throughput.forecast import cost_text, time_range
+
+    plan = getattr(rec, "plan", None)
+    if plan is None:
+        return []
+    sp = plan.speed
+    if sp is None:
+        return [f"Time: unknown ({plan.reasons.get('speed', 'no forecast').removeprefix('time unknown: ')})"]
+    cost = cost_text(sp)
+    return [f"Time: **{time_range(sp.run_s)}** on {sp.n_gpus} × {sp.gpu}; cost "
+            + (cost.split(" at ", 1)[0] + f" at ${sp.usd_per_gpu_hour:,.2f}/GPU-hour (" +
+               ("yours" if sp.price_source == "gpu_hour_price in the answers" else "a dated market midpoint, not a quote")
+               + ")" if cost else "unknown (set `gpu_hour_price`)")]
 
 
 def _plan_note(why: str) -> str:

@@ -142,6 +142,23 @@ def step_arithmetic(plan: TrainingPlan, data, examples: int | None, why=None) ->
     return rows
 
 
+def speed_rows(plan: TrainingPlan, why) -> list[list[str]]:
+    """Predicted time (and cost, where a price is known) of the run, or why it is unknown."""
+    from advisor.throughput.forecast import cost_text, time_range
+
+    sp = plan.speed
+    if sp is None:
+        return [["Predicted time", "unknown", why("speed")]]
+    tps = ", ".join(f"{k.upper()} {v:,.0f}" for k, v in sp.tokens_per_s.items())
+    rows = [["Predicted time", f"{time_range(sp.run_s)} on {sp.n_gpus} × {sp.gpu} ({tps} tokens/s)", why("speed")]]
+    cost = cost_text(sp)
+    rows.append(["Predicted cost", cost.split(" at ", 1)[0] if cost else "unknown",
+                 ("at " + cost.split(" at ", 1)[1]) if cost else
+                 "no price per GPU-hour: set `gpu_hour_price` in the answers (the dated default table has none for "
+                 "this card)"])
+    return rows
+
+
 def plan_rows(plan: TrainingPlan, data=None, examples: int | None = None) -> tuple[list[list[str]], list[str]]:
     """(rows of Setting | Value | Why, notes below the table)."""
     p = plan
@@ -206,6 +223,7 @@ def plan_rows(plan: TrainingPlan, data=None, examples: int | None = None) -> tup
     if p.predicted_peak_gib is not None:
         rows.append(["Predicted peak memory", f"{p.predicted_peak_gib:,.1f} GiB allocated per GPU",
                      why("predicted_peak_gib")])
+    rows += speed_rows(p, why)
     rows.append(["Logging / seed", f"every {p.logging_steps} steps; seed {p.seed}", why("logging_steps", "seed")])
     why("trust_remote_code")  # stated below the table
     rows += why.rest()

@@ -1,4 +1,5 @@
-"""`tunewise estimate`: peak GPU memory of one training step, with its breakdown and what to change.
+"""`tunewise estimate`: peak GPU memory of one training step, with its breakdown and what to change;
+with `--gpu NAME`, its speed (tokens/s, step time) and, with `--tokens N`, the run's time.
 
 Exit codes: 0 printed (and fits, when --gpu-memory is given); 1 does not fit --gpu-memory; 2 bad input.
 """
@@ -63,6 +64,11 @@ def add_parser(sub):
                         "attention mask); default: rows of several shorter documents")
     p.add_argument("--gpu-memory", type=gib, default=None, metavar="GIB",
                    help="GPU size to check against (exit 1 when it does not fit)")
+    p.add_argument("--gpu", default=None, metavar="NAME",
+                   help="add the throughput model: tokens/s and step time on this card (a catalog name such as "
+                        "H200, A100-80GB, 'RTX 4090', or the full NVML name; rules/gpus.yaml)")
+    p.add_argument("--tokens", type=positive_int, default=None, metavar="N",
+                   help="with --gpu: the run's time to train on N tokens (all epochs)")
     p.add_argument("--online", action="store_true",
                    help="fetch config.json from the hub for a model not in the offline catalog")
     p.add_argument("--format", choices=["text", "json"], default="text",
@@ -93,17 +99,73 @@ def run(args) -> int:
                        stage=args.stage, dpo_ref_adapter=args.after_sft)
     est = estimate(model, cfg, gpu_gib=args.gpu_memory)
     fits = None if args.gpu_memory is None else est.device_gib <= args.gpu_memory
+    speed = _speed(args, model, cfg)
     if args.format == "json":
         out = {**est.to_dict(), "model": model.name, "params_total": model.params_total,
                "config": {k: getattr(cfg, k) for k in cfg.__dataclass_fields__}}
         if fits is not None:
             out["gpu_memory_gib"], out["fits"] = args.gpu_memory, fits
+        if speed is not None:
+            out["tokens_per_s"], out["step_s"] = round(speed.tokens_per_s, 1), round(speed.step_s, 4)
+            out["throughput"] = speed.to_dict()
+            if args.tokens:
+                out["tokens"], out["run_s"] = args.tokens, [round(x, 1) for x in speed.seconds(args.tokens)]
+            plain = _plain_speed(args, model, cfg)
+            if plain is not None:
+                out["plain_tokens_per_s"] = round(plain.tokens_per_s, 1)
+                out["speedup_vs_plain"] = round(speed.tokens_per_s / plain.tokens_per_s, 3)
         print(json.dumps(out, indent=2))
     else:
         from rich.console import Console
 
-        render_text(Console(), model, cfg, est, args.gpu_memory)
+        console = Console()
+        render_text(console, model, cfg, est, args.gpu_memory)
+        if speed is not None:
+            render_speed(console, speed, args.tokens, _plain_speed(args, model, cfg))
     return 1 if fits is False else 0
+
+
+def _speed(args, model, cfg):
+    """The throughput model's prediction on --gpu, or None without --gpu."""
+    if args.gpu is None:
+        if args.tokens:
+            from advisor.errors import UserError
+
+            raise UserError("--tokens needs --gpu: the run's time depends on the card",
+                            "add --gpu NAME (e.g. --gpu H100), or drop --tokens")
+        return None
+    from advisor.throughput import tokens_per_s
+
+    return tokens_per_s(model, cfg, args.gpu)
+
+
+def _plain_speed(args, model, cfg):
+    """The same step on the plain stack (a plain PEFT loop), to predict the job's speed-up side by side."""
+    from dataclasses import replace
+
+    if cfg.stack == "plain" or cfg.stage == "dpo":
+        return None
+    from advisor.throughput import tokens_per_s
+
+    return tokens_per_s(model, replace(cfg, stack="plain", packed_docs=False), args.gpu)
+
+
+def render_speed(console, t, tokens: int | None, plain=None) -> None:
+    """Tokens/s, step time, the run's time for --tokens, and what the prediction assumes."""
+    from advisor.throughput.forecast import time_range
+
+    gpus = f"{t.n_gpus} × {t.gpu}"
+    console.print(f"Speed on {gpus}: [bold]{t.tokens_per_s:,.0f} tokens/s[/] ({t.tokens_per_s_low:,.0f} to "
+                  f"{t.tokens_per_s_high:,.0f}), {t.step_s:.3f} s per step of {t.tokens_per_step:,} tokens "
+                  f"({t.flops_per_token / 1e9:,.1f} GFLOP per token at {t.efficiency:.0%} of the dense peak, "
+                  f"{t.efficiency_key} fit)")
+    if plain is not None:
+        console.print(f"A plain PEFT loop (--stack plain): {plain.tokens_per_s:,.0f} tokens/s; predicted speed-up "
+                      f"{t.tokens_per_s / plain.tokens_per_s:.2f}×")
+    if tokens:
+        console.print(f"{tokens:,} tokens: [bold]{time_range(t.seconds(tokens))}[/]")
+    for a in t.assumptions:
+        console.print(f"  • assumed: {a}")
 
 
 def _check_shapes(args, model) -> None:
