@@ -18,7 +18,7 @@ from launcher.jobfiles import SLURM_TIME_UNKNOWN, slurm_sbatch, slurm_time
 
 ROOT = Path(__file__).resolve().parents[1]
 PERSONA = yaml.safe_load((ROOT / "examples" / "answers" / "brand-voice-chatbot-24gb.yaml").read_text())
-CLI = [sys.executable, "-m", "advisor"]
+CLI = [sys.executable, "-m", "tunewise"]
 
 
 def _cli(*args, check_rc: int | None = 0) -> subprocess.CompletedProcess:

@@ -27,8 +27,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from advisor.memory_dpo import dpo_rows
-from advisor.memory_parts import (
+from advisor.memory.dpo import dpo_rows
+from advisor.memory.parts import (
     NF4_BYTES_PER_PARAM,
     adapter_bytes,
     attn_span,
