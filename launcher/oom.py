@@ -13,8 +13,8 @@ import copy
 from dataclasses import dataclass
 
 from advisor.memory import carry_prediction
-from advisor.throughput.forecast import carry_speed
 from advisor.plan import QuantSpec, TrainingPlan
+from advisor.throughput.forecast import carry_speed
 
 
 @dataclass
