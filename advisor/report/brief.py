@@ -113,7 +113,7 @@ def _time_lines(rec) -> list[str]:
     """The run's predicted time and cost beside the memory verdict (or why they are unknown)."""
     from advisor.throughput.forecast import cost_text, time_range
 
-    plan = getattr(rec, "plan", None)
+    plan = rec.plan
     if plan is None:
         return []
     sp = plan.speed
