@@ -109,6 +109,11 @@ def float_validator(lo: float, hi: float) -> Validator:
     return check
 
 
+def price_validator(s: str) -> str | None:
+    """A price per GPU-hour, or nothing (skipped: the report uses a dated market figure where it has one)."""
+    return None if not s.strip() else float_validator(0, 1000)(s)
+
+
 def dataset_validator(s: str) -> str | None:
     if not s.strip():
         return None  # no dataset yet: the number of examples is asked instead
@@ -305,6 +310,10 @@ class Wizard:
                                             bool(a.zero_latency))
         if self._want("method"):
             a.method = self.p.select("Training method?", METHODS, a.method)
+        if self._want("gpu_hour_price"):  # only on the way to fine-tuning: the report's cost = time x GPUs x this
+            price = self.p.text("What does one GPU-hour cost you, for the cost estimate? (Enter to skip)",
+                                f"{a.gpu_hour_price:g}" if a.gpu_hour_price else "", price_validator)
+            a.gpu_hour_price = float(price) if price.strip() else None
         # needed whenever the model ships code, unless the file said so explicitly
         if _needs_custom_code(a.model) and "trust_remote_code" not in self.given:
             self.asked.append("trust_remote_code")

@@ -70,7 +70,7 @@ def test_from_scratch_asks_everything_and_builds_valid_answers():
     assert answers.task == "code" and answers.examples == 3000 and answers.goals == ["new-capability"]
     assert answers.gpus[0].memory_gib == 16.0 and answers.gpus[0].name.startswith("NVIDIA T4")
     assert any("No GPU detected" in s for s in said)
-    assert len(script.asked) == 14
+    assert len(script.asked) == 15  # the price per GPU-hour last (skipped: Enter)
     # what the wizard built is a valid answers file
     assert parse_answers(__import__("yaml").safe_load(dump_answers(answers))) == answers
 
@@ -280,3 +280,13 @@ def test_launching_points_at_the_run_directorys_report(monkeypatch, tmp_path):
     con = _Console()
     assert _offer_launch(_rec(), con, Script({"launch now": True}), "a.yaml") == 3
     assert con.out[-1] == "Full report: tunewise recommend --answers a.yaml"
+
+
+def test_the_price_per_gpu_hour_is_asked_on_the_way_to_fine_tuning_and_can_be_skipped():
+    replies = {"Which GPU": 1, "What does one GPU-hour cost": "1.9"}
+    answers, script, _ = run(Answers(), replies, probe=lambda a: "fine-tune")
+    assert answers.gpu_hour_price == 1.9
+    skipped, _, _ = run(Answers(), {"Which GPU": 1}, probe=lambda a: "fine-tune")  # Enter: the default ""
+    assert skipped.gpu_hour_price is None
+    _, script, _ = run(Answers(), {"Which GPU": 1}, probe=lambda a: "rag")  # no training, no cost to ask
+    assert not any("GPU-hour" in q for q in script.asked)

@@ -141,6 +141,8 @@ def test_from_scratch_with_arrow_keys_typing_and_a_rejected_number(tmp_path):
     child.send(ENTER)
     child.expect("Training method")
     child.send(DOWN + DOWN + ENTER)  # auto -> lora -> qlora
+    child.expect("GPU-hour cost you")
+    child.send("2.5" + ENTER)
     child.expect("Answers saved to")
     child.expect("tunewise recommendation")
     child.expect("Show the full report here")
@@ -153,7 +155,7 @@ def test_from_scratch_with_arrow_keys_typing_and_a_rejected_number(tmp_path):
     assert a.task == "question-answering" and a.goals == ["low-resource-language"]
     assert a.examples == 3000 and a.preference_pairs == 0 and a.model == "meta-llama/Llama-3.2-1B"
     assert [g.memory_gib for g in a.gpus] == [48.0, 48.0]
-    assert a.method == "qlora" and a.zero_latency is False
+    assert a.method == "qlora" and a.zero_latency is False and a.gpu_hour_price == 2.5
     assert (a.needs_citations, a.knowledge_changes_often, a.clear_task, a.tried_prompting) == (
         False, False, True, True)
     # the saved file, given back to the wizard, is accepted as it is
