@@ -146,20 +146,37 @@ def tunewise_plan(spec: dict, ckpt: Path, *, tiny: bool):
     return plan
 
 
-def predicted_peak(spec: dict, ckpt: Path) -> float | None:
-    """`tunewise estimate` for the same settings (peak allocated, GiB)."""
+def _estimate(spec: dict, ckpt: Path, *extra: str) -> dict | None:
+    """`tunewise estimate --format json` for the same settings."""
     out = subprocess.run([sys.executable, "-m", "tunewise", "estimate", "--model", str(ckpt), "--method",
                           spec["method"], "--seq-len", str(spec["seq"]), "--batch-size", str(spec["bs"]),
                           *(["--liger"] if spec.get("liger", True) else []),
                           *(["--padding-free"] if spec.get("padding_free") else []),
                           *(["--full-rows"] if spec.get("lengths", "fixed") == "fixed" else []),
-                          *(["--stage", "dpo"] if spec.get("stage") == "dpo" else []), "--format", "json"],
+                          *(["--stage", "dpo"] if spec.get("stage") == "dpo" else []), *extra, "--format", "json"],
                          capture_output=True, text=True, env=ENV, cwd=ROOT)
     try:
-        return round(json.loads(out.stdout)["peak_allocated_gib"], 3)
-    except (ValueError, KeyError):
+        return json.loads(out.stdout)
+    except ValueError:
         print(f"estimate failed: {out.stderr[-500:]}", flush=True)
         return None
+
+
+def predicted_peak(spec: dict, ckpt: Path) -> float | None:
+    """`tunewise estimate` for the same settings (peak allocated, GiB)."""
+    est = _estimate(spec, ckpt)
+    return round(est["peak_allocated_gib"], 3) if est else None
+
+
+def predicted_speed(spec: dict, ckpt: Path, gpu: str) -> dict:
+    """The throughput model's tokens/s for the job and the plain stack on this card (`estimate --gpu`),
+    recorded before the run so the table's blind check gains a point; {} on CPU or an unknown card."""
+    if gpu == "cpu":
+        return {}
+    est = _estimate(spec, ckpt, "--gpu", gpu)
+    if not est or "tokens_per_s" not in est:
+        return {}
+    return {"predicted_tokens_per_s": est["tokens_per_s"], "predicted_baseline_tokens_per_s": est.get("plain_tokens_per_s")}
 
 
 def _rate(metrics: Path, skip: int = 2) -> tuple[float | None, float | None]:
@@ -366,6 +383,7 @@ def main() -> int:
         ckpt = ckpts[spec["arch"]]
         row = {"name": spec["name"], "settings": spec}
         row["predicted_peak_gib"] = predicted_peak(spec, ckpt)
+        row.update(predicted_speed(spec, ckpt, result["gpu"]))
         tw = run_tunewise(spec, ckpt, args.work, tiny=args.tiny, profile=args.profile)
         row.update(tunewise_tokens_per_s=tw.get("tokens_per_s"), tunewise_peak_gib=tw.get("peak_gib"),
                    tunewise_device_gib=tw.get("device_gib"), tunewise=tw)

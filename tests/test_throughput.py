@@ -193,3 +193,13 @@ def test_benchmark_writes_its_table_with_the_command(tmp_path):
     assert text.startswith("# python bench/throughput_accuracy.py --out") and "blind" in text
     committed = (ROOT / "bench" / "results" / "throughput-accuracy-2026-12-06.txt").read_text()
     assert text.split("\n", 1)[1] == committed.split("\n", 1)[1]  # the committed table is current
+
+
+def test_the_gpu_benchmark_records_the_speed_forecast_before_it_measures():
+    spec = importlib.util.spec_from_file_location("gpu_train", ROOT / "bench" / "gpu_train.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    case = {"method": "lora", "seq": 1024, "bs": 4, "lengths": "fixed"}
+    got = mod.predicted_speed(case, Path("llama-3.2-1b"), "NVIDIA H200")
+    assert got["predicted_tokens_per_s"] > got["predicted_baseline_tokens_per_s"] > 0
+    assert mod.predicted_speed(case, Path("llama-3.2-1b"), "cpu") == {}
