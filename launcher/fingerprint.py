@@ -18,7 +18,7 @@ from launcher.rundir import atomic_write
 
 # Plan fields that do not change what is trained (bookkeeping, cadence, the estimate) or that the
 # OOM ladder may change before the first checkpoint exists.
-IGNORED_FIELDS = {"reasons", "predicted_peak_gib", "predicted_device_gib", "save_steps", "save_total_limit",
+IGNORED_FIELDS = {"reasons", "predicted_peak_gib", "predicted_device_gib", "speed", "save_steps", "save_total_limit",
                   "logging_steps", "version", "eval_steps"}
 FILE = "fingerprint.json"
 

@@ -170,3 +170,11 @@ def test_the_oom_ladder_moves_the_forecast_with_the_plan():
     assert "step × " in step.plan.reasons["speed"]
     q = next_step(step.plan)  # LoRA -> QLoRA: the dequantisation traffic makes each step a little slower
     assert q.plan.method == "qlora" and q.plan.speed.step_s["sft"] > new.step_s["sft"]
+
+
+def test_the_forecast_is_not_part_of_what_a_resume_checks(tmp_path):
+    from launcher import fingerprint
+
+    sp = SpeedSpec(gpu="H100", run_s=[1.0, 0.9, 1.2], usd_per_gpu_hour=2.0)
+    before = fingerprint.compute(tmp_path, _plan(sp))
+    assert fingerprint.compute(tmp_path, _plan(None)) == before  # a new price or forecast trains the same
