@@ -116,12 +116,11 @@ def tokens_per_s(model: ModelFacts, cfg, gpu: GpuSpec | str, *, grad_accum: int 
         scaling = float(s["value"])
         assumptions.append(f"{n} GPUs ({strategy}) at {scaling:.0%} of {n} × one GPU's speed: {s['why']} "
                            "(an assumption, not measured)")
-    faster = 1.0
+    faster = faster_on(spec, bf16)
     if spec.name != MEASURED_ON:
-        faster = float(data["other_gpus"]["faster_by_up_to"])
-        assumptions.append(f"the efficiency was fitted on an {MEASURED_ON}; assumed the same on the {spec.name}, "
-                           f"where the run may be up to {faster:g}× faster (a published figure for another card was; "
-                           "docs/throughput.md)")
+        assumptions.append(f"the efficiency was fitted on an {MEASURED_ON}; assumed the same on the {spec.name}"
+                           + (f", where the run may be up to {faster:.2g}× faster (a published figure for a slower "
+                              "card was; docs/throughput.md)" if faster > 1 else ""))
     for note in data["efficiency"][key].get("assumed_for", {}).get(cfg.method, []) if efficiency is None else []:
         assumptions.append(note)
     slower = 1.0
@@ -141,6 +140,19 @@ def tokens_per_s(model: ModelFacts, cfg, gpu: GpuSpec | str, *, grad_accum: int 
                       tokens_per_s_high=rate * max(1 + spread, faster), step_s=step_s, tokens_per_step=tokens_step,
                       flops_per_token=work.flops_per_token, efficiency=eff, efficiency_key=key, spread=spread,
                       compute_share=share, assumptions=assumptions)
+
+
+def faster_on(spec: GpuSpec, bf16: bool = True) -> float:
+    """How much faster than predicted a run on an unmeasured card may be: 1 at the measured card's peak or
+    above, `faster_by_up_to` at the evidence card's peak or below, linear in between (rules/throughput.yaml)."""
+    from advisor.throughput.gpus import find_gpu
+
+    if spec.name == MEASURED_ON:
+        return 1.0
+    o = fit()["other_gpus"]
+    top, low = find_gpu(MEASURED_ON).peak_tflops(), find_gpu(o["evidence_card"]).peak_tflops()
+    share = min(1.0, max(0.0, (top - spec.peak_tflops(bf16)) / (top - low)))
+    return 1.0 + (float(o["faster_by_up_to"]) - 1.0) * share
 
 
 def _require(name: str) -> GpuSpec:
