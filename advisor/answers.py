@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Literal, get_args
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from advisor.errors import UserError
 
@@ -36,21 +36,33 @@ def _reject_bool(v):
 class GPUAnswer(BaseModel):
     """A GPU given by the user (planning for another machine) instead of detected."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     name: str = "GPU"
     memory_gib: float = Field(gt=0, le=4096)
+    # The card also drives a display: the desktop's share is not usable for training.
+    display: bool = False
+    reserve_gib: float | None = Field(default=None, ge=0, le=4096)  # that share, when known (else 1.5 GiB)
+    bf16: bool | None = None  # supports bfloat16; default from the name (unknown names: no)
 
-    @field_validator("memory_gib", mode="before")
+    @field_validator("memory_gib", "reserve_gib", mode="before")
     @classmethod
     def _no_bool(cls, v):
         return _reject_bool(v)
+
+    @model_validator(mode="after")
+    def _reserve_below_memory(self):
+        if self.reserve_gib is not None and self.reserve_gib >= self.memory_gib:
+            raise ValueError(f"reserve_gib ({self.reserve_gib:g}) must be less than memory_gib ({self.memory_gib:g})")
+        return self
 
 
 class Answers(BaseModel):
     """What the user told us. `None` means "not answered" (the rules treat it as a missing fact)."""
 
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    # strict: "2500", "off", "yes" and a bare string for a list are errors, not silently converted; the one
+    # conversion kept is a whole number where a decimal is expected (memory_gib: 24).
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, strict=True)
 
     task: Task | None = None
     goals: list[Goal] = Field(default_factory=list)
@@ -61,6 +73,9 @@ class Answers(BaseModel):
     examples: int | None = Field(default=None, ge=0)
     preference_pairs: int | None = Field(default=None, ge=0)
     dataset: str | None = None
+    # Preference pairs (prompt/chosen/rejected) in their own file, beside the SFT `dataset`: counted and
+    # measured like it; SFT on `dataset`, then DPO on these pairs.
+    preference_dataset: str | None = None
     model: str | None = None
     gpus: list[GPUAnswer] | None = None
     zero_latency: bool | None = None
@@ -74,10 +89,10 @@ class Answers(BaseModel):
     @field_validator("goals", mode="before")
     @classmethod
     def _goals_list(cls, v):
-        if v is None:
+        if v is None:  # `goals:` with nothing after it
             return []
         if isinstance(v, str):
-            return [v]
+            raise ValueError(f"goals is a list: write [{v}]")
         return v
 
     @field_validator("examples", "preference_pairs", "gpu_hour_price", mode="before")
@@ -85,7 +100,7 @@ class Answers(BaseModel):
     def _count_not_bool(cls, v):
         return _reject_bool(v)
 
-    @field_validator("dataset", "model")
+    @field_validator("dataset", "preference_dataset", "model")
     @classmethod
     def _not_blank(cls, v):
         if v is not None and not v.strip():
@@ -175,14 +190,16 @@ _DATA_SUFFIXES = {".jsonl", ".json", ".csv", ".tsv", ".parquet"}
 def resolve_paths(answers: Answers, base: Path) -> Answers:
     """Resolve relative `dataset` and local `model` paths against `base` (the answers file's folder)."""
     updates = {}
-    if answers.dataset and not Path(answers.dataset).is_absolute():
-        cand = (base / answers.dataset).resolve()
+    for key in ("dataset", "preference_dataset"):
+        given = getattr(answers, key)
+        if not given or Path(given).is_absolute():
+            continue
+        cand = (base / given).resolve()
         # A data file found in neither place is reported at the answers file's folder, where the
         # README says relative paths are looked up (a hub dataset id has no such suffix).
-        missing_file = (not Path(answers.dataset).exists()
-                        and Path(answers.dataset).suffix.lower() in _DATA_SUFFIXES)
+        missing_file = not Path(given).exists() and Path(given).suffix.lower() in _DATA_SUFFIXES
         if cand.exists() or missing_file:
-            updates["dataset"] = str(cand)
+            updates[key] = str(cand)
     if answers.model and answers.model.startswith((".", "/", "~")):
         cand = (base / Path(answers.model).expanduser()).resolve()
         # Like the dataset: a directory found in neither place is named where the answers file puts it.

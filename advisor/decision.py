@@ -43,6 +43,10 @@ class Candidate:
     grad_accum: int | None = None
     seq_len: int | None = None
     note: str = ""  # the memory search's one-line summary
+    cpu_offload: bool = False  # FSDP with the shards, gradients and optimizer in host RAM
+    gpu_indices: list[int] | None = None  # the GPUs of the box the layout uses (None: all of them)
+    host_gib: float | None = None  # host RAM the offloaded state needs, all processes together
+    tried: list[str] = field(default_factory=list)  # every layout the search tried, with its figure
 
 
 @dataclass

@@ -204,29 +204,61 @@ def gib_needed(device_gib: float, th: dict) -> int:
     return math.ceil(device_gib / (1 - th.get("fit_margin", 0.0)))
 
 
+SEARCH_MAX = 1_000_000  # the largest count the threshold search tries (examples or preference pairs)
+
+
+def _smallest(flips, lo: int, th: dict) -> int | None:
+    """The smallest count n >= lo for which `flips(n)` holds, or None. Rules compare counts with thresholds
+    (`examples < t.x`, `>= t.x`), so a decision can only change at a threshold's value or one above it: those
+    are the only counts tried, by bisection (a count that flips the decision keeps it flipped when larger)."""
+    points = sorted({lo} | {int(v) + d for v in th.values() if isinstance(v, int | float) and not isinstance(v, bool)
+                            for d in (0, 1) if lo < int(v) + d <= SEARCH_MAX})
+    if not flips(points[-1]):
+        return None
+    i, j = 0, len(points) - 1
+    while i < j:
+        mid = (i + j) // 2
+        if flips(points[mid]):
+            j = mid
+        else:
+            i = mid + 1
+    return points[i]
+
+
 def would_change(rules: list[Rule], values: dict, th: dict, dec: Decision, candidates: dict) -> list[str]:
-    """Counterfactuals: change one fact group, re-run the rules, and report what the decision becomes."""
+    """Counterfactuals: change one fact group, re-run the rules, and report what the decision becomes.
+
+    Counts are found by re-running the engine, not read off a fixed probe: the number of examples (or
+    preference pairs) quoted is the smallest that changes the decision for these facts."""
     lines: list[str] = []
 
     def variant(**changes) -> Decision:
         return evaluate(rules, {**values, **changes}, th, explain=False)
 
+    def with_sft(n: int, **extra) -> dict:
+        return {"sft_examples": n, "examples": n + values.get("preference_pairs", 0),
+                "examples_known": True, **extra}
+
+    sft_now = int(values.get("sft_examples", 0) or 0)
     if dec.approach not in FINE_TUNE_APPROACHES:
-        n_min = th.get("min_examples_finetune", 1000)
-        if values.get("examples", 0) < n_min:
-            changes = {"examples": n_min + values.get("preference_pairs", 0), "sft_examples": n_min}
+        extra: dict = {}
+        n = _smallest(lambda k: variant(**with_sft(k)).approach != dec.approach, sft_now + 1, th)
+        if n is None:  # more data alone is not enough: with a clear task and prompting tried as well
             if values.get("clear_task") is not True:
-                changes["clear_task"] = True
-            alt = variant(**changes)
-            if alt.approach == dec.approach and values.get("tried_prompting") is False:
-                changes["tried_prompting"] = True  # more data alone does not skip the prompting baseline
-                alt = variant(**changes)
-            if alt.approach != dec.approach:
-                extra = [" a clear task definition" if "clear_task" in changes else "",
-                         " prompt engineering tried and falling short" if "tried_prompting" in changes else ""]
-                extra = " and".join(x for x in extra if x)
-                lines.append(f"with {fmt_value(n_min)}+ examples{' and' + extra if extra else ''}, "
-                             f"the approach would be {alt.approach}")
+                extra["clear_task"] = True
+            if values.get("tried_prompting") is False:
+                extra["tried_prompting"] = True
+            if extra:
+                n = _smallest(lambda k: variant(**with_sft(k, **extra)).approach != dec.approach, sft_now + 1, th)
+            if n == sft_now + 1:  # the other facts alone change it (said below), not the count
+                n = None
+        if n is not None:
+            alt = variant(**with_sft(n, **extra))
+            words = [" a clear task definition" if "clear_task" in extra else "",
+                     " prompt engineering tried and falling short" if "tried_prompting" in extra else ""]
+            words = " and".join(x for x in words if x)
+            lines.append(f"with {fmt_value(float(n))}+ examples{' and' + words if words else ''}, "
+                         f"the approach would be {alt.approach}")
         for fact, text in (("clear_task", "with a clear task definition and success criteria"),
                            ("tried_prompting", "once prompt engineering has been tried and falls short")):
             if values.get(fact) is False:
@@ -242,12 +274,22 @@ def would_change(rules: list[Rule], values: dict, th: dict, dec: Decision, candi
         for m, c in sorted(candidates.items()):
             if not c.fits:
                 where = "with a GPU" if values.get("gpu_count", 0) else "on a GPU"
-                lines.append(f"{where} of at least {gib_needed(c.device_gib, th)} GiB, {METHOD_LABEL[m]} would fit "
-                             f"(estimated {c.device_gib:g} GiB in use at peak)")
-        p_min = th.get("min_preference_pairs", 100)
-        if dec.stage == "sft" and values.get("preference_pairs", 0) < p_min:
-            alt = variant(preference_pairs=p_min, examples=values.get("sft_examples", 0) + p_min)
-            if alt.stage and alt.stage != dec.stage:
-                lines.append(f"with {fmt_value(p_min)}+ preference pairs (prompt, chosen, rejected), "
-                             f"the stage would be {alt.stage}")
+                layout = ""
+                if c.distributed:
+                    where = f"with {int(values.get('gpu_count', 0))} GPUs"
+                    layout = f" each ({c.distributed.upper()})"
+                lines.append(f"{where} of at least {gib_needed(c.device_gib, th)} GiB{layout}, {METHOD_LABEL[m]} "
+                             f"would fit (estimated {c.device_gib:g} GiB in use at peak)")
+        if values.get("model_requested"):
+            lines.append(f"with more GPU memory, {values['model_requested']} itself could be trained (it fits no "
+                         f"method or layout here; {values.get('model_name')} is planned instead)")
+        pairs_now = int(values.get("preference_pairs", 0) or 0)
+        if dec.stage == "sft":
+            def pairs(k: int) -> dict:
+                return {"preference_pairs": k, "examples": sft_now + k}
+
+            n = _smallest(lambda k: variant(**pairs(k)).stage not in (None, dec.stage), pairs_now + 1, th)
+            if n is not None:
+                lines.append(f"with {fmt_value(float(n))}+ preference pairs (prompt, chosen, rejected), "
+                             f"the stage would be {variant(**pairs(n)).stage}")
     return lines

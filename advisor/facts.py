@@ -9,6 +9,7 @@ and an unknown value is left out, so a rule that reads it is "skipped (missing f
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -49,9 +50,13 @@ FACT_DOCS: dict[str, str] = {
     "model_family": "the transformers model_type (llama, mistral, qwen2, phi3, gemma2, ...)",
     "model_params_b": "model size in billions of parameters",
     "gpu_count": "number of GPUs (detected, or listed in the answers); 0 means no GPU",
-    "gpu_memory_gib": "memory of the smallest GPU, GiB",
+    "gpu_memory_gib": "memory of the largest GPU less any display reserve, GiB (a layout may use it alone; "
+                      "on a box of equal cards, every card's)",
     "gpu_total_memory_gib": "memory of all GPUs together, GiB",
     "gpu_bf16": "every GPU supports bfloat16",
+    "gpu_precision_assumed": "a GPU's bfloat16 support is unknown (its name is not in the table and the answers do "
+                             "not say `bf16:`): the conservative precision is assumed",
+    "gpu_unknown_names": "names of the GPUs whose bfloat16 support is assumed",
     "zero_latency": "adapters must merge into the weights (no inference overhead)",
     "method_requested": "the method the user asked for: auto, lora, qlora, spectrum or full",
     "lora_fits": "LoRA fits the GPU at some micro-batch (1-8) and sequence length (512-1,024) by the estimate",
@@ -63,7 +68,10 @@ FACT_DOCS: dict[str, str] = {
     "spectrum_device_gib": "Spectrum's estimated GPU memory in use at peak, GiB",
     "full_device_gib": "full fine-tuning's estimated GPU memory in use at peak, GiB",
     "any_method_fits": "at least one parameter-efficient method (or the requested method) fits the GPU",
-    "gpu_usable_gib": "GPU memory a method may use: the smallest GPU less the fit margin, GiB",
+    "gpu_usable_gib": "GPU memory a method may use: gpu_memory_gib less the fit margin, GiB",
+    "model_requested": "the model named in the answers, when no method fits it anywhere on this box and a "
+                       "smaller catalog model (model_name) is planned instead",
+    "requested_params_b": "size of model_requested in billions of parameters",
 }
 
 # Values the engine decides and then exposes to later rules (layered evaluation, see engine.py).
@@ -95,6 +103,7 @@ class Facts:
     gpus: list[GPU] = field(default_factory=list)
     gpu_note: str | None = None  # why there is no GPU, when there is none
     data: Any = None  # the dataset report from advisor.data.inspect_dataset, or None
+    preference_data: Any = None  # the `preference_dataset` file's report, or None
     candidates: dict[str, Candidate] = field(default_factory=dict)
     thresholds: dict[str, float] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)  # e.g. "model not given: assumed Llama-3.1-8B"
@@ -126,7 +135,7 @@ def _inspect_default(path: str, tokenizer: str | None = None):
 
 
 def fit_memory(model, method: str, n_gpus: int, distributed: str | None, seq_len: int,
-               gpu_gib: float | None, th: dict[str, float]) -> Fit:
+               gpu_gib: float | None, th: dict[str, float], stage: str = "sft") -> Fit:
     """Memory of one training step for `method` (`advisor.memory`).
 
     With a GPU: the longest sequence (within the guide's 512-1,024 start, capped by `seq_len`) and
@@ -137,13 +146,17 @@ def fit_memory(model, method: str, n_gpus: int, distributed: str | None, seq_len
     from advisor.memory import MemoryConfig, estimate, fit_search
 
     start_b, accum = int(th["batch_size_start"]), int(th["grad_accum_start"])
+    offload = distributed == "fsdp_offload"  # a layout of advisor.strategy: FSDP with CPU offload
     cfg = MemoryConfig(method=method, rank=int(th["lora_rank"]), seq_len=seq_len, batch_size=start_b,
-                       n_gpus=n_gpus, distributed=distributed, spectrum_fraction=th["spectrum_top_percent"] / 100)
-    if gpu_gib is None:
+                       n_gpus=n_gpus, distributed="fsdp" if offload else distributed, cpu_offload=offload,
+                       spectrum_fraction=th["spectrum_top_percent"] / 100, stage=stage)
+    if gpu_gib is None or gpu_gib <= 0:  # no GPU, or one whose memory the display reserve takes entirely
         e = estimate(model, cfg)
-        return Fit(start_b, accum, seq_len, e.peak_allocated_gib, e.device_gib, False, "no GPU to fit against")
+        return Fit(start_b, accum, seq_len, e.peak_allocated_gib, e.device_gib, False, "no GPU memory to fit against")
     lo = int(th["max_length_min"])
-    r = fit_search(model, cfg, gpu_gib, margin=th["fit_margin"], target_effective_batch=start_b * accum,
+    # The guide's effective batch (4 x 4) is the global one: more GPUs take less accumulation each.
+    target = max(1, math.ceil(start_b * accum / max(1, n_gpus)))
+    r = fit_search(model, cfg, gpu_gib, margin=th["fit_margin"], target_effective_batch=target,
                    seq_lens=tuple(x for x in (lo, seq_len) if x <= seq_len) or (seq_len,))
     return r
 
@@ -211,23 +224,97 @@ def _data_facts(report) -> dict[str, Any]:
     return out
 
 
+def _preference_facts(report, path: str, v: dict[str, Any]) -> dict[str, Any]:
+    """The `preference_dataset` file as facts: its usable pairs, and its measured length where it is longer
+    than the SFT data's (one max_length serves both stages).
+
+    Raises:
+        UserError: the file does not hold preference pairs.
+    """
+    from advisor.errors import UserError
+
+    fmt = getattr(report, "format", None)
+    if fmt != "preference":
+        raise UserError(f"preference_dataset {path} holds {fmt or 'no recognisable'} rows, not preference pairs",
+                        "give a file of prompt/chosen/rejected rows (check it with `tunewise inspect FILE`), or "
+                        "move this file to `dataset`")
+    out: dict[str, Any] = {"preference_pairs": getattr(report, "preference_rows", 0)
+                           or getattr(report, "usable_rows", 0) or 0}
+    tokens = getattr(report, "token_stats", None) or {}
+    for key, val in (("data_p95_tokens", tokens.get("p95") if isinstance(tokens, dict) else None),
+                     ("data_recommended_max_length", getattr(report, "recommended_max_length", None))):
+        if val and (v.get(key) is None or val > v[key]):
+            out[key] = val
+    return out
+
+
 def _candidates(model, gpus: list[GPU], answers: Answers, seq_len: int, th: dict[str, float],
                 fitter: Callable) -> dict[str, Candidate]:
-    """Memory per method, per GPU; several GPUs try replicated (DDP) first, then sharded (FSDP)."""
+    """Memory per method at its best layout of the box (`advisor.strategy`): one GPU, or all of them with
+    DDP, FSDP or FSDP + CPU offload, or the larger cards alone."""
+    from advisor.strategy import best_layout
+
     methods = list(PEFT_METHODS) + (["full"] if answers.method == "full" else [])
-    n = max(1, len(gpus))
-    gpu_gib = min(g.memory_gib for g in gpus) if gpus else None
-    out = {}
-    for m in methods:
-        for mode in ([None] if n == 1 else ["ddp", "fsdp"]):
-            fit = fitter(model, m, n, mode, seq_len, gpu_gib, th)
-            cand = Candidate(method=m, peak_gib=round(fit.peak_gib, 2), device_gib=round(fit.device_gib, 2),
-                             fits=bool(gpus) and fit.fits, distributed=mode, micro_batch=fit.micro_batch,
-                             grad_accum=fit.grad_accum, seq_len=fit.seq_len, note=fit.note)
-            if cand.fits:
-                break
-        out[m] = cand
-    return out
+    if not gpus:
+        out = {}
+        for m in methods:
+            fit = fitter(model, m, 1, None, seq_len, None, th)
+            out[m] = Candidate(method=m, peak_gib=round(fit.peak_gib, 2), device_gib=round(fit.device_gib, 2),
+                               fits=False, micro_batch=fit.micro_batch, grad_accum=fit.grad_accum,
+                               seq_len=fit.seq_len, note=fit.note)
+        return out
+    sizes = [g.usable_gib for g in gpus]
+    index = [g.index for g in gpus]
+    return {m: best_layout(model, m, sizes, seq_len, th, fitter, index) for m in methods}
+
+
+def _fit_values(candidates: dict[str, Candidate], answers: Answers, has_gpus: bool) -> dict[str, Any]:
+    """The memory facts of the candidates: each method's figure and fit, and whether any fits."""
+    v: dict[str, Any] = {}
+    for m, c in candidates.items():
+        v[f"{m}_device_gib"] = c.device_gib
+        if has_gpus:
+            v[f"{m}_fits"] = c.fits
+    if has_gpus and candidates:
+        pool = [m for m in PEFT_METHODS if m in candidates]
+        if answers.method not in ("auto",) and answers.method in candidates:
+            pool.append(answers.method)
+        v["any_method_fits"] = any(candidates[m].fits for m in pool)
+    return v
+
+
+def for_stage(facts: Facts, stage: str, fitter: Callable | None = None) -> Facts:
+    """The same facts with every method's memory for `stage`'s step: a plan that is DPO alone never runs the
+    SFT step, so its fits, layouts and batch come from the DPO step (chosen and rejected rows and a reference
+    forward, advisor/memory_dpo.py). The data is not inspected again."""
+    from dataclasses import replace as dc_replace
+    from functools import partial
+
+    if facts.model is None or not hasattr(facts.model, "params_total"):
+        return facts
+    fit = fitter or partial(fit_memory, stage=stage)
+    seq_len = start_max_length(facts.values, facts.thresholds)
+    cands = _candidates(facts.model, facts.gpus, facts.answers, seq_len, facts.thresholds, fit)
+    values = dict(facts.values)
+    values.update({k: normalise(x) for k, x in _fit_values(cands, facts.answers, bool(facts.gpus)).items()})
+    return dc_replace(facts, values=values, candidates=cands)
+
+
+def _peft_fits(candidates: dict[str, Candidate]) -> bool | None:
+    pool = [c for m, c in candidates.items() if m in PEFT_METHODS]
+    return any(c.fits for c in pool) if pool else None
+
+
+def _smaller_model(model, candidates, gpus, answers, seq_len, th, fitter):
+    """The largest catalog model that fits when the named one fits no method in any layout: same series
+    first, then the same family, then any (`advisor.strategy.fallback_models`). Unchanged when none fits."""
+    from advisor.strategy import fallback_models
+
+    for alt in fallback_models(model):
+        cands = _candidates(alt, gpus, answers, seq_len, th, fitter)
+        if _peft_fits(cands):
+            return alt, cands
+    return model, candidates
 
 
 def build_facts(answers: Answers, *, detect_gpus: bool = True, model_resolver: Callable | None = None,
@@ -262,10 +349,29 @@ def build_facts(answers: Answers, *, detect_gpus: bool = True, model_resolver: C
         else (0 if answers.examples is not None else None),
     }
 
-    data = None
+    data = pref_data = None
+    stated = answers.preference_pairs
+    pairs_from = "stated in the answers" if stated is not None else None
     if answers.dataset:
         data = inspector(answers.dataset, tokenizer=_local_tokenizer(answers.model))
-        v.update(_data_facts(data))
+        dv = _data_facts(data)
+        counted = dv.pop("preference_pairs", None)
+        v.update(dv)
+        # A file that holds pairs counts them; one that holds none leaves a stated count as it was.
+        if counted:
+            v["preference_pairs"], pairs_from = counted, f"counted in {answers.dataset}"
+        elif stated is None:
+            v["preference_pairs"] = 0
+    if answers.preference_dataset:
+        pref_data = inspector(answers.preference_dataset, tokenizer=_local_tokenizer(answers.model))
+        v.update(_preference_facts(pref_data, answers.preference_dataset, v))
+        pairs_from = f"counted in {answers.preference_dataset}"
+    if v["sft_examples"] is None and v["preference_pairs"] and not answers.dataset:
+        v["sft_examples"] = 0  # pairs alone: no instruction examples were mentioned, so none (as pairs above)
+    if pairs_from and v["preference_pairs"] is not None and (v["preference_pairs"] or stated):
+        notes.append(f"preference pairs: {int(v['preference_pairs']):,}, {pairs_from}"
+                     + (f" (the answers said {stated:,})" if stated is not None and stated != v["preference_pairs"]
+                        else ""))
     if v["sft_examples"] is not None and v["preference_pairs"] is not None:
         v["examples"] = v["sft_examples"] + v["preference_pairs"]
     v["examples_known"] = "examples" in v
@@ -273,9 +379,13 @@ def build_facts(answers: Answers, *, detect_gpus: bool = True, model_resolver: C
     gpus, gpu_note = _gpu_facts(answers, detect_gpus)
     v["gpu_count"] = len(gpus)
     if gpus:
-        v["gpu_memory_gib"] = min(g.memory_gib for g in gpus)
-        v["gpu_total_memory_gib"] = sum(g.memory_gib for g in gpus)
+        # The largest card (less any display reserve): a layout may use it alone (advisor.strategy).
+        v["gpu_memory_gib"] = max(g.usable_gib for g in gpus)
+        v["gpu_total_memory_gib"] = sum(g.usable_gib for g in gpus)
         v["gpu_bf16"] = all(g.bf16 for g in gpus)
+        unknown = [g.name for g in gpus if g.compute_capability is None]
+        v["gpu_precision_assumed"] = bool(unknown)
+        v["gpu_unknown_names"] = sorted(set(unknown))
         v["gpu_usable_gib"] = round(v["gpu_memory_gib"] * (1 - th["fit_margin"]), 2)
 
     seq_len = start_max_length(v, th)
@@ -293,23 +403,23 @@ def build_facts(answers: Answers, *, detect_gpus: bool = True, model_resolver: C
         # Without a named model, take the guide's first pick that fits (Llama-3.1-8B, then Phi-3-mini).
         if answers.model or not gpus or any(c.fits for c in candidates.values()):
             break
+    requested = model
+    if answers.model and gpus and model is not None and answers.method == "auto" and _peft_fits(candidates) is False:
+        model, candidates = _smaller_model(model, candidates, gpus, answers, seq_len, th, fitter)
     if not answers.model and model is not None:
         notes.append(f"no model given: assuming the guide's pick {model.name}")
     v["model_given"] = bool(answers.model)
     v["model_name"] = answers.model or (model.name if model else DEFAULT_MODELS[0])
+    if model is not requested:  # the named model fits nowhere on this box: a smaller one does
+        v["model_requested"] = answers.model
+        v["model_name"] = model.name
+        v["requested_params_b"] = round(requested.params_total / 1e9, 3)
     if model is not None:
         v["model_family"] = model.family
         v["model_params_b"] = round(model.params_total / 1e9, 3)
-    for m, c in candidates.items():
-        v[f"{m}_device_gib"] = c.device_gib
-        if gpus:
-            v[f"{m}_fits"] = c.fits
-    if gpus and candidates:
-        pool = [m for m in PEFT_METHODS if m in candidates]
-        if answers.method not in ("auto",) and answers.method in candidates:
-            pool.append(answers.method)
-        v["any_method_fits"] = any(candidates[m].fits for m in pool)
+    v.update(_fit_values(candidates, answers, bool(gpus)))
 
     values = {k: normalise(x) for k, x in v.items() if x is not None}
     return Facts(values=values, answers=answers, model=model, gpus=gpus, gpu_note=gpu_note, data=data,
+                 preference_data=pref_data,
                  candidates=candidates, thresholds=th, notes=notes)

@@ -21,16 +21,25 @@ class GPU:
     compute_capability: tuple[int, int] | None = None
     index: int = 0
     source: str = "nvml"
+    # Memory a desktop session holds on a card that also drives a display (never available to training).
+    display_reserve_gib: float = 0.0
 
     @property
     def bf16(self) -> bool:
-        """bf16 needs Ampere (8.0) or newer; unknown capability (a GPU from the answers) is assumed
-        to support it, since every GPU the guide's stack targets does."""
-        return self.compute_capability is None or self.compute_capability >= (8, 0)
+        """bf16 needs Ampere (8.0) or newer. An unknown capability (a GPU name from the answers that the
+        table below does not know) is assumed NOT to have it: the conservative precision (fp16 mixed for
+        adapters, fp32 for updated weights) runs on every GPU, bf16 fails on pre-Ampere ones."""
+        return self.compute_capability is not None and self.compute_capability >= (8, 0)
+
+    @property
+    def usable_gib(self) -> float:
+        """Memory training may use: the card's memory less the display reserve."""
+        return max(0.0, self.memory_gib - self.display_reserve_gib)
 
     def to_dict(self) -> dict:
         d = asdict(self)
         d["bf16"] = self.bf16
+        d["usable_gib"] = self.usable_gib
         if self.compute_capability is not None:
             d["compute_capability"] = ".".join(map(str, self.compute_capability))
         return d
@@ -73,8 +82,14 @@ def detect_gpus() -> Detection:
                 cc = tuple(pynvml.nvmlDeviceGetCudaComputeCapability(h))
             except pynvml.NVMLError:
                 cc = None
+            try:  # a card driving a display: what the desktop holds now is not ours to train with
+                display = bool(pynvml.nvmlDeviceGetDisplayActive(h))
+            except pynvml.NVMLError:
+                display = False
+            reserve = round(max(0.0, (mem.total - mem.free) / GiB), 2) if display else 0.0
             gpus.append(GPU(name=_s(pynvml.nvmlDeviceGetName(h)), memory_gib=round(mem.total / GiB, 2),
-                            free_gib=round(mem.free / GiB, 2), compute_capability=cc, index=i))
+                            free_gib=round(mem.free / GiB, 2), compute_capability=cc, index=i,
+                            display_reserve_gib=reserve))
         reason = None if gpus else "the NVIDIA driver reports no devices"
         return Detection(gpus, driver=driver, cuda_driver_version=cuda, reason=reason)
     except pynvml.NVMLError as e:
@@ -87,7 +102,8 @@ def detect_gpus() -> Detection:
 
 
 # Compute capability by GPU name, for GPUs given in the answers (no driver to ask). Vendor spec
-# sheets; first match wins, so more specific names come first. Unknown names: None (assumed modern).
+# sheets; first match wins, so more specific names come first. Unknown names: None (assumed to have no
+# bf16: the conservative precision; the answers' `bf16: true` says otherwise).
 _CAPABILITY_BY_NAME: list[tuple[str, tuple[int, int]]] = [
     ("B200", (10, 0)), ("B100", (10, 0)), ("H200", (9, 0)), ("H100", (9, 0)), ("GH200", (9, 0)),
     ("L40", (8, 9)), ("L4", (8, 9)), ("RTX 40", (8, 9)), ("RTX 6000 ADA", (8, 9)),
@@ -110,5 +126,21 @@ def capability_from_name(name: str) -> tuple[int, int] | None:
 def gpus_from_answers(items) -> list[GPU]:
     """GPUs the user listed in the answers file (override detection). The compute capability (and so
     bf16 support) is inferred from the name where it is a known GPU, e.g. a T4 has no bf16."""
-    return [GPU(name=g.name, memory_gib=float(g.memory_gib), index=i, source="answers",
-                compute_capability=capability_from_name(g.name)) for i, g in enumerate(items)]
+    out = []
+    for i, g in enumerate(items):
+        cc = capability_from_name(g.name)
+        bf16 = getattr(g, "bf16", None)
+        if bf16 is not None:  # stated in the answers: wins over the name table
+            cc = (8, 0) if bf16 else (7, 5)
+        reserve = getattr(g, "reserve_gib", None)
+        if reserve is None:
+            reserve = DISPLAY_RESERVE_GIB if getattr(g, "display", False) else 0.0
+        out.append(GPU(name=g.name, memory_gib=float(g.memory_gib), index=i, source="answers",
+                       compute_capability=cc, display_reserve_gib=float(reserve)))
+    return out
+
+
+# What a desktop session (display server, compositor, a browser) typically holds on the card that drives
+# the screen, when the answers say `display: true` without a `reserve_gib`. Not measured by tunewise: an
+# assumption at the high end of what nvidia-smi shows on desktops; NVML detection measures it instead.
+DISPLAY_RESERVE_GIB = 1.5

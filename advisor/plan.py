@@ -46,6 +46,8 @@ class DPOSpec:
     learning_rate: float = 5e-6
     epochs: float = 1.0
     dataset: str | None = None  # preference data (train split); None = the main dataset
+    source: str | None = None  # the user's preference file (`preference_dataset`), split into `dataset`
+    validation: str | None = None  # its validation split
     # The DPO stage's own batch when the SFT micro-batch does not fit its step (chosen + rejected rows and a
     # reference forward, advisor/memory/dpo.py); None = the plan's micro_batch_size / grad_accum.
     micro_batch_size: int | None = None
@@ -64,6 +66,7 @@ class DataSpec:
     format: str | None = None  # alpaca | messages | sharegpt | prompt-completion | preference | text
     column_map: dict[str, str] | None = None
     validation_fraction: float = 0.2  # share held out when no separate validation file is given
+    validation_max_rows: int | None = None  # cap on the held-out rows (large datasets); None = no cap
 
 
 @dataclass
@@ -132,6 +135,10 @@ class TrainingPlan:
     seed: int = 42
     n_gpus: int = 1
     distributed: str | None = None  # None | ddp | fsdp | zero3
+    # FSDP only: parameter shards, gradients and the optimizer step in host RAM (accelerate's fsdp_offload_params)
+    cpu_offload: bool = False
+    # The GPUs the job uses (CUDA_VISIBLE_DEVICES) when the planner chose a subset of the box; None = all
+    gpu_indices: list[int] | None = None
     predicted_peak_gib: float | None = None
     predicted_device_gib: float | None = None  # what the GPU will show in use (allocator reserve + CUDA context)
     speed: SpeedSpec | None = None  # predicted tokens/s, step and run time; None when unknown (reasons say why)
@@ -146,7 +153,12 @@ class TrainingPlan:
 
     def train_examples(self, examples: int) -> int:
         """Examples left for training: all of them beside a separate validation file, else the split's share."""
-        return examples if self.data.validation else math.floor(examples * (1 - self.data.validation_fraction))
+        if self.data.validation:
+            return examples
+        held = examples - math.floor(examples * (1 - self.data.validation_fraction))
+        if self.data.validation_max_rows:
+            held = min(held, self.data.validation_max_rows)
+        return int(examples - held)
 
     def sequences_per_epoch(self, train_examples: int, mean_tokens: float | None) -> int:
         """Sequences an epoch feeds: packed, the examples' tokens over max_length (BFD fills the rows); one per
@@ -253,6 +265,13 @@ class TrainingPlan:
         if self.attn_implementation not in ATTENTION_IMPLEMENTATIONS:
             problems.append(f"attn_implementation {self.attn_implementation!r} (allowed: "
                             f"{', '.join(ATTENTION_IMPLEMENTATIONS)})")
+        if self.cpu_offload and self.distributed != "fsdp":
+            problems.append("cpu_offload needs distributed: fsdp")
+        if self.gpu_indices is not None and (
+                not isinstance(self.gpu_indices, list) or len(self.gpu_indices) != self.n_gpus
+                or not all(isinstance(i, int) and not isinstance(i, bool) and i >= 0 for i in self.gpu_indices)):
+            problems.append(f"gpu_indices must list n_gpus ({self.n_gpus}) GPU indices, or be empty "
+                            f"(got {self.gpu_indices!r})")
         if self.distributed not in (None, "ddp", "fsdp", "zero3"):
             problems.append(f"distributed {self.distributed!r} (allowed: ddp, fsdp, zero3, or empty)")
         if problems:

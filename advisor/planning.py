@@ -117,6 +117,7 @@ def build_plan(decision: Decision, facts: Facts) -> TrainingPlan | None:
     _hardware_and_batch(plan, decision, facts, r)
     _dpo_batch(plan, facts, r)
     _dpo_prediction(plan, facts, r)
+    _dpo_only(plan, r)
     _schedule(plan, v, facts, r)
     _speed(plan, facts, r)
     for key, why in DEFAULT_REASONS.items():
@@ -166,9 +167,25 @@ def _sequence_length(plan: TrainingPlan, v: dict, th: dict, r: dict) -> None:
 
 def _data(plan: TrainingPlan, facts: Facts, r: dict) -> None:
     v = facts.values
+    cap = int(plan.data.validation_max_rows) if plan.data.validation_max_rows else None  # TW408's cap
     plan.data = DataSpec(source=facts.answers.dataset, format=v.get("data_format"),
-                         validation_fraction=plan.data.validation_fraction)
-    r["data.source"] = "the dataset named in the answers" if plan.data.source else "no dataset given yet"
+                         validation_fraction=plan.data.validation_fraction, validation_max_rows=cap)
+    n = v.get("sft_examples") if "sft" in plan.stage else v.get("preference_pairs")
+    if cap and n and round(n * plan.data.validation_fraction) > cap:
+        r["data.validation_max_rows"] = (
+            f"{cap:,}: {plan.data.validation_fraction:.0%} of {int(n):,} would hold out "
+            f"{round(n * plan.data.validation_fraction):,} rows; {cap:,} estimate the validation loss as well and "
+            f"keep each evaluation short (Data Preparation Best Practices; the cap is tunewise's)")
+    pref = facts.answers.preference_dataset
+    if pref and plan.stage == "dpo" and not plan.data.source:
+        plan.data.source, plan.data.format = pref, "preference"
+        r["data.source"] = "the preference file named in the answers (`preference_dataset`): this plan is DPO alone"
+    else:
+        r["data.source"] = "the dataset named in the answers" if plan.data.source else "no dataset given yet"
+    if pref and plan.dpo is not None and plan.stage == "sft+dpo":
+        plan.dpo.source = pref
+        r["dpo.source"] = ("the preference file named in the answers (`preference_dataset`): SFT trains on `dataset`, "
+                           "then DPO on these pairs, split 80/20 like it (Modern Alignment and Instruction Tuning)")
     if v.get("data_format") == "text":
         plan.completion_only_loss = False
         r["completion_only_loss"] = "plain-text data has no prompt/response split: loss on every token"
@@ -177,16 +194,28 @@ def _data(plan: TrainingPlan, facts: Facts, r: dict) -> None:
 def _hardware_and_batch(plan: TrainingPlan, d: Decision, facts: Facts, r: dict) -> None:
     v, th = facts.values, facts.thresholds
     n = int(v.get("gpu_count", 0))
-    plan.n_gpus = max(1, n)
     cand = d.candidates.get(plan.method)
-    plan.distributed = cand.distributed if cand and n > 1 else None
+    plan.gpu_indices = list(cand.gpu_indices) if cand and cand.gpu_indices else None
+    used = len(plan.gpu_indices) if plan.gpu_indices else n
+    plan.n_gpus = max(1, used)
+    plan.distributed = cand.distributed if cand and used > 1 else None
+    plan.cpu_offload = bool(cand and cand.cpu_offload and plan.distributed == "fsdp")
     given = facts.gpus and facts.gpus[0].source == "answers"
     r["n_gpus"] = f"{n} GPU(s) {'listed in the answers' if given else 'detected'}" if n else \
         "no GPU here: planned for one GPU"
+    if plan.gpu_indices:
+        r["n_gpus"] = r["gpu_indices"] = (
+            f"{used} of the {n} GPUs (indices {', '.join(map(str, plan.gpu_indices))}): the larger card(s) alone "
+            f"fit a longer sequence or larger micro-batch than all {n} at the smallest card's memory "
+            "(measurement: memory estimate)")
     if plan.distributed:
-        r["distributed"] = ("data parallel: each GPU holds a full copy" if plan.distributed == "ddp" else
-                            "sharded (FSDP): a full copy does not fit one GPU; the guide pairs FSDP with QLoRA "
-                            f"for very large models ({PRACTICAL})")
+        r["distributed"] = _distributed_reason(plan, d)
+    if plan.cpu_offload:
+        r["cpu_offload"] = (f"no layout without offload fits: FSDP keeps the parameter shards, their gradients and the "
+                            f"optimizer step in host RAM (about {cand.host_gib or 0:g} GiB for all processes). "
+                            "Every step moves each layer's shard over PCIe in the forward and again in the backward "
+                            "and runs AdamW on the CPU: expect a much slower step than on-GPU FSDP (not measured "
+                            f"here). The guide's FSDP + QLoRA route for very large models ({PRACTICAL})")
     start_b, start_acc = int(th.get("batch_size_start", 4)), int(th.get("grad_accum_start", 4))
     if "micro_batch_size" not in d.settings:
         plan.micro_batch_size, plan.grad_accum = start_b, start_acc
@@ -207,6 +236,9 @@ def _hardware_and_batch(plan: TrainingPlan, d: Decision, facts: Facts, r: dict) 
                            "micro-batch 1 (measurement: memory estimate)")
         plan.max_length = cand.seq_len
     usable = v.get("gpu_usable_gib", 0)
+    if plan.gpu_indices:
+        usable = round(min(g.usable_gib for g in facts.gpus if g.index in plan.gpu_indices)
+                       * (1 - th.get("fit_margin", 0.0)), 2)
     if plan.micro_batch_size < start_b:
         r["micro_batch_size"] = (f"{plan.micro_batch_size}: the guide's starting batch {start_b} does not fit the "
                                  f"{usable:g} GiB usable; accumulation is raised to keep the effective batch "
@@ -215,12 +247,50 @@ def _hardware_and_batch(plan: TrainingPlan, d: Decision, facts: Facts, r: dict) 
         r["micro_batch_size"] = (f"{plan.micro_batch_size}: the largest micro-batch up to "
                                  f"{int(th.get('batch_size_max', 8))} (the guide's 4-8) that fits the {usable:g} GiB "
                                  "usable (measurement: memory estimate)")
-    r["grad_accum"] = (f"{plan.grad_accum}: {plan.micro_batch_size} x {plan.grad_accum} = effective batch "
-                       f"{plan.micro_batch_size * plan.grad_accum} per GPU, the guide's start of batch "
-                       f"{start_b} x accumulation {start_acc} ({PRACTICAL})")
+    gpus = f" x {plan.n_gpus} GPUs" if plan.n_gpus > 1 else ""
+    r["grad_accum"] = (f"{plan.grad_accum}: {plan.micro_batch_size} x {plan.grad_accum}{gpus} = effective batch "
+                       f"{plan.effective_batch}, the guide's start of batch {start_b} x accumulation {start_acc} "
+                       f"= {start_b * start_acc} ({PRACTICAL})")
+    top = int(th.get("batch_size_max", 8)) * int(th.get("grad_accum_start", 4))
+    if plan.effective_batch > top:
+        d.warnings.append(
+            f"Effective batch {plan.effective_batch} ({plan.micro_batch_size} x {plan.grad_accum} x {plan.n_gpus} GPUs) "
+            f"is above the guide's range (batch 4-8 x accumulation 2-4, at most {top}): with so many GPUs each step "
+            "averages more examples than the guide's starting settings assume; raise the learning rate with care or "
+            "train on fewer GPUs.")
     r["predicted_peak_gib"] = (f"estimated {cand.device_gib:g} GiB in use at peak ({cand.peak_gib:g} GiB allocated) "
                                f"at {plan.micro_batch_size} x {cand.seq_len or plan.max_length:,} = {tokens:,} "
                                "tokens per step (measurement)")
+
+
+def _dpo_only(plan: TrainingPlan, r: dict) -> None:
+    """A plan that is DPO alone runs the DPO stage's settings: its learning rate and epochs are the plan's (so
+    every format shows what the job runs), and the SFT-only settings (packing, completion-only loss) are off."""
+    if plan.stage != "dpo" or plan.dpo is None:
+        return
+    plan.learning_rate, plan.epochs = plan.dpo.learning_rate, plan.dpo.epochs
+    why = r.get("dpo.learning_rate") or r.get("dpo") or "the DPO stage's settings"
+    r["learning_rate"] = f"{plan.learning_rate:g}: the DPO stage's rate (this plan is DPO alone); {why}"
+    r["epochs"] = f"{plan.epochs:g}: the DPO stage's epochs (this plan is DPO alone)"
+    plan.packing = plan.completion_only_loss = plan.padding_free = False
+    for key in ("packing", "completion_only_loss", "padding_free"):
+        r[key] = "SFT only: DPO scores whole (prompt, chosen, rejected) rows, unpacked"
+    r["gradient_checkpointing"] = ("on: recompute activations in the backward (less memory for the DPO step's "
+                                   f"chosen and rejected rows, ~20-30% slower) ({PRACTICAL})")
+    r["early_stopping_patience"] = (f"stop after {plan.early_stopping_patience} evaluations without a lower "
+                                    f"validation loss; the best checkpoint is kept ({PITFALLS})")
+
+
+def _distributed_reason(plan: TrainingPlan, d: Decision) -> str:
+    """Why this layout: what the strategy search (advisor.strategy) found for the method."""
+    cand = d.candidates.get(plan.method)
+    what = ("data parallel (DDP): each GPU holds a full copy and the largest micro-batch fits that way"
+            if plan.distributed == "ddp" else
+            "sharded (FSDP): each GPU holds 1/{n} of the weights, gradients and optimizer states".format(n=plan.n_gpus))
+    tried = "; ".join(cand.tried) if cand and cand.tried else ""
+    return (f"{what}. Layouts ranked by the longest sequence, then the largest micro-batch, then GPUs used "
+            f"(DDP before FSDP before FSDP + offload){': ' + tried if tried else ''} (measurement: memory "
+            f"estimate; {PRACTICAL})")
 
 
 def _schedule(plan: TrainingPlan, v: dict, facts: Facts, r: dict) -> None:
@@ -231,12 +301,16 @@ def _schedule(plan: TrainingPlan, v: dict, facts: Facts, r: dict) -> None:
         mean = stats.get("mean") if isinstance(stats, dict) else None
         seqs = plan.sequences_per_epoch(train, mean)  # the report's step arithmetic counts the same way
         steps = max(1, math.ceil(seqs / plan.effective_batch))
-        plan.eval_steps = max(1, min(plan.eval_steps, steps // 2 or 1))
+        frac = facts.thresholds.get("eval_every_epoch_fraction", 0.05)
+        small = max(1, min(plan.eval_steps, steps // 2 or 1))
+        plan.eval_steps = max(small, math.ceil(steps * frac))
         plan.save_steps = plan.eval_steps
         packed = (f"{train:,} training rows × {mean:,.0f} mean tokens packed into {plan.max_length:,}-token rows "
                   f"≈ {seqs:,} sequences" if seqs != train else f"{train:,} training rows")
+        cadence = (f"every {plan.eval_steps:,} = {frac:.0%} of an epoch, not more often on large data"
+                   if plan.eval_steps > small else f"every {plan.eval_steps}")
         r["eval_steps"] = (f"{packed} / effective batch {plan.effective_batch} = {steps:,} steps per "
-                           f"epoch; evaluate every {plan.eval_steps} so early stopping can react ({PITFALLS})")
+                           f"epoch; evaluate {cadence} so early stopping can react ({PITFALLS})")
     else:
         r["eval_steps"] = f"evaluate every {plan.eval_steps} steps to watch validation loss ({PITFALLS})"
     r["save_steps"] = "checkpoint at every evaluation so the best one can be kept"
@@ -295,7 +369,8 @@ def _dpo_batch(plan: TrainingPlan, facts: Facts, r: dict) -> None:
     if plan.dpo is None or not isinstance(facts.model, ModelFacts) or not facts.gpus:
         return
     th = facts.thresholds
-    gpu_gib = min(g.memory_gib for g in facts.gpus)
+    gpus = [g for g in facts.gpus if plan.gpu_indices is None or g.index in plan.gpu_indices] or facts.gpus
+    gpu_gib = min(g.usable_gib for g in gpus)
     margin = th.get("fit_margin", 0.10)
     usable = gpu_gib * (1 - margin)
     cfg = _dpo_config(plan, facts)

@@ -12,7 +12,7 @@ from advisor.answers import Answers
 from advisor.decision import Decision
 from advisor.engine import METHOD_LABEL, evaluate
 from advisor.errors import UserError
-from advisor.facts import Facts, build_facts
+from advisor.facts import Facts, build_facts, for_stage
 from advisor.plan import TrainingPlan
 
 
@@ -43,6 +43,10 @@ def recommend(answers: Answers, *, detect_gpus: bool = True, rules=None, **facts
     facts = build_facts(answers, detect_gpus=detect_gpus, **facts_kwargs)
     rules = rules if rules is not None else load_rules()
     decision = evaluate(rules, facts)
+    if decision.stage == "dpo" and "fitter" not in facts_kwargs:
+        # DPO alone: every figure (fits, layout, batch, the memory table) is the DPO step's, decided again on it
+        facts = for_stage(facts, "dpo")
+        decision = evaluate(rules, facts)
     plan = build_plan(decision, facts)
     rec = Recommendation(facts, decision, plan, _problems(facts, decision))
     complete_spectrum_plan(rec)  # here, once: every report (the wizard's too) shows the plan that is written
@@ -62,6 +66,31 @@ def _problems(facts: Facts, decision: Decision) -> list[str]:
     return out
 
 
+def all_warnings(rec: Recommendation) -> list[str]:
+    """The one list of warnings every format shows: the engine's (every applied rule that warns, a method
+    override, the plan's), then the data inspection's (the dataset, then the preference file), without repeats."""
+    out: list[str] = []
+    facts = getattr(rec, "facts", None)
+    for text in [*rec.decision.warnings, *_data_warnings(getattr(facts, "data", None)),
+                 *_data_warnings(getattr(facts, "preference_data", None))]:
+        if text not in out:
+            out.append(text)
+    return out
+
+
+def _data_warnings(report) -> list[str]:
+    return [w for w in (getattr(report, "warnings", None) or []) if isinstance(w, str)]
+
+
+def all_notes(rec: Recommendation) -> list[str]:
+    """Informational messages: the rules' notes, then the facts' (assumed model, which pair count was used)."""
+    out: list[str] = []
+    for text in [*rec.decision.notes, *(getattr(getattr(rec, "facts", None), "notes", None) or [])]:
+        if text not in out:
+            out.append(text)
+    return out
+
+
 def recommendation_json(rec: Recommendation) -> dict:
     """The JSON object of DESIGN.md, plus explanatory extra keys."""
     d, f = rec.decision, rec.facts
@@ -72,16 +101,19 @@ def recommendation_json(rec: Recommendation) -> dict:
         "stage": d.stage if fine_tuning else None,
         "model": d.model,
         "fired": list(d.fired),
-        "warnings": list(d.warnings),
+        "warnings": all_warnings(rec),
+        "warning_rules": [r.id for r in d.trace if r.status == "fired" and r.applied and r.then.get("warn")],
         "candidates": {m: {"peak_gib": c.peak_gib, "device_gib": c.device_gib, "fits": c.fits,
-                           "distributed": c.distributed, "excluded_by": c.excluded_by}
+                           "distributed": c.distributed, "cpu_offload": c.cpu_offload,
+                           "gpu_indices": c.gpu_indices, "micro_batch": c.micro_batch, "seq_len": c.seq_len,
+                           "excluded_by": c.excluded_by}
                        for m, c in d.candidates.items()},
         "plan": rec.plan.to_dict() if rec.plan is not None and fine_tuning else None,
         "method_by_rules": d.method_by_rules,
         "excluded": d.excluded,
         "would_change": d.would_change,
         "suggestions": d.suggestions,
-        "notes": d.notes,
+        "notes": all_notes(rec),
         "eval_plan": d.eval_plan,
         "checklist": d.checklist,
         "problems": rec.problems,

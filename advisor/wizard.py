@@ -242,17 +242,35 @@ class Wizard:
             s = self.p.text("Training data file or folder (Enter to skip if you have none yet):",
                             a.dataset or "", dataset_validator).strip()
             a.dataset = str(Path(s).expanduser().resolve()) if s else None
+        pairs_in_data = False
         if a.dataset:
             n, pref, desc = count_dataset(a.dataset)
             self.say(f"Data: {desc}.")
-            # counted from the data: these questions are answered by the file
-            self.skip |= {"examples"} | ({"preference_pairs"} if pref is not None else set())
+            # counted from the data: these questions are answered by the file (pairs only when it holds some)
+            pairs_in_data = bool(pref)
+            self.skip |= {"examples"} | ({"preference_pairs", "preference_dataset"} if pairs_in_data else set())
             if n is not None:
                 a.examples = None  # the dataset wins over a typed count (see DESIGN.md)
         if a.dataset is None and self._want("examples"):
             a.examples = _as_int(self.p.text("How many training examples do you have (or can you write)?",
                                              str(a.examples if a.examples is not None else 0),
                                              int_validator()))
+        if a.preference_dataset and not Path(a.preference_dataset).expanduser().exists():
+            self.say(f"The preference file {a.preference_dataset} does not exist.")
+            self.skip.discard("preference_dataset")
+        if self._want("preference_dataset"):
+            s = self.p.text("Preference pairs file (prompt, chosen, rejected) for DPO (Enter to skip if none):",
+                            a.preference_dataset or "", dataset_validator).strip()
+            a.preference_dataset = str(Path(s).expanduser().resolve()) if s else None
+        if a.preference_dataset:
+            _, pref, desc = count_dataset(a.preference_dataset)
+            self.say(f"Preference data: {desc}.")
+            if not pref:
+                self.say("That file holds no preference pairs (prompt, chosen, rejected); it is left out.")
+                a.preference_dataset = None
+            else:
+                self.skip.add("preference_pairs")
+                a.preference_pairs = None  # the file counts them
         if self._want("preference_pairs"):
             a.preference_pairs = _as_int(self.p.text(
                 "How many preference pairs (prompt, chosen, rejected)? 0 if none:",

@@ -118,7 +118,8 @@ def accelerate_yaml(plan: TrainingPlan) -> str:
             "fsdp_auto_wrap_policy": "TRANSFORMER_BASED_WRAP",
             "fsdp_backward_prefetch": "BACKWARD_PRE",
             "fsdp_cpu_ram_efficient_loading": True,
-            "fsdp_offload_params": False,
+            # The planner turns offload on only when no layout without it fits (it is much slower).
+            "fsdp_offload_params": bool(plan.cpu_offload),
             "fsdp_sharding_strategy": "FULL_SHARD",
             "fsdp_state_dict_type": "SHARDED_STATE_DICT",
             "fsdp_sync_module_states": True,

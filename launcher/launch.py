@@ -214,6 +214,8 @@ def _run_once(run_dir: Path, plan: TrainingPlan, *, attempt: int, max_steps, sav
     log_path = run_dir / "train.log"
     start = log_path.stat().st_size if log_path.exists() else 0  # train.log keeps every launch's output
     env = job_env(allow_network, attempt=attempt, cpu=cpu)
+    if plan.gpu_indices and not cpu:  # the planner chose these GPUs of the box (e.g. the larger card alone)
+        env["CUDA_VISIBLE_DEVICES"] = ",".join(map(str, plan.gpu_indices))
     secrets = secret_values(env)
     with open(log_path, "ab") as log:
         # A job that keeps tokens (--allow-network) writes through a pump that redacts them, in case a

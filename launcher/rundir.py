@@ -135,10 +135,16 @@ def _write_split(plan: TrainingPlan, run_dir: Path) -> None:
 
     source = Path(plan.data.source).expanduser().resolve()
     result = write_split(source, run_dir / "data", column_map=plan.data.column_map, seed=plan.seed,
-                         val_fraction=plan.data.validation_fraction)
+                         val_fraction=plan.data.validation_fraction, val_max_rows=plan.data.validation_max_rows)
     plan.data.train = _relative(result.train, run_dir)
     plan.data.validation = _relative(result.validation, run_dir) if result.validation else None
     plan.data.format = result.format  # the normalised format the split was written in
+    if plan.dpo is not None and plan.dpo.source and not plan.dpo.dataset:  # SFT file + preference file
+        pref = write_split(Path(plan.dpo.source).expanduser().resolve(), run_dir / "data" / "preference",
+                           seed=plan.seed, val_fraction=plan.data.validation_fraction,
+                           val_max_rows=plan.data.validation_max_rows)
+        plan.dpo.dataset = _relative(pref.train, run_dir)
+        plan.dpo.validation = _relative(pref.validation, run_dir) if pref.validation else None
 
 
 def _relative(p: str | Path, run_dir: Path) -> str:

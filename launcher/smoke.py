@@ -115,6 +115,8 @@ def smoke_plan(plan: TrainingPlan, run_dir: Path, smoke_dir: Path, model_dir: Pa
     p.data.train, p.data.validation = moved(p.data.train), moved(p.data.validation)
     if p.dpo and p.dpo.dataset:
         p.dpo.dataset = moved(p.dpo.dataset)
+    if p.dpo and p.dpo.validation:
+        p.dpo.validation = moved(p.dpo.validation)
     p.trust_remote_code = False  # the stand-in is a stock transformers architecture
     p.max_length = min(p.max_length, 256)
     p.micro_batch_size, p.grad_accum = min(p.micro_batch_size, 2), 1

@@ -236,7 +236,7 @@ def load_data(run_dir: Path, plan: TrainingPlan, stage: str):
 
     train_rel, val_rel = plan.data.train, plan.data.validation
     if stage == "dpo" and plan.stage == "sft+dpo" and plan.dpo and plan.dpo.dataset:
-        train_rel, val_rel = plan.dpo.dataset, None
+        train_rel, val_rel = plan.dpo.dataset, plan.dpo.validation
     train, val = load(train_rel), load(val_rel)
     if train is None:
         raise UserError("the plan names no training data (data.train)", "run `tunewise recommend --out` with a dataset")

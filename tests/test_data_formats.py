@@ -183,3 +183,18 @@ def test_max_rows_and_counts_stay_exact_beyond_the_kept_findings(tmp_path):
     assert r.usable
     r = inspect_dataset(str(write_jsonl(tmp_path / "b.jsonl", rows)), max_rows=10)
     assert r.rows == 10 and not r.usable
+
+
+def test_a_preference_row_in_a_messages_file_says_what_it_is_and_where_it_belongs(tmp_path):
+    import json as _json
+
+    from advisor.data import inspect_dataset
+
+    rows = [{"messages": [{"role": "user", "content": f"q{i}"}, {"role": "assistant", "content": f"a{i}"}]}
+            for i in range(6)] + [{"prompt": "p", "chosen": "good", "rejected": "bad"}]
+    p = tmp_path / "mixed.jsonl"
+    p.write_text("".join(_json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    r = inspect_dataset(str(p))
+    (bad,) = r.invalid
+    assert r.format == "messages" and bad["line"] == 7
+    assert "preference pair" in bad["reason"] and "preference_dataset" in bad["reason"]

@@ -106,3 +106,20 @@ def test_recommendation_rounding_and_caps():
 def test_a_tokenizer_that_cannot_load_is_a_user_error(tmp_path):
     with pytest.raises(UserError, match="cannot load a tokenizer"):
         inspect_dataset(write_jsonl(tmp_path / "d.jsonl", [chat("a", "b")]), tokenizer=str(tmp_path / "none"))
+
+
+def test_preference_pairs_are_measured_on_both_sides_in_tokens(tmp_path, tok):
+    # chosen has more messages (a short extra turn) while rejected has the longer text: the pair's length
+    # is its longer side in tokens, whichever side has more messages
+    long = " ".join(["the storage bucket is not fine at all"] * 12)
+    rows = [{"prompt": [{"role": "user", "content": f"Is bucket {i} fine?"}],
+             "chosen": [{"role": "assistant", "content": "Yes."}, {"role": "user", "content": "Sure?"},
+                        {"role": "assistant", "content": "Yes."}],
+             "rejected": [{"role": "assistant", "content": long}]} for i in range(8)]
+    r = inspect_dataset(write_jsonl(tmp_path / "p.jsonl", rows), tokenizer=tok)
+    assert r.format == "preference"
+    def n(msgs):
+        return len(tok(tok.apply_chat_template(msgs, tokenize=False), add_special_tokens=False)["input_ids"])
+
+    rejected_len, chosen_len = n(rows[0]["prompt"] + rows[0]["rejected"]), n(rows[0]["prompt"] + rows[0]["chosen"])
+    assert rejected_len > chosen_len and r.token_stats["max"] >= rejected_len

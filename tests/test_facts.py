@@ -24,9 +24,12 @@ def test_gpus_in_the_answers_override_detection(monkeypatch):
     f = build_facts(parse_answers({"model": "meta-llama/Llama-3.1-8B", "gpus": [
         {"name": "A", "memory_gib": 24}, {"name": "B", "memory_gib": 16}]}))
     v = f.values
-    assert (v["gpu_count"], v["gpu_memory_gib"], v["gpu_total_memory_gib"]) == (2.0, 16.0, 40.0)
-    assert v["gpu_usable_gib"] == round(16 * (1 - f.thresholds["fit_margin"]), 2)
-    assert {c.distributed for c in f.candidates.values()} <= {"ddp", "fsdp"}
+    # gpu_memory_gib is the largest card: a layout may use it alone (advisor.strategy)
+    assert (v["gpu_count"], v["gpu_memory_gib"], v["gpu_total_memory_gib"]) == (2.0, 24.0, 40.0)
+    assert v["gpu_usable_gib"] == round(24 * (1 - f.thresholds["fit_margin"]), 2)
+    assert {c.distributed for c in f.candidates.values()} <= {None, "ddp", "fsdp"}
+    for c in f.candidates.values():  # one GPU alone is the 24 GiB card (index 0), never the 16 GiB one
+        assert (c.distributed is None) == (c.gpu_indices == [0])
 
 
 def test_fits_means_the_estimate_is_within_the_usable_memory():

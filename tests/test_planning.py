@@ -66,8 +66,18 @@ def test_no_plan_without_fine_tuning(kw):
     assert rec.decision.approach == "prompting" and rec.plan is None and rec.decision.method is None
 
 
-def test_nothing_fits_falls_back_to_prompting_and_says_which_gpu_would_do():
+def test_a_model_that_fits_nowhere_plans_the_largest_catalog_model_that_does():
     rec = _rec(examples=5000, model="meta-llama/Llama-3.1-70B", gpus=[{"memory_gib": 8}])
     d = rec.decision
+    assert d.approach == "fine-tune" and "TW807-smaller-model-fits" in d.fired
+    assert rec.plan.model == "meta-llama/Llama-3.1-8B" and rec.facts.values["model_requested"].endswith("70B")
+    assert rec.facts.candidates[rec.plan.method].fits
+
+
+def test_nothing_fits_falls_back_to_prompting_for_a_hardware_reason_and_says_which_gpu_would_do():
+    rec = _rec(examples=5000, model="meta-llama/Llama-3.1-70B", gpus=[{"memory_gib": 1}])
+    d = rec.decision
     assert d.approach == "prompting" and "TW119-nothing-fits" in d.fired
+    assert any("hardware reason" in w for w in d.warnings)
+    assert "TW804-prompting-next-steps" not in d.fired  # "collect 1,000+ examples" is a data reason
     assert any(line.startswith("with a GPU of at least") and "QLoRA" in line for line in d.would_change)

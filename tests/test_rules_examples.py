@@ -49,7 +49,8 @@ def test_every_guide_section_has_rules_and_every_threshold_is_used():
     # thresholds read by code (facts, planning, engine) rather than by a rule
     by_code = {"fit_margin", "max_length_min", "max_length_start", "batch_size_max", "lora_alpha_ratio",
                "max_eval_metrics", "max_task_metrics", "max_system_metrics", "lora_rank", "batch_size_start",
-               "grad_accum_start", "grad_accum_min", "spectrum_top_percent", "lora_gpu_max_gib"}
+               "grad_accum_start", "grad_accum_min", "spectrum_top_percent", "lora_gpu_max_gib",
+               "eval_every_epoch_fraction"}
     assert set(TH) - used - by_code == set()
 
 

@@ -70,7 +70,8 @@ def test_from_scratch_asks_everything_and_builds_valid_answers():
     assert answers.task == "code" and answers.examples == 3000 and answers.goals == ["new-capability"]
     assert answers.gpus[0].memory_gib == 16.0 and answers.gpus[0].name.startswith("NVIDIA T4")
     assert any("No GPU detected" in s for s in said)
-    assert len(script.asked) == 15  # the price per GPU-hour last (skipped: Enter)
+    assert len(script.asked) == 16  # the price per GPU-hour last and the preference file (both skipped: Enter)
+    assert answers.preference_dataset is None and answers.preference_pairs == 0
     # what the wizard built is a valid answers file
     assert parse_answers(__import__("yaml").safe_load(dump_answers(answers))) == answers
 
@@ -129,7 +130,8 @@ def test_dataset_answers_the_example_count(tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "advisor.data", fake)
     answers, script, said = run(Answers(), {"Training data": str(data), "Which GPU": 1})
     assert not any("How many training examples" in q for q in script.asked)
-    assert not any("preference pairs" in q for q in script.asked)
+    # a dataset without pairs leaves the preference questions open (a file beside it, or a count)
+    assert any("Preference pairs file" in q for q in script.asked)
     assert answers.dataset == str(data) and answers.examples is None
     assert "Data: 1,234 usable rows, format text." in said
 
@@ -290,3 +292,20 @@ def test_the_price_per_gpu_hour_is_asked_on_the_way_to_fine_tuning_and_can_be_sk
     assert skipped.gpu_hour_price is None
     _, script, _ = run(Answers(), {"Which GPU": 1}, probe=lambda a: "rag")  # no training, no cost to ask
     assert not any("GPU-hour" in q for q in script.asked)
+
+
+def test_a_preference_file_is_asked_beside_the_dataset_and_counts_the_pairs(tmp_path):
+    import json
+
+    pref = tmp_path / "pairs.jsonl"
+    pref.write_text("".join(json.dumps({"prompt": f"Q{i}?", "chosen": f"Good answer {i}.", "rejected": "No."}) + "\n"
+                            for i in range(150)), encoding="utf-8")
+    replies = {"What should the model do": "chat", "Which of these": ["tone-style"], "cite": False,
+               "change often": False, "clear task": True, "tried prompt": True, "Training data": "",
+               "How many training examples": "3,000", "Preference pairs file": str(pref),
+               "Which base model": "meta-llama/Llama-3.1-8B", "Which GPU": 0, "How many of them": "1",
+               "zero extra": False, "Training method": "auto"}
+    answers, script, said = run(Answers(), replies)
+    assert answers.preference_dataset == str(pref) and answers.preference_pairs is None
+    assert not any("How many preference pairs" in q for q in script.asked)
+    assert any("Preference data: 150 usable rows, format preference, 150 preference pairs" in s for s in said)

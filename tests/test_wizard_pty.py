@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import os
 import subprocess
 import sys
@@ -106,6 +108,9 @@ def test_yes_to_the_full_report_shows_it_before_the_launch_offer():
 
 def test_from_scratch_with_arrow_keys_typing_and_a_rejected_number(tmp_path):
     saved = tmp_path / "answers.yaml"
+    pairs = tmp_path / "pairs.jsonl"
+    pairs.write_text("".join(json.dumps({"prompt": f"Q{i}?", "chosen": f"Answer {i}.", "rejected": "No."}) + "\n"
+                             for i in range(120)), encoding="utf-8")
     child = spawn("--save-answers", str(saved))
     child.expect("What should the model do")
     child.send(DOWN)  # chat -> question-answering
@@ -127,9 +132,10 @@ def test_from_scratch_with_arrow_keys_typing_and_a_rejected_number(tmp_path):
     child.send(CLEAR_LINE + "lots" + ENTER)
     child.expect("not a whole number")  # re-asked inline, nothing lost
     child.send(CLEAR_LINE + "3,000" + ENTER)
-    child.expect("preference pairs")
-    child.send(ENTER)
-    child.expect("Which base model")
+    child.expect("Preference pairs file")
+    child.send(str(pairs) + ENTER)
+    child.expect("Preference data: 120 usable rows, format preference, 120 preference pairs")
+    child.expect("Which base model")  # the file counts the pairs: the count is not asked
     child.send(DOWN + DOWN + ENTER)  # meta-llama/Llama-3.2-1B
     child.expect("Which GPU will you train on")
     child.send(DOWN + ENTER)  # the RTX 4090 is the default; one down is the L40S (48 GiB)
@@ -153,7 +159,8 @@ def test_from_scratch_with_arrow_keys_typing_and_a_rejected_number(tmp_path):
     assert finish(child) == 0
     a = load_answers(saved)
     assert a.task == "question-answering" and a.goals == ["low-resource-language"]
-    assert a.examples == 3000 and a.preference_pairs == 0 and a.model == "meta-llama/Llama-3.2-1B"
+    assert a.examples == 3000 and a.preference_pairs is None and a.preference_dataset == str(pairs)
+    assert a.model == "meta-llama/Llama-3.2-1B"
     assert [g.memory_gib for g in a.gpus] == [48.0, 48.0]
     assert a.method == "qlora" and a.zero_latency is False and a.gpu_hour_price == 2.5
     assert (a.needs_citations, a.knowledge_changes_often, a.clear_task, a.tried_prompting) == (

@@ -124,6 +124,13 @@ def check_row(value: Any, fmt: str) -> Checked:
     """Check one (column-mapped) row against `fmt` and normalise it."""
     if not isinstance(value, dict):
         return Checked(problems=[("wrong-type", f"row is a JSON {_typename(value)}, expected an object")])
+    other = classify(value.keys(), value)
+    if other and other != fmt and "preference" in (other, fmt):
+        # Preference pairs and SFT rows train different stages: one file holds one kind.
+        what = "a preference pair (prompt/chosen/rejected)" if other == "preference" else f"a {other} row"
+        fix = ("move preference pairs to their own file and name it as `preference_dataset` in the answers"
+               if other == "preference" else "keep SFT rows in the `dataset` file and pairs in `preference_dataset`")
+        return Checked(problems=[("other-format", f"{what} in a {fmt} file: {fix}")])
     out = _CHECKERS[fmt](value)
     if out.row is not None and not out.problems:
         for col in LABEL_COLUMNS:

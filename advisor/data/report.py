@@ -11,7 +11,7 @@ MAX_PER_KIND = 200  # findings kept per kind; the counts stay exact
 
 # Kinds whose rows are dropped from the split (the rest are kept and only reported).
 INVALID_KINDS = ("malformed", "not-utf8", "wrong-type", "missing-field", "empty-field", "empty-assistant",
-                 "no-assistant", "role-order", "chosen-equals-rejected")
+                 "no-assistant", "role-order", "chosen-equals-rejected", "other-format")
 
 
 @dataclass

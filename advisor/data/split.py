@@ -52,7 +52,7 @@ class SplitResult:
 
 
 def write_split(path, out_dir, *, column_map: dict[str, str] | None = None, val_fraction: float = 0.2,
-                seed: int = 42, validation: str | None = None) -> SplitResult:
+                seed: int = 42, validation: str | None = None, val_max_rows: int | None = None) -> SplitResult:
     """Split `path` into `out_dir/train.jsonl` and `out_dir/validation.jsonl`.
 
     Args:
@@ -62,6 +62,7 @@ def write_split(path, out_dir, *, column_map: dict[str, str] | None = None, val_
         val_fraction: share of rows held out for validation (0 < f < 1).
         seed: the split's seed; the same data and seed always give the same files.
         validation: a separate validation file to use instead of splitting (leaked rows dropped).
+        val_max_rows: at most this many validation rows (large datasets); None = `val_fraction` alone.
 
     Raises:
         UserError: bad input (see `inspect_dataset`), or a bad `val_fraction`.
@@ -85,7 +86,7 @@ def write_split(path, out_dir, *, column_map: dict[str, str] | None = None, val_
                          len(dup_idx), source_format=s.format, seed=seed, val_fraction=val_fraction,
                          label_column=s.label_column, report=report)
     if v is None:
-        val_idx = _choose_validation(s, dup_idx, val_fraction, seed)
+        val_idx = _choose_validation(s, dup_idx, val_fraction, seed, val_max_rows)
         result.stratified = s.label_column is not None
         with atomic_file(result.train) as ft, atomic_file(result.validation) as fv:
             for rec, chk in checked_rows(s.source, column_map)[1]:
@@ -118,12 +119,14 @@ def write_split(path, out_dir, *, column_map: dict[str, str] | None = None, val_
     return result
 
 
-def _choose_validation(s, dup_idx: set[int], frac: float, seed: int) -> set[int]:
+def _choose_validation(s, dup_idx: set[int], frac: float, seed: int, cap: int | None = None) -> set[int]:
     """Record indices for validation: per label, a seeded sample; sizes by largest remainder."""
     idx = s.hashes.index
     kept = [p for p in range(len(idx)) if idx[p] not in dup_idx]
     n = len(kept)
     n_val = min(max(round(n * frac), 1), n - 1) if n >= 2 else 0
+    if cap:
+        n_val = min(n_val, cap)
     strata: dict[int, list[int]] = {}
     for p in kept:
         strata.setdefault(s.labels[p] if s.label_column is not None else -1, []).append(p)

@@ -51,23 +51,33 @@ def measure(rows: list[tuple[int, dict]], fmt: str, tok) -> TokenResult:
     if conversational and not has_template:
         res.notes.append(("chat-template", "the tokenizer has no chat template; TRL needs one for "
                           "conversational data (lengths below use a plain 'role: content' layout)"))
-    fulls, prompts, lines = [], [], []
+    fulls, prompts, lines, owner = [], [], [], []
     for line, row in rows:
+        # A preference pair is two sequences (prompt + chosen, prompt + rejected), both truncated to
+        # max_length: each side is measured and the pair counts as its longer one, in tokens.
+        sides = [dict(row, chosen=row[k], rejected=row[k]) for k in ("chosen", "rejected")] \
+            if fmt == "preference" else [row]
         try:
-            full, prompt = _render(row, fmt, tok, has_template)
+            rendered = [_render(side, fmt, tok, has_template) for side in sides]
         except Exception as e:  # a Jinja template can raise anything (TemplateError, TypeError, ...)
             res.errors.append((line, f"chat template failed: {str(e).splitlines()[0][:200]}"))
             continue
-        fulls.append(full)
-        prompts.append(prompt)
+        for full, prompt in rendered:
+            fulls.append(full)
+            prompts.append(prompt)
+            owner.append(len(lines))
         lines.append(line)
     special = not conversational  # chat templates write BOS themselves
     eos_extra = 0 if conversational else 1  # TRL appends EOS to plain text and completions
+    lengths, prompt_lengths = [0] * len(lines), [0] * len(lines)
     for i in range(0, len(fulls), _BATCH):
         f_ids = tok(fulls[i:i + _BATCH], add_special_tokens=special)["input_ids"]
         p_ids = tok(prompts[i:i + _BATCH], add_special_tokens=special)["input_ids"]
-        res.lengths += [len(x) + eos_extra for x in f_ids]
-        res.prompt_lengths += [len(x) if p else 0 for x, p in zip(p_ids, prompts[i:i + _BATCH], strict=True)]
+        for j, (f, p, text) in enumerate(zip(f_ids, p_ids, prompts[i:i + _BATCH], strict=True)):
+            k = owner[i + j]
+            lengths[k] = max(lengths[k], len(f) + eos_extra)
+            prompt_lengths[k] = max(prompt_lengths[k], len(p) if text else 0)
+    res.lengths, res.prompt_lengths = lengths, prompt_lengths
     res.lines = lines
     _check_eos(tok, fulls, rows, fmt, conversational, res)
     return res
@@ -87,7 +97,7 @@ def _render(row: dict, fmt: str, tok, has_template: bool) -> tuple[str, str]:
     if fmt == "text":
         return row["text"], ""
     prompt = row["prompt"]
-    answer = row["completion"] if fmt == "prompt-completion" else max(row["chosen"], row["rejected"], key=len)
+    answer = row["completion"] if fmt == "prompt-completion" else row["chosen"]  # measure() passes each side
     if isinstance(prompt, list) or isinstance(answer, list):
         return chat(list(prompt) + list(answer)), chat(list(prompt), gen=True)
     return prompt + answer, prompt

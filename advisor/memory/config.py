@@ -46,6 +46,9 @@ class MemoryConfig:
     # DPO continuing an existing adapter (the DPO stage of an sft+dpo plan): TRL keeps a frozen fp32 "ref" copy
     # of it as the reference. Only read when stage is "dpo" and the method trains adapters.
     dpo_ref_adapter: bool = False
+    # FSDP only: offload the parameter shards, their gradients and the optimizer step to the CPU
+    # (accelerate's `fsdp_offload_params`). Less GPU memory; every step moves the shards over PCIe.
+    cpu_offload: bool = False
 
 
 def validate(cfg: MemoryConfig) -> None:
@@ -67,6 +70,8 @@ def validate(cfg: MemoryConfig) -> None:
     for ok, what, value, allowed in checks:
         if not ok:
             raise UserError(f"invalid {what}: {value!r}", f"use {allowed}")
+    if cfg.cpu_offload and cfg.distributed != "fsdp":
+        raise UserError("CPU offload is modelled for FSDP only", "add --distributed fsdp (and --gpus 2 or more)")
     if cfg.stage == "dpo" and cfg.stack != "tunewise":
         raise UserError(f"the {cfg.stack!r} stack has no DPO step to estimate (stage 'dpo')",
                         "estimate the DPO stage on the tunewise stack (the job's DPOTrainer)")

@@ -134,4 +134,4 @@ def dpo_step_parts(m: ModelFacts, cfg: MemoryConfig) -> Parts:
         at_peak[k] = at_peak.get(k, 0.0) + v
     return Parts(at_peak=at_peak, phase=phase, loss_blocks=p.loss_blocks, paged_bytes=p.paged_bytes,
                  trainable_params=p.trainable_params, phase_totals=totals,
-                 resident=p.resident + ref_weights, phase_parts=phases)
+                 resident=p.resident + ref_weights, phase_parts=phases, host_bytes=p.host_bytes)

@@ -43,11 +43,14 @@ class MemoryEstimate:
     overhead: dict[str, float] = field(default_factory=dict)  # device_gib - peak: reserve, context, paged
     phase: str = ""  # the moment of the step where the peak happens
     trainable_params: int = 0
+    host_offload_gib: float = 0.0  # per GPU process, in host RAM, under FSDP CPU offload
+
 
     def to_dict(self) -> dict:
         return {"peak_allocated_gib": self.peak_allocated_gib, "device_gib": self.device_gib,
                 "breakdown": self.breakdown, "dominant": self.dominant, "advice": self.advice,
-                "overhead": self.overhead, "phase": self.phase, "trainable_params": self.trainable_params}
+                "overhead": self.overhead, "phase": self.phase, "trainable_params": self.trainable_params,
+                "host_offload_gib": self.host_offload_gib}
 
 
 @dataclass(frozen=True)
@@ -59,6 +62,7 @@ class FitResult:
     device_gib: float
     fits: bool
     note: str = ""
+    host_gib: float = 0.0  # host RAM per process under FSDP CPU offload
 
 
 def config_for_plan(plan, stage: str = "sft") -> MemoryConfig:
@@ -71,7 +75,7 @@ def config_for_plan(plan, stage: str = "sft") -> MemoryConfig:
                         batch_size=plan.stage_batch(stage)[0], grad_ckpt=plan.gradient_checkpointing, liger=plan.liger,
                         n_gpus=plan.n_gpus, distributed=plan.distributed_mode, attn=attn,
                         lora_dropout=lora.dropout if lora else 0.0,
-                        padding_free=plan.flat_packing, stage=stage,
+                        padding_free=plan.flat_packing, stage=stage, cpu_offload=plan.cpu_offload,
                         dpo_ref_adapter=stage == "dpo" and plan.stage == "sft+dpo")
 
 
@@ -100,7 +104,7 @@ def _estimate(model: ModelFacts, cfg: MemoryConfig) -> MemoryEstimate:
     dominant = max(breakdown, key=breakdown.get) if breakdown else ""
     return MemoryEstimate(peak_allocated_gib=round(peak, 3), device_gib=round(peak + sum(overhead.values()), 3),
                           breakdown=breakdown, dominant=dominant, overhead=overhead, phase=p.phase,
-                          trainable_params=p.trainable_params)
+                          trainable_params=p.trainable_params, host_offload_gib=round(p.host_bytes / GiB, 3))
 
 
 def _advice(model: ModelFacts, cfg: MemoryConfig, est: MemoryEstimate, gpu_gib: float | None) -> list[str]:
@@ -141,11 +145,25 @@ def _advice(model: ModelFacts, cfg: MemoryConfig, est: MemoryEstimate, gpu_gib: 
         else:
             levers = ["shorten sequences"] + [x for x, off in (("add --liger", not cfg.liger),
                                                                  ("drop --no-grad-ckpt", not cfg.grad_ckpt)) if off]
-            levers.append("use --method qlora" if cfg.method != "qlora" else "use more GPUs")
-            if cfg.method != "qlora" and cfg.n_gpus == 1:
-                levers.append("more GPUs")
+            if cfg.method != "qlora":
+                levers.append("use --method qlora")
+            levers += _layout_levers(cfg)
             out.append(f"does not fit {gpu_gib:g} GiB even at batch 1 with sequence length {cfg.seq_len}: "
                        + ", ".join(levers[:-1]) + " or " + levers[-1])
+    return out
+
+
+def _layout_levers(cfg: MemoryConfig) -> list[str]:
+    """What more GPUs can do for this layout. Under DDP every GPU holds a full copy, so more of them never
+    lower the memory per GPU: sharding does; then CPU offload (adapter methods); then more shards."""
+    if cfg.n_gpus == 1:
+        return ["shard across several GPUs (--gpus 2 --distributed fsdp)"]
+    if cfg.distributed in (None, "ddp"):
+        return [f"shard across the {cfg.n_gpus} GPUs (--distributed fsdp): DDP keeps a full copy on each"]
+    out = []
+    if cfg.distributed == "fsdp" and not cfg.cpu_offload and cfg.method in ("lora", "qlora"):
+        out.append("--cpu-offload (shards, gradients and optimizer in host RAM; much slower steps)")
+    out.append(f"more GPUs than {cfg.n_gpus} to shard across")
     return out
 
 
@@ -194,11 +212,12 @@ def fit_search(model: ModelFacts, cfg: MemoryConfig, gpu_gib: float, *, margin: 
                         f"{e.device_gib:.1f} of {gpu_gib:g} GiB ({margin:.0%} kept free)")
                 if seq < cfg.seq_len:
                     note += f"; {cfg.seq_len} tokens does not fit even at micro-batch 1"
-                return FitResult(b, accum, seq, e.peak_allocated_gib, e.device_gib, True, note)
+                return FitResult(b, accum, seq, e.peak_allocated_gib, e.device_gib, True, note, e.host_offload_gib)
     e = dev(wanted[-1], 1)
     return FitResult(1, max(1, target_effective_batch), wanted[-1], e.peak_allocated_gib, e.device_gib, False,
                      f"does not fit: {e.device_gib:.1f} GiB needed at micro-batch 1 and {wanted[-1]} tokens, "
-                     f"{usable:.1f} of {gpu_gib:g} GiB usable; use qlora, --liger, more GPUs or a smaller model")
+                     f"{usable:.1f} of {gpu_gib:g} GiB usable; use qlora, --liger, more GPUs or a smaller model",
+                     e.host_offload_gib)
 
 
 def carry_prediction(old, new) -> None:

@@ -64,6 +64,7 @@ class Parts:
     phase_totals: dict[str, float] = field(default_factory=dict)
     resident: float = 0.0
     phase_parts: dict[str, dict[str, float]] = field(default_factory=dict)  # each moment's components
+    host_bytes: float = 0.0  # FSDP CPU offload: the shards, gradients and optimizer states kept in host RAM
 
 
 def stream_bytes(cfg: MemoryConfig) -> int:
@@ -267,6 +268,12 @@ def root_params(m: ModelFacts) -> int:
     return c["embed"] + c["lm_head"] + m.hidden_size
 
 
+def cpu_offload(cfg: MemoryConfig) -> bool:
+    """FSDP with `offload_params`: every shard, its gradient and the optimizer step live in host memory; the GPU
+    holds only the units gathered for the moment (and the activations)."""
+    return fsdp_sharded(cfg) and bool(getattr(cfg, "cpu_offload", False))
+
+
 def fsdp_fp32_params(m: ModelFacts, cfg: MemoryConfig, n_train: int) -> int:
     """Base-model parameters accelerate upcasts to fp32 under FSDP with bf16 mixed precision: every
     flat parameter with a trainable part (accelerator.py `prepare_model`, "FSDP upcast of low precision
@@ -342,6 +349,10 @@ def sft_step_parts(m: ModelFacts, cfg: MemoryConfig) -> Parts:
         states = 0.0
     ddp_buckets = grads if (cfg.n_gpus > 1 and shards == 1) else 0.0
     resident = {"weights": weights, "lora_adapters": adapters / shards, "optimizer_states": states}
+    host = 0.0
+    if cpu_offload(cfg):  # shards, sharded gradients and AdamW's moments move to host RAM (per rank)
+        host = sum(resident.values()) + grads
+        resident = {k: 0.0 for k in resident}
 
     # Activations.
     layer = (layer_saved_bytes_per_token(m, cfg) * tokens + lora_weight_casts_per_layer(m, cfg)
@@ -371,6 +382,8 @@ def sft_step_parts(m: ModelFacts, cfg: MemoryConfig) -> Parts:
         lm_head_grad = m.vocab_size * h * 2 / (1 if fsdp else shards)
 
     top_layer_grads = (grads - lm_head_grad) / L + lm_head_grad if n_train else 0.0
+    if host:  # offloaded: each unit's gradient leaves for the CPU after its reduce-scatter
+        grads = 0.0
     phases = {
         "loss": {"activations": (boundaries if cfg.grad_ckpt else L * layer) + mask + final, "logits_loss": loss},
         "first layer backward": {"activations": saved + final, "backward_work": work,
@@ -388,4 +401,4 @@ def sft_step_parts(m: ModelFacts, cfg: MemoryConfig) -> Parts:
     big_fp32_logits = cfg.stack == "plain" and not cfg.liger
     return Parts(at_peak=at_peak, phase=phase, loss_blocks=loss if big_fp32_logits else 0.0, paged_bytes=paged,
                  trainable_params=n_train, phase_totals=totals, resident=sum(resident.values()),
-                 phase_parts=phases)
+                 phase_parts=phases, host_bytes=host)

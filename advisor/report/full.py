@@ -322,10 +322,13 @@ def _from_rules(rec, kinds: tuple[str, ...], extra: list[str]) -> list[str]:
 
 
 def warning_items(rec) -> tuple[list, list[str]]:
-    """Every warning: (the warning rules that fired, the engine's and the data's other warnings)."""
-    data = rec.facts.data
-    extra = list(rec.decision.warnings) + (list(data.warnings) if data is not None else [])
-    return _said(rec, ("warns",), extra)
+    """Every warning of `advisor.recommend.all_warnings` (the list the JSON holds): (the applied rules that
+    warn, whatever they also decide; the other warnings: method override, plan, data)."""
+    from advisor.recommend import all_warnings
+
+    rules = [r for r in _applied(rec) if (r.then or {}).get("warn")]
+    said = {r.message for r in rules}
+    return rules, [w for w in all_warnings(rec) if w not in said]
 
 
 def _warnings(rec) -> Section:

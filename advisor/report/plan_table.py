@@ -98,6 +98,9 @@ def _split_size(examples: int | None, plan: TrainingPlan) -> tuple[int | None, s
         return examples, f"{examples:,} training examples (validation from its own file)"
     share = 1 - plan.data.validation_fraction
     n_train = plan.train_examples(examples)
+    if n_train != examples - (examples - math.floor(examples * share)):
+        return n_train, (f"{examples:,} less a validation split capped at {plan.data.validation_max_rows:,} rows "
+                         f"= {n_train:,} training examples")
     return n_train, f"{share:.0%} of {examples:,} = {n_train:,} training examples"
 
 
@@ -172,6 +175,8 @@ def plan_rows(plan: TrainingPlan, data=None, examples: int | None = None) -> tup
     src = f"`{_path(p.data.source)}`" if p.data.source else "no dataset yet"
     share = p.data.validation_fraction
     split = "; validation from its own file" if p.data.validation else f"; {1 - share:.0%}/{share:.0%} split"
+    if not p.data.validation and getattr(p.data, "validation_max_rows", None):
+        split += f" (validation at most {p.data.validation_max_rows:,} rows)"
     rows.append(["Data", src + (f" ({p.data.format})" if p.data.format else "") + split,
                  why("data", "data.*", "split", "validation")])
     rows.append(["Max sequence length", _n(p.max_length), why("max_length")])

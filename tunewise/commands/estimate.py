@@ -50,7 +50,11 @@ def add_parser(sub):
                    help="fraction of weights Spectrum unfreezes (0.3)")
     p.add_argument("--gpus", type=positive_int, default=1, metavar="N", help="number of GPUs (1)")
     p.add_argument("--distributed", choices=["ddp", "fsdp", "zero3"], default=None,
-                   help="with --gpus > 1: replicate (ddp, the default) or shard (fsdp, zero3)")
+                   help="with --gpus > 1: replicate (ddp) or shard (fsdp, zero3). Default: what `recommend` would "
+                        "choose: with --gpu-memory the layout that fits the largest micro-batch at --seq-len "
+                        "(DDP, FSDP, then FSDP + CPU offload); without it the job's default (LoRA: ddp, else fsdp)")
+    p.add_argument("--cpu-offload", action="store_true",
+                   help="with --distributed fsdp: parameter shards, gradients and the optimizer step in host RAM")
     p.add_argument("--optimizer", choices=["adamw", "adamw_8bit", "paged_adamw_8bit"], default="adamw",
                    help="optimizer whose states are counted: adamw (two per trainable weight), adamw_8bit "
                    "(the same in 8 bits), paged_adamw_8bit (8-bit, paged to CPU under pressure)")
@@ -91,12 +95,19 @@ def run(args) -> int:
 
         raise UserError(f"--distributed {args.distributed} shards across GPUs, and --gpus is {args.gpus}",
                         "add --gpus N (2 or more), or drop --distributed for one GPU")
+    if args.cpu_offload and args.distributed not in (None, "fsdp"):
+        from advisor.errors import UserError
+
+        raise UserError(f"--cpu-offload is FSDP's, and --distributed is {args.distributed}",
+                        "use --distributed fsdp with --cpu-offload")
     cfg = MemoryConfig(method=args.method, rank=args.rank, seq_len=args.seq_len, batch_size=args.batch_size,
                        grad_ckpt=not args.no_grad_ckpt, liger=args.liger, spectrum_fraction=args.spectrum_fraction,
                        n_gpus=args.gpus, distributed=args.distributed, optimizer=args.optimizer, attn=args.attn,
                        lora_dropout=args.lora_dropout, stack=args.stack,
                        padding_free=args.padding_free or args.attn == "flash", packed_docs=not args.full_rows,
-                       stage=args.stage, dpo_ref_adapter=args.after_sft)
+                       stage=args.stage, dpo_ref_adapter=args.after_sft, cpu_offload=args.cpu_offload)
+    if args.gpus > 1 and args.distributed is None:
+        cfg = default_layout(model, cfg, args.gpu_memory)
     est = estimate(model, cfg, gpu_gib=args.gpu_memory)
     fits = None if args.gpu_memory is None else est.device_gib <= args.gpu_memory
     speed = _speed(args, model, cfg)
@@ -168,6 +179,31 @@ def render_speed(console, t, tokens: int | None, plain=None) -> None:
         console.print(f"  • assumed: {a}")
 
 
+def default_layout(model, cfg, gpu_gib: float | None):
+    """The layout `recommend` would plan for these GPUs: with a GPU size, the strategy search's pick for the
+    largest micro-batch at this sequence length (advisor.strategy); without one, the job's default (LoRA: DDP,
+    others: FSDP, as launcher/jobfiles.py's `distributed_mode`)."""
+    from dataclasses import replace
+
+    from advisor.memory import fit_search
+    from advisor.rules import load_thresholds
+    from advisor.strategy import best_layout
+
+    margin = load_thresholds()["fit_margin"].value  # as the planner keeps free
+
+    if gpu_gib is None:
+        mode = "fsdp" if cfg.cpu_offload or cfg.method != "lora" else "ddp"
+        return replace(cfg, distributed=mode)
+
+    def fitter(m, method, n, mode, seq, gib, th):
+        offload = mode == "fsdp_offload"
+        c = replace(cfg, n_gpus=n, distributed="fsdp" if offload else mode, cpu_offload=offload)
+        return fit_search(m, c, gib, margin=margin, target_effective_batch=max(8, cfg.batch_size), seq_lens=(cfg.seq_len,))
+
+    best = best_layout(model, cfg.method, [gpu_gib] * cfg.n_gpus, cfg.seq_len, {}, fitter)
+    return replace(cfg, distributed=best.distributed or "ddp", cpu_offload=best.cpu_offload)
+
+
 def _check_shapes(args, model) -> None:
     """Flags the model cannot take: an estimate for them is a number no job could produce."""
     from advisor.errors import UserError
@@ -192,7 +228,8 @@ def render_text(console, model, cfg, est, gpu_gib: float | None) -> None:
     batch = (f"DPO · {cfg.batch_size} pairs = {rows} rows" if cfg.stage == "dpo" else f"batch {cfg.batch_size}")
     console.print(f"[bold]{model.name}[/] ({model.params_total:,} parameters) · {what} · {batch} × "
                   f"{cfg.seq_len} tokens = {rows * cfg.seq_len:,} tokens/step · {ckpt}"
-                  + (" · liger" if cfg.liger else "") + (f" · {cfg.n_gpus} GPUs, {cfg.distributed or 'ddp'}" if cfg.n_gpus > 1 else "")
+                  + (" · liger" if cfg.liger else "") + (f" · {cfg.n_gpus} GPUs, {cfg.distributed or 'ddp'}" + (" + CPU offload" if cfg.cpu_offload else "")
+                     if cfg.n_gpus > 1 else "")
                   + f" · {cfg.stack} stack")
     t = Table(title=f"Peak GPU memory per GPU (at the {est.phase})", title_justify="left")
     t.add_column("component")
