@@ -286,7 +286,7 @@ def _distributed_reason(plan: TrainingPlan, d: Decision) -> str:
     cand = d.candidates.get(plan.method)
     what = ("data parallel (DDP): each GPU holds a full copy and the largest micro-batch fits that way"
             if plan.distributed == "ddp" else
-            "sharded (FSDP): each GPU holds 1/{n} of the weights, gradients and optimizer states".format(n=plan.n_gpus))
+            f"sharded (FSDP): each GPU holds 1/{plan.n_gpus} of the weights, gradients and optimizer states")
     tried = "; ".join(cand.tried) if cand and cand.tried else ""
     return (f"{what}. Layouts ranked by the longest sequence, then the largest micro-batch, then GPUs used "
             f"(DDP before FSDP before FSDP + offload){': ' + tried if tried else ''} (measurement: memory "

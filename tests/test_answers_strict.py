@@ -34,7 +34,7 @@ def test_the_one_accepted_conversion_is_a_whole_number_for_a_decimal():
 def test_the_cli_exits_2_with_the_key_and_no_traceback(tmp_path):
     f = tmp_path / "a.yaml"
     f.write_text(yaml.safe_dump({"task": "chat", "examples": "2500", "zero_latency": "off"}))
-    out = subprocess.run([sys.executable, "-m", "advisor", "recommend", "--answers", str(f)],
+    out = subprocess.run([sys.executable, "-m", "tunewise", "recommend", "--answers", str(f)],
                          capture_output=True, text=True, timeout=60)
     assert out.returncode == 2 and "'examples'" in out.stderr and "'zero_latency'" in out.stderr
     assert "Traceback" not in out.stderr

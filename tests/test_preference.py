@@ -101,13 +101,13 @@ def test_preference_dataset_is_resolved_against_the_answers_file_and_checked_by_
     (tmp_path / "a.yaml").write_text(yaml.safe_dump({**BASE, "dataset": "sft.jsonl",
                                                      "preference_dataset": "pref.jsonl"}))
     assert load_answers(tmp_path / "a.yaml").preference_dataset == pref
-    out = subprocess.run([sys.executable, "-m", "advisor", "recommend", "--answers", str(tmp_path / "a.yaml"),
+    out = subprocess.run([sys.executable, "-m", "tunewise", "recommend", "--answers", str(tmp_path / "a.yaml"),
                           "--format", "json"], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     d = json.loads(out.stdout)
     assert d["stage"] == "sft+dpo" and d["plan"]["dpo"]["source"] == pref
     (tmp_path / "b.yaml").write_text(yaml.safe_dump({**BASE, "preference_dataset": "  "}))
-    bad = subprocess.run([sys.executable, "-m", "advisor", "recommend", "--answers", str(tmp_path / "b.yaml")],
+    bad = subprocess.run([sys.executable, "-m", "tunewise", "recommend", "--answers", str(tmp_path / "b.yaml")],
                          capture_output=True, text=True, timeout=120)
     assert bad.returncode == 2 and "preference_dataset" in bad.stderr and "Traceback" not in bad.stderr
 

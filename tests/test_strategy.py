@@ -145,7 +145,7 @@ def test_the_validation_split_honours_the_cap(tmp_path):
 
 
 def _estimate(*args):
-    out = subprocess.run([sys.executable, "-m", "advisor", "estimate", *args, "--format", "json"],
+    out = subprocess.run([sys.executable, "-m", "tunewise", "estimate", *args, "--format", "json"],
                          capture_output=True, text=True, timeout=120)
     assert out.returncode in (0, 1), out.stderr
     return json.loads(out.stdout)
