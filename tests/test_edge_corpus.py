@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 import os
 import re
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 
 import pytest
@@ -25,7 +25,7 @@ DOC = ROOT / "docs" / "edge-cases.md"
 MIN_CASES = 60
 
 
-@lru_cache(maxsize=None)
+@cache
 def _rules():
     from advisor.rules import load_rules
 
@@ -39,7 +39,7 @@ def _answers(case: dict):
     return parse_answers(data)
 
 
-@lru_cache(maxsize=None)
+@cache
 def _rec(case_id: str):
     case = next(c for c in CASES if c["id"] == case_id)
     return recommend(_answers(case), detect_gpus=False, rules=_rules())
