@@ -204,3 +204,36 @@ def test_the_docs_table_is_generated_from_the_corpus():
         DOC.write_text(text, encoding="utf-8")
     assert DOC.is_file() and DOC.read_text(encoding="utf-8") == text, \
         "docs/edge-cases.md is stale: TUNEWISE_UPDATE_SNAPSHOTS=1 pytest tests/test_edge_corpus.py"
+
+
+# --- docs/routes.md: one brief report of each route the strategy search adds -----------------------------
+
+ROUTES = {"E31": "FSDP + CPU offload: Llama-3.1-70B with QLoRA on two 24 GB cards",
+          "E32": "A smaller model: Llama-3.1-70B asked for, one 24 GB card",
+          "E36": "The larger card alone: a 24 GB + 12 GB box",
+          "E35": "FSDP by what it buys: full fine-tuning of 8B on two 80 GB GPUs",
+          "E51": "Preference pairs alone: a DPO-only plan with the DPO step's figures"}
+ROUTES_DOC = ROOT / "docs" / "routes.md"
+
+
+def _routes_doc() -> str:
+    from advisor.report import render_brief
+
+    out = ["<!-- generated from tests/data/edge_corpus.yaml by TUNEWISE_UPDATE_SNAPSHOTS=1 pytest tests/test_edge_corpus.py -->",
+           "# Routes when the first choice does not fit",
+           "",
+           "One brief report (`tunewise recommend --brief`) for each route the strategy search can take; the",
+           "answers are the corpus cases named (tests/data/edge_corpus.yaml, on top of its `base`).", ""]
+    for cid, title in ROUTES.items():
+        case = next(c for c in CASES if c["id"] == cid)
+        out += [f"## {title} ({cid})", "", "```yaml", yaml.safe_dump(case["answers"], sort_keys=False,
+                                                                  default_flow_style=None).strip(), "```", "",
+                "```", render_brief(_rec(cid), width=100).rstrip(), "```", ""]
+    return "\n".join(out)
+
+
+def test_the_routes_doc_is_generated_from_the_corpus():
+    text = _routes_doc()
+    if os.environ.get("TUNEWISE_UPDATE_SNAPSHOTS") == "1":
+        ROUTES_DOC.write_text(text, encoding="utf-8")
+    assert ROUTES_DOC.read_text(encoding="utf-8") == text, "docs/routes.md is stale: TUNEWISE_UPDATE_SNAPSHOTS=1"

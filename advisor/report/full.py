@@ -218,22 +218,33 @@ class MemoryRow:
 
 
 def memory_rows(rec) -> list[MemoryRow]:
-    """The memory verdict of every candidate method against the smallest GPU (empty without estimates)."""
+    """The memory verdict of every candidate method against the GPUs its layout uses (the smallest of them, less
+    any display reserve; empty without estimates). A method that does not fit is "over" the usable memory
+    (the card less the fit margin), never "to spare"."""
     gpus = rec.facts.gpus or []
-    mem = min((g.memory_gib for g in gpus), default=None)
+    margin_frac = (rec.facts.thresholds or {}).get("fit_margin", 0.0)
     rows = []
     for m, c in rec.decision.candidates.items():
         chosen = m == rec.decision.method
+        used = [g for g in gpus if not c.gpu_indices or g.index in c.gpu_indices]
+        mem = min((getattr(g, "usable_gib", g.memory_gib) for g in used), default=None)
         if mem is None:
             fit, margin = "no GPU", "—"
-        else:
+        elif c.fits:
             spare = mem - c.device_gib
-            fit = "fits" if c.fits else "does not fit"
-            digits = 2 if abs(spare) < 0.05 else 1  # never "0.0 GiB short"
-            margin = (f"{spare:,.{digits}f} GiB to spare" if spare >= 0 else f"{-spare:,.{digits}f} GiB short")
-            if not c.fits and spare >= 0:
-                margin += " (inside the safety margin)"
+            fit = "fits"
+            margin = f"{spare:,.{2 if spare < 0.05 else 1}f} GiB to spare"
+        else:
+            usable = mem * (1 - margin_frac)
+            short = c.device_gib - usable
+            fit = "does not fit"
+            margin = f"{short:,.{2 if short < 0.05 else 1}f} GiB over {usable:,.1f}"
         layout = f", {c.distributed.upper()}" if c.distributed else ""
+        if c.cpu_offload:
+            layout += " + CPU offload"
+        if c.gpu_indices and len(c.gpu_indices) < len(gpus):
+            layout += f", GPU {', '.join(map(str, c.gpu_indices))} alone" if len(c.gpu_indices) == 1 else \
+                f", GPUs {', '.join(map(str, c.gpu_indices))}"
         label = _option(m)
         mb, seq = c.micro_batch, c.seq_len
         shape = f"{mb} × {seq:,}" if mb and seq else "—"
