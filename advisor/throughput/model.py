@@ -97,6 +97,10 @@ def tokens_per_s(model: ModelFacts, cfg, gpu: GpuSpec | str, *, grad_accum: int 
     Raises UnknownThroughput (a UserError) for a card missing from the catalog.
     """
     validate(cfg)
+    if getattr(cfg, "cpu_offload", False):
+        raise UnknownThroughput("unknown throughput: FSDP with CPU offload moves every weight shard over PCIe in the "
+                                "forward and the backward and runs AdamW on the CPU, which the throughput model does "
+                                "not cover", "time a few steps with `tunewise launch RUN_DIR --max-steps 5`")
     spec = gpu if isinstance(gpu, GpuSpec) else _require(gpu)
     bf16 = bf16 and spec.bf16_tflops is not None
     if not bf16 and cfg.method in ("spectrum", "full"):
