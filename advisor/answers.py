@@ -57,6 +57,31 @@ class GPUAnswer(BaseModel):
         return self
 
 
+SuccessMetric = Literal["exact_match", "accuracy", "macro_f1", "token_f1", "json_valid", "field_f1", "rouge_l",
+                        "chrf", "perplexity"]  # advisor/task_metrics.py's METRICS
+
+
+class SuccessAnswer(BaseModel):
+    """The success criterion: a task metric and the value that counts as good enough."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    metric: SuccessMetric
+    target: float = Field(gt=0)
+
+    @field_validator("target", mode="before")
+    @classmethod
+    def _no_bool(cls, v):
+        return _reject_bool(v)
+
+    @field_validator("target")
+    @classmethod
+    def _share(cls, v, info):
+        if info.data.get("metric") != "perplexity" and v > 1:
+            raise ValueError("a share between 0 and 1 (e.g. 0.8 for 80%); only perplexity is above 1")
+        return v
+
+
 class Answers(BaseModel):
     """What the user told us. `None` means "not answered" (the rules treat it as a missing fact)."""
 
@@ -80,6 +105,7 @@ class Answers(BaseModel):
     gpus: list[GPUAnswer] | None = None
     zero_latency: bool | None = None
     method: Method = "auto"
+    success: SuccessAnswer | None = None  # metric + target; `recommend --probe` measures prompting against it
     # Not in the minimal schema of DESIGN.md but asked by the wizard; optional like every key.
     trust_remote_code: bool = False
     # What one GPU-hour costs you (any currency, shown as $): the report's cost = run time x GPUs x this.
@@ -112,6 +138,7 @@ _ALLOWED = {
     "task": ", ".join(get_args(Task)),
     "goals": ", ".join(get_args(Goal)),
     "method": ", ".join(get_args(Method)),
+    "success": "{metric: " + " | ".join(get_args(SuccessMetric)) + ", target: NUMBER}",
 }
 
 
@@ -125,8 +152,8 @@ def _describe(err: dict) -> str:
     key = str(err["loc"][0]) if err["loc"] else ""
     if err["type"] == "extra_forbidden":
         known = ", ".join(Answers.model_fields)
-        if len(err["loc"]) > 1 and err["loc"][0] == "gpus":
-            known = ", ".join(GPUAnswer.model_fields)
+        if len(err["loc"]) > 1 and err["loc"][0] in ("gpus", "success"):
+            known = ", ".join((GPUAnswer if err["loc"][0] == "gpus" else SuccessAnswer).model_fields)
         return f"unknown key '{loc}' (known keys: {known})"
     allowed = _ALLOWED.get(key)
     # Bounded repr: a YAML alias bomb makes a value whose full repr is gigabytes.

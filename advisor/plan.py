@@ -88,6 +88,21 @@ class SpeedSpec:
     cost_usd: list[float] | None = None  # [predicted, lowest, highest] for the run on all its GPUs
 
 
+@dataclass
+class EvalSpec:
+    """The held-out evaluation (`tunewise eval`, and at the end of the job unless `enabled: false`)."""
+
+    enabled: bool = True
+    task: str | None = None  # decides the task metrics (advisor/task_metrics.py)
+    max_examples: int = 200  # held-out rows evaluated (stratified by reference for classification)
+    few_shot: int = 5  # k training examples in the few-shot prompt
+    max_new_tokens: int = 64
+    batch_size: int = 8
+    target_metric: str | None = None  # the success criterion from the answers
+    target: float | None = None
+    seed: int = 0
+
+
 # Attention implementations that mask packed documents per row (from the position ids transformers sees).
 ROW_ATTENTION = ("sdpa", "eager")
 ATTENTION_IMPLEMENTATIONS = ("sdpa", "eager", "flash_attention_2")
@@ -121,6 +136,7 @@ class TrainingPlan:
     quantization: QuantSpec | None = None
     spectrum: SpectrumSpec | None = None
     dpo: DPOSpec | None = None
+    evaluation: EvalSpec | None = None
     gradient_checkpointing: bool = True
     liger: bool = False
     torch_compile: bool = False  # torch.compile the model (TrainingArguments.torch_compile); off until measured
@@ -211,7 +227,7 @@ class TrainingPlan:
                             f"known keys: {', '.join(sorted(known))}")
         d = dict(d)
         subs = {"data": DataSpec, "lora": LoraSpec, "quantization": QuantSpec, "spectrum": SpectrumSpec,
-                "dpo": DPOSpec, "speed": SpeedSpec}
+                "dpo": DPOSpec, "speed": SpeedSpec, "evaluation": EvalSpec}
         try:
             for k, typ in subs.items():
                 if d.get(k) is not None:

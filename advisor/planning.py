@@ -18,7 +18,7 @@ import math
 
 from advisor.decision import Decision
 from advisor.facts import Facts, start_max_length
-from advisor.plan import DataSpec, DPOSpec, LoraSpec, QuantSpec, SpectrumSpec, TrainingPlan
+from advisor.plan import DataSpec, DPOSpec, EvalSpec, LoraSpec, QuantSpec, SpectrumSpec, TrainingPlan
 
 PRACTICAL = "Practical Tools and Getting Started"
 PITFALLS = "Avoiding Critical Pitfalls"
@@ -93,6 +93,9 @@ def build_plan(decision: Decision, facts: Facts) -> TrainingPlan | None:
                                              "spectrum scan MODEL_DIR` before launching")
     if "dpo" in plan.stage:
         plan.dpo = DPOSpec()
+    plan.evaluation = EvalSpec(task=a.task, target_metric=a.success.metric if a.success else None,
+                               target=a.success.target if a.success else None)
+    r["evaluation"] = "held-out evaluation against prompting, set up before training (Your Learning Path)"
 
     for key, s in decision.settings.items():
         if _set(plan, key, s["value"]):

@@ -1,0 +1,146 @@
+"""`tunewise eval RUN_DIR`: base zero-shot, base few-shot and the fine-tuned model(s) on the held-out split.
+
+Reads plan.yaml (its `evaluation` section; defaults when an older plan has none), writes eval.json, the
+Evaluation section of report.md, two PNG plots, and the headline numbers into summary.json. Every file is
+written atomically at the end, so an interrupted evaluation leaves the previous ones (or none) intact.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+
+from advisor.errors import UserError
+from advisor.plan import EvalSpec, TrainingPlan
+from advisor.task_metrics import task_metrics
+from launcher.evaluation import bootstrap, heldout, plots, section, verdict
+from launcher.rundir import atomic_write
+from launcher.summary import write_summary
+
+EVAL_JSON = "eval.json"
+SIDE_BY_SIDE = 5  # held-out examples shown next to each other in the report
+
+
+def _say(msg: str) -> None:
+    print(f"[tunewise] eval: {msg}", file=sys.stderr, flush=True)
+
+
+def tuned_variants(run_dir: Path, plan: TrainingPlan) -> list[tuple[str, str, Path]]:
+    """(key, label, directory) of each fine-tuned result on disk: one per stage of an SFT + DPO run."""
+    from launcher.train import final_dir
+
+    stages = ["sft", "dpo"] if plan.stage == "sft+dpo" else [plan.stage]
+    out = []
+    for i, stage in enumerate(stages):
+        last = i == len(stages) - 1
+        d = final_dir(run_dir, plan, stage, last=last)
+        if d.is_dir() and any(d.iterdir()):
+            key = "tuned" if last else f"tuned_{stage}"
+            name = "fine-tuned" if len(stages) == 1 else ("fine-tuned (SFT)" if not last else "fine-tuned (SFT+DPO)")
+            out.append((key, name, d))
+    return out
+
+
+def _load(plan: TrainingPlan, tuned: Path | None = None):
+    from launcher.evaluation.generation import load
+
+    adapter = tuned if tuned is not None and (tuned / "adapter_config.json").is_file() else None
+    model_dir = plan.model if tuned is None or adapter is not None else str(tuned)
+    try:
+        return load(model_dir, adapter, trust_remote_code=plan.trust_remote_code)
+    except OSError as e:
+        raise UserError(f"the base model {plan.model!r} is not on disk ({str(e).splitlines()[0]})",
+                        "download it (`hf download MODEL --local-dir DIR`) and set `model: DIR` in plan.yaml") from None
+
+
+def evaluate_run(run_dir: str | Path, *, max_examples: int | None = None) -> dict:
+    """Evaluate a run directory; returns the eval.json object (also written).
+
+    Raises:
+        UserError: no plan, no held-out split, no reference answers, or a base model not on disk.
+    """
+    from launcher.evaluation import generation, metrics
+
+    t0 = time.perf_counter()
+    run_dir = Path(run_dir).resolve()
+    plan = TrainingPlan.load(run_dir / "plan.yaml")
+    spec = plan.evaluation or EvalSpec()
+    if not plan.data.validation:
+        raise UserError(f"the run {run_dir} has no held-out split (plan.yaml data.validation is empty)",
+                        "recreate the run with `tunewise recommend --out RUN_DIR` so a validation split is written, "
+                        "or set data.validation to a held-out JSONL file")
+    everything = heldout.read_examples(run_dir / plan.data.validation, "held-out")
+    train = heldout.read_examples(run_dir / plan.data.train, "training") if plan.data.train else []
+    n_cap = max_examples or spec.max_examples
+    examples = heldout.cap(everything, n_cap, spec.seed, stratify=spec.task == "classification")
+    shots = heldout.pick_shots(train, spec.few_shot, spec.seed)
+    refs = [e.reference for e in examples]
+    zero = [e.prompt for e in examples]
+    few = [heldout.few_shot_messages(e, shots) for e in examples]
+    names = list(task_metrics(spec.task))
+    if spec.target_metric and spec.target_metric not in names:
+        names.append(spec.target_metric)
+    labels = sorted({metrics.strip_answer(e.reference) for e in everything + train}) if "macro_f1" in names else None
+
+    runs: list[tuple[str, str, Path | None, list]] = [("base_zero_shot", "base, zero-shot", None, zero)]
+    if shots:
+        runs.append(("base_few_shot", f"base, {len(shots)}-shot", None, few))
+    tuned = tuned_variants(run_dir, plan)
+    runs += [(k, name, d, zero) for k, name, d in tuned]
+
+    outputs: dict[str, generation.Outputs] = {}
+    label_of: dict[str, str] = {}
+    loaded_for = object()
+    model = tok = None
+    for key, name, directory, prompts in runs:
+        if loaded_for != directory:
+            model = tok = None
+            model, tok = _load(plan, directory)
+            loaded_for = directory
+        _say(f"{name}: {len(prompts)} examples")
+        out = generation.generate(model, tok, prompts, max_new_tokens=spec.max_new_tokens, batch_size=spec.batch_size)
+        if "perplexity" in names:
+            out.nll = generation.reference_nll(model, tok, prompts, refs, batch_size=spec.batch_size)
+        outputs[key], label_of[key] = out, name
+    del model
+
+    idx = bootstrap.resamples(len(examples), spec.seed)
+    scored = {k: {m: metrics.build(m, o.texts, refs, labels=labels, nll=o.nll) for m in names}
+              for k, o in outputs.items()}
+    models = {k: {"label": label_of[k], "system": outputs[k].system,
+                  "metrics": {m: bootstrap.interval(s, idx) for m, s in scored[k].items() if s is not None}}
+              for k in outputs}
+    pairs = [(t, b) for t, _, _ in tuned for b in ("base_zero_shot", "base_few_shot") if b in outputs]
+    if "base_few_shot" in outputs:
+        pairs.append(("base_few_shot", "base_zero_shot"))
+    comparisons = [{"a": a, "b": b, "metric": m, **bootstrap.paired_difference(scored[a][m], scored[b][m], idx)}
+                   for a, b in pairs for m in names if scored[a][m] is not None and scored[b][m] is not None]
+    headline = spec.target_metric or names[0]
+    result = {
+        "version": 1, "task": spec.task, "task_metrics": [m for m in names if m in models["base_zero_shot"]["metrics"]],
+        "n_examples": len(examples), "n_available": len(everything), "few_shot": len(shots),
+        "confidence": bootstrap.CONFIDENCE, "resamples": len(idx), "seed": spec.seed,
+        "models": models, "comparisons": comparisons,
+        "verdict": verdict.decide(headline, models, comparisons, [t for t, _, _ in tuned], target=spec.target,
+                                  confidence=bootstrap.CONFIDENCE),
+        "examples": [{"prompt": e.prompt[-1]["content"], "reference": e.reference,
+                      "outputs": {k: o.texts[i] for k, o in outputs.items()}}
+                     for i, e in enumerate(examples[:SIDE_BY_SIDE])],
+    }
+    result["plots"] = {k: v for k, v in (("loss curves", plots.loss_curves(run_dir)),
+                                         ("metric comparison", plots.metric_bars(run_dir, result))) if v}
+    result["wall_s"] = round(time.perf_counter() - t0, 1)
+    atomic_write(run_dir / EVAL_JSON, json.dumps(result, indent=2, ensure_ascii=False) + "\n")
+    section.update_report(run_dir, result)
+    write_summary(run_dir, evaluation=headline_numbers(result))
+    return result
+
+
+def headline_numbers(result: dict) -> dict:
+    """What summary.json carries: the headline metric per model, and the verdict."""
+    v = result["verdict"]
+    m = v["metric"]
+    return {"metric": m, "outcome": v["outcome"], "verdict": v["text"], "diff": v.get("diff"), "ci": v.get("ci"),
+            **{k: x["metrics"][m]["value"] for k, x in result["models"].items() if m in x["metrics"]}}
