@@ -17,6 +17,7 @@ from typing import Any
 from advisor.answers import Answers
 from advisor.decision import Candidate
 from advisor.hardware import GPU
+from advisor.task_metrics import probe_facts
 from advisor.memory import FitResult as Fit  # a method's memory at the configuration planned for it
 from advisor.thresholds import load_thresholds
 
@@ -72,6 +73,14 @@ FACT_DOCS: dict[str, str] = {
     "model_requested": "the model named in the answers, when no method fits it anywhere on this box and a "
                        "smaller catalog model (model_name) is planned instead",
     "requested_params_b": "size of model_requested in billions of parameters",
+    "success_metric": "the success criterion's metric (answers `success.metric`)",
+    "success_target": "the success criterion's target value (answers `success.target`)",
+    "probe_metric": "the metric `recommend --probe` measured (the success metric, else the task's headline)",
+    "probe_score": "few-shot prompting's measured score on a held-out sample of the data (`recommend --probe`)",
+    "probe_examples": "held-out examples the probe measured",
+    "probe_shots": "examples in the probe's few-shot prompt",
+    "probe_meets_target": "the measured few-shot score meets the success target",
+    "probe_shortfall": "how far the measured few-shot score falls short of the target (negative: beyond it)",
 }
 
 # Values the engine decides and then exposes to later rules (layered evaluation, see engine.py).
@@ -319,8 +328,9 @@ def _smaller_model(model, candidates, gpus, answers, seq_len, th, fitter):
 
 def build_facts(answers: Answers, *, detect_gpus: bool = True, model_resolver: Callable | None = None,
                 data_inspector: Callable | None = None, fitter: Callable | None = None,
-                thresholds: dict[str, float] | None = None) -> Facts:
-    """Collect every fact the rules read. The callables are injectable for tests.
+                thresholds: dict[str, float] | None = None, probe: dict | None = None) -> Facts:
+    """Collect every fact the rules read. The callables are injectable for tests; `probe` is a `recommend
+    --probe` measurement ({metric, value, n, k}, see advisor/task_metrics.py) or None.
 
     Raises:
         UserError: the model cannot be resolved or the dataset cannot be read.
@@ -343,6 +353,9 @@ def build_facts(answers: Answers, *, detect_gpus: bool = True, model_resolver: C
         "zero_latency": answers.zero_latency,
         "method_requested": answers.method,
         "has_dataset": False,
+        "success_metric": answers.success.metric if answers.success else None,
+        "success_target": answers.success.target if answers.success else None,
+        **probe_facts(probe, *((answers.success.metric, answers.success.target) if answers.success else (None, None))),
         "sft_examples": answers.examples,
         # Preference pairs nobody mentioned are taken as none (the user would know of them).
         "preference_pairs": answers.preference_pairs if answers.preference_pairs is not None
