@@ -51,6 +51,13 @@ def redact(text: str) -> str:
     return text
 
 
+def final_dir(run_dir: Path, plan: TrainingPlan, stage: str, *, last: bool) -> Path:
+    """Where a stage's result goes: adapter/ (LoRA, QLoRA) or model/ for the last stage, else output/STAGE/final."""
+    if not last:
+        return run_dir / "output" / stage / "final"
+    return run_dir / ("adapter" if plan.method in ("lora", "qlora") else "model")
+
+
 def atomic_write(path: str | Path, content: str | bytes, *, mode: int | None = None) -> Path:
     """`advisor.files.atomic_write` (whole or not at all) for run-directory files: text is redacted of
     secrets first. A full disk or unwritable directory is a `UserError`."""

@@ -133,6 +133,8 @@ def smoke_plan(plan: TrainingPlan, run_dir: Path, smoke_dir: Path, model_dir: Pa
         p.quantization.compute_dtype = "float32"  # bitsandbytes 4-bit on CPU: fp32 compute is the fast path
     p.predicted_peak_gib = p.predicted_device_gib = None
     p.distributed = None
+    if p.evaluation is not None:
+        p.evaluation.enabled = False  # a random stand-in's answers measure nothing
     p.reasons = {**p.reasons, "smoke": "CPU smoke run on a tiny random stand-in model; losses are meaningless"}
     if p.method == "spectrum" and p.spectrum is not None:
         p.spectrum.unfrozen_parameters = _stand_in_selection(p.spectrum.unfrozen_parameters, model_dir)

@@ -25,6 +25,7 @@ from advisor.errors import UserError
 from advisor.plan import TrainingPlan
 from launcher import fingerprint
 from launcher.packing import use_packed_rows
+from launcher.rundir import final_dir
 from launcher.summary import write_summary
 
 EXIT_FAILED, EXIT_BAD_INPUT, EXIT_OOM, EXIT_STOPPED = 1, 2, 75, 130
@@ -59,9 +60,14 @@ def main(argv: list[str] | None = None) -> int:
 
     stop = StopOnSignal()  # installed before the slow imports, so an early Ctrl-C is not lost
     try:
-        return run_stages(run_dir, plan, args, stop)
+        code = run_stages(run_dir, plan, args, stop)
     finally:
         stop.restore()
+    if code == 0 and is_main_process():
+        from launcher.evaluation import evaluate_at_end
+
+        evaluate_at_end(run_dir, plan)  # plan.evaluation decides; never fails the finished job
+    return code
 
 
 def run_stages(run_dir: Path, plan: TrainingPlan, args: argparse.Namespace, stop) -> int:
@@ -83,13 +89,6 @@ def run_stages(run_dir: Path, plan: TrainingPlan, args: argparse.Namespace, stop
 
 def is_main_process() -> bool:
     return int(os.environ.get("RANK", "0")) == 0
-
-
-def final_dir(run_dir: Path, plan: TrainingPlan, stage: str, *, last: bool) -> Path:
-    """Where a stage's result goes: adapter/ (LoRA, QLoRA) or model/ for the last stage, else output/STAGE/final."""
-    if not last:
-        return run_dir / "output" / stage / "final"
-    return run_dir / ("adapter" if plan.method in ("lora", "qlora") else "model")
 
 
 def train_stage(run_dir: Path, plan: TrainingPlan, stage: str, index: int, stages: list[str],

@@ -14,7 +14,7 @@ import sys
 from advisor import __version__
 from advisor.errors import TunewiseError
 
-COMMANDS = ["wizard", "recommend", "estimate", "inspect", "spectrum", "launch", "export", "rules", "env"]
+COMMANDS = ["wizard", "recommend", "estimate", "inspect", "spectrum", "launch", "eval", "export", "rules", "env"]
 
 
 class _Parser(argparse.ArgumentParser):

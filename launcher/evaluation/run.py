@@ -16,7 +16,7 @@ from advisor.errors import UserError
 from advisor.plan import EvalSpec, TrainingPlan
 from advisor.task_metrics import task_metrics
 from launcher.evaluation import bootstrap, heldout, plots, section, verdict
-from launcher.rundir import atomic_write
+from launcher.rundir import atomic_write, final_dir
 from launcher.summary import write_summary
 
 EVAL_JSON = "eval.json"
@@ -29,8 +29,6 @@ def _say(msg: str) -> None:
 
 def tuned_variants(run_dir: Path, plan: TrainingPlan) -> list[tuple[str, str, Path]]:
     """(key, label, directory) of each fine-tuned result on disk: one per stage of an SFT + DPO run."""
-    from launcher.train import final_dir
-
     stages = ["sft", "dpo"] if plan.stage == "sft+dpo" else [plan.stage]
     out = []
     for i, stage in enumerate(stages):

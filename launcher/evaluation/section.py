@@ -87,15 +87,19 @@ def update_report(run_dir: Path, result: dict) -> None:
 
 
 def terminal(result: dict):
-    """A rich renderable: the verdict and the model x metric table."""
+    """A rich renderable: one column per model (narrow enough for a terminal), the verdict below."""
     from rich.console import Group
     from rich.table import Table
     from rich.text import Text
 
-    header, rows = table_rows(result)
+    models = result["models"]
     table = Table(title=f"Evaluation on {result['n_examples']} held-out examples ({result['confidence']:.0%} CI)")
-    for h in header:
-        table.add_column(h)
-    for r in rows:
-        table.add_row(*r)
+    table.add_column("metric")
+    for m in models.values():
+        table.add_column(m["label"], justify="right")
+    for metric in result["task_metrics"]:
+        table.add_row(label(metric), *[_cell(m["metrics"].get(metric)) for m in models.values()])
+    for key, name in SYSTEM_LABELS.items():
+        table.add_row(name, *["—" if m.get("system", {}).get(key) is None else f"{m['system'][key]:g}"
+                              for m in models.values()], style="dim")
     return Group(table, Text(f"Verdict: {result['verdict']['text']}.", style="bold"))

@@ -22,6 +22,8 @@ def add_parser(sub):
     p.add_argument("--out", metavar="RUN_DIR", help="also write a run directory: report.md, report.json, "
                    "plan.yaml, launch.sh, data split (never overwrites: an existing RUN_DIR gets a sibling)")
     p.add_argument("--no-detect", action="store_true", help="do not probe NVML; use only the gpus in the answers")
+    p.add_argument("--probe", action="store_true", help="load the model and measure few-shot prompting on a "
+                   "held-out sample of the dataset before deciding (the figure the rules weigh against `success`)")
     p.add_argument("--brief", action="store_true", help="about one screen: the decision, the rules that decided "
                    "it, the memory fit, the key plan values and every warning (text format only)")
     return p
@@ -37,7 +39,12 @@ def run(args) -> int:
     if args.out is not None and not args.out.strip():
         raise UserError("--out is empty", "name the run directory to write, e.g. --out runs/my-run")
     answers = load_answers(args.answers)
-    rec = recommend(answers, detect_gpus=not args.no_detect)
+    probe = None
+    if getattr(args, "probe", False):
+        from launcher.evaluation import probe as measure
+
+        probe = measure(answers)
+    rec = recommend(answers, detect_gpus=not args.no_detect, probe=probe)
     if getattr(args, "brief", False):
         return _brief(rec, args)
     run_dir = failed = None
