@@ -75,7 +75,8 @@ FACT_DOCS: dict[str, str] = {
     "requested_params_b": "size of model_requested in billions of parameters",
     "success_metric": "the success criterion's metric (answers `success.metric`)",
     "success_target": "the success criterion's target value (answers `success.target`)",
-    "probe_metric": "the metric `recommend --probe` measured (the success metric, else the task's headline)",
+    "probe_metric": "the metric `recommend --probe` measured, as reports name it (the success metric, else the "
+                    "task's headline metric)",
     "probe_score": "few-shot prompting's measured score on a held-out sample of the data (`recommend --probe`)",
     "probe_examples": "held-out examples the probe measured",
     "probe_shots": "examples in the probe's few-shot prompt",

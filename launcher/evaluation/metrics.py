@@ -54,13 +54,19 @@ def token_f1(preds, refs) -> np.ndarray:
 
 
 def _json(text: str):
-    t = strip_answer(text)
-    if t.startswith("```"):
+    t = text.strip()
+    if t.startswith("```"):  # a fenced block, as chat models like to answer
         t = t.strip("`").removeprefix("json").strip()
+    else:
+        t = strip_answer(t)
     try:
         return json.loads(t)
     except ValueError:
         return None
+
+
+def is_json_object(text: str) -> bool:
+    return isinstance(_json(text), dict | list)
 
 
 def json_valid(preds, refs) -> np.ndarray:

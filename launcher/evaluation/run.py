@@ -53,6 +53,16 @@ def _load(plan: TrainingPlan, tuned: Path | None = None):
                         "download it (`hf download MODEL --local-dir DIR`) and set `model: DIR` in plan.yaml") from None
 
 
+def metric_names(task: str | None, refs: list[str]) -> list[str]:
+    """The task's metrics; JSON validity and field F1 only where the references are JSON (else token F1)."""
+    from launcher.evaluation.metrics import is_json_object
+
+    names = list(task_metrics(task))
+    if {"json_valid", "field_f1"} & set(names) and sum(map(is_json_object, refs)) * 2 < len(refs):
+        names = [n for n in names if n not in ("json_valid", "field_f1")] + ["token_f1"]
+    return names
+
+
 def evaluate_run(run_dir: str | Path, *, max_examples: int | None = None) -> dict:
     """Evaluate a run directory; returns the eval.json object (also written).
 
@@ -77,7 +87,7 @@ def evaluate_run(run_dir: str | Path, *, max_examples: int | None = None) -> dic
     refs = [e.reference for e in examples]
     zero = [e.prompt for e in examples]
     few = [heldout.few_shot_messages(e, shots) for e in examples]
-    names = list(task_metrics(spec.task))
+    names = metric_names(spec.task, refs)
     if spec.target_metric and spec.target_metric not in names:
         names.append(spec.target_metric)
     labels = sorted({metrics.strip_answer(e.reference) for e in everything + train}) if "macro_f1" in names else None
