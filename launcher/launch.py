@@ -330,6 +330,9 @@ def _finish(run_dir: Path, rc: int, console: Console, *, again: str | None = Non
             speed = speed_comparison(summary)
             if speed:
                 console.print(speed)
+        if summary.get("evaluation"):  # the end-of-job evaluation (launcher/evaluation)
+            console.print(f"Verdict: {summary['evaluation']['verdict']} (table in {run_dir / 'report.md'}; "
+                          f"`tunewise eval {run_dir}` measures again)", markup=False, highlight=False)
         return 0
     if rc == EXIT_STOPPED:
         console.print(f"[yellow]stopped[/] at step {summary.get('steps')}; run `{again}` to resume")
