@@ -13,7 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
 
-from advisor.answers import Answers, GPUAnswer
+from advisor.answers import Answers, GPUAnswer, SuccessAnswer
 from advisor.hardware import Detection
 
 Validator = Callable[[str], str | None]  # returns an error message, or None when the input is fine
@@ -229,9 +229,30 @@ class Wizard:
         if self._want("clear_task"):
             a.clear_task = self.p.confirm("Do you have a clear task definition and success metrics?",
                                           True if a.clear_task is None else a.clear_task)
+        if a.clear_task and self._want("success"):
+            self._success()
         if self._want("tried_prompting"):
             a.tried_prompting = self.p.confirm("Have you tried prompt engineering on this task?",
                                                bool(a.tried_prompting))
+
+    def _success(self) -> None:
+        """The success criterion: a task metric and its target (what `tunewise eval` and `--probe` measure)."""
+        from advisor.task_metrics import METRICS, label, task_metrics
+
+        a = self.a
+        names = list(dict.fromkeys([*task_metrics(a.task), *([a.success.metric] if a.success else [])]))
+        choices = [("none", "no target yet")] + [(m, label(m)) for m in names]
+        metric = self.p.select("Which metric says it works (your success criterion)?", choices,
+                               a.success.metric if a.success else "none")
+        if metric == "none":
+            a.success = None
+            return
+        lower = not METRICS[metric].higher_is_better
+        hi = 1e6 if not METRICS[metric].bounded else 1.0
+        old = a.success.target if a.success and a.success.metric == metric else (20.0 if lower else 0.8)
+        target = self.p.text(f"Target {label(metric)} ({'at most' if lower else 'at least'}; "
+                             f"{'e.g. 20' if lower else 'a share, e.g. 0.8'})?", f"{old:g}", float_validator(0, hi))
+        a.success = SuccessAnswer(metric=metric, target=float(target))
 
     def _data(self) -> None:
         a = self.a

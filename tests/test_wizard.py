@@ -65,15 +65,32 @@ def test_from_scratch_asks_everything_and_builds_valid_answers():
                "cite": False, "change often": False, "clear task": True, "tried prompt": True,
                "Training data": "", "How many training examples": "3,000", "preference pairs": "0",
                "Which base model": "meta-llama/Llama-3.1-8B", "Which GPU": 0, "How many of them": "1",
-               "zero extra": False, "Training method": "auto"}
+               "zero extra": False, "Training method": "auto", "success criterion": "exact_match",
+               "Target exact match": "0.7"}
     answers, script, said = run(Answers(), replies)
     assert answers.task == "code" and answers.examples == 3000 and answers.goals == ["new-capability"]
+    assert (answers.success.metric, answers.success.target) == ("exact_match", 0.7)
     assert answers.gpus[0].memory_gib == 16.0 and answers.gpus[0].name.startswith("NVIDIA T4")
     assert any("No GPU detected" in s for s in said)
-    assert len(script.asked) == 16  # the price per GPU-hour last and the preference file (both skipped: Enter)
+    assert len(script.asked) == 18  # the success criterion (metric, target), the price per GPU-hour last and the preference file (both skipped: Enter)
     assert answers.preference_dataset is None and answers.preference_pairs == 0
     # what the wizard built is a valid answers file
     assert parse_answers(__import__("yaml").safe_load(dump_answers(answers))) == answers
+
+
+def test_success_criterion_is_asked_only_with_a_clear_task_and_checks_the_target():
+    base = {"What should the model do": "classification", "clear task": True, "success criterion": "macro_f1",
+            "Target macro-F1": "0.85"}
+    answers, script, _ = run(Answers(), base)
+    assert (answers.success.metric, answers.success.target) == ("macro_f1", 0.85)
+    menu = next(q for q in script.asked if "success criterion" in q)
+    assert menu.startswith("Which metric says it works")
+    with pytest.raises(AssertionError):  # a share above 1 is refused by the validator
+        run(Answers(), {**base, "Target macro-F1": "85"})
+    answers, script, _ = run(Answers(), {**base, "clear task": False})
+    assert answers.success is None and not any("success criterion" in q for q in script.asked)
+    answers, _, _ = run(Answers(), {**base, "success criterion": "none"})
+    assert answers.success is None
 
 
 def test_accepted_prefill_is_not_asked_again():

@@ -123,6 +123,10 @@ def test_from_scratch_with_arrow_keys_typing_and_a_rejected_number(tmp_path):
     child.send("n")
     child.expect("clear task")
     child.send("y")
+    child.expect("success criterion")
+    child.send(DOWN + ENTER)  # no target yet -> exact match (the first question-answering metric)
+    child.expect("Target exact match")
+    child.send(CLEAR_LINE + "0.75" + ENTER)
     child.expect("tried prompt")
     child.send("y")
     child.expect("Training data")
@@ -164,6 +168,7 @@ def test_from_scratch_with_arrow_keys_typing_and_a_rejected_number(tmp_path):
     assert a.method == "qlora" and a.zero_latency is False and a.gpu_hour_price == 2.5
     assert (a.needs_citations, a.knowledge_changes_often, a.clear_task, a.tried_prompting) == (
         False, False, True, True)
+    assert (a.success.metric, a.success.target) == ("exact_match", 0.75)
     # the saved file, given back to the wizard, is accepted as it is
     child = spawn("--answers", str(saved))
     child.expect("Use these answers")
