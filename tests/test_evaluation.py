@@ -14,7 +14,6 @@ from advisor.task_metrics import METRICS, TASK_METRICS, meets, probe_facts, shor
 from launcher.evaluation import bootstrap, heldout, metrics, section, verdict
 from launcher.evaluation.run import metric_names
 
-
 # --- held-out examples -------------------------------------------------------------------------
 
 def test_rows_of_every_split_format_become_prompt_and_reference():
