@@ -17,8 +17,8 @@ from typing import Any
 from advisor.answers import Answers
 from advisor.decision import Candidate
 from advisor.hardware import GPU
-from advisor.task_metrics import probe_facts
 from advisor.memory import FitResult as Fit  # a method's memory at the configuration planned for it
+from advisor.task_metrics import probe_facts
 from advisor.thresholds import load_thresholds
 
 # The one table of fact names. The rule loader rejects a rule that reads any other name.

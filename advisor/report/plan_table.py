@@ -230,8 +230,25 @@ def plan_rows(plan: TrainingPlan, data=None, examples: int | None = None) -> tup
                      why("predicted_peak_gib")])
     rows += speed_rows(p, why)
     rows.append(["Logging / seed", f"every {p.logging_steps} steps; seed {p.seed}", why("logging_steps", "seed")])
+    if p.evaluation is not None:
+        rows.append(["Held-out evaluation", _evaluation(p), why("evaluation")])
     why("trust_remote_code")  # stated below the table
     rows += why.rest()
     notes = [f"trust_remote_code: {'on' if p.trust_remote_code else 'off'}. "
              "The run directory's `plan.yaml` holds exactly these values; edit it there to change the run."]
     return rows, notes
+
+
+def _evaluation(p: TrainingPlan) -> str:
+    """What `tunewise eval` will measure at the end of the job (launcher/evaluation)."""
+    from advisor.task_metrics import label, task_metrics
+
+    e = p.evaluation
+    if not e.enabled:
+        return "off at the end of the job (`tunewise eval RUN_DIR` runs it)"
+    names = list(dict.fromkeys([*task_metrics(e.task), *([e.target_metric] if e.target_metric else [])]))
+    text = (f"{', '.join(label(m) for m in names)} on up to {e.max_examples:,} held-out examples: fine-tuned vs "
+            f"the base model zero-shot and {e.few_shot}-shot, 95% intervals")
+    if e.target_metric and e.target is not None:
+        text += f"; target {label(e.target_metric)} {'≤' if e.target_metric == 'perplexity' else '≥'} {e.target:g}"
+    return text
