@@ -42,7 +42,7 @@ def load(model_dir: str, adapter: Path | None = None, *, trust_remote_code: bool
         from peft import PeftModel
 
         model = PeftModel.from_pretrained(model, str(adapter))
-    return model.to("cuda" if cuda else "cpu").eval(), tok
+    return model.to("cuda" if cuda else "cpu").train(False), tok  # inference mode (no dropout)
 
 
 def _render(tok, messages: list[dict], *, generation_prompt: bool = True) -> str:
