@@ -232,3 +232,16 @@ def test_probe_facts():
     assert "probe_meets_target" not in probe_facts(probe, None, None)  # no target: nothing to meet
     assert probe_facts(None, "accuracy", 0.9) == {}
     json.dumps(f)
+
+
+def test_the_terminal_view_has_every_model_the_examples_and_the_verdict():
+    import io
+
+    from rich.console import Console
+
+    out = io.StringIO()
+    Console(file=out, width=100).print(section.terminal(_result()))
+    text = out.getvalue()
+    assert "base, zero-shot" in text and "fine-tuned" in text and "1.00 (1.00…1.00)" in text
+    assert "Held-out examples side by side" in text and "a | b" in text
+    assert "Verdict: fine-tuned beats base, 5-shot" in text

@@ -23,7 +23,9 @@ def _cell(m: dict | None) -> str:
 
 def _md(text: str, limit: int = 160) -> str:
     text = " ".join(str(text).split())
-    text = text if len(text) <= limit else text[:limit - 1] + "…"
+    if len(text) > limit:  # keep the start and the end: the question usually sits at the end of a prompt
+        head = limit // 3
+        text = text[:head] + " … " + text[-(limit - head - 3):]
     return text.replace("|", "\\|") or "(empty)"
 
 
@@ -102,4 +104,14 @@ def terminal(result: dict):
     for key, name in SYSTEM_LABELS.items():
         table.add_row(name, *["—" if m.get("system", {}).get(key) is None else f"{m['system'][key]:g}"
                               for m in models.values()], style="dim")
-    return Group(table, Text(f"Verdict: {result['verdict']['text']}.", style="bold"))
+    parts = [table]
+    if result["examples"]:
+        side = Table(title="Held-out examples side by side", show_lines=True)
+        for name in ["prompt", "reference", *(m["label"] for m in models.values())]:
+            side.add_column(name, overflow="fold")
+        for ex in result["examples"]:
+            side.add_row(_md(ex["prompt"], 80).replace("\\|", "|"), _md(ex["reference"], 60).replace("\\|", "|"),
+                         *[_md(ex["outputs"].get(k, ""), 60).replace("\\|", "|") for k in models])
+        parts.append(side)
+    parts.append(Text(f"Verdict: {result['verdict']['text']}.", style="bold"))
+    return Group(*parts)
