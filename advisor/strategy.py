@@ -15,7 +15,9 @@ Layouts are ranked by the longest sequence (up to the planned length), then the 
 at it, then a throughput proxy: more GPUs in use, then DDP before FSDP before FSDP + offload (less
 traffic per step). Offload is a last resort: it is chosen only when no layout without it fits, since
 every step moves the weight shards over PCIe and runs the optimizer on the CPU. The proxy is an
-ordering, not a measured speed.
+ordering, not a measured speed; it agrees with the throughput model's scaling assumptions
+(rules/throughput.yaml: DDP at 90% and FSDP at 75% of n x one GPU, so at an equal micro-batch more GPUs
+are faster and DDP beats FSDP), which has no figure for offload (its time is "unknown").
 """
 
 from __future__ import annotations

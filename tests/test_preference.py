@@ -117,3 +117,30 @@ def test_dpo_only_json_carries_the_dpo_figures(files):
     d = recommendation_json(_rec(preference_dataset=pref))
     assert d["stage"] == "dpo" and d["plan"]["learning_rate"] == 5e-6 and d["plan"]["epochs"] == 1.0
     assert d["plan"]["predicted_device_gib"] == d["candidates"][d["method"]]["device_gib"]
+
+
+def test_sft_then_dpo_from_two_files_trains_both_stages_on_cpu(tmp_path):
+    """The real pipeline: recommend --out splits both files, and a smoke launch (a tiny stand-in of the model's
+    family, TRL's SFTTrainer then DPOTrainer) trains SFT on the dataset and DPO on the pairs, with DPO
+    evaluated on the pairs' own validation split."""
+    sft = [{"messages": [{"role": "user", "content": f"How do I reset router {i}?"},
+                         {"role": "assistant", "content": f"Hold the reset button for {i % 9 + 3} seconds."}]}
+           for i in range(150)]
+    pref = [{"prompt": f"Explain bill line {i}.", "chosen": f"Line {i} is your plan fee of {i % 50} dollars.",
+             "rejected": "No idea."} for i in range(120)]
+    answers = {**BASE, "dataset": _jsonl(tmp_path / "sft.jsonl", sft),
+               "preference_dataset": _jsonl(tmp_path / "pref.jsonl", pref)}
+    (tmp_path / "a.yaml").write_text(yaml.safe_dump(answers))
+    run = tmp_path / "run"
+    out = subprocess.run([sys.executable, "-m", "tunewise", "recommend", "--answers", str(tmp_path / "a.yaml"),
+                          "--out", str(run)], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    out = subprocess.run([sys.executable, "-m", "tunewise", "launch", str(run), "--smoke", "--max-steps", "2"],
+                         capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
+    events = [json.loads(x) for x in (run / "smoke" / "metrics.jsonl").read_text().splitlines()]
+    stages = {e.get("stage") for e in events}
+    assert {"sft", "dpo"} <= stages
+    assert any(e.get("stage") == "dpo" and e.get("eval_loss") is not None for e in events)
+    summary = json.loads((run / "smoke" / "summary.json").read_text())
+    assert summary["status"] == "completed" and summary["stage"] == "dpo"
