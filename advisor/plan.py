@@ -13,6 +13,7 @@ from pathlib import Path
 import yaml
 
 from advisor.errors import UserError
+from advisor.task_metrics import METRICS, TASK_METRICS
 
 PLAN_VERSION = 1
 
@@ -101,6 +102,22 @@ class EvalSpec:
     target_metric: str | None = None  # the success criterion from the answers
     target: float | None = None
     seed: int = 0
+
+    def problems(self) -> list[str]:
+        out = []
+        for name, lo in (("max_examples", 1), ("few_shot", 0), ("max_new_tokens", 1), ("batch_size", 1), ("seed", 0)):
+            v = getattr(self, name)
+            if not isinstance(v, int) or isinstance(v, bool) or v < lo:
+                out.append(f"evaluation.{name} must be an integer of at least {lo} (got {v!r})")
+        if self.task is not None and self.task not in TASK_METRICS:
+            out.append(f"evaluation.task {self.task!r} (allowed: {', '.join(TASK_METRICS)}, or empty)")
+        if self.target_metric is not None and self.target_metric not in METRICS:
+            out.append(f"evaluation.target_metric {self.target_metric!r} (allowed: {', '.join(METRICS)}, or empty)")
+        if self.target is not None and (not isinstance(self.target, int | float) or isinstance(self.target, bool)):
+            out.append(f"evaluation.target must be a number (got {self.target!r})")
+        if not isinstance(self.enabled, bool):
+            out.append(f"evaluation.enabled must be true or false (got {self.enabled!r})")
+        return out
 
 
 # Attention implementations that mask packed documents per row (from the position ids transformers sees).
@@ -290,6 +307,8 @@ class TrainingPlan:
                             f"(got {self.gpu_indices!r})")
         if self.distributed not in (None, "ddp", "fsdp", "zero3"):
             problems.append(f"distributed {self.distributed!r} (allowed: ddp, fsdp, zero3, or empty)")
+        if self.evaluation is not None:
+            problems += self.evaluation.problems()
         if problems:
             raise UserError(f"{source}: invalid plan:\n  - " + "\n  - ".join(problems),
                             "fix these keys or regenerate the plan with `tunewise recommend --out`")

@@ -28,8 +28,8 @@ def tunewise(*args, timeout=300):
 
 def _small_eval(rd, **changes):
     plan = TrainingPlan.load(rd / "plan.yaml")
-    plan.evaluation = EvalSpec(task="question-answering", max_examples=4, few_shot=2, max_new_tokens=4,
-                               batch_size=4, **changes)
+    plan.evaluation = EvalSpec(**{"task": "question-answering", "max_examples": 4, "few_shot": 2,
+                                  "max_new_tokens": 4, "batch_size": 4, **changes})
     write_run_files(rd, plan, {})
     return plan
 
@@ -122,3 +122,25 @@ def test_an_interrupted_evaluation_leaves_the_previous_files_whole(base, tmp_pat
     assert json.loads((rd / "eval.json").read_text()) == {"old": True}
     assert (rd / "report.md").read_text() == report
     assert not [p for p in rd.iterdir() if p.name.endswith(".tmp") or p.suffix == ".png"]
+
+
+@pytest.mark.parametrize("task, expected", [
+    ("chat", ["rouge_l", "perplexity"]),
+    ("generation", ["chrf", "perplexity"]),
+    ("classification", ["accuracy", "macro_f1"]),
+    ("summarization", ["rouge_l"]),
+])
+def test_each_task_gets_its_metrics_on_a_real_generation(base, tmp_path, task, expected):
+    from launcher.evaluation.run import evaluate_run
+
+    rows = [json.dumps({"prompt": f"Is {i} even?", "completion": "yes" if i % 2 == 0 else "no"}) for i in range(16)]
+    rd = make_run(tmp_path, base, rows=rows)
+    _small_eval(rd, task=task)
+    result = evaluate_run(rd)
+    assert result["task_metrics"] == expected and list(result["models"]) == ["base_zero_shot", "base_few_shot"]
+    for m in result["models"].values():
+        for name in expected:
+            v = m["metrics"][name]
+            assert v["ci"][0] <= v["value"] <= v["ci"][1]
+            assert v["value"] > 1 if name == "perplexity" else 0 <= v["value"] <= 1
+    assert result["verdict"]["outcome"] == "baselines-only"  # nothing trained yet: the figure to beat

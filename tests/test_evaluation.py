@@ -245,3 +245,19 @@ def test_the_terminal_view_has_every_model_the_examples_and_the_verdict():
     assert "base, zero-shot" in text and "fine-tuned" in text and "1.00 (1.00…1.00)" in text
     assert "Held-out examples side by side" in text and "a | b" in text
     assert "Verdict: fine-tuned beats base, 5-shot" in text
+
+
+def test_a_hand_edited_evaluation_section_is_checked_like_the_rest_of_the_plan():
+    from advisor.plan import TrainingPlan
+
+    base = {"model": "m", "method": "full", "stage": "sft"}
+    plan = TrainingPlan.from_dict({**base, "evaluation": {"task": "chat", "few_shot": 0}})
+    assert plan.evaluation.task == "chat" and plan.evaluation.few_shot == 0
+    bad = {"max_examples": 0, "task": "poetry", "target_metric": "bleu", "enabled": "yes", "target": "high"}
+    with pytest.raises(UserError) as e:
+        TrainingPlan.from_dict({**base, "evaluation": bad})
+    for words in ("evaluation.max_examples", "evaluation.task 'poetry'", "evaluation.target_metric 'bleu'",
+                  "evaluation.enabled", "evaluation.target must be a number"):
+        assert words in e.value.message
+    with pytest.raises(UserError, match="unexpected keyword|evaluation"):
+        TrainingPlan.from_dict({**base, "evaluation": {"shots": 5}})

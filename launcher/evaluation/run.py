@@ -100,19 +100,18 @@ def evaluate_run(run_dir: str | Path, *, max_examples: int | None = None) -> dic
 
     outputs: dict[str, generation.Outputs] = {}
     label_of: dict[str, str] = {}
-    loaded_for = object()
-    model = tok = None
+    loaded = None  # (directory, model, tokenizer): the base model serves zero- and few-shot
     for key, name, directory, prompts in runs:
-        if loaded_for != directory:
-            model = tok = None
-            model, tok = _load(plan, directory)
-            loaded_for = directory
+        if loaded is None or loaded[0] != directory:
+            loaded = None  # release the previous model before loading the next
+            loaded = (directory, *_load(plan, directory))
+        _, model, tok = loaded
         _say(f"{name}: {len(prompts)} examples")
         out = generation.generate(model, tok, prompts, max_new_tokens=spec.max_new_tokens, batch_size=spec.batch_size)
         if "perplexity" in names:
             out.nll = generation.reference_nll(model, tok, prompts, refs, batch_size=spec.batch_size)
         outputs[key], label_of[key] = out, name
-    del model
+    loaded = model = tok = None
 
     idx = bootstrap.resamples(len(examples), spec.seed)
     scored = {k: {m: metrics.build(m, o.texts, refs, labels=labels, nll=o.nll) for m in names}
