@@ -47,6 +47,7 @@ class Candidate:
     gpu_indices: list[int] | None = None  # the GPUs of the box the layout uses (None: all of them)
     host_gib: float | None = None  # host RAM the offloaded state needs, all processes together
     tried: list[str] = field(default_factory=list)  # every layout the search tried, with its figure
+    precision: str | None = None  # what the figures assume (advisor/precision.py)
 
 
 @dataclass

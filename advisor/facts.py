@@ -145,7 +145,7 @@ def _inspect_default(path: str, tokenizer: str | None = None):
 
 
 def fit_memory(model, method: str, n_gpus: int, distributed: str | None, seq_len: int,
-               gpu_gib: float | None, th: dict[str, float], stage: str = "sft") -> Fit:
+               gpu_gib: float | None, th: dict[str, float], stage: str = "sft", precision: str = "bf16-mixed") -> Fit:
     """Memory of one training step for `method` (`advisor.memory`).
 
     With a GPU: the longest sequence (within the guide's 512-1,024 start, capped by `seq_len`) and
@@ -159,7 +159,7 @@ def fit_memory(model, method: str, n_gpus: int, distributed: str | None, seq_len
     offload = distributed == "fsdp_offload"  # a layout of advisor.strategy: FSDP with CPU offload
     cfg = MemoryConfig(method=method, rank=int(th["lora_rank"]), seq_len=seq_len, batch_size=start_b,
                        n_gpus=n_gpus, distributed="fsdp" if offload else distributed, cpu_offload=offload,
-                       spectrum_fraction=th["spectrum_top_percent"] / 100, stage=stage)
+                       spectrum_fraction=th["spectrum_top_percent"] / 100, stage=stage, precision=precision)
     if gpu_gib is None or gpu_gib <= 0:  # no GPU, or one whose memory the display reserve takes entirely
         e = estimate(model, cfg)
         return Fit(start_b, accum, seq_len, e.peak_allocated_gib, e.device_gib, False, "no GPU memory to fit against")
@@ -261,21 +261,40 @@ def _preference_facts(report, path: str, v: dict[str, Any]) -> dict[str, Any]:
 def _candidates(model, gpus: list[GPU], answers: Answers, seq_len: int, th: dict[str, float],
                 fitter: Callable) -> dict[str, Candidate]:
     """Memory per method at its best layout of the box (`advisor.strategy`): one GPU, or all of them with
-    DDP, FSDP or FSDP + CPU offload, or the larger cards alone."""
+    DDP, FSDP or FSDP + CPU offload, or the larger cards alone; in the precision the job runs there
+    (advisor/precision.py): fp32 master weights with bf16 compute first, for Spectrum/full a Kahan-compensated
+    bf16 optimizer when those fit nowhere; fp32 (Spectrum/full) or fp16 mixed (adapters) on GPUs without bf16.
+    When nothing fits, the figure is the cheapest precision's (the least the method needs)."""
+    from functools import partial
+
+    from advisor.precision import default_precision, fallbacks
     from advisor.strategy import best_layout
 
     methods = list(PEFT_METHODS) + (["full"] if answers.method == "full" else [])
     if not gpus:
         out = {}
         for m in methods:
-            fit = fitter(model, m, 1, None, seq_len, None, th)
+            p = default_precision(m, None)
+            fit = fitter(model, m, 1, None, seq_len, None, th, precision=p)
             out[m] = Candidate(method=m, peak_gib=round(fit.peak_gib, 2), device_gib=round(fit.device_gib, 2),
                                fits=False, micro_batch=fit.micro_batch, grad_accum=fit.grad_accum,
-                               seq_len=fit.seq_len, note=fit.note)
+                               seq_len=fit.seq_len, note=fit.note, precision=p)
         return out
     sizes = [g.usable_gib for g in gpus]
     index = [g.index for g in gpus]
-    return {m: best_layout(model, m, sizes, seq_len, th, fitter, index) for m in methods}
+    bf16 = all(g.bf16 for g in gpus)
+    out = {}
+    for m in methods:
+        chosen = None
+        for p in fallbacks(m, bf16):
+            c = best_layout(model, m, sizes, seq_len, th, partial(fitter, precision=p), index)
+            c.precision = p
+            if chosen is None or (not chosen.fits and (c.fits or c.device_gib < chosen.device_gib)):
+                chosen = c
+            if c.fits:
+                break
+        out[m] = chosen
+    return out
 
 
 def _fit_values(candidates: dict[str, Candidate], answers: Answers, has_gpus: bool) -> dict[str, Any]:

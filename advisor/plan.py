@@ -159,7 +159,11 @@ class TrainingPlan:
     torch_compile: bool = False  # torch.compile the model (TrainingArguments.torch_compile); off until measured
     attn_implementation: str = "sdpa"
     optimizer: str = "adamw_torch"
-    bf16: bool = True
+    bf16: bool = True  # the GPU computes in bfloat16
+    # What the job keeps in which format (advisor/precision.py): bf16-mixed (fp32 master weights) |
+    # bf16-compensated (Kahan-compensated AdamW) | fp32 | fp16-mixed; None: a plan from before this field,
+    # run from `bf16` (launcher/precision.py).
+    precision: str | None = None
     eval_steps: int = 50
     early_stopping_patience: int | None = 3
     save_steps: int = 50
@@ -295,6 +299,12 @@ class TrainingPlan:
                 problems.append(f"dpo.{name} must be a positive integer or empty (got {v!r})")
         if not (isinstance(self.learning_rate, int | float) and 0 < self.learning_rate < 1):
             problems.append(f"learning_rate must be in (0, 1) (got {self.learning_rate!r})")
+        if self.precision is not None:
+            from advisor.precision import check
+
+            bad = check(self.method, self.precision)
+            if bad:
+                problems.append(bad)
         if self.attn_implementation not in ATTENTION_IMPLEMENTATIONS:
             problems.append(f"attn_implementation {self.attn_implementation!r} (allowed: "
                             f"{', '.join(ATTENTION_IMPLEMENTATIONS)})")

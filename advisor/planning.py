@@ -109,12 +109,12 @@ def build_plan(decision: Decision, facts: Facts) -> TrainingPlan | None:
         r["quantization.compute_dtype"] = "the GPU has no bfloat16 support: 16-bit compute in float16"
     if v.get("gpu_bf16") is False:
         plan.bf16 = False
-        r["bf16"] = ("the GPU has no bfloat16 support (compute capability below 8.0): adapters train under fp16 "
-                     "mixed precision, Spectrum and full fine-tuning in fp32")
+        r["bf16"] = "the GPU has no bfloat16 support (compute capability below 8.0)"
     else:
-        r.setdefault("bf16", "bfloat16 mixed precision (the 16-bit compute format the guide names for QLoRA)")
+        r.setdefault("bf16", "the GPU computes in bfloat16, the 16-bit format the guide names for QLoRA")
 
     _attention(plan, facts, r)
+    _precision(plan, decision, facts, r)
     _sequence_length(plan, v, th, r)
     _data(plan, facts, r)
     _hardware_and_batch(plan, decision, facts, r)
@@ -154,6 +154,19 @@ def _attention(plan: TrainingPlan, facts: Facts, r: dict) -> None:
                               getattr(m, "attn_logit_softcapping", None))
     plan.attn_implementation = choice.implementation
     r["attn_implementation"] = choice.reason
+
+
+def _precision(plan: TrainingPlan, d: Decision, facts: Facts, r: dict) -> None:
+    """The precision the memory figures were made for (the candidate's), with why."""
+    from advisor.precision import default_precision, reason
+
+    bf16 = facts.values.get("gpu_bf16")
+    cand = d.candidates.get(plan.method)
+    plan.precision = (cand.precision if cand is not None and cand.precision else
+                      default_precision(plan.method, None if bf16 is None else bool(bf16)))
+    first = default_precision(plan.method, None if bf16 is None else bool(bf16))
+    r["precision"] = reason(plan.method, plan.precision, bf16_gpu=None if bf16 is None else bool(bf16),
+                            fell_back=plan.precision != first)
 
 
 def _sequence_length(plan: TrainingPlan, v: dict, th: dict, r: dict) -> None:

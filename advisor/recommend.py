@@ -58,8 +58,9 @@ def _problems(facts: Facts, decision: Decision) -> list[str]:
     req = facts.answers.method
     cand = facts.candidates.get(req)
     if req != "auto" and facts.gpus and cand is not None and not cand.fits:
-        out.append(f"{METHOD_LABEL[req]} was asked for but does not fit: estimated {cand.device_gib:g} GiB in use "
-                   f"at peak, {facts.values.get('gpu_usable_gib', 0):g} GiB usable per GPU")
+        prec = f" in {cand.precision}" if cand.precision else ""
+        out.append(f"{METHOD_LABEL[req]} was asked for but does not fit{prec}: estimated {cand.device_gib:g} GiB in "
+                   f"use at peak, {facts.values.get('gpu_usable_gib', 0):g} GiB usable per GPU")
     data = facts.data
     if data is not None and (getattr(data, "usable", True) is False or facts.values.get("examples", 1) == 0):
         out.append(f"the dataset {facts.answers.dataset} has no usable rows")
@@ -106,7 +107,7 @@ def recommendation_json(rec: Recommendation) -> dict:
         "candidates": {m: {"peak_gib": c.peak_gib, "device_gib": c.device_gib, "fits": c.fits,
                            "distributed": c.distributed, "cpu_offload": c.cpu_offload,
                            "gpu_indices": c.gpu_indices, "micro_batch": c.micro_batch, "seq_len": c.seq_len,
-                           "excluded_by": c.excluded_by}
+                           "excluded_by": c.excluded_by, "precision": c.precision}
                        for m, c in d.candidates.items()},
         "plan": rec.plan.to_dict() if rec.plan is not None and fine_tuning else None,
         "method_by_rules": d.method_by_rules,

@@ -98,7 +98,11 @@ def config_for(r: dict) -> MemoryConfig:
                         spectrum_fraction=float(r.get("fraction") or 0.3), lora_dropout=float(r.get("lora_dropout", 0.05)),
                         attn=r.get("attn", "sdpa"), optimizer=r.get("optimizer", "adamw"),
                         stack=r.get("stack", "plain"), padding_free=bool(r.get("padding_free", False)),
-                        packed_docs=int(r.get("docs_per_row", 1)) > 1, stage=r.get("stage", "sft"))  # `fixed` rows fill the sequence alone
+                        packed_docs=int(r.get("docs_per_row", 1)) > 1, stage=r.get("stage", "sft"),  # `fixed` rows fill the sequence alone
+                        # measurements recorded no precision: they ran before it was a decision, when the job
+                        # and the plain loop both trained Spectrum/full weights in pure bf16
+                        precision=r.get("precision") or ("bf16-pure" if r["method"] in ("spectrum", "full")
+                                                         else "bf16-mixed"))
 
 
 def compare(rows: list[dict]) -> list[dict]:

@@ -20,8 +20,8 @@ PEFT, `model(input_ids, labels).loss.backward()`, AdamW, HF checkpointing, QLoRA
 loads 4-bit models onto CUDA device 0, fixes dropout at 0.05 and runs ten steps. "tunewise" is the
 launched job: launcher.train's own `load_model`, `lora_config`, `freeze_for_spectrum` and
 `trainer_config` build a real SFTTrainer (packing BFD, padding-free, TRL's fused LM head), then
-`trainer.train()` runs two steps. Like the job on a bf16 GPU: bf16 weights (`compute_dtype` is
-swapped for the GPU's answer), `bf16=True` (CPU bf16 autocast, which TrainingArguments allows with
+`trainer.train()` runs two steps. Like the job on a bf16 GPU: the plan's precision, bf16-mixed (bf16
+weights, fp32 master copies of trained base weights, `launcher.precision`), `bf16=True` (CPU bf16 autocast, which TrainingArguments allows with
 `use_cpu`), fused AdamW (torch has a CPU kernel). No Liger (GPU only), so `liger=False`.
 
 DPO points (`Point.stage="dpo"`, `dpo_grid`): the job's DPO stage, launcher.train's `load_model`, `lora_config`
@@ -382,7 +382,7 @@ def tunewise_plan(p: Point, ckpt: Path):
         lora=LoraSpec(r=p.rank, alpha=2 * p.rank, dropout=0.0) if p.method in ("lora", "qlora") else None,
         quantization=QuantSpec() if p.method == "qlora" else None,
         spectrum=SpectrumSpec(unfrozen_parameters=patterns) if patterns else None,
-        gradient_checkpointing=p.ckpt, liger=False, attn_implementation=p.attn, bf16=True,
+        gradient_checkpointing=p.ckpt, liger=False, attn_implementation=p.attn, bf16=True, precision="bf16-mixed",
         eval_steps=10_000, early_stopping_patience=None, save_steps=10_000, logging_steps=1)
 
 
@@ -398,16 +398,13 @@ def run_tunewise(p: Point, ckpt: Path, trace: StepTrace, work: Path, cpu_fold: b
 
     from launcher import train as job
     from launcher.packing import use_packed_rows
+    from launcher.precision import master_weights
 
     plan = tunewise_plan(p, ckpt)
-    gpu_dtype = job.compute_dtype
-    job.compute_dtype = lambda plan, cuda: torch.bfloat16  # what a bf16 GPU loads
-    try:
-        model = job.load_model(plan, cuda=False)  # cuda=False: device_map cpu for 4-bit
-    finally:
-        job.compute_dtype = gpu_dtype
+    model = job.load_model(plan, cuda=False, precision=plan.precision)  # cuda=False: device_map cpu for 4-bit
     if p.method == "spectrum":
         job.freeze_for_spectrum(model, plan.spectrum.unfrozen_parameters)
+    master_weights(model, plan, plan.precision)  # the job's fp32 master copies (Spectrum/full)
     g = torch.Generator().manual_seed(0)
     vocab = model.config.vocab_size
     # `docs` documents of seq/docs tokens each: BFD packs exactly `docs` of them into a row of `seq`.
@@ -479,21 +476,18 @@ def run_tunewise_dpo(p: Point, ckpt: Path, trace: StepTrace, work: Path, cpu_fol
     from trl import DPOTrainer
 
     from launcher import train as job
+    from launcher.precision import master_weights
 
     plan = tunewise_plan(p, ckpt)
-    gpu_dtype = job.compute_dtype
-    job.compute_dtype = lambda plan, cuda: torch.bfloat16  # what a bf16 GPU loads
-    try:
-        model = job.load_model(plan, cuda=False)
-    finally:
-        job.compute_dtype = gpu_dtype
+    model = job.load_model(plan, cuda=False, precision=plan.precision)
     if p.method == "spectrum":
         job.freeze_for_spectrum(model, plan.spectrum.unfrozen_parameters)
+    master_weights(model, plan, plan.precision)
     peft_config = job.lora_config(plan)
     if p.stage == "sft+dpo":  # as train_stage does after SFT: continue from the saved adapter
         from peft import get_peft_model
 
-        get_peft_model(job.load_model(plan, cuda=False), peft_config).save_pretrained(work / "sft")
+        get_peft_model(job.load_model(plan, cuda=False, precision=plan.precision), peft_config).save_pretrained(work / "sft")
         model, peft_config = job.continue_from(model, plan, work / "sft"), None
     text = Dataset.from_dict({"prompt": ["a b"] * 2, "chosen": ["c d"] * 2, "rejected": ["e"] * 2})
     args = ap.Namespace(max_steps=2, save_steps=None)
@@ -530,7 +524,10 @@ def memory_config(p: Point, trainable: int | None = None) -> MemoryConfig:
                         liger=False, spectrum_fraction=frac, lora_dropout=0.0, attn=p.attn, stack=p.stack,
                         spectrum_trainable_params=trainable if p.method == "spectrum" else None,
                         packed_docs=p.docs > 1, stage="dpo" if p.dpo else "sft",
-                        dpo_ref_adapter=p.stage == "sft+dpo")
+                        dpo_ref_adapter=p.stage == "sft+dpo",
+                        # the job: fp32 master weights; the plain loop trains the bf16 weights themselves
+                        precision="bf16-pure" if p.stack == "plain" and p.method in ("spectrum", "full")
+                        else "bf16-mixed")
 
 
 def predict(p: Point, trainable: int | None = None, cpu_fold: bool = False) -> dict:

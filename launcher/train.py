@@ -99,8 +99,13 @@ def train_stage(run_dir: Path, plan: TrainingPlan, stage: str, index: int, stage
 
     from launcher.callbacks import FaultInjection, MetricsLog, SpeedProbe, stage_metrics
 
+    from launcher import precision as prec
+
     main_proc = is_main_process()
     cuda = torch.cuda.is_available()
+    precision, note = prec.effective(plan, cuda)
+    if note:
+        print(f"[tunewise] precision: {note}", flush=True)
     out_dir = run_dir / "output" / stage
     last_ckpt = get_last_checkpoint(str(out_dir)) if out_dir.is_dir() else None
 
@@ -119,7 +124,7 @@ def train_stage(run_dir: Path, plan: TrainingPlan, stage: str, index: int, stage
         tokenizer = AutoTokenizer.from_pretrained(plan.model, trust_remote_code=plan.trust_remote_code)
     except OSError as e:
         raise not_local(plan, e) from None
-    model = load_model(plan, cuda)
+    model = load_model(plan, cuda, precision)
     peft_config = lora_config(plan)
     if stage == "dpo" and index > 0:
         model = continue_from(model, plan, final_dir(run_dir, plan, "sft", last=False))
@@ -127,9 +132,11 @@ def train_stage(run_dir: Path, plan: TrainingPlan, stage: str, index: int, stage
     if plan.method == "spectrum":
         n = freeze_for_spectrum(model, plan.spectrum.unfrozen_parameters)
         print(f"[tunewise] spectrum: {n:,} parameters trainable", flush=True)
+    if prec.master_weights(model, plan, precision):
+        print(f"[tunewise] precision {precision}: fp32 master weights for the trainable base weights", flush=True)
 
     # 4. Trainer.
-    config = trainer_config(plan, stage, out_dir, train_ds, eval_ds, args, cuda)
+    config = trainer_config(plan, stage, out_dir, train_ds, eval_ds, args, cuda, precision)
     sp = plan.speed
     speed = SpeedProbe(run_dir / "metrics.jsonl", stage, sp.step_s.get(stage) if sp else None,
                        sp.tokens_per_s.get(stage) if sp else None, compare=cuda)
@@ -151,9 +158,10 @@ def train_stage(run_dir: Path, plan: TrainingPlan, stage: str, index: int, stage
                              processing_class=tokenizer, peft_config=peft_config, callbacks=callbacks)
         use_packed_rows(trainer, plan, stage)
         fit_eval_interval(trainer, plan, args)
+    trainer.optimizer_cls_and_kwargs = prec.optimizer_cls_and_kwargs(plan, precision, config)
 
     # 5. Train (resuming optimizer, scheduler and RNG state from the checkpoint when there is one).
-    base = dict(stage=stage, method=plan.method, output_dir=str(run_dir / "output"),
+    base = dict(stage=stage, method=plan.method, precision=precision, output_dir=str(run_dir / "output"),
                 **stage_prediction(plan, stage),
                 resumed_from=last_ckpt)
     if main_proc:
@@ -254,9 +262,12 @@ def _chosen_as_completion(ds):
     return ds.map(lambda r: {"prompt": r["prompt"], "completion": r["chosen"]}, remove_columns=ds.column_names)
 
 
-def load_model(plan: TrainingPlan, cuda: bool):
-    """The base model, 4-bit NF4 for QLoRA (double quantisation, bf16 compute)."""
+def load_model(plan: TrainingPlan, cuda: bool, precision: str):
+    """The base model in the dtype `precision` loads it in (launcher/precision.py); 4-bit NF4 for QLoRA
+    (double quantisation, 16-bit compute)."""
     import torch
+
+    from launcher.precision import load_dtype
     from transformers import AutoModelForCausalLM, BitsAndBytesConfig
 
     from launcher.families import resolve_attention
@@ -265,7 +276,7 @@ def load_model(plan: TrainingPlan, cuda: bool):
                                    trust_remote_code=plan.trust_remote_code)
     if note:
         print(f"[tunewise] attention: {note}", flush=True)
-    kwargs = dict(dtype=compute_dtype(plan, cuda), attn_implementation=attn,
+    kwargs = dict(dtype=load_dtype(plan, precision), attn_implementation=attn,
                   trust_remote_code=plan.trust_remote_code)
     if plan.method == "qlora":
         q = plan.quantization
@@ -288,22 +299,6 @@ def not_local(plan: TrainingPlan, e: OSError) -> UserError:
     return UserError(f"base model {plan.model!r} is not available locally ({str(e).splitlines()[0]})",
                      f"download it where there is network (`hf download {plan.model} --local-dir DIR`) and "
                      "set `model: DIR` in plan.yaml, or launch with --allow-network")
-
-
-def fp16_amp(plan: TrainingPlan, cuda: bool) -> bool:
-    """A GPU without bfloat16 (T4, V100): adapters train under fp16 mixed precision (PEFT keeps them in
-    fp32, which the fp16 gradient scaler needs). Spectrum and full fine-tuning update the base weights
-    themselves and stay in fp32 there."""
-    return cuda and not plan.bf16 and plan.method in ("lora", "qlora")
-
-
-def compute_dtype(plan: TrainingPlan, cuda: bool):
-    """The dtype the base weights load in: bf16 where the GPU has it, fp16 under adapters without it."""
-    import torch
-
-    if cuda and plan.bf16:
-        return torch.bfloat16
-    return torch.float16 if fp16_amp(plan, cuda) else torch.float32
 
 
 def lora_config(plan: TrainingPlan):
@@ -341,9 +336,13 @@ def freeze_for_spectrum(model, patterns: list[str]) -> int:
     return n
 
 
-def trainer_config(plan: TrainingPlan, stage: str, out_dir: Path, train_ds, eval_ds, args, cuda: bool):
-    """SFTConfig / DPOConfig from the plan. GPU speed switches: bf16, fused AdamW, Liger, packing."""
+def trainer_config(plan: TrainingPlan, stage: str, out_dir: Path, train_ds, eval_ds, args, cuda: bool,
+                   precision: str = "fp32"):
+    """SFTConfig / DPOConfig from the plan. Precision (autocast) from `precision`; GPU speed switches:
+    fused AdamW, Liger, packing."""
     import importlib.util
+
+    from launcher.precision import autocast_flags
 
     save_steps = args.save_steps or plan.save_steps
     eval_steps = plan.eval_steps
@@ -365,7 +364,7 @@ def trainer_config(plan: TrainingPlan, stage: str, out_dir: Path, train_ds, eval
         logging_steps=plan.logging_steps, save_strategy="steps", save_steps=save_steps,
         save_total_limit=plan.save_total_limit, eval_strategy="steps" if eval_ds is not None else "no",
         eval_steps=eval_steps, load_best_model_at_end=early, metric_for_best_model="eval_loss" if early else None,
-        greater_is_better=False if early else None, bf16=plan.bf16 and cuda, fp16=fp16_amp(plan, cuda), use_cpu=not cuda,
+        greater_is_better=False if early else None, **autocast_flags(precision), use_cpu=not cuda,
         **_checkpointing(plan.gradient_checkpointing), optim=optim, use_liger_kernel=liger,
         torch_compile=plan.torch_compile,
         report_to=["tensorboard"], seed=plan.seed, max_length=plan.max_length, disable_tqdm=True,

@@ -45,7 +45,7 @@ def test_no_model_given_takes_the_guides_pick_that_fits():
     f = build_facts(parse_answers({"gpus": [{"memory_gib": 24}]}))
     assert f.values["model_given"] is False and f.values["model_name"].startswith("meta-llama/Llama-3.1-8B")
     tiny = build_facts(parse_answers({"gpus": [{"memory_gib": 4}]}),
-                       fitter=lambda model, m, n, mode, seq, gpu, th: Fit(1, 16, seq, 1, 1,
+                       fitter=lambda model, m, n, mode, seq, gpu, th, **kw: Fit(1, 16, seq, 1, 1,
                                                                        model.params_total < 5e9))
     assert "Phi-3" in tiny.model.name and tiny.values["any_method_fits"] is True
 

@@ -105,21 +105,31 @@ def test_sft_then_dpo_continues_from_the_sft_adapter(base, tmp_path):
     assert max(r.get("tokens_per_s") or 0 for r in rows if r["stage"] == "dpo") > 0
 
 
-def test_precision_follows_the_gpu():
-    """bf16 where the GPU has it; on a GPU without bf16 (T4) adapters train under fp16 mixed precision
-    and Spectrum/full stay fp32; on CPU everything is fp32. (Checked as configuration: no GPU here.)"""
+def test_precision_follows_the_plan_and_the_gpu():
+    """A plan's precision decides the load dtype and autocast; a plan without one (written before the field)
+    runs bf16 mixed precision with fp32 master weights where the GPU has bf16, fp16 autocast for adapters and
+    fp32 for Spectrum/full without it, fp32 on CPU. (Checked as configuration: no GPU here.)"""
     import torch
 
     from advisor.plan import LoraSpec, SpectrumSpec, TrainingPlan
-    from launcher.train import compute_dtype, fp16_amp
+    from launcher.precision import autocast_flags, effective, load_dtype
 
     lora = TrainingPlan(model="m", method="lora", stage="sft", lora=LoraSpec())
     spectrum = TrainingPlan(model="m", method="spectrum", stage="sft", spectrum=SpectrumSpec(["^x$"]))
-    assert compute_dtype(lora, cuda=True) == torch.bfloat16 and not fp16_amp(lora, cuda=True)
-    assert compute_dtype(lora, cuda=False) == torch.float32 and not fp16_amp(lora, cuda=False)
+    full = TrainingPlan(model="m", method="full", stage="sft")
+    assert effective(lora, cuda=True) == ("bf16-mixed", "") and load_dtype(lora, "bf16-mixed") == torch.bfloat16
+    assert effective(lora, cuda=False) == ("fp32", "")
+    assert effective(spectrum, cuda=True)[0] == "bf16-mixed"  # never the pure-bf16 AdamW of old
+    assert load_dtype(spectrum, "bf16-mixed") == torch.bfloat16  # frozen bf16; the selection is upcast
+    assert load_dtype(full, "bf16-mixed") == torch.float32
+    assert autocast_flags("bf16-mixed") == {"bf16": True, "fp16": False}
     lora.bf16 = spectrum.bf16 = False
-    assert compute_dtype(lora, cuda=True) == torch.float16 and fp16_amp(lora, cuda=True)
-    assert compute_dtype(spectrum, cuda=True) == torch.float32 and not fp16_amp(spectrum, cuda=True)
+    assert effective(lora, cuda=True)[0] == "fp16-mixed" and load_dtype(lora, "fp16-mixed") == torch.float16
+    assert autocast_flags("fp16-mixed") == {"bf16": False, "fp16": True}
+    assert effective(spectrum, cuda=True)[0] == "fp32" and load_dtype(spectrum, "fp32") == torch.float32
+    lora.precision = "fp16-mixed"
+    precision, note = effective(lora, cuda=False)
+    assert precision == "fp32" and "GPU" in note
 
 
 @pytest.mark.slow

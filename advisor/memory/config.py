@@ -49,6 +49,9 @@ class MemoryConfig:
     # FSDP only: offload the parameter shards, their gradients and the optimizer step to the CPU
     # (accelerate's `fsdp_offload_params`). Less GPU memory; every step moves the shards over PCIe.
     cpu_offload: bool = False
+    # What the job keeps in which format (advisor/precision.py): bf16-mixed (fp32 master weights for trained
+    # base weights) | bf16-compensated (bf16 + Kahan AdamW) | fp32 | fp16-mixed (adapters, no-bf16 GPUs).
+    precision: str = "bf16-mixed"
 
 
 def validate(cfg: MemoryConfig) -> None:
@@ -72,6 +75,12 @@ def validate(cfg: MemoryConfig) -> None:
             raise UserError(f"invalid {what}: {value!r}", f"use {allowed}")
     if cfg.cpu_offload and cfg.distributed != "fsdp":
         raise UserError("CPU offload is modelled for FSDP only", "add --distributed fsdp (and --gpus 2 or more)")
+    from advisor.precision import check
+
+    bad = check(cfg.method, cfg.precision, legacy=True)
+    if bad:
+        raise UserError(f"invalid {bad}", "bf16-mixed (fp32 master weights) is the default; bf16-compensated for "
+                        "Spectrum/full when that does not fit; fp32 or fp16-mixed on GPUs without bf16")
     if cfg.stage == "dpo" and cfg.stack != "tunewise":
         raise UserError(f"the {cfg.stack!r} stack has no DPO step to estimate (stage 'dpo')",
                         "estimate the DPO stage on the tunewise stack (the job's DPOTrainer)")

@@ -37,12 +37,14 @@ from dataclasses import replace
 
 from advisor.memory.config import MemoryConfig
 from advisor.memory.parts import (
+    Parts,
     TRL_HEAD_TOKENS,
     TRL_HEAD_VOCAB,
-    Parts,
     attn_mask_bytes,
     attn_mask_bytes_per_layer,
+    base_weight_bytes,
     effective_attn,
+    residual_bytes,
     sft_step_parts,
     stream_bytes,
     trainable_params,
@@ -58,12 +60,18 @@ def dpo_rows(cfg: MemoryConfig):
 
 
 def reference_weight_bytes(m: ModelFacts, cfg: MemoryConfig) -> float:
-    """TRL's frozen reference copy: none with adapters (the adapter is disabled instead); the whole base
-    model in bf16 for full and Spectrum training, sharded like the policy under FSDP/ZeRO-3."""
+    """TRL's frozen reference copy: none with adapters (the adapter is disabled instead); for full and
+    Spectrum training the base model loaded again in the policy's `dtype` (its first parameter's): fp32 for
+    full fine-tuning with fp32 master weights (loaded in fp32) or in fp32 precision, else bf16 (Spectrum's
+    frozen embedding leads); sharded like the policy under FSDP/ZeRO-3 (bf16 there). Found by the CPU trace."""
     if cfg.method not in ("full", "spectrum"):
         return 0.0
     shards = cfg.n_gpus if cfg.distributed in ("fsdp", "zero3") and cfg.n_gpus > 1 else 1
-    return 2 * count_params(m)["total"] / shards
+    total = count_params(m)["total"]
+    if shards > 1:
+        return 2 * total / shards
+    pb = base_weight_bytes(cfg)
+    return (pb.weight if cfg.method == "full" else pb.frozen) * total
 
 
 def reference_adapter_bytes(m: ModelFacts, cfg: MemoryConfig) -> float:
@@ -94,9 +102,10 @@ def reference_layer_bytes(m: ModelFacts, cfg: MemoryConfig, rows) -> float:
         # so an intermediate-wide projection holds the activation, its base output, lora_B's output and the
         # scaled copy (traced on CPU).
         mlp = max(4 * i * s + 4 * h, i * s + 4 * i + h * s)
-    work = 4 * h * s * tokens + max(mlp * tokens, attn) + attn_mask_bytes(m, rows)
-    if cfg.method == "qlora":
-        work += max(h * i, h * q) * 2
+    r = residual_bytes(cfg)  # fp32 for full fine-tuning with fp32 master weights (the reference is fp32 too)
+    work = 4 * h * r * tokens + max(mlp * tokens, attn) + attn_mask_bytes(m, rows)
+    if cfg.method == "qlora" or (r == 4 and s == 2):
+        work += max(h * i, h * q) * 2  # one weight dequantised, or cast to bf16 by autocast
     return work
 
 
@@ -104,7 +113,7 @@ def reference_head_bytes(m: ModelFacts, cfg: MemoryConfig, rows) -> float:
     """The reference's fused head: its final hidden states, the copy the head scores, one logits tile."""
     s = stream_bytes(cfg)
     tokens = rows.batch_size * rows.seq_len
-    return 2 * m.hidden_size * s * tokens + min(tokens, TRL_HEAD_TOKENS) * TRL_HEAD_VOCAB * s
+    return 2 * m.hidden_size * residual_bytes(cfg) * tokens + min(tokens, TRL_HEAD_TOKENS) * TRL_HEAD_VOCAB * s
 
 
 def dpo_step_parts(m: ModelFacts, cfg: MemoryConfig) -> Parts:
@@ -116,9 +125,19 @@ def dpo_step_parts(m: ModelFacts, cfg: MemoryConfig) -> Parts:
     tokens = rows.batch_size * rows.seq_len
     # At the reference forward the policy holds what it saved for backward (as at the loss) and the hidden
     # states its fused head saved.
-    held = phases["loss"]["activations"] + m.hidden_size * stream_bytes(cfg) * tokens
+    held = phases["loss"]["activations"] + m.hidden_size * residual_bytes(cfg) * tokens
     ref = {"activations": held,
            "reference_forward": max(reference_layer_bytes(m, cfg, rows), reference_head_bytes(m, cfg, rows))}
+    if residual_bytes(cfg) == 4 and stream_bytes(cfg) == 2:
+        # fp32 master weights under bf16 autocast: the policy forward's cached bf16 casts of its trainable
+        # matmul weights live until the autocast region ends, after the reference forward (CPU trace)
+        c = count_params(m)
+        ref["reference_forward"] += 2 * (c["linear"] + c["lm_head"] + (c["embed"] if m.tie_word_embeddings else 0))
+        # and the policy's fused head keeps a bf16 cast of its fp32 output weight for backward, from its forward
+        # through the loss (the CPU trace of the DPO step; the SFT step's head shows none)
+        head = 2 * m.vocab_size * m.hidden_size
+        ref["activations"] += head
+        phases["loss"]["activations"] += head
     if "weights" in phases["loss"]:  # FSDP: the policy's gathered units stay gathered through the forward
         ref["weights"] = phases["loss"]["weights"]
     phases[REFERENCE_PHASE] = ref

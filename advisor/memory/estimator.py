@@ -21,7 +21,7 @@ from dataclasses import dataclass, field, replace
 from advisor.errors import UserError
 from advisor.memory.config import GiB, MemoryConfig, validate
 from advisor.memory.dpo import dpo_step_parts
-from advisor.memory.parts import Parts, sft_step_parts
+from advisor.memory.parts import Parts, param_bytes, sft_step_parts
 from advisor.models import ModelFacts, resolve_model
 
 # Device figure = peak allocated + what PyTorch's caching allocator keeps but has not handed out + the
@@ -44,13 +44,16 @@ class MemoryEstimate:
     phase: str = ""  # the moment of the step where the peak happens
     trainable_params: int = 0
     host_offload_gib: float = 0.0  # per GPU process, in host RAM, under FSDP CPU offload
+    precision: str = "bf16-mixed"
+    bytes_per_param: dict[str, float] = field(default_factory=dict)  # advisor.memory.parts.param_bytes
 
 
     def to_dict(self) -> dict:
         return {"peak_allocated_gib": self.peak_allocated_gib, "device_gib": self.device_gib,
                 "breakdown": self.breakdown, "dominant": self.dominant, "advice": self.advice,
                 "overhead": self.overhead, "phase": self.phase, "trainable_params": self.trainable_params,
-                "host_offload_gib": self.host_offload_gib}
+                "host_offload_gib": self.host_offload_gib, "precision": self.precision,
+                "bytes_per_param": self.bytes_per_param}
 
 
 @dataclass(frozen=True)
@@ -76,7 +79,15 @@ def config_for_plan(plan, stage: str = "sft") -> MemoryConfig:
                         n_gpus=plan.n_gpus, distributed=plan.distributed_mode, attn=attn,
                         lora_dropout=lora.dropout if lora else 0.0,
                         padding_free=plan.flat_packing, stage=stage, cpu_offload=plan.cpu_offload,
+                        precision=plan_precision(plan),
                         dpo_ref_adapter=stage == "dpo" and plan.stage == "sft+dpo")
+
+
+def plan_precision(plan) -> str:
+    """The precision a plan runs at on its GPU (a plan from before `precision`: from its bf16 flag)."""
+    from advisor.precision import default_precision
+
+    return plan.precision or default_precision(plan.method, plan.bf16)
 
 
 def estimate(model: ModelFacts, cfg: MemoryConfig, *, gpu_gib: float | None = None) -> MemoryEstimate:
@@ -104,7 +115,18 @@ def _estimate(model: ModelFacts, cfg: MemoryConfig) -> MemoryEstimate:
     dominant = max(breakdown, key=breakdown.get) if breakdown else ""
     return MemoryEstimate(peak_allocated_gib=round(peak, 3), device_gib=round(peak + sum(overhead.values()), 3),
                           breakdown=breakdown, dominant=dominant, overhead=overhead, phase=p.phase,
-                          trainable_params=p.trainable_params, host_offload_gib=round(p.host_bytes / GiB, 3))
+                          trainable_params=p.trainable_params, host_offload_gib=round(p.host_bytes / GiB, 3),
+                          precision=cfg.precision,
+                          bytes_per_param=param_bytes(cfg))
+
+
+def _as_method(cfg: MemoryConfig, method: str) -> MemoryConfig:
+    """The same settings for another method, at the precision that method would run at beside this one."""
+    from advisor.precision import check
+
+    if check(method, cfg.precision, legacy=True) is None:
+        return replace(cfg, method=method)
+    return replace(cfg, method=method, precision="fp16-mixed" if cfg.precision in ("fp32", "fp16-mixed") else "bf16-mixed")
 
 
 def _advice(model: ModelFacts, cfg: MemoryConfig, est: MemoryEstimate, gpu_gib: float | None) -> list[str]:
@@ -120,13 +142,13 @@ def _advice(model: ModelFacts, cfg: MemoryConfig, est: MemoryEstimate, gpu_gib: 
         if saved >= 0.1:
             out.append(f"gradient checkpointing (drop --no-grad-ckpt) saves {saved:.1f} GiB for ~30% more compute")
     if cfg.method == "lora" and est.breakdown.get("weights", 0) > 0.5 * est.peak_allocated_gib:
-        q = _estimate(model, replace(cfg, method="qlora")).peak_allocated_gib
+        q = _estimate(model, _as_method(cfg, "qlora")).peak_allocated_gib
         if q < est.peak_allocated_gib - 0.5:
             out.append(f"--method qlora stores the weights in 4 bits: {q:.1f} GiB peak instead of "
                        f"{est.peak_allocated_gib:.1f} GiB")
     if cfg.method in ("full", "spectrum"):
         # Trainable weights carry gradients and AdamW's two moments: a frozen base with adapters drops them.
-        lo = _estimate(model, replace(cfg, method="lora")).peak_allocated_gib
+        lo = _estimate(model, _as_method(cfg, "lora")).peak_allocated_gib
         if lo < est.peak_allocated_gib - 0.5:
             out.append(f"--method lora trains adapters on frozen weights (no gradients or optimizer states for "
                        f"the base): {lo:.1f} GiB peak instead of {est.peak_allocated_gib:.1f} GiB")

@@ -67,9 +67,43 @@ class Parts:
     host_bytes: float = 0.0  # FSDP CPU offload: the shards, gradients and optimizer states kept in host RAM
 
 
+def precision_of(cfg: MemoryConfig) -> str:
+    return getattr(cfg, "precision", "bf16-mixed")
+
+
 def stream_bytes(cfg: MemoryConfig) -> int:
-    """Bytes per element of the residual stream and activations (plain QLoRA runs them in fp32)."""
-    return 4 if cfg.method == "qlora" and cfg.stack == "plain" else 2
+    """Bytes per element of the residual stream and activations (plain QLoRA and fp32 runs: fp32)."""
+    return 4 if (cfg.method == "qlora" and cfg.stack == "plain") or precision_of(cfg) == "fp32" else 2
+
+
+def residual_bytes(cfg: MemoryConfig) -> int:
+    """Bytes per element of the residual stream between layers (what checkpointing keeps): full fine-tuning
+    with fp32 master weights embeds in fp32 and adds each block's bf16 output into an fp32 stream."""
+    if cfg.method == "full" and precision_of(cfg) == "bf16-mixed" and not fsdp_sharded(cfg):
+        return 4
+    return stream_bytes(cfg)
+
+
+def base_weight_bytes(cfg: MemoryConfig):
+    """advisor.precision.Bytes for the base weights under the run's precision."""
+    from advisor.precision import base_bytes
+
+    return base_bytes(precision_of(cfg))
+
+
+def param_bytes(cfg: MemoryConfig) -> dict:
+    """Bytes per parameter of what the step holds, by part: a trainable parameter's weight, gradient and
+    optimizer states (LoRA: an adapter weight; Spectrum/full: a base weight) and a frozen base weight. Per
+    GPU before sharding (FSDP/ZeRO-3 divide by the GPU count)."""
+    lora = cfg.method in ("lora", "qlora")
+    pb = base_weight_bytes(cfg)
+    w = 4 if fsdp_sharded(cfg) else adapter_bytes(cfg) if lora else pb.weight
+    states = 2 * w if cfg.optimizer == "adamw" else ADAM8_BYTES_PER_PARAM
+    if cfg.optimizer == "adamw" and precision_of(cfg) == "bf16-compensated" and not lora and not fsdp_sharded(cfg):
+        states += 2
+    frozen = NF4_BYTES_PER_PARAM if cfg.method == "qlora" else pb.frozen
+    return {"weight": w, "gradient": w, "optimizer": round(states, 3), "trainable_total": round(2 * w + states, 3),
+            "frozen": round(frozen, 3)}
 
 
 def adapter_bytes(cfg: MemoryConfig) -> int:
@@ -198,7 +232,7 @@ def layer_saved_bytes_per_token(m: ModelFacts, cfg: MemoryConfig, *, mask_bytes:
     if frac:
         total += frac * sum(_distinct_inputs(m, cfg)) * s
         if cfg.method == "full":
-            total += m.norms_per_layer * h * s  # trainable norm weights save the normalised input
+            total += m.norms_per_layer * h * residual_bytes(cfg)  # trainable norm weights save the normalised input
     # LoRA adapters.
     if cfg.method in ("lora", "qlora"):
         mods = lora_modules(m)
@@ -252,9 +286,10 @@ def trl_head_bytes(m: ModelFacts, cfg: MemoryConfig, tokens: int, lm_head_traina
     states, their fp32 gradient accumulator and its cast back, and one logits tile; a trainable
     lm_head adds its fp32 gradient accumulator and the cast back to bf16. Soft-capping runs in-kernel."""
     s = stream_bytes(cfg)
+    r = residual_bytes(cfg)  # the hidden states it saves, and their gradient cast back (fp32 stream: no cast)
     tile = min(tokens, TRL_HEAD_TOKENS) * TRL_HEAD_VOCAB * s
     weight = m.vocab_size * m.hidden_size * (4 + 2) if lm_head_trainable else 0
-    return (4 + 2 * s) * m.hidden_size * tokens + tile + weight
+    return (4 + r + (0 if r == 4 else s)) * m.hidden_size * tokens + tile + weight
 
 
 def layer_params(m: ModelFacts) -> int:
@@ -324,10 +359,14 @@ def sft_step_parts(m: ModelFacts, cfg: MemoryConfig) -> Parts:
     n_train = trainable_params(m, cfg)
     fsdp = fsdp_sharded(cfg)
     upcast = fsdp_fp32_params(m, cfg, n_train) if fsdp else 0
+    pb = base_weight_bytes(cfg)
+    base_train = n_train if cfg.method in ("spectrum", "full") else 0
     if cfg.method == "qlora":  # the rest: fp32 after the plain stack's kbit preparation, else bf16
         weights = counts["linear"] * NF4_BYTES_PER_PARAM + s * (counts["total"] - counts["linear"])
-    else:
-        weights = 2 * counts["total"] + 2 * upcast  # trainable FSDP units: fp32 shards (4 bytes, not 2)
+    elif fsdp:  # trainable FSDP units: fp32 shards (4 bytes, not 2), whatever the precision asked
+        weights = pb.frozen * counts["total"] + max(0, 4 - pb.frozen) * upcast
+    else:  # frozen weights in the precision's 16-bit (or fp32) format; trainable base weights as it keeps them
+        weights = pb.frozen * (counts["total"] - base_train) + pb.weight * base_train
     weights /= shards
     per_layer = linear_params_per_layer(m) * (NF4_BYTES_PER_PARAM if cfg.method == "qlora" else 2)
     if shards > 1 and not fsdp:  # ZeRO-3 gathers one layer's full weights, and prefetches the next
@@ -335,12 +374,15 @@ def sft_step_parts(m: ModelFacts, cfg: MemoryConfig) -> Parts:
 
     # Trainable parameters, their gradients and optimizer states.
     lora = cfg.method in ("lora", "qlora")
-    # spectrum/full train the bf16 weights; under FSDP accelerate keeps every trainable shard in fp32
-    p_bytes = 4 if fsdp else adapter_bytes(cfg) if lora else 2
+    # spectrum/full: the trainable weights as the precision keeps them (fp32 master copies, or bf16 with a
+    # compensated optimizer); under FSDP accelerate keeps every trainable shard in fp32
+    p_bytes = 4 if fsdp else adapter_bytes(cfg) if lora else pb.weight
     adapters = n_train * p_bytes if lora else 0
     grads = (n_train if lora or not fsdp else upcast) * p_bytes / shards
     if cfg.optimizer == "adamw":
         states = 2 * p_bytes * n_train  # torch AdamW keeps m and v in the parameter's dtype
+        if precision_of(cfg) == "bf16-compensated" and not lora and not fsdp:
+            states += 2 * n_train  # torch-optimi's Kahan compensation buffer, bf16
     else:
         states = ADAM8_BYTES_PER_PARAM * n_train
     states /= shards
@@ -357,7 +399,7 @@ def sft_step_parts(m: ModelFacts, cfg: MemoryConfig) -> Parts:
     # Activations.
     layer = (layer_saved_bytes_per_token(m, cfg) * tokens + lora_weight_casts_per_layer(m, cfg)
              + attn_mask_bytes_per_layer(m, cfg))
-    boundaries = L * h * s * tokens  # gradient checkpointing keeps each layer's input
+    boundaries = L * h * residual_bytes(cfg) * tokens  # gradient checkpointing keeps each layer's input
     mask = attn_mask_bytes(m, cfg)
     saved = boundaries + layer if cfg.grad_ckpt else L * layer
     saved += mask

@@ -211,7 +211,7 @@ def plan_rows(plan: TrainingPlan, data=None, examples: int | None = None) -> tup
     rows.append(["Gradient checkpointing", _n(p.gradient_checkpointing), why("gradient_checkpointing")])
     rows.append(["Packing", _n(p.packing), why("packing")])
     rows.append(["Loss on completions only", _n(p.completion_only_loss), why("completion_only_loss")])
-    rows.append(["Precision", "bf16" if p.bf16 else "fp32/fp16", why("bf16")])
+    rows.append(["Precision", p.precision or ("bf16" if p.bf16 else "fp32/fp16"), why("precision", "bf16")])
     rows.append(["Optimizer", p.optimizer, why("optimizer")])
     rows.append(["Gradient clipping", f"max norm {_n(p.max_grad_norm)}", why("max_grad_norm")])
     rows.append(["Attention / kernels", p.attn_implementation + (", Liger kernels" if p.liger else ""),

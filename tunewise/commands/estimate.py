@@ -59,6 +59,10 @@ def add_parser(sub):
                    help="optimizer whose states are counted: adamw (two per trainable weight), adamw_8bit "
                    "(the same in 8 bits), paged_adamw_8bit (8-bit, paged to CPU under pressure)")
     p.add_argument("--attn", choices=["sdpa", "flash", "eager"], default="sdpa", help="attention kernel (sdpa)")
+    p.add_argument("--precision", choices=["bf16-mixed", "bf16-compensated", "fp32", "fp16-mixed"], default=None,
+                   help="what the job keeps in which format: bf16-mixed (bf16 compute, fp32 master weights; the "
+                        "default), bf16-compensated (bf16 weights, Kahan-compensated AdamW; Spectrum/full), fp32 "
+                        "(Spectrum/full on GPUs without bf16), fp16-mixed (LoRA/QLoRA on GPUs without bf16)")
     p.add_argument("--lora-dropout", type=float, default=0.05, metavar="P", help="LoRA dropout (0.05)")
     p.add_argument("--padding-free", action="store_true",
                    help="the job's micro-batch flattened into one packed row (TRL's padding-free layout; implied "
@@ -105,7 +109,8 @@ def run(args) -> int:
                        n_gpus=args.gpus, distributed=args.distributed, optimizer=args.optimizer, attn=args.attn,
                        lora_dropout=args.lora_dropout, stack=args.stack,
                        padding_free=args.padding_free or args.attn == "flash", packed_docs=not args.full_rows,
-                       stage=args.stage, dpo_ref_adapter=args.after_sft, cpu_offload=args.cpu_offload)
+                       stage=args.stage, dpo_ref_adapter=args.after_sft, cpu_offload=args.cpu_offload,
+                       precision=args.precision or "bf16-mixed")
     if args.gpus > 1 and args.distributed is None:
         cfg = default_layout(model, cfg, args.gpu_memory)
     est = estimate(model, cfg, gpu_gib=args.gpu_memory)
@@ -243,6 +248,13 @@ def render_text(console, model, cfg, est, gpu_gib: float | None) -> None:
         t.add_row(f"+ {k.replace('_', ' ')}", f"{v:.2f}", "")
     t.add_row("[bold]GPU shows in use[/]", f"[bold]{est.device_gib:.2f}[/]", "")
     console.print(t)
+    from advisor.precision import LABEL
+
+    b = est.bytes_per_param
+    what = "adapter" if cfg.method in ("lora", "qlora") else "trainable"
+    console.print(f"Precision: [bold]{est.precision}[/] ({LABEL[est.precision]}): bytes per {what} parameter "
+                  f"{b['weight']:g} weight + {b['gradient']:g} gradient + {b['optimizer']:g} optimizer = "
+                  f"{b['trainable_total']:g}; frozen weights {b['frozen']:g}")
     console.print(f"Dominant: [bold]{COMPONENT_LABELS.get(est.dominant, est.dominant)}[/] "
                   f"({est.breakdown.get(est.dominant, 0):.2f} GiB)")
     if gpu_gib is not None:
