@@ -205,6 +205,36 @@ def _data(plan: TrainingPlan, facts: Facts, r: dict) -> None:
     if v.get("data_format") == "text":
         plan.completion_only_loss = False
         r["completion_only_loss"] = "plain-text data has no prompt/response split: loss on every token"
+    elif v.get("data_format") in ("messages", "sharegpt") and chat_template_markers(plan.model) is False:
+        r["completion_only_loss"] = (
+            "loss only on the assistant turns. The model's chat template has no {% generation %} markers, which "
+            "TRL's assistant-only loss needs: unless TRL knows a patched copy of this template, the job trains "
+            "each assistant turn as a prompt-completion row (the conversation before it as the prompt), which "
+            "masks the same tokens without markers (launcher/chatdata.py)")
+
+
+def chat_template_markers(model: str | None) -> bool | None:
+    """Whether a local model folder's chat template marks the assistant's turns with {% generation %}; None
+    when there is no local template to read (a hub id, or a folder without one). Reads the files only."""
+    import json
+    from pathlib import Path
+
+    if not model or not Path(model).is_dir():
+        return None
+    d = Path(model)
+    template = None
+    if (d / "chat_template.jinja").is_file():
+        template = (d / "chat_template.jinja").read_text(encoding="utf-8", errors="replace")
+    elif (d / "tokenizer_config.json").is_file():
+        try:
+            template = json.loads((d / "tokenizer_config.json").read_text(encoding="utf-8")).get("chat_template")
+        except (ValueError, OSError):
+            return None
+        if isinstance(template, list):  # named templates: the default one
+            template = next((t.get("template") for t in template if t.get("name") == "default"), None)
+    if not isinstance(template, str) or not template:
+        return None
+    return "generation" in template and "endgeneration" in template
 
 
 def _hardware_and_batch(plan: TrainingPlan, d: Decision, facts: Facts, r: dict) -> None:

@@ -59,6 +59,16 @@ class StopOnSignal(TrainerCallback):
         return control
 
 
+class LogLastStep(TrainerCallback):
+    """Log the last optimizer step's loss too, whatever the logging interval: summary.json's `loss_last` is
+    the last step's (a 2-step run logging every 5 steps used to report its first step's loss as the last)."""
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if state.max_steps and state.global_step >= state.max_steps:
+            control.should_log = True
+        return control
+
+
 class MetricsLog(TrainerCallback):
     """Append one JSON object per log event to metrics.jsonl (flushed per line, readable while it grows)."""
 

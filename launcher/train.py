@@ -82,6 +82,14 @@ def run_stages(run_dir: Path, plan: TrainingPlan, args: argparse.Namespace, stop
             if is_main_process():
                 write_summary(run_dir, status="failed", stage=stage, method=plan.method, error=e.message)
             return EXIT_BAD_INPUT
+        except Exception as e:  # a crash: the record says so (and why) before the traceback
+            from launcher.summary import read_summary
+
+            done = read_summary(run_dir)
+            if is_main_process() and not (done.get("status") == "failed" and done.get("stage") == stage):
+                write_summary(run_dir, status="failed", stage=stage, method=plan.method,
+                              error=f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}")
+            raise
         if code:
             return code
     return 0
@@ -97,7 +105,7 @@ def train_stage(run_dir: Path, plan: TrainingPlan, stage: str, index: int, stage
     from transformers import AutoTokenizer, EarlyStoppingCallback
     from transformers.trainer_utils import get_last_checkpoint
 
-    from launcher.callbacks import FaultInjection, MetricsLog, SpeedProbe, stage_metrics
+    from launcher.callbacks import FaultInjection, LogLastStep, MetricsLog, SpeedProbe, stage_metrics
 
     from launcher import precision as prec
 
@@ -124,6 +132,12 @@ def train_stage(run_dir: Path, plan: TrainingPlan, stage: str, index: int, stage
         tokenizer = AutoTokenizer.from_pretrained(plan.model, trust_remote_code=plan.trust_remote_code)
     except OSError as e:
         raise not_local(plan, e) from None
+    if stage == "sft" and plan.completion_only_loss:
+        from launcher.chatdata import prepare
+
+        train_ds, eval_ds, note = prepare(tokenizer, train_ds, eval_ds)
+        if note:
+            print(f"[tunewise] {note}", flush=True)
     model = load_model(plan, cuda, precision)
     peft_config = lora_config(plan)
     if stage == "dpo" and index > 0:
@@ -140,7 +154,7 @@ def train_stage(run_dir: Path, plan: TrainingPlan, stage: str, index: int, stage
     sp = plan.speed
     speed = SpeedProbe(run_dir / "metrics.jsonl", stage, sp.step_s.get(stage) if sp else None,
                        sp.tokens_per_s.get(stage) if sp else None, compare=cuda)
-    callbacks = [stop, MetricsLog(run_dir / "metrics.jsonl", stage), speed, FaultInjection()]
+    callbacks = [stop, MetricsLog(run_dir / "metrics.jsonl", stage), speed, FaultInjection(), LogLastStep()]
     if eval_ds is not None and plan.early_stopping_patience:
         callbacks.append(EarlyStoppingCallback(early_stopping_patience=plan.early_stopping_patience))
     if stage == "dpo":
