@@ -173,6 +173,9 @@ def train_stage(run_dir: Path, plan: TrainingPlan, stage: str, index: int, stage
         use_packed_rows(trainer, plan, stage)
         fit_eval_interval(trainer, plan, args)
     trainer.optimizer_cls_and_kwargs = prec.optimizer_cls_and_kwargs(plan, precision, config)
+    from launcher.schedule import shift_schedule
+
+    shift_schedule(trainer)  # warm-up never spends a step at learning rate 0
 
     # 5. Train (resuming optimizer, scheduler and RNG state from the checkpoint when there is one).
     base = dict(stage=stage, method=plan.method, precision=precision, output_dir=str(run_dir / "output"),
