@@ -234,9 +234,10 @@ def load_rules(root: str | Path | None = None, thresholds: dict[str, Threshold] 
         rule, probs = parse_rule(data, rel, th, plan_fields)
         problems += [f"{rel}: {x}" for x in probs]
         if rule:
-            if rule.id in seen:
-                problems.append(f"{rel}: id {rule.id} already used by {seen[rule.id]}")
-            seen[rule.id] = rel
+            number = rule.id.split("-", 1)[0]  # reports cite a rule by its number alone (`TW103`)
+            if number in seen:
+                problems.append(f"{rel}: number {number} already used by {seen[number]}; give the rule a free number")
+            seen[number] = rel
             rules.append(rule)
     if not rules and not problems:
         problems.append(f"{root_p}: no rule files found")

@@ -470,7 +470,6 @@ def run_tunewise_dpo(p: Point, ckpt: Path, trace: StepTrace, work: Path, cpu_fol
     disabled, or for full/Spectrum a second copy TRL loads), two traced steps of `trainer.train()`."""
     import argparse as ap
 
-    import torch
     from datasets import Dataset
     from transformers import AutoTokenizer
     from trl import DPOTrainer

@@ -105,9 +105,8 @@ def train_stage(run_dir: Path, plan: TrainingPlan, stage: str, index: int, stage
     from transformers import AutoTokenizer, EarlyStoppingCallback
     from transformers.trainer_utils import get_last_checkpoint
 
-    from launcher.callbacks import FaultInjection, LogLastStep, MetricsLog, SpeedProbe, stage_metrics
-
     from launcher import precision as prec
+    from launcher.callbacks import FaultInjection, LogLastStep, MetricsLog, SpeedProbe, stage_metrics
 
     main_proc = is_main_process()
     cuda = torch.cuda.is_available()
@@ -283,11 +282,10 @@ def load_model(plan: TrainingPlan, cuda: bool, precision: str):
     """The base model in the dtype `precision` loads it in (launcher/precision.py); 4-bit NF4 for QLoRA
     (double quantisation, 16-bit compute)."""
     import torch
-
-    from launcher.precision import load_dtype
     from transformers import AutoModelForCausalLM, BitsAndBytesConfig
 
     from launcher.families import resolve_attention
+    from launcher.precision import load_dtype
 
     attn, note = resolve_attention(plan.attn_implementation, plan.model, cuda=cuda,
                                    trust_remote_code=plan.trust_remote_code)

@@ -1,4 +1,4 @@
-"""`recommend --probe`: a measured few-shot figure changes the decision when it meets the target (TW120),
+"""`recommend --probe`: a measured few-shot figure changes the decision when it meets the target (TW121),
 and the report says by how much it misses otherwise (TW707)."""
 
 from __future__ import annotations
@@ -30,8 +30,8 @@ def test_a_probe_that_meets_the_target_makes_it_prompting_and_cites_the_figure()
     assert recommend(answers, detect_gpus=False).decision.approach == "fine-tune"
     probe = {"metric": "exact_match", "value": 0.86, "ci": [0.76, 0.94], "n": 50, "k": 5}
     d = recommend(answers, detect_gpus=False, probe=probe).decision
-    assert d.approach == "prompting" and "TW120-probe-prompting-meets-target" in d.fired
-    msg = next(r.message for r in d.trace if r.id == "TW120-probe-prompting-meets-target")
+    assert d.approach == "prompting" and "TW121-probe-prompting-meets-target" in d.fired
+    msg = next(r.message for r in d.trace if r.id == "TW121-probe-prompting-meets-target")
     assert "5-shot prompting of the base model scores 0.86 exact match" in msg and "target of 0.8" in msg
 
 
@@ -65,7 +65,7 @@ def test_probe_on_a_real_model_flips_an_easy_task_to_prompting(tmp_path, smollm2
     probed = _run(["recommend", "--answers", "answers.yaml", "--probe", "--format", "markdown", "--no-detect"],
                   tmp_path)
     assert probed.returncode == 0, probed.stderr
-    assert "TW120" in probed.stdout and "5-shot prompting of the base model scores" in probed.stdout
+    assert "TW121" in probed.stdout and "5-shot prompting of the base model scores" in probed.stdout
     assert "meets your target of 0.8" in probed.stdout
 
 

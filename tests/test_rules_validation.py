@@ -92,9 +92,17 @@ def test_every_problem_in_every_file_is_reported_at_once(root):
     msg = _problems(root)
     for needle in ("a/TW901-one.yaml: unknown key 'colour'", "a/TW901-one.yaml: when: CEL does not compile",
                    "b/TW902-two.yaml: source 'blog'", "b/TW903-three.yaml: not valid YAML",
-                   "id TW904-dup already used"):
+                   "number TW904 already used"):
         assert needle in msg, (needle, msg)
     assert msg.startswith("5 problem(s)")  # two in TW901, one in each of the others
+
+
+def test_two_rules_with_one_number_are_refused(root):
+    # Reports cite rules by their number alone (the brief view's `TW103`): two different ids that share a
+    # number would make those citations ambiguous.
+    _write(root, "TW905-one.yaml", {**GOOD, "id": "TW905-one"})
+    _write(root, "TW905-other.yaml", {**GOOD, "id": "TW905-other"})
+    assert "number TW905 already used by TW905-one.yaml" in _problems(root)
 
 
 def test_bad_thresholds_file(root):

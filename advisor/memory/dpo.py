@@ -37,9 +37,9 @@ from dataclasses import replace
 
 from advisor.memory.config import MemoryConfig
 from advisor.memory.parts import (
-    Parts,
     TRL_HEAD_TOKENS,
     TRL_HEAD_VOCAB,
+    Parts,
     attn_mask_bytes,
     attn_mask_bytes_per_layer,
     base_weight_bytes,

@@ -3,7 +3,7 @@
 The data is split exactly as `recommend --out` splits it (same seed and share), the held-out side sampled
 (deterministic, stratified for classification), and the base model prompted with k examples from the
 training side. The figure and its interval go into the facts (advisor/task_metrics.py `probe_facts`), where
-the rules TW120 and TW707 read them.
+the rules TW121 and TW707 read them.
 """
 
 from __future__ import annotations
