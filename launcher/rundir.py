@@ -11,6 +11,8 @@ A run directory holds everything one training job needs and produces:
     output/           checkpoints per stage; adapter/ or model/ at the end
     metrics.jsonl     one JSON object per log event, appended while training runs
     summary.json      status, losses, measured vs predicted peak memory
+    eval.json         the held-out evaluation (tunewise eval; also at the end of the job), with
+                      eval_loss.png and eval_metrics.png
 """
 
 from __future__ import annotations
