@@ -15,8 +15,10 @@ import json
 def add_parser(sub):
     p = sub.add_parser("eval", help="measure the base model (zero- and few-shot) and the fine-tuned model on the "
                        "held-out split: metrics with intervals and a verdict",
-                       description=__doc__.splitlines()[0].split(": ", 1)[1] + " Runs at the end of a launched job "
-                       "too, unless plan.yaml sets evaluation.enabled: false.")
+                       description="Did fine-tuning help? Scores the base model zero-shot and few-shot and the "
+                       "fine-tuned model(s) on the run's held-out split, with paired bootstrap intervals and a verdict; "
+                       "writes eval.json, report.md's Evaluation section and two PNG plots. Runs at the end of a "
+                       "launched job too, unless plan.yaml sets evaluation.enabled: false.")
     p.add_argument("run_dir", metavar="RUN_DIR", help="a run directory written by `tunewise recommend --out`")
     p.add_argument("--format", choices=["text", "json"], default="text",
                    help="text (a table and the verdict) or json (the eval.json object on stdout)")
