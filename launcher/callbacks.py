@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import time
 from pathlib import Path
 
@@ -33,27 +32,19 @@ def _distributed_any(flag: bool) -> bool:
 
 
 class StopOnSignal(TrainerCallback):
-    """SIGTERM or Ctrl-C: finish the current step, save a checkpoint, stop. A second signal stops hard."""
+    """Ends training after the step during which a stop was requested (`jobcontrol.StopRequest`: SIGTERM,
+    Ctrl-C, the launcher gone), with a checkpoint saved; every rank stops at the same step."""
 
-    def __init__(self) -> None:
-        self.requested: str | None = None
-        self._previous = {sig: signal.signal(sig, self._handle) for sig in (signal.SIGTERM, signal.SIGINT)}
+    def __init__(self, request) -> None:
+        self.stop = request
 
-    def restore(self) -> None:
-        """Put the previous handlers back (the script may run inside a longer-lived process)."""
-        for sig, handler in self._previous.items():
-            signal.signal(sig, handler)
-
-    def _handle(self, signum, frame):
-        if self.requested:  # second signal: the user really means it
-            raise KeyboardInterrupt
-        self.requested = signal.Signals(signum).name
-        print(f"\n[tunewise] {self.requested} received: saving a checkpoint after this step, then stopping",
-              flush=True)
+    @property
+    def requested(self) -> str | None:
+        return self.stop.requested
 
     def on_step_end(self, args, state, control, **kwargs):
-        if _distributed_any(self.requested is not None):
-            self.requested = self.requested or "peer"
+        if _distributed_any(self.stop.requested is not None):
+            self.stop.requested = self.stop.requested or "peer"
             control.should_save = True
             control.should_training_stop = True
         return control
@@ -66,6 +57,20 @@ class LogLastStep(TrainerCallback):
     def on_step_end(self, args, state, control, **kwargs):
         if state.max_steps and state.global_step >= state.max_steps:
             control.should_log = True
+        return control
+
+
+class MarkComplete(TrainerCallback):
+    """After each save, record the checkpoint's files and sizes (`launcher.checkpoints`), last and
+    atomically: a checkpoint without the record, or whose files no longer match it, is not resumed from."""
+
+    def on_save(self, args, state, control, **kwargs):
+        if state.is_world_process_zero:
+            from launcher.checkpoints import write_record
+
+            ckpt = Path(args.output_dir) / f"checkpoint-{state.global_step}"
+            if ckpt.is_dir():
+                write_record(ckpt)
         return control
 
 
@@ -98,9 +103,9 @@ class MetricsLog(TrainerCallback):
             row["tokens_per_s"] = round(seen * max(1, args.world_size) / elapsed, 1)
         if torch.cuda.is_available():
             row["gpu_mem_gib"] = round(torch.cuda.max_memory_allocated() / GiB, 3)
-        with open(self.path, "a", encoding="utf-8") as f:
-            f.write(json.dumps(row) + "\n")
-            f.flush()
+        from launcher.safefiles import append_line
+
+        append_line(self.path, json.dumps(row))
 
 
 # The job's own speed: the first optimizer steps after these warm-up steps (CUDA kernels chosen, caches
@@ -207,14 +212,25 @@ class FaultInjection(TrainerCallback):
     TUNEWISE_TEST_OOM_ATTEMPTS=N: attempts 1..N (TUNEWISE_ATTEMPT, set by the launcher) raise
     `torch.OutOfMemoryError` on their first step, as a too-large micro-batch would on a real GPU.
     TUNEWISE_TEST_STEP_DELAY=S: sleep S seconds per step, so a test can signal mid-training.
+    TUNEWISE_TEST_DISK_FULL_AT_STEP=N: from step N on the disk is full: step N raises ENOSPC and every
+    later fsync (each atomic write, summary.json included) fails the same way.
     """
 
     def __init__(self) -> None:
         self.oom_attempts = int(os.environ.get("TUNEWISE_TEST_OOM_ATTEMPTS", "0"))
         self.attempt = int(os.environ.get("TUNEWISE_ATTEMPT", "1"))
         self.delay = float(os.environ.get("TUNEWISE_TEST_STEP_DELAY", "0"))
+        self.disk_full_at = int(os.environ.get("TUNEWISE_TEST_DISK_FULL_AT_STEP", "0"))
 
     def on_step_begin(self, args, state, control, **kwargs):
+        if self.disk_full_at and state.global_step + 1 >= self.disk_full_at:
+            import errno
+
+            def full(fd):
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+            os.fsync = full
+            full(0)
         if self.attempt <= self.oom_attempts:
             import torch
 

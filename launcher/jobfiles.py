@@ -39,15 +39,17 @@ def train_command(run_dir: str | Path, plan: TrainingPlan, *, python: str | None
     `cpu_processes` > 1 (smoke runs of multi-GPU plans, tests): torchrun with the gloo backend, the
     same multi-process code path without GPUs.
     """
+    # -P: the working directory (the run directory) is never put on sys.path, so a `yaml.py` or
+    # `launcher/` left there is not imported; the processes torchrun/accelerate start get PYTHONSAFEPATH.
     py = python or sys.executable
     rd = str(run_dir)
     tail = ["-m", "launcher.train", rd, *(extra or [])]
     if cpu_processes and cpu_processes > 1:
-        return [py, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={cpu_processes}", *tail]
+        return [py, "-P", "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={cpu_processes}", *tail]
     if plan.n_gpus > 1:
-        return [py, "-m", "accelerate.commands.launch", "--config_file", str(Path(rd) / "accelerate.yaml"),
+        return [py, "-P", "-m", "accelerate.commands.launch", "--config_file", str(Path(rd) / "accelerate.yaml"),
                 "--num_processes", str(plan.n_gpus), *tail]
-    return [py, *tail]
+    return [py, "-P", *tail]
 
 
 def plan_yaml(plan: TrainingPlan) -> str:
@@ -72,7 +74,7 @@ def slurm_sbatch(plan: TrainingPlan) -> str:
                  "--main_process_ip \"$MAIN_ADDR\" --main_process_port 29500 -m launcher.train \"$RUN_DIR\"")
         launcher = "bash -c " + shlex.quote(inner)
     else:
-        launcher = 'python -m launcher.train "$RUN_DIR"'
+        launcher = 'python -P -m launcher.train "$RUN_DIR"'
     name = "tunewise-" + "".join(c if c.isalnum() or c in "-_." else "-" for c in plan.model.split("/")[-1])[:40]
     limit, why = slurm_time(plan)
     return _template("slurm.sbatch").substitute(summary=_summary(plan), gpus=gpus, cpus=8 * gpus,

@@ -9,35 +9,42 @@ never shell strings. The job's own output goes to RUN_DIR/train.log.
 from __future__ import annotations
 
 import ctypes
-import fcntl
 import json
 import os
 import signal
 import subprocess
+import sys
 import threading
 import time
-from contextlib import contextmanager
 from pathlib import Path
 
 from rich.console import Console
 from rich.live import Live
+from rich.markup import escape
 
 from advisor.errors import CheckFailed, UserError
 from advisor.plan import TrainingPlan
-from launcher import fingerprint, jobfiles, oom
+from launcher import checkpoints, fingerprint, jobcontrol, jobfiles, oom
 from launcher.progress import MetricsFollower, ProgressView, is_live
 from launcher.rundir import atomic_write, is_secret_name, secret_values
+from launcher.safefiles import open_append, refuse_links
 from launcher.summary import SPEED_LARGE_DIFFERENCE, read_summary, write_summary
 
 EXIT_OOM, EXIT_STOPPED = 75, 130
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
-LOCK_FILE = ".launch.lock"  # held by the running launcher (RUN_DIR is trained by one launch at a time)
+LOCK_FILE = jobcontrol.LOCK_FILE  # held by the launcher and every process of its job (launcher/jobcontrol.py)
 OFFLINE = {"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "HF_HUB_DISABLE_TELEMETRY": "1"}
 
 
 def job_env(allow_network: bool, *, attempt: int = 1, cpu: bool = False) -> dict[str, str]:
     env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join([str(PROJECT_ROOT), *filter(None, [env.get("PYTHONPATH")])])
+    # The job imports only from the installation: never from the run directory (its working directory)
+    # or any relative folder, so a `yaml.py` or `torch.py` left there cannot run as code. PYTHONSAFEPATH
+    # keeps the run directory off sys.path in every process a multi-GPU launcher starts as well.
+    inherited = [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p and os.path.isabs(p)]
+    env["PYTHONPATH"] = os.pathsep.join([str(PROJECT_ROOT), *inherited])
+    env["PYTHONSAFEPATH"] = "1"
+    env[jobcontrol.LAUNCHED_BY] = str(os.getpid())
     env["TUNEWISE_ATTEMPT"] = str(attempt)
     env.setdefault("TOKENIZERS_PARALLELISM", "false")
     if allow_network:
@@ -54,7 +61,10 @@ def job_env(allow_network: bool, *, attempt: int = 1, cpu: bool = False) -> dict
 
 
 def has_checkpoints(run_dir: Path) -> bool:
-    return any((run_dir / "output").glob("*/checkpoint-*"))
+    """True when a stage has a checkpoint a resume can use (incomplete ones are not counted)."""
+    out = run_dir / "output"
+    return out.is_dir() and any(checkpoints.newest_complete(d, set_aside=False)[0] for d in out.iterdir()
+                                if d.is_dir())
 
 
 def launch(run_dir, *, smoke: bool = False, max_steps: int | None = None, save_steps: int | None = None,
@@ -76,40 +86,20 @@ def launch(run_dir, *, smoke: bool = False, max_steps: int | None = None, save_s
         return _smoke(run_dir, plan, max_steps=max_steps, console=console, allow_network=allow_network)
     if not cpu:
         _require_gpus(plan)
-    with _exclusive(run_dir):
+    refuse_links(run_dir)
+    lock = jobcontrol.acquire(run_dir)
+    try:
         if has_checkpoints(run_dir):
             fingerprint.check(run_dir, plan)
         summary = read_summary(run_dir)
         if summary.get("status") == "completed":
-            console.print(f"[green]{run_dir} already completed[/] ({summary.get('steps')} steps); "
-                          f"result in {summary.get('adapter_dir') or summary.get('model_dir')}")
+            console.print(f"[green]{escape(str(run_dir))} already completed[/] ({summary.get('steps')} steps); "
+                          f"result in {escape(str(summary.get('adapter_dir') or summary.get('model_dir')))}")
             return 0
         return _run_with_ladder(run_dir, plan, max_steps=max_steps, save_steps=save_steps, console=console,
-                                allow_network=allow_network, cpu=cpu)
-
-
-@contextmanager
-def _exclusive(run_dir: Path):
-    """One launch per run directory: two jobs writing the same checkpoints and metrics corrupt both.
-    An advisory lock, so a launcher killed by any signal releases it."""
-    f = open(run_dir / LOCK_FILE, "a+", encoding="utf-8")
-    try:
-        try:
-            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            f.seek(0)
-            pid = f.read().strip()
-            raise UserError(f"{run_dir} is already being trained by another `tunewise launch`"
-                            + (f" (pid {pid})" if pid.isdigit() else ""),
-                            "wait for it to finish, or stop it (Ctrl-C saves a checkpoint) and launch again "
-                            "to resume") from None
-        f.seek(0)
-        f.truncate()
-        f.write(f"{os.getpid()}\n")
-        f.flush()
-        yield
+                                allow_network=allow_network, cpu=cpu, lock=lock)
     finally:
-        f.close()
+        os.close(lock)
 
 
 def _approach(report_json: Path) -> str:
@@ -147,23 +137,23 @@ def _smoke(run_dir: Path, plan: TrainingPlan, *, max_steps, console: Console, al
                 os.environ.pop(k, None)
             else:
                 os.environ[k] = v
-    console.print(f"[bold]smoke run[/] on CPU in {smoke_dir}: tiny {info['family']} stand-in "
-                  f"({info['params']:,} parameters, config from {info['config_from']}, {info['tokenizer']} "
+    console.print(f"[bold]smoke run[/] on CPU in {escape(str(smoke_dir))}: tiny {info['family']} stand-in "
+                  f"({info['params']:,} parameters, config from {escape(str(info['config_from']))}, {escape(str(info['tokenizer']))} "
                   "tokenizer). Its loss says nothing about the real model; it proves data, template and pipeline.")
     code = launch(smoke_dir, console=console, allow_network=allow_network, cpu=True)
     if code == 0:
-        console.print(f"[green]smoke run passed[/]: the plan's pipeline works. Next: `tunewise launch {run_dir}` "
+        console.print(f"[green]smoke run passed[/]: the plan's pipeline works. Next: `tunewise launch {escape(str(run_dir))}` "
                       "on a GPU machine.")
     return code
 
 
 def _run_with_ladder(run_dir: Path, plan: TrainingPlan, *, max_steps, save_steps, console: Console,
-                     allow_network: bool, cpu: bool) -> int:
+                     allow_network: bool, cpu: bool, lock: int) -> int:
     steps: list[str] = list(read_summary(run_dir).get("oom_steps") or [])
     attempt = 1
     while True:
         rc = _run_once(run_dir, plan, attempt=attempt, max_steps=max_steps, save_steps=save_steps,
-                       console=console, allow_network=allow_network, cpu=cpu)
+                       console=console, allow_network=allow_network, cpu=cpu, lock=lock)
         if rc != EXIT_OOM:
             return _finish(run_dir, rc, console, again=_again(run_dir, cpu=cpu, allow_network=allow_network))
         step = oom.next_step(plan)
@@ -174,7 +164,7 @@ def _run_with_ladder(run_dir: Path, plan: TrainingPlan, *, max_steps, save_steps
             raise CheckFailed(msg, "use a GPU with more memory, a smaller model, or a shorter max_length "
                               "(`tunewise estimate` shows what fits)")
         steps.append(step.change)
-        console.print(f"[yellow]out of memory in the first steps[/] (attempt {attempt}); stepping down: {step.change}")
+        console.print(f"[yellow]out of memory in the first steps[/] (attempt {attempt}); stepping down: {escape(step.change)}")
         plan = step.plan
         atomic_write(run_dir / "plan.yaml", jobfiles.plan_yaml(plan))  # the plan records what actually ran
         fingerprint.save(run_dir, plan)
@@ -202,39 +192,49 @@ def _set_parent_death_signal() -> None:  # pragma: no cover - runs in the child 
 
 
 def _run_once(run_dir: Path, plan: TrainingPlan, *, attempt: int, max_steps, save_steps, console: Console,
-              allow_network: bool, cpu: bool) -> int:
+              allow_network: bool, cpu: bool, lock: int) -> int:
     extra = [*(["--max-steps", str(max_steps)] if max_steps else []),
              *(["--save-steps", str(save_steps)] if save_steps else [])]
     cpu_procs = plan.n_gpus if cpu and plan.n_gpus > 1 else None
     cmd = jobfiles.train_command(run_dir, plan, extra=extra, cpu_processes=cpu_procs)
-    console.print(f"[dim]$ {' '.join(cmd)}[/]")
+    multi = bool(cpu_procs) or plan.n_gpus > 1  # torchrun / accelerate start the training processes
+    console.print(f"[dim]$ {escape(' '.join(cmd))}[/]")
     follower = MetricsFollower(run_dir / "metrics.jsonl")
     view = ProgressView(f"{plan.model} · {plan.method} · {plan.stage}",
                         forecast_step_s=plan.speed.step_s if plan.speed and not cpu else None)
     log_path = run_dir / "train.log"
-    start = log_path.stat().st_size if log_path.exists() else 0  # train.log keeps every launch's output
     env = job_env(allow_network, attempt=attempt, cpu=cpu)
     if plan.gpu_indices and not cpu:  # the planner chose these GPUs of the box (e.g. the larger card alone)
         env["CUDA_VISIBLE_DEVICES"] = ",".join(map(str, plan.gpu_indices))
     secrets = secret_values(env)
-    with open(log_path, "ab") as log:
+    log_fd = open_append(log_path)  # never through a symlink planted as train.log
+    start = os.fstat(log_fd).st_size  # train.log keeps every launch's output
+    stopping: list[int] = []
+    with open(log_fd, "ab", closefd=True) as log:
         # A job that keeps tokens (--allow-network) writes through a pump that redacts them, in case a
         # library prints one; offline jobs have none (job_env dropped them) and write straight to the log.
+        # The job inherits the run lock (pass_fds) and each of its processes takes a share of its own,
+        # so the run stays locked until the last of them ends, even if this launcher is killed.
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE if secrets else log, stderr=subprocess.STDOUT,
-                                cwd=str(run_dir), env=env, start_new_session=True,
-                                preexec_fn=_set_parent_death_signal)
+                                cwd=str(run_dir), env=env, start_new_session=True, pass_fds=(lock,),
+                                # Several processes: each watches the launcher itself (jobcontrol), since
+                                # torchrun would answer a SIGTERM by killing its workers before they save.
+                                preexec_fn=None if multi else _set_parent_death_signal)
         pump = None
         if secrets:
             pump = threading.Thread(target=redacting_pump, args=(proc.stdout, log, secrets), daemon=True)
             pump.start()
-        stopping = []
 
         def forward(signum, frame):
-            # One signal to the job: it finishes the step, saves a checkpoint and exits.
-            if not stopping:
-                console.print("[yellow]stopping: the job saves a checkpoint first (launch again to resume)[/]")
+            # One SIGTERM to each training process: it finishes the step, saves a checkpoint and exits.
+            # More signals change nothing: a second one must not cut the save short.
+            if stopping:
+                console.print("[yellow]already stopping[/]: the job is saving a checkpoint (to stop it without "
+                              f"saving: kill -9 -{proc.pid})")
+                return
+            console.print("[yellow]stopping: the job saves a checkpoint first (launch again to resume)[/]")
             stopping.append(signum)
-            proc.send_signal(signal.SIGTERM if len(stopping) == 1 else signal.SIGKILL)
+            _signal_job(proc, multi=multi)
 
         old = {s: signal.signal(s, forward) for s in (signal.SIGINT, signal.SIGTERM)}
         try:
@@ -250,12 +250,16 @@ def _run_once(run_dir: Path, plan: TrainingPlan, *, attempt: int, max_steps, sav
                     _feed(follower, view, console)
                     time.sleep(0.5)
                 _feed(follower, view, console)
+            rc = proc.wait()
+            _wait_for_group(proc.pid, console)
         finally:
             for s, h in old.items():
                 signal.signal(s, h)
-        rc = proc.wait()
         if pump is not None:
             pump.join(timeout=30)  # a grandchild still holding the pipe must not hang the launcher
+    if stopping and rc != 0:
+        rc = EXIT_STOPPED  # a stop asked for at any moment (even before the first step) is a stop
+    _final_status(run_dir, rc)
     if rc not in (0, 2, EXIT_OOM, EXIT_STOPPED):  # 2: the job named the bad input; _finish repeats it
         with open(log_path, "rb") as f:
             f.seek(start)
@@ -263,6 +267,54 @@ def _run_once(run_dir: Path, plan: TrainingPlan, *, attempt: int, max_steps, sav
         console.print("[red]the training job failed[/]; last lines of train.log:")
         console.print("\n".join(tail), markup=False, highlight=False)
     return rc
+
+
+def _signal_job(proc: subprocess.Popen, *, multi: bool) -> None:
+    """SIGTERM to the job's training processes. With torchrun/accelerate, to the workers only: their
+    launcher would answer a SIGTERM by killing them before they save."""
+    targets = [p for p in jobcontrol.group_members(proc.pid) if not (multi and p == proc.pid)]
+    for pid in targets or [proc.pid]:
+        try:
+            os.kill(pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+
+
+def _wait_for_group(pgid: int, console: Console, grace_s: float = 120.0) -> None:
+    """The job's first process has ended; wait for every other one (workers of a multi-process job whose
+    launcher died), asking stragglers to save and stop, then killing what is left after `grace_s`."""
+    if not jobcontrol.group_members(pgid):
+        return
+    console.print("[yellow]waiting for the job's remaining processes to save and stop[/]")
+    for pid in jobcontrol.group_members(pgid):
+        try:
+            os.kill(pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+    deadline = time.monotonic() + grace_s
+    while jobcontrol.group_members(pgid) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    if jobcontrol.group_members(pgid):
+        try:
+            os.killpg(pgid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
+def _final_status(run_dir: Path, rc: int) -> None:
+    """summary.json always ends in a final status: a job killed (or failing) before it could write one
+    leaves `running`, which would read as still training. Never raises (the disk may be full)."""
+    try:
+        summary = read_summary(run_dir)
+        if summary.get("status") not in (None, "running") or rc in (0, EXIT_OOM):
+            return
+        if rc == EXIT_STOPPED:
+            write_summary(run_dir, status="stopped")
+        elif rc != 0:
+            write_summary(run_dir, status="failed",
+                          error=summary.get("error") or f"the training job ended with exit code {rc}")
+    except Exception as e:  # noqa: BLE001 - the result is reported either way
+        print(f"tunewise: could not update {run_dir / 'summary.json'}: {e}", file=sys.stderr)
 
 
 def redacting_pump(source, sink, secrets: list[str]) -> None:
@@ -321,7 +373,7 @@ def _finish(run_dir: Path, rc: int, console: Console, *, again: str | None = Non
     if rc == 0:
         console.print(f"[green]done[/]: {summary.get('steps')} steps, loss {_num(summary.get('loss_first'))} -> "
                       f"{_num(summary.get('loss_last'))}, eval loss {_num(summary.get('eval_loss'))}; result in "
-                      f"{summary.get('adapter_dir') or summary.get('model_dir')}")
+                      f"{escape(str(summary.get('adapter_dir') or summary.get('model_dir')))}")
         if summary.get("peak_gib_measured") is not None:
             console.print(f"peak GPU memory: measured {summary['peak_gib_measured']} GiB, predicted "
                           f"{summary.get('peak_gib_predicted')} GiB allocated; the GPU showed "
@@ -335,7 +387,7 @@ def _finish(run_dir: Path, rc: int, console: Console, *, again: str | None = Non
                           f"`tunewise eval {run_dir}` measures again)", markup=False, highlight=False)
         return 0
     if rc == EXIT_STOPPED:
-        console.print(f"[yellow]stopped[/] at step {summary.get('steps')}; run `{again}` to resume")
+        console.print(f"[yellow]stopped[/] at step {summary.get('steps')}; run `{escape(again)}` to resume")
         return EXIT_STOPPED
     if rc == 2:
         raise UserError(f"the training job rejected its input: {summary.get('error') or 'see train.log'}",
@@ -355,7 +407,7 @@ def offer_launch(rec, console: Console, *, out_dir=None) -> int:
         name = (plan.model.rstrip("/").split("/")[-1] if plan else "recommendation")
         out_dir = Path("runs") / (f"{name}-{plan.method}" if plan else name)
     run_dir = write_recommendation(rec, out_dir)
-    console.print(f"wrote {run_dir}")
+    console.print(f"wrote {escape(str(run_dir))}")
     if plan is None:
         console.print("nothing to launch: the recommendation does not include fine-tuning")
         return 0

@@ -33,9 +33,10 @@ SPEED_LARGE_DIFFERENCE = 0.25
 def read_summary(run_dir: str | Path) -> dict:
     """The run's summary, or {} when there is none yet (or it cannot be parsed)."""
     try:
-        return json.loads((Path(run_dir) / "summary.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+        data = json.loads((Path(run_dir) / "summary.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError, RecursionError):
         return {}
+    return data if isinstance(data, dict) else {}  # a JSON list or number is no summary
 
 
 def write_summary(run_dir: str | Path, **values) -> dict:

@@ -16,6 +16,7 @@ launcher steps down and retries); 130 stopped by SIGTERM/Ctrl-C after saving a c
 from __future__ import annotations
 
 import argparse
+import errno
 import os
 import sys
 import time
@@ -43,6 +44,16 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from launcher.jobcontrol import StopRequest, hold_for_job
+
+    stop = StopRequest()  # first, so a Ctrl-C or SIGTERM in the job's first seconds is a stop, not a crash
+    try:
+        return _main(argv, stop, hold_for_job)
+    finally:
+        stop.restore()
+
+
+def _main(argv: list[str] | None, stop, hold_for_job) -> int:
     args = parse_args(argv)
     run_dir = args.run_dir.resolve()
     if os.environ.get("TUNEWISE_ALLOW_NETWORK") != "1":
@@ -52,22 +63,44 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     try:
         plan = TrainingPlan.load(run_dir / "plan.yaml")
+        hold_for_job(run_dir)  # the run stays locked until this process ends, whatever happens to the launcher
     except UserError as e:
         print(f"tunewise: error: {e}", file=sys.stderr)
         return EXIT_BAD_INPUT
-
-    from launcher.callbacks import StopOnSignal
-
-    stop = StopOnSignal()  # installed before the slow imports, so an early Ctrl-C is not lost
+    stop.watch_launcher()
+    code = EXIT_FAILED
     try:
         code = run_stages(run_dir, plan, args, stop)
     finally:
-        stop.restore()
+        if is_main_process():
+            end_summary(run_dir, code, stop)
     if code == 0 and is_main_process():
         from launcher.evaluation import evaluate_at_end
 
         evaluate_at_end(run_dir, plan)  # plan.evaluation decides; never fails the finished job
     return code
+
+
+def end_summary(run_dir: Path, code: int, stop) -> None:
+    """summary.json always ends in a final status, even when the job stops before training or fails in a
+    way no handler saw; and the error path itself never fails (the disk may be full)."""
+    from launcher.summary import read_summary
+
+    status = read_summary(run_dir).get("status")
+    if status in (None, "running") and code != 0:
+        if stop.requested or code == EXIT_STOPPED:
+            safe_summary(run_dir, status="stopped")
+        else:
+            safe_summary(run_dir, status="failed", error=read_summary(run_dir).get("error")
+                         or f"the training job ended with exit code {code} (see train.log)")
+
+
+def safe_summary(run_dir: Path, **values) -> None:
+    """write_summary for error paths: a failure to write is reported, never raised over the real error."""
+    try:
+        write_summary(run_dir, **values)
+    except Exception as e:  # noqa: BLE001 - e.g. a full disk; the original error matters more
+        print(f"[tunewise] could not update summary.json: {e}", file=sys.stderr, flush=True)
 
 
 def run_stages(run_dir: Path, plan: TrainingPlan, args: argparse.Namespace, stop) -> int:
@@ -80,7 +113,7 @@ def run_stages(run_dir: Path, plan: TrainingPlan, args: argparse.Namespace, stop
         except UserError as e:
             print(f"tunewise: error: {e}", file=sys.stderr)
             if is_main_process():
-                write_summary(run_dir, status="failed", stage=stage, method=plan.method, error=e.message)
+                safe_summary(run_dir, status="failed", stage=stage, method=plan.method, error=e.message)
             return EXIT_BAD_INPUT
         except Exception as e:  # a crash: the record says so (and why) before the traceback
             from launcher.summary import read_summary
@@ -103,10 +136,18 @@ def train_stage(run_dir: Path, plan: TrainingPlan, stage: str, index: int, stage
                 args: argparse.Namespace, stop) -> int:
     import torch
     from transformers import AutoTokenizer, EarlyStoppingCallback
-    from transformers.trainer_utils import get_last_checkpoint
 
     from launcher import precision as prec
-    from launcher.callbacks import FaultInjection, LogLastStep, MetricsLog, SpeedProbe, stage_metrics
+    from launcher.callbacks import (
+        FaultInjection,
+        LogLastStep,
+        MarkComplete,
+        MetricsLog,
+        SpeedProbe,
+        StopOnSignal,
+        stage_metrics,
+    )
+    from launcher.checkpoints import newest_complete
 
     main_proc = is_main_process()
     cuda = torch.cuda.is_available()
@@ -114,7 +155,11 @@ def train_stage(run_dir: Path, plan: TrainingPlan, stage: str, index: int, stage
     if note:
         print(f"[tunewise] precision: {note}", flush=True)
     out_dir = run_dir / "output" / stage
-    last_ckpt = get_last_checkpoint(str(out_dir)) if out_dir.is_dir() else None
+    # The newest checkpoint a resume can use; a save that was cut off is set aside, not resumed from.
+    ckpt, skipped = newest_complete(out_dir, set_aside=main_proc)
+    for note in skipped:
+        print(f"[tunewise] {note}", flush=True)
+    last_ckpt = str(ckpt) if ckpt else None
 
     # 1. Resume only the job the checkpoint belongs to.
     if last_ckpt:
@@ -153,7 +198,8 @@ def train_stage(run_dir: Path, plan: TrainingPlan, stage: str, index: int, stage
     sp = plan.speed
     speed = SpeedProbe(run_dir / "metrics.jsonl", stage, sp.step_s.get(stage) if sp else None,
                        sp.tokens_per_s.get(stage) if sp else None, compare=cuda)
-    callbacks = [stop, MetricsLog(run_dir / "metrics.jsonl", stage), speed, FaultInjection(), LogLastStep()]
+    callbacks = [StopOnSignal(stop), MarkComplete(), MetricsLog(run_dir / "metrics.jsonl", stage), speed,
+                 FaultInjection(), LogLastStep()]
     if eval_ds is not None and plan.early_stopping_patience:
         callbacks.append(EarlyStoppingCallback(early_stopping_patience=plan.early_stopping_patience))
     if stage == "dpo":
@@ -182,6 +228,10 @@ def train_stage(run_dir: Path, plan: TrainingPlan, stage: str, index: int, stage
                 resumed_from=last_ckpt)
     if main_proc:
         write_summary(run_dir, status="running", error=None, **base)
+    if stop.requested:  # stopped while loading: nothing trained, nothing to save
+        print(f"[tunewise] stopped before training ({stop.requested}). Run the same launch command again.",
+              flush=True)
+        return EXIT_STOPPED
     if cuda:
         torch.cuda.reset_peak_memory_stats()
     started = time.monotonic()
@@ -191,14 +241,28 @@ def train_stage(run_dir: Path, plan: TrainingPlan, stage: str, index: int, stage
         step = trainer.state.global_step
         early = step < OOM_EARLY_STEPS and not last_ckpt
         if main_proc:
-            write_summary(run_dir, status="failed", steps=step, error=f"out of memory at step {step}: {e}",
-                          oom=early, **base)
+            safe_summary(run_dir, status="failed", steps=step, error=f"out of memory at step {step}: {e}",
+                         oom=early, **base)
         print(f"[tunewise] out of memory at step {step}", file=sys.stderr, flush=True)
         return EXIT_OOM if early else EXIT_FAILED
+    except OSError as e:
+        if e.errno not in (errno.ENOSPC, errno.EDQUOT):
+            if main_proc:
+                safe_summary(run_dir, status="failed", steps=trainer.state.global_step,
+                             error=f"{type(e).__name__}: {e}", **base)
+            raise
+        # A full disk: say so plainly. A checkpoint it cut short is set aside on the next launch.
+        step = trainer.state.global_step
+        msg = f"the disk is full at step {step} ({e.strerror}); training stopped"
+        if main_proc:
+            safe_summary(run_dir, status="failed", steps=step, error=msg, **base)
+        print(f"tunewise: error: {msg}\nfix: free space under {run_dir} (older checkpoints in {out_dir} can go), "
+              "then launch again to resume from the last complete checkpoint", file=sys.stderr, flush=True)
+        return EXIT_FAILED
     except Exception as e:
         if main_proc:
-            write_summary(run_dir, status="failed", steps=trainer.state.global_step,
-                          error=f"{type(e).__name__}: {e}", **base)
+            safe_summary(run_dir, status="failed", steps=trainer.state.global_step,
+                         error=f"{type(e).__name__}: {e}", **base)
         raise
 
     # 6. Save and summarise.

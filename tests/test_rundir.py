@@ -57,7 +57,7 @@ def test_accelerate_config_for_several_gpus(tmp_path, method, mode):
     sbatch = (tmp_path / "slurm.sbatch").read_text()
     assert "--gpus-per-node=4" in sbatch and "accelerate launch --config_file accelerate.yaml" in sbatch
     cmd = jobfiles.train_command(tmp_path, _plan(method, n_gpus=4))
-    assert cmd[1:4] == ["-m", "accelerate.commands.launch", "--config_file"]
+    assert cmd[1:5] == ["-P", "-m", "accelerate.commands.launch", "--config_file"]
 
 
 def test_zero3_when_the_plan_asks(tmp_path):

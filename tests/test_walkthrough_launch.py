@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 
 from launchkit import make_run, tiny_base
 from rich.console import Console
@@ -76,9 +77,14 @@ def test_a_second_launch_of_the_same_run_directory_is_refused(tmp_path, monkeypa
 
     rd = make_run(tmp_path, tiny_base(tmp_path / "base"))
     _stopped_job(monkeypatch)
-    with launch._exclusive(rd):  # a launch in progress holds the run directory's lock
+    from launcher import jobcontrol
+
+    lock = jobcontrol.acquire(rd)  # a launch in progress (or its job) holds the run directory's lock
+    try:
         with pytest.raises(UserError, match="already being trained by another `tunewise launch`"):
             launch.launch(rd, cpu=True, console=Console(file=io.StringIO()))
+    finally:
+        os.close(lock)
     # released when that launch ends (any exit, kill -9 included: the lock is the process's)
     assert launch.launch(rd, cpu=True, console=Console(file=io.StringIO())) == launch.EXIT_STOPPED
 
