@@ -6,6 +6,8 @@ values are `UserError`s that name the key and the allowed values.
 
 from __future__ import annotations
 
+import os
+import re
 import reprlib
 from pathlib import Path
 from typing import Literal, get_args
@@ -14,6 +16,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from advisor.errors import UserError
+from advisor.safeyaml import load_yaml
 
 Task = Literal[
     "classification", "extraction", "question-answering", "summarization",
@@ -199,14 +202,9 @@ def load_answers(path: str | Path) -> Answers:
         raise UserError(f"{p}: not UTF-8 text", "save the answers file as UTF-8") from None
     except OSError as e:
         raise UserError(f"{p}: cannot read ({e.strerror})", "check the path and its permissions") from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        raise UserError(f"{p}: not valid YAML{where}", "fix the YAML syntax (indentation, colons, quotes)") from None
-    except RecursionError:  # PyYAML composes nodes recursively
-        raise UserError(f"{p}: nested too deeply to be an answers file", "write one `key: value` per line") from None
+    # Safe loader; a key given twice, an alias bomb or a 5,000-digit number is a UserError too.
+    data = load_yaml(text, p, what="answers file", fix="fix the YAML syntax (indentation, colons, quotes); "
+                     "write one `key: value` per line")
     answers = parse_answers(data, source=str(p))
     return resolve_paths(answers, p.parent)
 
@@ -214,9 +212,34 @@ def load_answers(path: str | Path) -> Answers:
 _DATA_SUFFIXES = {".jsonl", ".json", ".csv", ".tsv", ".parquet"}
 
 
+def expand_path(value: str, key: str) -> str:
+    """`~` and `$VAR`/`${VAR}` in a path from the answers file, as a shell would expand them; a variable
+    that is not set is an error (it would otherwise become a literal `$VAR` folder)."""
+    if "$" in value:
+        missing = sorted({m.group(1) or m.group(2) for m in _ENV_VAR.finditer(value)
+                          if (m.group(1) or m.group(2)) not in os.environ})
+        if missing:
+            raise UserError(f"'{key}': the environment variable {missing[0]} in {value!r} is not set",
+                            f"set it (`export {missing[0]}=...`) or write the path out")
+        value = os.path.expandvars(value)
+    return os.path.expanduser(value)
+
+
+_ENV_VAR = re.compile(r"\$(?:(\w+)|\{(\w+)\})")
+
+
 def resolve_paths(answers: Answers, base: Path) -> Answers:
-    """Resolve relative `dataset` and local `model` paths against `base` (the answers file's folder)."""
+    """Expand `~` and environment variables in `dataset`, `preference_dataset` and `model`, then resolve
+    relative paths against `base` (the answers file's folder)."""
     updates = {}
+    # Every path key: `~` and environment variables first, as a shell would.
+    for key in ("dataset", "preference_dataset", "model"):
+        value = getattr(answers, key)
+        if value and ("~" in value or "$" in value):
+            updates[key] = expand_path(value, key)
+    if updates:
+        answers = answers.model_copy(update=updates)
+        updates = {}
     for key in ("dataset", "preference_dataset"):
         given = getattr(answers, key)
         if not given or Path(given).is_absolute():

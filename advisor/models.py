@@ -220,6 +220,9 @@ def _read_config(file: Path, name: str) -> dict:
     except json.JSONDecodeError as e:
         raise UserError(f"{file} is not valid JSON (line {e.lineno}: {e.msg})",
                         f"repair or replace the config.json of {name}") from e
+    except (ValueError, RecursionError) as e:  # a number of more than 4,300 digits; nesting past the limit
+        raise UserError(f"{file} cannot be read ({str(e).splitlines()[0][:100]})",
+                        f"repair or replace the config.json of {name}") from None
 
 
 def resolve_model(spec: str, *, allow_network: bool = False) -> ModelFacts:

@@ -264,15 +264,19 @@ class TrainingPlan:
     @classmethod
     def load(cls, path: str | Path) -> TrainingPlan:
         p = Path(path)
+        from advisor.safeyaml import load_yaml
+
         try:
-            data = yaml.safe_load(p.read_text(encoding="utf-8"))
+            text = p.read_text(encoding="utf-8")
         except (FileNotFoundError, NotADirectoryError):  # the latter: RUN_DIR is a file
             raise UserError(f"no plan at {p}", "create a run directory with `tunewise recommend --out DIR`") from None
         except OSError as e:
             raise UserError(f"cannot read {p}: {e.strerror or e}", "check the path and its permissions") from None
-        except (yaml.YAMLError, UnicodeDecodeError, RecursionError) as e:
-            raise UserError(f"{p}: not a valid plan file ({type(e).__name__})",
+        except UnicodeDecodeError:
+            raise UserError(f"{p}: not a valid plan file (not UTF-8 text)",
                             "regenerate it with `tunewise recommend --out`") from None
+        # A duplicated key, an alias bomb or a 5,000-digit number is refused with a message.
+        data = load_yaml(text, p, what="plan file", fix="regenerate it with `tunewise recommend --out`")
         return cls.from_dict(data, source=str(p))
 
     def validate(self, source: str = "plan") -> None:

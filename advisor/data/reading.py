@@ -12,6 +12,7 @@ import csv
 import json
 import os
 import re
+import stat
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -52,9 +53,23 @@ class Source:
 
 
 def resolve_source(path: str | os.PathLike) -> Source:
-    """Work out what `path` is. Missing files and unreadable ones are `UserError`s (exit 2)."""
+    """Work out what `path` is. Missing files and unreadable ones are `UserError`s (exit 2).
+
+    Regular files and save_to_disk folders are read in place. `-` (standard input) and a pipe such as
+    `<(zcat data.jsonl.gz)` are read once into a temporary file, since every later pass (format
+    detection, counting, the split) must see the same rows. Other special files (a device such as
+    /dev/zero, a named pipe, a socket) are refused: they never end, or wait forever for a writer."""
     text = str(path)
+    spooled = _SPOOLED.get(text) or _SPOOLED.get(_realpath(text))
+    if spooled is not None:
+        return spooled
     p = Path(text).expanduser()
+    if text == "-" or _is_anonymous_pipe(p):
+        return _spool(text, p)
+    special = _special_kind(p)
+    if special:
+        raise UserError(f"{text} is {special}, not a data file; tunewise reads regular files",
+                        "save the data to a file and pass that, or pipe it in: `... | tunewise inspect -`")
     if not p.exists():
         # "data/train" next to an existing data/ folder is a mistyped local file, not a hub id to fetch.
         local_folder = p.parent != Path(".") and p.parent.is_dir()
@@ -81,6 +96,83 @@ def resolve_source(path: str | os.PathLike) -> Source:
     if head.lstrip(b"\xef\xbb\xbf \t\r\n").startswith(b"["):
         return Source(str(p), "json", "line")
     return Source(str(p), "jsonl", "line")
+
+
+_SPOOLED: dict[str, Source] = {}
+MAX_SPOOL = 8 << 30  # piped data beyond this belongs in a file
+
+
+def _realpath(text: str) -> str:
+    try:
+        return os.path.realpath(text)
+    except (OSError, ValueError):
+        return text
+
+
+def _special_kind(p: Path) -> str | None:
+    """"a device", "a named pipe", ... for what is neither a regular file nor a folder (links followed)."""
+    try:
+        mode = p.stat().st_mode
+    except (OSError, ValueError):
+        return None  # missing: reported below
+    if stat.S_ISREG(mode) or stat.S_ISDIR(mode):
+        return None
+    if stat.S_ISFIFO(mode):
+        return "a named pipe (reading it would wait for a writer)"
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        return "a device (it never ends)"
+    return "a special file (a socket?)"
+
+
+def _is_anonymous_pipe(p: Path) -> bool:
+    """A pipe handed over as /dev/fd/N, /proc/self/fd/N or /dev/stdin (process substitution, `cmd |`)."""
+    text = str(p)
+    if not text.startswith(("/dev/fd/", "/proc/", "/dev/stdin")):
+        return False
+    try:
+        return stat.S_ISFIFO(p.stat().st_mode)
+    except OSError:
+        return False
+
+
+def _spool(text: str, p: Path) -> Source:
+    """Copy standard input or a pipe into a temporary file, once; every later pass reads the copy."""
+    import atexit
+    import shutil
+    import tempfile
+
+    if text == "-" and sys.stdin.isatty():
+        raise UserError("`-` reads the data from standard input, but nothing is piped in",
+                        "pipe the data in (`cat data.jsonl | tunewise inspect -`) or pass a file")
+    folder = tempfile.mkdtemp(prefix="tunewise-stdin-")
+    atexit.register(shutil.rmtree, folder, True)
+    copy = Path(folder) / "data"
+    size = 0
+    try:
+        src = sys.stdin.buffer if text == "-" else open(p, "rb")
+        with src, open(copy, "wb") as out:
+            while block := src.read(_CHUNK):
+                size += len(block)
+                if size > MAX_SPOOL:
+                    raise UserError(f"{text}: more than {MAX_SPOOL >> 30} GiB came through the pipe",
+                                    "save the data to a file and pass the file")
+                out.write(block)
+    except OSError as e:
+        raise UserError(f"cannot read {text}: {e.strerror or e}", "save the data to a file and pass that") from None
+    head = _head(copy)
+    body = head.lstrip(b"\xef\xbb\xbf \t\r\n")
+    if head.startswith(b"PAR1"):
+        kind, unit, name = "parquet", "row", "data.parquet"
+    elif body.startswith(b"["):
+        kind, unit, name = "json", "line", "data.json"
+    elif body.startswith(b"{") or not body:
+        kind, unit, name = "jsonl", "line", "data.jsonl"
+    else:
+        kind, unit, name = "csv", "line", "data.csv"
+    copy = copy.rename(copy.with_name(name))
+    source = Source(str(copy), kind, unit)
+    _SPOOLED[text] = _SPOOLED[_realpath(text)] = _SPOOLED[str(copy)] = source
+    return source
 
 
 def _head(p: Path) -> bytes:
@@ -124,6 +216,8 @@ def _jsonl(path: str) -> Iterator[Record]:
                     yield Record(index, lineno, error=f"malformed JSON: {e.msg} (column {e.colno})")
                 except RecursionError:
                     yield Record(index, lineno, error="malformed JSON: nested too deeply")
+                except ValueError as e:  # a number of more than 4,300 digits
+                    yield Record(index, lineno, error=f"unreadable JSON: {_first_line(e)}")
             index += 1
 
 
@@ -173,6 +267,9 @@ def _json_array(path: str) -> Iterator[Record]:
                 except RecursionError:
                     yield Record(index, line, error="malformed JSON: nested too deeply; reading stopped")
                     return
+                except ValueError as e:  # a number of more than 4,300 digits
+                    yield Record(index, line, error=f"unreadable JSON: {_first_line(e)}; reading stopped")
+                    return
             if _has_surrogates(buf, pos, end):
                 yield Record(index, line, error="not valid UTF-8", kind="not-utf8")
             else:
@@ -182,6 +279,10 @@ def _json_array(path: str) -> Iterator[Record]:
             index += 1
             if pos > _CHUNK:  # drop what was consumed so the buffer stays small
                 buf, pos = buf[pos:], 0
+
+
+def _first_line(e: Exception) -> str:
+    return str(e).splitlines()[0][:120] if str(e) else type(e).__name__
 
 
 def _has_surrogates(buf: str, start: int, end: int) -> bool:
@@ -244,7 +345,13 @@ def _arrow_dir(path: str) -> Iterator[Record]:
 
     p = Path(path)
     if (p / "dataset_dict.json").exists():
-        splits = json.loads((p / "dataset_dict.json").read_text(encoding="utf-8")).get("splits", [])
+        try:
+            splits = json.loads((p / "dataset_dict.json").read_text(encoding="utf-8")).get("splits", [])
+            if not isinstance(splits, list) or not all(isinstance(x, str) for x in splits):
+                raise ValueError("`splits` is not a list of names")
+        except (OSError, ValueError, AttributeError, RecursionError) as e:
+            raise UserError(f"cannot read {p / 'dataset_dict.json'}: {_first_line(e)}",
+                            "re-save the dataset with save_to_disk") from None
         split = "train" if "train" in splits else (splits[0] if splits else None)
         if split is None:
             raise UserError(f"{path} holds no splits", "save a dataset with at least one split")
@@ -252,7 +359,9 @@ def _arrow_dir(path: str) -> Iterator[Record]:
     try:
         state = json.loads((p / "state.json").read_text(encoding="utf-8"))
         files = [p / d["filename"] for d in state["_data_files"]]
-    except (OSError, ValueError, KeyError, TypeError) as e:
+        if any(Path(d["filename"]).is_absolute() or ".." in Path(d["filename"]).parts for d in state["_data_files"]):
+            raise ValueError("a data file name points outside the dataset folder")
+    except (OSError, ValueError, KeyError, TypeError, AttributeError, RecursionError) as e:
         raise UserError(f"cannot read {p / 'state.json'}: {e}", "re-save the dataset with save_to_disk") from e
     index = 0
     for fname in files:

@@ -48,6 +48,10 @@ def measure(rows: list[tuple[int, dict]], fmt: str, tok) -> TokenResult:
     res = TokenResult()
     has_template = bool(getattr(tok, "chat_template", None))
     conversational = fmt == "messages" or (rows and isinstance(next(iter(rows[0][1].values())), list))
+    if conversational and has_template:
+        from advisor.data.template_guard import probe
+
+        probe(tok, repr(getattr(tok, "name_or_path", None) or "the tokenizer"))  # a runaway template: UserError
     if conversational and not has_template:
         res.notes.append(("chat-template", "the tokenizer has no chat template; TRL needs one for "
                           "conversational data (lengths below use a plain 'role: content' layout)"))
@@ -87,7 +91,9 @@ def _render(row: dict, fmt: str, tok, has_template: bool) -> tuple[str, str]:
     """(full text, prompt text) as the trainer will see them."""
     def chat(msgs, gen=False):
         if has_template:
-            return tok.apply_chat_template(msgs, tokenize=False, add_generation_prompt=gen)
+            from advisor.data.template_guard import render
+
+            return render(tok, msgs, add_generation_prompt=gen)
         return "".join(f"{m['role']}: {m.get('content') or ''}\n" for m in msgs)
 
     if fmt == "messages":

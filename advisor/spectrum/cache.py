@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 from pathlib import Path
 
@@ -45,12 +46,28 @@ def cache_load(model_dir: Path, sig: list[list], key: str) -> dict | None:
         p = c / f"{_sig_digest(sig)}-{key[:32]}.json"
         try:
             rec = json.loads(p.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
+        except (OSError, ValueError, RecursionError):
             continue
         if isinstance(rec, dict) and rec.get("key") == key and rec.get("cache_version") == CACHE_VERSION \
-                and isinstance(rec.get("modules"), dict):
+                and _well_formed(rec):
             return rec
     return None
+
+
+def _well_formed(rec: dict) -> bool:
+    """A record edited by hand or cut short is a cache miss (a rescan), never a traceback later on."""
+    modules = rec.get("modules")
+    if not isinstance(modules, dict) or not modules or not isinstance(rec.get("device"), str):
+        return False
+    if not isinstance(rec.get("methods", {}), dict):
+        return False
+    for row in modules.values():
+        if not (isinstance(row, dict) and isinstance(row.get("type"), str)
+                and isinstance(row.get("layer"), int) and not isinstance(row.get("layer"), bool)
+                and isinstance(row.get("score"), int | float) and not isinstance(row.get("score"), bool)
+                and math.isfinite(row["score"])):
+            return False
+    return True
 
 
 def cache_store(model_dir: Path, sig: list[list], key: str, record: dict) -> Path | None:
