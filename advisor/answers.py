@@ -203,7 +203,7 @@ def load_answers(path: str | Path) -> Answers:
     except OSError as e:
         raise UserError(f"{p}: cannot read ({e.strerror})", "check the path and its permissions") from None
     # Safe loader; a key given twice, an alias bomb or a 5,000-digit number is a UserError too.
-    data = load_yaml(text, p, what="answers file", fix="fix the YAML syntax (indentation, colons, quotes); "
+    data = load_yaml(text, p, what="an answers file", fix="fix the YAML syntax (indentation, colons, quotes); "
                      "write one `key: value` per line")
     answers = parse_answers(data, source=str(p))
     return resolve_paths(answers, p.parent)

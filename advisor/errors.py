@@ -30,3 +30,18 @@ class CheckFailed(TunewiseError):
     """The recommendation or a check says no (does not fit, data unusable). Exit code 1."""
 
     exit_code = 1
+
+
+# A path the user gave that the operating system cannot even look up: bad input, not a crash.
+_PATH_ERRNOS = {36: "a file or folder name in it is too long (255 bytes at most)",  # ENAMETOOLONG
+                40: "it loops through symlinks"}  # ELOOP
+
+
+def path_error(e: OSError) -> UserError | None:
+    """The `UserError` for an OSError that a user-given path caused, or None for any other OSError."""
+    why = _PATH_ERRNOS.get(e.errno or 0)
+    if why is None:
+        return None
+    name = str(e.filename)
+    shown = name if len(name) <= 120 else f"{name[:60]}…{name[-40:]} ({len(name)} characters)"
+    return UserError(f"cannot use the path {shown}: {why}", "use a shorter path (or fix the link)")

@@ -276,7 +276,7 @@ class TrainingPlan:
             raise UserError(f"{p}: not a valid plan file (not UTF-8 text)",
                             "regenerate it with `tunewise recommend --out`") from None
         # A duplicated key, an alias bomb or a 5,000-digit number is refused with a message.
-        data = load_yaml(text, p, what="plan file", fix="regenerate it with `tunewise recommend --out`")
+        data = load_yaml(text, p, what="a plan file", fix="regenerate it with `tunewise recommend --out`")
         return cls.from_dict(data, source=str(p))
 
     def validate(self, source: str = "plan") -> None:

@@ -62,16 +62,17 @@ def _expanded_size(root: yaml.Node) -> int:
     return memo.get(id(root), 1)
 
 
-def load_yaml(text: str, source: str | Path, *, what: str = "file", fix: str) -> object:
+def load_yaml(text: str, source: str | Path, *, what: str = "a file", fix: str) -> object:
     """Parse `text` (from `source`); any problem is a `UserError` with `fix` as its fix line."""
-    loader = _Loader(text)
+    loader = None
     try:
+        loader = _Loader(text)  # the reader already refuses control characters (a NUL byte)
         node = loader.get_single_node()
         if node is None:
             return None
         if _expanded_size(node) > MAX_NODES:
             raise UserError(f"{source}: expands to more than {MAX_NODES:,} values through YAML aliases (&/*), "
-                            f"too many for a {what}", "write the values out instead of aliasing them")
+                            f"too many for {what}", "write the values out instead of aliasing them")
         return loader.construct_document(node)
     except _Duplicate as e:
         raise UserError(f"{source}: key {str(e.key)[:60]!r} is given twice (lines {e.first.line + 1} and "
@@ -82,9 +83,10 @@ def load_yaml(text: str, source: str | Path, *, what: str = "file", fix: str) ->
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         raise UserError(f"{source}: not valid YAML{where}", fix) from None
     except RecursionError:  # PyYAML composes and constructs nodes recursively
-        raise UserError(f"{source}: nested too deeply to be a {what}", fix) from None
+        raise UserError(f"{source}: nested too deeply to be {what}", fix) from None
     except ValueError as e:  # int('1' * 5000): Python refuses to convert more than 4,300 digits
         raise UserError(f"{source}: a value cannot be read ({str(e).splitlines()[0][:120]})",
                         "use a number of sensible size (no value here needs more than a few digits)") from None
     finally:
-        loader.dispose()
+        if loader is not None:
+            loader.dispose()

@@ -126,8 +126,10 @@ def _bomb(levels: int) -> str:
 
 
 ANSWERS_REGRESSIONS = {
-    # alias bomb: 9**9 leaves by reference; the error message once printed the whole value (25 MB at 9**7)
-    "alias-bomb": (_bomb(9), "'goals.0'"),
+    # alias bomb: 9**9 leaves by reference; the error message once printed the whole value (25 MB at 9**7).
+    # Now refused before anything is built from it (advisor/safeyaml.py); a small alias is still fine.
+    "alias-bomb": (_bomb(9), "through YAML aliases"),
+    "small-alias": ("task: chat\ngoals: &g [tone-style]\n", None),
     "deeply-nested-list": ("task: " + "[" * 5000 + "]" * 5000 + "\n", "nested too deeply"),   # was RecursionError
     "deeply-nested-map": ("task: " + "{a: " * 3000 + "1" + "}" * 3000 + "\n", "nested too deeply"),
     "not-utf8": (b"task: \xff\xfe chat\n", "not UTF-8"),

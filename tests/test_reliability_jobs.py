@@ -4,6 +4,7 @@ Each test trains the tiny stand-in for real on CPU."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import shutil
@@ -20,6 +21,8 @@ from advisor.errors import UserError
 from advisor.plan import TrainingPlan
 from launcher import checkpoints, fingerprint, jobfiles
 from launcher.launch import job_env
+
+CLI = "tunewise" if importlib.util.find_spec("tunewise") else "advisor"
 
 
 @pytest.fixture(scope="module")
@@ -100,7 +103,7 @@ def test_a_half_written_checkpoint_is_set_aside(trained, tmp_path, damage):
 def test_resume_skips_a_truncated_checkpoint_end_to_end(trained, tmp_path):
     rd = _unfinished_copy(trained, tmp_path)
     _truncate(rd / "output" / "sft" / "checkpoint-4" / "optimizer.pt")
-    r = _run(["-m", "advisor", "launch", str(rd), "--cpu"])
+    r = _run(["-m", CLI, "launch", str(rd), "--cpu"])
     assert r.returncode == 0, r.stdout + r.stderr
     assert "skipped checkpoint-4: optimizer.pt is truncated" in (rd / "train.log").read_text()
     s = json.loads((rd / "summary.json").read_text())
@@ -112,7 +115,7 @@ def test_a_full_disk_during_training_ends_failed_without_a_traceback(base, tmp_p
     """Was: the job's error handler raised a second traceback (writing summary.json on the full disk) and
     summary.json stayed at `running`."""
     rd = make_run(tmp_path, base, max_steps=6, save_steps=2)
-    r = _run(["-m", "advisor", "launch", str(rd), "--cpu"], {"TUNEWISE_TEST_DISK_FULL_AT_STEP": "3"})
+    r = _run(["-m", CLI, "launch", str(rd), "--cpu"], {"TUNEWISE_TEST_DISK_FULL_AT_STEP": "3"})
     log = (rd / "train.log").read_text()
     assert r.returncode == 1, r.stdout + r.stderr
     assert "Traceback" not in log and "During handling" not in log, log
@@ -133,7 +136,7 @@ def test_python_files_in_the_run_directory_never_run(base, tmp_path):
         (rd / name).write_text(f"open({str(marker)!r}, 'a').write({name!r} + '\\n')\nraise SystemExit(3)\n")
     (rd / "launcher").mkdir()
     (rd / "launcher" / "__init__.py").write_text(f"open({str(marker)!r}, 'a').write('launcher\\n')\n")
-    r = _run(["-m", "advisor", "launch", str(rd), "--cpu"], {"PYTHONPATH": os.pathsep.join([".", ""])})
+    r = _run(["-m", CLI, "launch", str(rd), "--cpu"], {"PYTHONPATH": os.pathsep.join([".", ""])})
     assert r.returncode == 0, r.stdout + r.stderr
     assert not marker.exists(), marker.read_text()
     assert "Traceback" not in r.stdout + r.stderr and "[/x] [bold]" in r.stdout
@@ -184,7 +187,7 @@ def test_the_job_holds_the_run_lock_after_its_launcher_is_killed(base, tmp_path)
     from launcher import jobcontrol
 
     rd = make_run(tmp_path, base, max_steps=40, save_steps=100)
-    launcher = _start(["-m", "advisor", "launch", str(rd), "--cpu"], {"TUNEWISE_TEST_STEP_DELAY": "0.5"})
+    launcher = _start(["-m", CLI, "launch", str(rd), "--cpu"], {"TUNEWISE_TEST_STEP_DELAY": "0.5"})
     try:
         _wait_for(lambda: len(_steps(rd)) >= 1, launcher)
         job_pids = [p for p in jobcontrol.group_members(_job_pgid(launcher.pid)) if p != launcher.pid]
@@ -224,7 +227,7 @@ def test_a_live_job_refuses_a_second_launch(base, tmp_path):
     job = _start(["-m", "launcher.train", str(rd)], {"TUNEWISE_TEST_STEP_DELAY": "0.3"})
     try:
         _wait_for(lambda: len(_steps(rd)) >= 1, job)
-        r = _run(["-m", "advisor", "launch", str(rd), "--cpu"])
+        r = _run(["-m", CLI, "launch", str(rd), "--cpu"])
         assert r.returncode == 2 and "already being trained" in r.stderr and "Traceback" not in r.stderr, r.stderr
         os.killpg(job.pid, signal.SIGTERM)
         out, _ = job.communicate(timeout=120)
@@ -237,7 +240,7 @@ def test_a_live_job_refuses_a_second_launch(base, tmp_path):
 def test_two_quick_sigterms_still_save(base, tmp_path):
     """Was: the launcher turned a second signal into SIGKILL, so two quick SIGTERMs lost the checkpoint."""
     rd = make_run(tmp_path, base, max_steps=50, save_steps=100)
-    proc = _start(["-m", "advisor", "launch", str(rd), "--cpu"], {"TUNEWISE_TEST_STEP_DELAY": "0.5"})
+    proc = _start(["-m", CLI, "launch", str(rd), "--cpu"], {"TUNEWISE_TEST_STEP_DELAY": "0.5"})
     _wait_for(lambda: len(_steps(rd)) >= 1, proc)
     proc.send_signal(signal.SIGTERM)
     time.sleep(0.1)
@@ -253,7 +256,7 @@ def test_two_quick_sigterms_still_save(base, tmp_path):
 def test_ctrl_c_in_the_jobs_first_seconds_is_a_stop(base, tmp_path):
     """Was: a Ctrl-C while the job was still importing torch was reported as `training failed (exit code -15)`."""
     rd = make_run(tmp_path, base, max_steps=4)
-    proc = _start(["-m", "advisor", "launch", str(rd), "--cpu"])
+    proc = _start(["-m", CLI, "launch", str(rd), "--cpu"])
     _wait_for(lambda: (rd / "train.log").exists(), proc)
     time.sleep(0.3)
     proc.send_signal(signal.SIGINT)
@@ -274,7 +277,7 @@ def test_symlinks_planted_in_the_run_directory_are_never_written_through(base, t
     else:
         outside.write_text("precious\n")
     (rd / name).symlink_to(outside)
-    r = _run(["-m", "advisor", "launch", str(rd), "--cpu"])
+    r = _run(["-m", CLI, "launch", str(rd), "--cpu"])
     assert r.returncode == 2 and "is a symlink" in r.stderr and "Traceback" not in r.stderr, r.stdout + r.stderr
     assert "fix:" in r.stderr
     if name == "output":
@@ -328,3 +331,48 @@ def test_summary_and_fingerprint_holding_a_json_list(base, tmp_path):
     (rd / "fingerprint.json").write_text('{"plan": [1], "data": {}}')
     with pytest.raises(UserError, match="corrupt"):
         fingerprint.check(rd, TrainingPlan.load(rd / "plan.yaml"))
+
+
+def test_export_merge_stays_offline_without_allow_network(trained, tmp_path):
+    """Was: `export --merge` contacted the hub (sending HF_TOKEN) for a base model not on disk, even
+    without --allow-network. A local listener stands in for the hub and counts connections."""
+    import socket
+    import threading
+
+    rd = tmp_path / "run"
+    shutil.copytree(trained, rd, symlinks=True)
+    plan = TrainingPlan.load(rd / "plan.yaml")
+    plan.model = "someone/not-on-this-machine"
+    (rd / "plan.yaml").write_text(jobfiles.plan_yaml(plan))
+    (rd / "summary.json").write_text(json.dumps({"status": "completed", "adapter_dir": str(rd / "adapter")}))
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(8)
+    server.settimeout(0.2)
+    hits = []
+
+    def accept():
+        while not done.is_set():
+            try:
+                conn, _ = server.accept()
+            except OSError:
+                continue
+            hits.append(conn.recv(4096))
+            conn.close()
+
+    done = threading.Event()
+    t = threading.Thread(target=accept, daemon=True)
+    t.start()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE",
+                                                                     "TRANSFORMERS_OFFLINE"))}
+    env.update(HF_ENDPOINT=f"http://127.0.0.1:{server.getsockname()[1]}", HF_TOKEN="hf_plantedtoken12345",
+               HF_HOME=str(tmp_path / "hf-home"))
+    try:
+        r = subprocess.run([sys.executable, "-m", CLI, "export", str(rd), "--merge"], capture_output=True, text=True,
+                           timeout=300, env=env)
+    finally:
+        done.set()
+        t.join(timeout=5)
+        server.close()
+    assert r.returncode == 2 and "not available locally" in r.stderr and "--allow-network" in r.stderr, r.stderr
+    assert hits == []

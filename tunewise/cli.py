@@ -12,7 +12,7 @@ import importlib
 import sys
 
 from advisor import __version__
-from advisor.errors import TunewiseError
+from advisor.errors import TunewiseError, path_error
 
 COMMANDS = ["wizard", "recommend", "estimate", "inspect", "spectrum", "launch", "eval", "export", "rules", "env"]
 
@@ -48,6 +48,12 @@ def main(argv: list[str] | None = None) -> int:
     except TunewiseError as e:
         print(f"tunewise: error: {e}", file=sys.stderr)
         return e.exit_code
+    except OSError as e:
+        err = path_error(e)  # a name over 255 bytes, a symlink loop: the path is the problem, not the code
+        if err is None:
+            raise
+        print(f"tunewise: error: {err}", file=sys.stderr)
+        return err.exit_code
     except KeyboardInterrupt:
         print("\ntunewise: interrupted", file=sys.stderr)
         return 130
