@@ -180,3 +180,26 @@ def group_members(pgid: int) -> list[int]:
         if len(fields) > 2 and fields[0] != b"Z" and int(fields[2]) == pgid:
             out.append(int(entry))
     return out
+
+
+def job_members(launcher_pid: int) -> list[int]:
+    """PIDs of the live processes a launcher started, wherever they are now: torchrun starts each worker
+    in a session of its own, and a worker whose parent died is re-parented, so neither the process
+    group nor the process tree finds them all. Each carries TUNEWISE_LAUNCHER_PID in its environment."""
+    marker = f"\0{LAUNCHED_BY}={launcher_pid}\0".encode()
+    out = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit() or int(entry) == os.getpid():
+            continue
+        try:
+            with open(f"/proc/{entry}/environ", "rb") as f:
+                env = b"\0" + f.read()
+            if marker not in env:
+                continue
+            with open(f"/proc/{entry}/stat", "rb") as f:
+                if f.read().rsplit(b")", 1)[1].split()[0] == b"Z":
+                    continue
+        except (OSError, IndexError):
+            continue
+        out.append(int(entry))
+    return out

@@ -251,7 +251,7 @@ def _run_once(run_dir: Path, plan: TrainingPlan, *, attempt: int, max_steps, sav
                     time.sleep(0.5)
                 _feed(follower, view, console)
             rc = proc.wait()
-            _wait_for_group(proc.pid, console)
+            _wait_for_job(console)
         finally:
             for s, h in old.items():
                 signal.signal(s, h)
@@ -272,7 +272,7 @@ def _run_once(run_dir: Path, plan: TrainingPlan, *, attempt: int, max_steps, sav
 def _signal_job(proc: subprocess.Popen, *, multi: bool) -> None:
     """SIGTERM to the job's training processes. With torchrun/accelerate, to the workers only: their
     launcher would answer a SIGTERM by killing them before they save."""
-    targets = [p for p in jobcontrol.group_members(proc.pid) if not (multi and p == proc.pid)]
+    targets = [p for p in jobcontrol.job_members(os.getpid()) if not (multi and p == proc.pid)]
     for pid in targets or [proc.pid]:
         try:
             os.kill(pid, signal.SIGTERM)
@@ -280,23 +280,25 @@ def _signal_job(proc: subprocess.Popen, *, multi: bool) -> None:
             pass
 
 
-def _wait_for_group(pgid: int, console: Console, grace_s: float = 120.0) -> None:
+def _wait_for_job(console: Console, grace_s: float = 120.0) -> None:
     """The job's first process has ended; wait for every other one (workers of a multi-process job whose
-    launcher died), asking stragglers to save and stop, then killing what is left after `grace_s`."""
-    if not jobcontrol.group_members(pgid):
+    own launcher died), asking stragglers to save and stop, then killing what is left after `grace_s`.
+    The result is reported only once no process of the job is left."""
+    left = jobcontrol.job_members(os.getpid())
+    if not left:
         return
-    console.print("[yellow]waiting for the job's remaining processes to save and stop[/]")
-    for pid in jobcontrol.group_members(pgid):
+    console.print(f"[yellow]waiting for the job's {len(left)} remaining process(es) to save and stop[/]")
+    for pid in left:
         try:
             os.kill(pid, signal.SIGTERM)
         except ProcessLookupError:
             pass
     deadline = time.monotonic() + grace_s
-    while jobcontrol.group_members(pgid) and time.monotonic() < deadline:
+    while (left := jobcontrol.job_members(os.getpid())) and time.monotonic() < deadline:
         time.sleep(0.5)
-    if jobcontrol.group_members(pgid):
+    for pid in left:
         try:
-            os.killpg(pgid, signal.SIGKILL)
+            os.kill(pid, signal.SIGKILL)
         except ProcessLookupError:
             pass
 

@@ -4,7 +4,6 @@ problem and the fix (exit 2), or is read correctly. One test per defect found by
 from __future__ import annotations
 
 import contextlib
-import importlib.util
 import io
 import json
 import os
@@ -18,18 +17,18 @@ from launchkit import make_run, tiny_base
 
 from advisor.errors import UserError
 from advisor.plan import TrainingPlan
+from tunewise.cli import main
 
-CLI = "tunewise" if importlib.util.find_spec("tunewise") else "advisor"
+CLI = "tunewise"
 ROOT = Path(__file__).resolve().parents[1]
 DEMO = ROOT / "examples" / "demo" / "train.jsonl"
 BIG_INT = "1" * 5000  # Python refuses to convert more than 4,300 digits
 
 
 def _main(argv):
-    mod = __import__(f"{CLI}.cli", fromlist=["main"])
     out, err = io.StringIO(), io.StringIO()
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        rc = mod.main(argv)
+        rc = main(argv)
     return rc, out.getvalue(), err.getvalue()
 
 
@@ -195,7 +194,7 @@ def test_a_runaway_chat_template_is_refused(base, tmp_path, monkeypatch, templat
 
 
 def test_a_malformed_spectrum_cache_record_is_a_cache_miss(tmp_path):
-    from advisor import spectrum_cache
+    from advisor.spectrum import cache as spectrum_cache
 
     sig = [["model.safetensors", 10]]
     good = {"modules": {"model.layers.0.mlp.down_proj": {"type": "mlp.down_proj", "layer": 0, "score": 1.5}},

@@ -4,7 +4,6 @@ Each test trains the tiny stand-in for real on CPU."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import shutil
@@ -22,7 +21,7 @@ from advisor.plan import TrainingPlan
 from launcher import checkpoints, fingerprint, jobfiles
 from launcher.launch import job_env
 
-CLI = "tunewise" if importlib.util.find_spec("tunewise") else "advisor"
+CLI = "tunewise"
 
 
 @pytest.fixture(scope="module")
@@ -207,6 +206,34 @@ def test_the_job_holds_the_run_lock_after_its_launcher_is_killed(base, tmp_path)
     assert s["status"] == "stopped"
     assert checkpoints.newest_complete(rd / "output" / "sft", set_aside=False)[0] is not None
     os.close(jobcontrol.acquire(rd))  # free once every process of the job has ended
+
+
+def test_workers_of_a_multi_process_job_stop_when_the_launcher_is_killed(base, tmp_path):
+    """Two processes (torchrun, each worker in a session of its own): after kill -9 of the launcher, every
+    worker saves and ends, and the run stays locked until the last one has. Was: the workers outlived
+    the launcher and nothing held the lock."""
+    from launcher import jobcontrol
+
+    rd = make_run(tmp_path, base, n_gpus=2, max_steps=40, save_steps=100)
+    launcher = _start(["-m", CLI, "launch", str(rd), "--cpu"], {"TUNEWISE_TEST_STEP_DELAY": "0.5"})
+    try:
+        _wait_for(lambda: len(_steps(rd)) >= 1, launcher, timeout=240)
+        members = jobcontrol.job_members(launcher.pid)
+        assert len(members) >= 3, members  # torchrun and its two workers
+        launcher.kill()
+        launcher.wait()
+        with pytest.raises(UserError, match="already being trained"):
+            jobcontrol.acquire(rd)
+        t0 = time.time()
+        while jobcontrol.job_members(launcher.pid):
+            assert time.time() - t0 < 150, jobcontrol.job_members(launcher.pid)
+            time.sleep(0.5)
+    finally:
+        for pid in jobcontrol.job_members(launcher.pid):
+            os.kill(pid, signal.SIGKILL)
+    assert json.loads((rd / "summary.json").read_text())["status"] == "stopped"
+    assert checkpoints.newest_complete(rd / "output" / "sft", set_aside=False)[0] is not None
+    os.close(jobcontrol.acquire(rd))
 
 
 def _job_pgid(launcher_pid: int) -> int:
