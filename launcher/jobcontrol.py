@@ -27,6 +27,7 @@ from advisor.errors import UserError
 
 LOCK_FILE = ".launch.lock"
 LAUNCHED_BY = "TUNEWISE_LAUNCHER_PID"  # set by the launcher in the job's environment
+INHERITED_FD = "TUNEWISE_LOCK_FD"  # the launcher's lock descriptor, as the job's first process inherits it
 _held: list[int] = []  # the job's lock descriptors, kept open for the life of the process
 
 
@@ -80,6 +81,10 @@ def hold_for_job(run_dir: Path) -> None:
 
     Started by the launcher (or as one rank of several), the launcher already checked that the run
     is free, so a shared lock is enough; started by hand, the job checks like a launcher does."""
+    try:  # the launcher's descriptor, inherited: keep it, but out of any process this one starts
+        os.set_inheritable(int(os.environ.get(INHERITED_FD, "")), False)
+    except (ValueError, OSError):
+        pass
     by_launcher = bool(os.environ.get(LAUNCHED_BY)) or int(os.environ.get("WORLD_SIZE", "1")) > 1
     if not by_launcher:
         _held.append(acquire(run_dir))
@@ -92,6 +97,13 @@ def hold_for_job(run_dir: Path) -> None:
         os.close(fd)
         raise err from None
     _held.append(fd)
+
+
+def release() -> None:
+    """Give up this process's share of the lock (the training script returning inside a longer-lived
+    process, such as a test; a process that ends releases it anyway)."""
+    while _held:
+        os.close(_held.pop())
 
 
 class StopRequest:

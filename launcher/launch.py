@@ -206,6 +206,7 @@ def _run_once(run_dir: Path, plan: TrainingPlan, *, attempt: int, max_steps, sav
     env = job_env(allow_network, attempt=attempt, cpu=cpu)
     if plan.gpu_indices and not cpu:  # the planner chose these GPUs of the box (e.g. the larger card alone)
         env["CUDA_VISIBLE_DEVICES"] = ",".join(map(str, plan.gpu_indices))
+    env[jobcontrol.INHERITED_FD] = str(lock)
     secrets = secret_values(env)
     log_fd = open_append(log_path)  # never through a symlink planted as train.log
     start = os.fstat(log_fd).st_size  # train.log keeps every launch's output

@@ -44,13 +44,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from launcher.jobcontrol import StopRequest, hold_for_job
+    from launcher.jobcontrol import StopRequest, hold_for_job, release
 
     stop = StopRequest()  # first, so a Ctrl-C or SIGTERM in the job's first seconds is a stop, not a crash
     try:
         return _main(argv, stop, hold_for_job)
     finally:
         stop.restore()
+        release()
 
 
 def _main(argv: list[str] | None, stop, hold_for_job) -> int:
