@@ -6,7 +6,7 @@ learning rate, per precision, against an fp32 reference.
 For each method (spectrum, full) and precision (fp32 reference, bf16-mixed = fp32 master weights,
 bf16-compensated = torch-optimi's Kahan AdamW, and `bf16-pure`: the job as it ran before precision was a
 decision, bf16 weights with torch's AdamW), it trains a stand-in Llama (random init, initializer_range
-0.02 like the real models) on the demo data for N steps at the learning rate with warm-up 0 and reports,
+0.02 like the real models) on the demo data for N steps at the learning rate (constant, no warm-up) and reports,
 over the trainable base weights:
 
 - changed: the fraction of trainable weights whose stored value differs from the start;
@@ -63,7 +63,7 @@ def run(base: Path, work: Path, method: str, precision: str, steps: int, lr: flo
 
     rd = make_run(work, base, method, max_steps=steps, learning_rate=lr, warmup_ratio=0.0, eval_steps=steps,
                   save_steps=steps, precision=None if precision == "bf16-pure" else precision, n_rows=40,
-                  gradient_checkpointing=False, max_grad_norm=1.0)
+                  gradient_checkpointing=False, max_grad_norm=1.0, lr_scheduler="constant")
     if method == "spectrum":
         import yaml
 
@@ -131,7 +131,7 @@ def main() -> int:
     res = measure(a.steps, a.lr, a.hidden)
     lines = [f"# python bench/weights_move.py --steps {a.steps} --lr {a.lr:g} --hidden {a.hidden}"
              + (f" --out {a.out}" if a.out else ""),
-             f"# {a.steps} optimizer steps at lr {a.lr:g}, warm-up 0; stand-in Llama, hidden {a.hidden}, 2 layers; CPU",
+             f"# {a.steps} optimizer steps at lr {a.lr:g}, constant, no warm-up; stand-in Llama, hidden {a.hidden}, 2 layers; CPU",
              f"{'method':<9} {'precision':<17} {'params':>9} {'changed':>8} {'update':>7} {'error':>7}"]
     for method, rows in res.items():
         for p, r in rows.items():

@@ -162,7 +162,7 @@ class SpeedProbe(TrainerCallback):
         step_s = self.busy / self.timed
         self.measured = {"step_s_measured": round(step_s, 4),
                          "tokens_per_s_measured": round(tokens / self.busy, 1) if tokens > 0 else None,
-                         "eta_s": round((state.max_steps - state.global_step) * wall / self.timed, 1)}
+                         "eta_s": round((state.max_steps - state.global_step) * wall / self.timed, 3)}
         if not state.is_world_process_zero:
             return
         row = {"time": round(time.time(), 3), "event": "speed", "stage": self.stage, "step": state.global_step,
