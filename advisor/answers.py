@@ -19,12 +19,22 @@ from advisor.errors import UserError
 from advisor.safeyaml import load_yaml
 
 Task = Literal[
-    "classification", "extraction", "question-answering", "summarization",
-    "chat", "code", "reasoning", "generation",
+    "classification",
+    "extraction",
+    "question-answering",
+    "summarization",
+    "chat",
+    "code",
+    "reasoning",
+    "generation",
 ]
 Goal = Literal[
-    "tone-style", "privacy", "low-resource-language", "cheaper-inference",
-    "new-capability", "output-format",
+    "tone-style",
+    "privacy",
+    "low-resource-language",
+    "cheaper-inference",
+    "new-capability",
+    "output-format",
 ]
 Method = Literal["auto", "lora", "qlora", "spectrum", "full"]
 
@@ -56,12 +66,23 @@ class GPUAnswer(BaseModel):
     @model_validator(mode="after")
     def _reserve_below_memory(self):
         if self.reserve_gib is not None and self.reserve_gib >= self.memory_gib:
-            raise ValueError(f"reserve_gib ({self.reserve_gib:g}) must be less than memory_gib ({self.memory_gib:g})")
+            raise ValueError(
+                f"reserve_gib ({self.reserve_gib:g}) must be less than memory_gib ({self.memory_gib:g})"
+            )
         return self
 
 
-SuccessMetric = Literal["exact_match", "accuracy", "macro_f1", "token_f1", "json_valid", "field_f1", "rouge_l",
-                        "chrf", "perplexity"]  # advisor/task_metrics.py's METRICS
+SuccessMetric = Literal[
+    "exact_match",
+    "accuracy",
+    "macro_f1",
+    "token_f1",
+    "json_valid",
+    "field_f1",
+    "rouge_l",
+    "chrf",
+    "perplexity",
+]  # advisor/task_metrics.py's METRICS
 
 
 class SuccessAnswer(BaseModel):
@@ -203,8 +224,12 @@ def load_answers(path: str | Path) -> Answers:
     except OSError as e:
         raise UserError(f"{p}: cannot read ({e.strerror})", "check the path and its permissions") from None
     # Safe loader; a key given twice, an alias bomb or a 5,000-digit number is a UserError too.
-    data = load_yaml(text, p, what="an answers file", fix="fix the YAML syntax (indentation, colons, quotes); "
-                     "write one `key: value` per line")
+    data = load_yaml(
+        text,
+        p,
+        what="an answers file",
+        fix="fix the YAML syntax (indentation, colons, quotes); write one `key: value` per line",
+    )
     answers = parse_answers(data, source=str(p))
     return resolve_paths(answers, p.parent)
 
@@ -216,11 +241,18 @@ def expand_path(value: str, key: str) -> str:
     """`~` and `$VAR`/`${VAR}` in a path from the answers file, as a shell would expand them; a variable
     that is not set is an error (it would otherwise become a literal `$VAR` folder)."""
     if "$" in value:
-        missing = sorted({m.group(1) or m.group(2) for m in _ENV_VAR.finditer(value)
-                          if (m.group(1) or m.group(2)) not in os.environ})
+        missing = sorted(
+            {
+                m.group(1) or m.group(2)
+                for m in _ENV_VAR.finditer(value)
+                if (m.group(1) or m.group(2)) not in os.environ
+            }
+        )
         if missing:
-            raise UserError(f"'{key}': the environment variable {missing[0]} in {value!r} is not set",
-                            f"set it (`export {missing[0]}=...`) or write the path out")
+            raise UserError(
+                f"'{key}': the environment variable {missing[0]} in {value!r} is not set",
+                f"set it (`export {missing[0]}=...`) or write the path out",
+            )
         value = os.path.expandvars(value)
     return os.path.expanduser(value)
 

@@ -40,8 +40,10 @@ def choose_attention(family: str | None, attn_logit_softcapping: float | None = 
             f"eager attention: {family or 'this model'} soft-caps its attention scores{cap}, which PyTorch SDPA "
             "cannot apply, so transformers refuses SDPA for this model class; eager computes the cap (it "
             "keeps the seq x seq scores for backward, counted in the memory estimate). flash_attention_2 also "
-            "applies the cap and may be set instead where the flash-attn package is installed")
+            "applies the cap and may be set instead where the flash-attn package is installed",
+        )
     return AttentionChoice(
         "sdpa",
         "PyTorch SDPA attention works on every GPU and masks packed documents per row; FlashAttention-2 "
-        "(part of the guide's recommended stack) can be switched on where installed")
+        "(part of the guide's recommended stack) can be switched on where installed",
+    )

@@ -44,6 +44,7 @@ def fmt_value(v: Any) -> str:
 
 def fill_message(template: str, ctx: dict, thresholds: dict) -> str:
     """Fill `{fact}` and `{t.name}` placeholders with observed values (no eval, no format spec)."""
+
     def sub(m):
         name = m.group(1)
         if name.startswith("t."):
@@ -58,8 +59,16 @@ def fill_message(template: str, ctx: dict, thresholds: dict) -> str:
 def _run(rule: Rule, ctx: dict, thresholds: dict) -> RuleResult:
     observed = {v: ctx[v] for v in rule.variables if v in ctx}
     observed.update({f"t.{n}": thresholds[n] for n in rule.thresholds if n in thresholds})
-    res = RuleResult(id=rule.id, title=rule.title, status="not_fired", why=rule.why, source=rule.source,
-                     then=rule.then, observed=observed, priority=rule.priority)
+    res = RuleResult(
+        id=rule.id,
+        title=rule.title,
+        status="not_fired",
+        why=rule.why,
+        source=rule.source,
+        then=rule.then,
+        observed=observed,
+        priority=rule.priority,
+    )
     try:
         out = rule.program.execute(ctx)
     except RuntimeError:  # CEL: undefined variable, i.e. a fact we do not have
@@ -100,8 +109,13 @@ def _touches_training(rule_then: dict) -> bool:
     return bool({"method", "stage"} & kinds) or "set" in rule_then
 
 
-def evaluate(rules: list[Rule], facts: Facts | dict, thresholds: dict[str, float] | None = None, *,
-             explain: bool = True) -> Decision:
+def evaluate(
+    rules: list[Rule],
+    facts: Facts | dict,
+    thresholds: dict[str, float] | None = None,
+    *,
+    explain: bool = True,
+) -> Decision:
     """Evaluate every rule and combine the effects (see the module docstring for the precedence).
 
     Args:
@@ -141,8 +155,15 @@ def evaluate(rules: list[Rule], facts: Facts | dict, thresholds: dict[str, float
     results.sort(key=lambda r: r.id)
     applied = [r for r in results if r.status == "fired" and r.applied]
 
-    dec = Decision(approach=approach, method=method, stage=stage, model=values.get("model_name"),
-                   fired=[r.id for r in applied], trace=results, method_by_rules=method_by_rules)
+    dec = Decision(
+        approach=approach,
+        method=method,
+        stage=stage,
+        model=values.get("model_name"),
+        fired=[r.id for r in applied],
+        trace=results,
+        method_by_rules=method_by_rules,
+    )
     dec.excluded = {**ex_approach, **ex_method, **ex_stage}
     for r in applied:
         if r.then.get("warn"):
@@ -164,8 +185,15 @@ def evaluate(rules: list[Rule], facts: Facts | dict, thresholds: dict[str, float
 
 def _override_line(method: str, by_rules: str | None, candidates: dict) -> str:
     c = candidates.get(method)
-    fit = "" if c is None else (f"; it fits ({c.device_gib:g} GiB estimated)" if c.fits
-                                else f"; it does NOT fit ({c.device_gib:g} GiB estimated)")
+    fit = (
+        ""
+        if c is None
+        else (
+            f"; it fits ({c.device_gib:g} GiB estimated)"
+            if c.fits
+            else f"; it does NOT fit ({c.device_gib:g} GiB estimated)"
+        )
+    )
     rules_say = METHOD_LABEL.get(by_rules, "no method") if by_rules else "no method that fits"
     return f"You asked for {METHOD_LABEL[method]}; the rules would choose {rules_say}{fit}."
 
@@ -177,8 +205,16 @@ def _settings(applied: list[RuleResult], th: dict) -> dict[str, dict]:
             resolved = th.get(val[2:]) if isinstance(val, str) and val.startswith("t.") else val
             rank = (r.priority, _neg_id(r.id))
             if key not in chosen or rank > chosen[key][0]:
-                chosen[key] = (rank, {"value": resolved, "rule": r.id, "reason": r.message, "source": r.source,
-                                      "threshold": val[2:] if isinstance(val, str) and val.startswith("t.") else None})
+                chosen[key] = (
+                    rank,
+                    {
+                        "value": resolved,
+                        "rule": r.id,
+                        "reason": r.message,
+                        "source": r.source,
+                        "threshold": val[2:] if isinstance(val, str) and val.startswith("t.") else None,
+                    },
+                )
     return {k: v[1] for k, v in sorted(chosen.items())}
 
 
@@ -211,8 +247,16 @@ def _smallest(flips, lo: int, th: dict) -> int | None:
     """The smallest count n >= lo for which `flips(n)` holds, or None. Rules compare counts with thresholds
     (`examples < t.x`, `>= t.x`), so a decision can only change at a threshold's value or one above it: those
     are the only counts tried, by bisection (a count that flips the decision keeps it flipped when larger)."""
-    points = sorted({lo} | {int(v) + d for v in th.values() if isinstance(v, int | float) and not isinstance(v, bool)
-                            for d in (0, 1) if lo < int(v) + d <= SEARCH_MAX})
+    points = sorted(
+        {lo}
+        | {
+            int(v) + d
+            for v in th.values()
+            if isinstance(v, int | float) and not isinstance(v, bool)
+            for d in (0, 1)
+            if lo < int(v) + d <= SEARCH_MAX
+        }
+    )
     if not flips(points[-1]):
         return None
     i, j = 0, len(points) - 1
@@ -236,8 +280,12 @@ def would_change(rules: list[Rule], values: dict, th: dict, dec: Decision, candi
         return evaluate(rules, {**values, **changes}, th, explain=False)
 
     def with_sft(n: int, **extra) -> dict:
-        return {"sft_examples": n, "examples": n + values.get("preference_pairs", 0),
-                "examples_known": True, **extra}
+        return {
+            "sft_examples": n,
+            "examples": n + values.get("preference_pairs", 0),
+            "examples_known": True,
+            **extra,
+        }
 
     sft_now = int(values.get("sft_examples", 0) or 0)
     if dec.approach not in FINE_TUNE_APPROACHES:
@@ -249,18 +297,26 @@ def would_change(rules: list[Rule], values: dict, th: dict, dec: Decision, candi
             if values.get("tried_prompting") is False:
                 extra["tried_prompting"] = True
             if extra:
-                n = _smallest(lambda k: variant(**with_sft(k, **extra)).approach != dec.approach, sft_now + 1, th)
+                n = _smallest(
+                    lambda k: variant(**with_sft(k, **extra)).approach != dec.approach, sft_now + 1, th
+                )
             if n == sft_now + 1:  # the other facts alone change it (said below), not the count
                 n = None
         if n is not None:
             alt = variant(**with_sft(n, **extra))
-            words = [" a clear task definition" if "clear_task" in extra else "",
-                     " prompt engineering tried and falling short" if "tried_prompting" in extra else ""]
+            words = [
+                " a clear task definition" if "clear_task" in extra else "",
+                " prompt engineering tried and falling short" if "tried_prompting" in extra else "",
+            ]
             words = " and".join(x for x in words if x)
-            lines.append(f"with {fmt_value(float(n))}+ examples{' and' + words if words else ''}, "
-                         f"the approach would be {alt.approach}")
-        for fact, text in (("clear_task", "with a clear task definition and success criteria"),
-                           ("tried_prompting", "once prompt engineering has been tried and falls short")):
+            lines.append(
+                f"with {fmt_value(float(n))}+ examples{' and' + words if words else ''}, "
+                f"the approach would be {alt.approach}"
+            )
+        for fact, text in (
+            ("clear_task", "with a clear task definition and success criteria"),
+            ("tried_prompting", "once prompt engineering has been tried and falls short"),
+        ):
             if values.get(fact) is False:
                 alt = variant(**{fact: True})
                 if alt.approach != dec.approach:
@@ -268,8 +324,10 @@ def would_change(rules: list[Rule], values: dict, th: dict, dec: Decision, candi
         if values.get("any_method_fits") is False:
             best = min(candidates.values(), key=lambda c: c.device_gib, default=None)
             if best:
-                lines.append(f"with a GPU of at least {gib_needed(best.device_gib, th)} GiB, "
-                             f"{METHOD_LABEL[best.method]} would fit and fine-tuning could be recommended")
+                lines.append(
+                    f"with a GPU of at least {gib_needed(best.device_gib, th)} GiB, "
+                    f"{METHOD_LABEL[best.method]} would fit and fine-tuning could be recommended"
+                )
     else:
         for m, c in sorted(candidates.items()):
             if not c.fits:
@@ -278,18 +336,25 @@ def would_change(rules: list[Rule], values: dict, th: dict, dec: Decision, candi
                 if c.distributed:
                     where = f"with {int(values.get('gpu_count', 0))} GPUs"
                     layout = f" each ({c.distributed.upper()})"
-                lines.append(f"{where} of at least {gib_needed(c.device_gib, th)} GiB{layout}, {METHOD_LABEL[m]} "
-                             f"would fit (estimated {c.device_gib:g} GiB in use at peak)")
+                lines.append(
+                    f"{where} of at least {gib_needed(c.device_gib, th)} GiB{layout}, {METHOD_LABEL[m]} "
+                    f"would fit (estimated {c.device_gib:g} GiB in use at peak)"
+                )
         if values.get("model_requested"):
-            lines.append(f"with more GPU memory, {values['model_requested']} itself could be trained (it fits no "
-                         f"method or layout here; {values.get('model_name')} is planned instead)")
+            lines.append(
+                f"with more GPU memory, {values['model_requested']} itself could be trained (it fits no "
+                f"method or layout here; {values.get('model_name')} is planned instead)"
+            )
         pairs_now = int(values.get("preference_pairs", 0) or 0)
         if dec.stage == "sft":
+
             def pairs(k: int) -> dict:
                 return {"preference_pairs": k, "examples": sft_now + k}
 
             n = _smallest(lambda k: variant(**pairs(k)).stage not in (None, dec.stage), pairs_now + 1, th)
             if n is not None:
-                lines.append(f"with {fmt_value(float(n))}+ preference pairs (prompt, chosen, rejected), "
-                             f"the stage would be {variant(**pairs(n)).stage}")
+                lines.append(
+                    f"with {fmt_value(float(n))}+ preference pairs (prompt, chosen, rejected), "
+                    f"the stage would be {variant(**pairs(n)).stage}"
+                )
     return lines

@@ -33,8 +33,10 @@ class CheckFailed(TunewiseError):
 
 
 # A path the user gave that the operating system cannot even look up: bad input, not a crash.
-_PATH_ERRNOS = {36: "a file or folder name in it is too long (255 bytes at most)",  # ENAMETOOLONG
-                40: "it loops through symlinks"}  # ELOOP
+_PATH_ERRNOS = {
+    36: "a file or folder name in it is too long (255 bytes at most)",  # ENAMETOOLONG
+    40: "it loops through symlinks",
+}  # ELOOP
 
 
 def path_error(e: OSError) -> UserError | None:

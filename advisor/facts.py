@@ -24,11 +24,11 @@ from advisor.thresholds import load_thresholds
 # The one table of fact names. The rule loader rejects a rule that reads any other name.
 FACT_DOCS: dict[str, str] = {
     "task": "the task: classification, extraction, question-answering, summarization, chat, code, "
-            "reasoning or generation",
+    "reasoning or generation",
     "task_complexity": "simple (classification, extraction), medium (question-answering, "
-                       "summarization, chat) or complex (code, reasoning, generation)",
+    "summarization, chat) or complex (code, reasoning, generation)",
     "goals": "list of goals from the answers (tone-style, privacy, low-resource-language, "
-             "cheaper-inference, new-capability, output-format)",
+    "cheaper-inference, new-capability, output-format)",
     "has_value_goal": "true when a goal is one of the guide's five scenarios where fine-tuning adds value",
     "needs_citations": "answers must cite or be grounded in source documents",
     "knowledge_changes_often": "the knowledge the answers need changes often",
@@ -52,11 +52,11 @@ FACT_DOCS: dict[str, str] = {
     "model_params_b": "model size in billions of parameters",
     "gpu_count": "number of GPUs (detected, or listed in the answers); 0 means no GPU",
     "gpu_memory_gib": "memory of the largest GPU less any display reserve, GiB (a layout may use it alone; "
-                      "on a box of equal cards, every card's)",
+    "on a box of equal cards, every card's)",
     "gpu_total_memory_gib": "memory of all GPUs together, GiB",
     "gpu_bf16": "every GPU supports bfloat16",
     "gpu_precision_assumed": "a GPU's bfloat16 support is unknown (its name is not in the table and the answers do "
-                             "not say `bf16:`): the conservative precision is assumed",
+    "not say `bf16:`): the conservative precision is assumed",
     "gpu_unknown_names": "names of the GPUs whose bfloat16 support is assumed",
     "zero_latency": "adapters must merge into the weights (no inference overhead)",
     "method_requested": "the method the user asked for: auto, lora, qlora, spectrum or full",
@@ -71,12 +71,12 @@ FACT_DOCS: dict[str, str] = {
     "any_method_fits": "at least one parameter-efficient method (or the requested method) fits the GPU",
     "gpu_usable_gib": "GPU memory a method may use: gpu_memory_gib less the fit margin, GiB",
     "model_requested": "the model named in the answers, when no method fits it anywhere on this box and a "
-                       "smaller catalog model (model_name) is planned instead",
+    "smaller catalog model (model_name) is planned instead",
     "requested_params_b": "size of model_requested in billions of parameters",
     "success_metric": "the success criterion's metric (answers `success.metric`)",
     "success_target": "the success criterion's target value (answers `success.target`)",
     "probe_metric": "the metric `recommend --probe` measured, as reports name it (the success metric, else the "
-                    "task's headline metric)",
+    "task's headline metric)",
     "probe_score": "few-shot prompting's measured score on a held-out sample of the data (`recommend --probe`)",
     "probe_examples": "held-out examples the probe measured",
     "probe_shots": "examples in the probe's few-shot prompt",
@@ -93,9 +93,14 @@ DECISION_DOCS: dict[str, str] = {
 }
 
 TASK_COMPLEXITY = {
-    "classification": "simple", "extraction": "simple",
-    "question-answering": "medium", "summarization": "medium", "chat": "medium",
-    "code": "complex", "reasoning": "complex", "generation": "complex",
+    "classification": "simple",
+    "extraction": "simple",
+    "question-answering": "medium",
+    "summarization": "medium",
+    "chat": "medium",
+    "code": "complex",
+    "reasoning": "complex",
+    "generation": "complex",
 }
 VALUE_GOALS = ("tone-style", "privacy", "low-resource-language", "cheaper-inference", "new-capability")
 # The guide's recommended initial base models ("Practical Tools and Getting Started"), in order.
@@ -144,8 +149,17 @@ def _inspect_default(path: str, tokenizer: str | None = None):
     return inspect_dataset(path, tokenizer=tokenizer)
 
 
-def fit_memory(model, method: str, n_gpus: int, distributed: str | None, seq_len: int,
-               gpu_gib: float | None, th: dict[str, float], stage: str = "sft", precision: str = "bf16-mixed") -> Fit:
+def fit_memory(
+    model,
+    method: str,
+    n_gpus: int,
+    distributed: str | None,
+    seq_len: int,
+    gpu_gib: float | None,
+    th: dict[str, float],
+    stage: str = "sft",
+    precision: str = "bf16-mixed",
+) -> Fit:
     """Memory of one training step for `method` (`advisor.memory`).
 
     With a GPU: the longest sequence (within the guide's 512-1,024 start, capped by `seq_len`) and
@@ -157,17 +171,34 @@ def fit_memory(model, method: str, n_gpus: int, distributed: str | None, seq_len
 
     start_b, accum = int(th["batch_size_start"]), int(th["grad_accum_start"])
     offload = distributed == "fsdp_offload"  # a layout of advisor.strategy: FSDP with CPU offload
-    cfg = MemoryConfig(method=method, rank=int(th["lora_rank"]), seq_len=seq_len, batch_size=start_b,
-                       n_gpus=n_gpus, distributed="fsdp" if offload else distributed, cpu_offload=offload,
-                       spectrum_fraction=th["spectrum_top_percent"] / 100, stage=stage, precision=precision)
+    cfg = MemoryConfig(
+        method=method,
+        rank=int(th["lora_rank"]),
+        seq_len=seq_len,
+        batch_size=start_b,
+        n_gpus=n_gpus,
+        distributed="fsdp" if offload else distributed,
+        cpu_offload=offload,
+        spectrum_fraction=th["spectrum_top_percent"] / 100,
+        stage=stage,
+        precision=precision,
+    )
     if gpu_gib is None or gpu_gib <= 0:  # no GPU, or one whose memory the display reserve takes entirely
         e = estimate(model, cfg)
-        return Fit(start_b, accum, seq_len, e.peak_allocated_gib, e.device_gib, False, "no GPU memory to fit against")
+        return Fit(
+            start_b, accum, seq_len, e.peak_allocated_gib, e.device_gib, False, "no GPU memory to fit against"
+        )
     lo = int(th["max_length_min"])
     # The guide's effective batch (4 x 4) is the global one: more GPUs take less accumulation each.
     target = max(1, math.ceil(start_b * accum / max(1, n_gpus)))
-    r = fit_search(model, cfg, gpu_gib, margin=th["fit_margin"], target_effective_batch=target,
-                   seq_lens=tuple(x for x in (lo, seq_len) if x <= seq_len) or (seq_len,))
+    r = fit_search(
+        model,
+        cfg,
+        gpu_gib,
+        margin=th["fit_margin"],
+        target_effective_batch=target,
+        seq_lens=tuple(x for x in (lo, seq_len) if x <= seq_len) or (seq_len,),
+    )
     return r
 
 
@@ -185,8 +216,14 @@ def _local_tokenizer(model: str | None) -> str | None:
     """A local model directory with tokenizer files: the data inspector can then count tokens."""
     from pathlib import Path
 
-    if model and Path(model).is_dir() and any(
-            (Path(model) / f).is_file() for f in ("tokenizer.json", "tokenizer.model", "tokenizer_config.json")):
+    if (
+        model
+        and Path(model).is_dir()
+        and any(
+            (Path(model) / f).is_file()
+            for f in ("tokenizer.json", "tokenizer.model", "tokenizer_config.json")
+        )
+    ):
         return model
     return None
 
@@ -245,21 +282,27 @@ def _preference_facts(report, path: str, v: dict[str, Any]) -> dict[str, Any]:
 
     fmt = getattr(report, "format", None)
     if fmt != "preference":
-        raise UserError(f"preference_dataset {path} holds {fmt or 'no recognisable'} rows, not preference pairs",
-                        "give a file of prompt/chosen/rejected rows (check it with `tunewise inspect FILE`), or "
-                        "move this file to `dataset`")
-    out: dict[str, Any] = {"preference_pairs": getattr(report, "preference_rows", 0)
-                           or getattr(report, "usable_rows", 0) or 0}
+        raise UserError(
+            f"preference_dataset {path} holds {fmt or 'no recognisable'} rows, not preference pairs",
+            "give a file of prompt/chosen/rejected rows (check it with `tunewise inspect FILE`), or "
+            "move this file to `dataset`",
+        )
+    out: dict[str, Any] = {
+        "preference_pairs": getattr(report, "preference_rows", 0) or getattr(report, "usable_rows", 0) or 0
+    }
     tokens = getattr(report, "token_stats", None) or {}
-    for key, val in (("data_p95_tokens", tokens.get("p95") if isinstance(tokens, dict) else None),
-                     ("data_recommended_max_length", getattr(report, "recommended_max_length", None))):
+    for key, val in (
+        ("data_p95_tokens", tokens.get("p95") if isinstance(tokens, dict) else None),
+        ("data_recommended_max_length", getattr(report, "recommended_max_length", None)),
+    ):
         if val and (v.get(key) is None or val > v[key]):
             out[key] = val
     return out
 
 
-def _candidates(model, gpus: list[GPU], answers: Answers, seq_len: int, th: dict[str, float],
-                fitter: Callable) -> dict[str, Candidate]:
+def _candidates(
+    model, gpus: list[GPU], answers: Answers, seq_len: int, th: dict[str, float], fitter: Callable
+) -> dict[str, Candidate]:
     """Memory per method at its best layout of the box (`advisor.strategy`): one GPU, or all of them with
     DDP, FSDP or FSDP + CPU offload, or the larger cards alone; in the precision the job runs there
     (advisor/precision.py): fp32 master weights with bf16 compute first, for Spectrum/full a Kahan-compensated
@@ -276,9 +319,17 @@ def _candidates(model, gpus: list[GPU], answers: Answers, seq_len: int, th: dict
         for m in methods:
             p = default_precision(m, None)
             fit = fitter(model, m, 1, None, seq_len, None, th, precision=p)
-            out[m] = Candidate(method=m, peak_gib=round(fit.peak_gib, 2), device_gib=round(fit.device_gib, 2),
-                               fits=False, micro_batch=fit.micro_batch, grad_accum=fit.grad_accum,
-                               seq_len=fit.seq_len, note=fit.note, precision=p)
+            out[m] = Candidate(
+                method=m,
+                peak_gib=round(fit.peak_gib, 2),
+                device_gib=round(fit.device_gib, 2),
+                fits=False,
+                micro_batch=fit.micro_batch,
+                grad_accum=fit.grad_accum,
+                seq_len=fit.seq_len,
+                note=fit.note,
+                precision=p,
+            )
         return out
     sizes = [g.usable_gib for g in gpus]
     index = [g.index for g in gpus]
@@ -346,9 +397,16 @@ def _smaller_model(model, candidates, gpus, answers, seq_len, th, fitter):
     return model, candidates
 
 
-def build_facts(answers: Answers, *, detect_gpus: bool = True, model_resolver: Callable | None = None,
-                data_inspector: Callable | None = None, fitter: Callable | None = None,
-                thresholds: dict[str, float] | None = None, probe: dict | None = None) -> Facts:
+def build_facts(
+    answers: Answers,
+    *,
+    detect_gpus: bool = True,
+    model_resolver: Callable | None = None,
+    data_inspector: Callable | None = None,
+    fitter: Callable | None = None,
+    thresholds: dict[str, float] | None = None,
+    probe: dict | None = None,
+) -> Facts:
     """Collect every fact the rules read. The callables are injectable for tests; `probe` is a `recommend
     --probe` measurement ({metric, value, n, k}, see advisor/task_metrics.py) or None.
 
@@ -375,10 +433,13 @@ def build_facts(answers: Answers, *, detect_gpus: bool = True, model_resolver: C
         "has_dataset": False,
         "success_metric": answers.success.metric if answers.success else None,
         "success_target": answers.success.target if answers.success else None,
-        **probe_facts(probe, *((answers.success.metric, answers.success.target) if answers.success else (None, None))),
+        **probe_facts(
+            probe, *((answers.success.metric, answers.success.target) if answers.success else (None, None))
+        ),
         "sft_examples": answers.examples,
         # Preference pairs nobody mentioned are taken as none (the user would know of them).
-        "preference_pairs": answers.preference_pairs if answers.preference_pairs is not None
+        "preference_pairs": answers.preference_pairs
+        if answers.preference_pairs is not None
         else (0 if answers.examples is not None else None),
     }
 
@@ -402,9 +463,14 @@ def build_facts(answers: Answers, *, detect_gpus: bool = True, model_resolver: C
     if v["sft_examples"] is None and v["preference_pairs"] and not answers.dataset:
         v["sft_examples"] = 0  # pairs alone: no instruction examples were mentioned, so none (as pairs above)
     if pairs_from and v["preference_pairs"] is not None and (v["preference_pairs"] or stated):
-        notes.append(f"preference pairs: {int(v['preference_pairs']):,}, {pairs_from}"
-                     + (f" (the answers said {stated:,})" if stated is not None and stated != v["preference_pairs"]
-                        else ""))
+        notes.append(
+            f"preference pairs: {int(v['preference_pairs']):,}, {pairs_from}"
+            + (
+                f" (the answers said {stated:,})"
+                if stated is not None and stated != v["preference_pairs"]
+                else ""
+            )
+        )
     if v["sft_examples"] is not None and v["preference_pairs"] is not None:
         v["examples"] = v["sft_examples"] + v["preference_pairs"]
     v["examples_known"] = "examples" in v
@@ -437,7 +503,13 @@ def build_facts(answers: Answers, *, detect_gpus: bool = True, model_resolver: C
         if answers.model or not gpus or any(c.fits for c in candidates.values()):
             break
     requested = model
-    if answers.model and gpus and model is not None and answers.method == "auto" and _peft_fits(candidates) is False:
+    if (
+        answers.model
+        and gpus
+        and model is not None
+        and answers.method == "auto"
+        and _peft_fits(candidates) is False
+    ):
         model, candidates = _smaller_model(model, candidates, gpus, answers, seq_len, th, fitter)
     if not answers.model and model is not None:
         notes.append(f"no model given: assuming the guide's pick {model.name}")
@@ -453,6 +525,15 @@ def build_facts(answers: Answers, *, detect_gpus: bool = True, model_resolver: C
     v.update(_fit_values(candidates, answers, bool(gpus)))
 
     values = {k: normalise(x) for k, x in v.items() if x is not None}
-    return Facts(values=values, answers=answers, model=model, gpus=gpus, gpu_note=gpu_note, data=data,
-                 preference_data=pref_data,
-                 candidates=candidates, thresholds=th, notes=notes)
+    return Facts(
+        values=values,
+        answers=answers,
+        model=model,
+        gpus=gpus,
+        gpu_note=gpu_note,
+        data=data,
+        preference_data=pref_data,
+        candidates=candidates,
+        thresholds=th,
+        notes=notes,
+    )

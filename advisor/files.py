@@ -20,8 +20,9 @@ DEFAULT_FIX = "check that the folder is writable and the disk has free space"
 
 
 @contextmanager
-def atomic_file(path: str | Path, *, binary: bool = False, mode: int | None = None,
-                fix: str = DEFAULT_FIX) -> Iterator[IO]:
+def atomic_file(
+    path: str | Path, *, binary: bool = False, mode: int | None = None, fix: str = DEFAULT_FIX
+) -> Iterator[IO]:
     """Open a temporary file beside `path` for writing; on a clean exit it replaces `path` atomically.
     `mode` sets the file's permission bits; `fix` is the advice of the error raised when writing fails."""
     path = Path(path)
@@ -47,7 +48,9 @@ def atomic_file(path: str | Path, *, binary: bool = False, mode: int | None = No
                 pass
 
 
-def atomic_write(path: str | Path, content: str | bytes, *, mode: int | None = None, fix: str = DEFAULT_FIX) -> Path:
+def atomic_write(
+    path: str | Path, content: str | bytes, *, mode: int | None = None, fix: str = DEFAULT_FIX
+) -> Path:
     """Write `content` (text as UTF-8, or bytes) to `path` whole or not at all; returns the path."""
     with atomic_file(path, binary=isinstance(content, bytes), mode=mode, fix=fix) as f:
         f.write(content)

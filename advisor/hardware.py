@@ -87,9 +87,16 @@ def detect_gpus() -> Detection:
             except pynvml.NVMLError:
                 display = False
             reserve = round(max(0.0, (mem.total - mem.free) / GiB), 2) if display else 0.0
-            gpus.append(GPU(name=_s(pynvml.nvmlDeviceGetName(h)), memory_gib=round(mem.total / GiB, 2),
-                            free_gib=round(mem.free / GiB, 2), compute_capability=cc, index=i,
-                            display_reserve_gib=reserve))
+            gpus.append(
+                GPU(
+                    name=_s(pynvml.nvmlDeviceGetName(h)),
+                    memory_gib=round(mem.total / GiB, 2),
+                    free_gib=round(mem.free / GiB, 2),
+                    compute_capability=cc,
+                    index=i,
+                    display_reserve_gib=reserve,
+                )
+            )
         reason = None if gpus else "the NVIDIA driver reports no devices"
         return Detection(gpus, driver=driver, cuda_driver_version=cuda, reason=reason)
     except pynvml.NVMLError as e:
@@ -105,12 +112,34 @@ def detect_gpus() -> Detection:
 # sheets; first match wins, so more specific names come first. Unknown names: None (assumed to have no
 # bf16: the conservative precision; the answers' `bf16: true` says otherwise).
 _CAPABILITY_BY_NAME: list[tuple[str, tuple[int, int]]] = [
-    ("B200", (10, 0)), ("B100", (10, 0)), ("H200", (9, 0)), ("H100", (9, 0)), ("GH200", (9, 0)),
-    ("L40", (8, 9)), ("L4", (8, 9)), ("RTX 40", (8, 9)), ("RTX 6000 ADA", (8, 9)),
-    ("A100", (8, 0)), ("A800", (8, 0)), ("A30", (8, 0)), ("A10", (8, 6)), ("A40", (8, 6)), ("A6000", (8, 6)),
-    ("A5000", (8, 6)), ("A4000", (8, 6)), ("RTX 30", (8, 6)),
-    ("T4", (7, 5)), ("RTX 20", (7, 5)), ("TITAN RTX", (7, 5)), ("QUADRO RTX", (7, 5)), ("V100", (7, 0)),
-    ("P100", (6, 0)), ("P40", (6, 1)), ("P4", (6, 1)), ("GTX 10", (6, 1)), ("K80", (3, 7)),
+    ("B200", (10, 0)),
+    ("B100", (10, 0)),
+    ("H200", (9, 0)),
+    ("H100", (9, 0)),
+    ("GH200", (9, 0)),
+    ("L40", (8, 9)),
+    ("L4", (8, 9)),
+    ("RTX 40", (8, 9)),
+    ("RTX 6000 ADA", (8, 9)),
+    ("A100", (8, 0)),
+    ("A800", (8, 0)),
+    ("A30", (8, 0)),
+    ("A10", (8, 6)),
+    ("A40", (8, 6)),
+    ("A6000", (8, 6)),
+    ("A5000", (8, 6)),
+    ("A4000", (8, 6)),
+    ("RTX 30", (8, 6)),
+    ("T4", (7, 5)),
+    ("RTX 20", (7, 5)),
+    ("TITAN RTX", (7, 5)),
+    ("QUADRO RTX", (7, 5)),
+    ("V100", (7, 0)),
+    ("P100", (6, 0)),
+    ("P40", (6, 1)),
+    ("P4", (6, 1)),
+    ("GTX 10", (6, 1)),
+    ("K80", (3, 7)),
 ]
 
 
@@ -135,8 +164,16 @@ def gpus_from_answers(items) -> list[GPU]:
         reserve = getattr(g, "reserve_gib", None)
         if reserve is None:
             reserve = DISPLAY_RESERVE_GIB if getattr(g, "display", False) else 0.0
-        out.append(GPU(name=g.name, memory_gib=float(g.memory_gib), index=i, source="answers",
-                       compute_capability=cc, display_reserve_gib=float(reserve)))
+        out.append(
+            GPU(
+                name=g.name,
+                memory_gib=float(g.memory_gib),
+                index=i,
+                source="answers",
+                compute_capability=cc,
+                display_reserve_gib=float(reserve),
+            )
+        )
     return out
 
 

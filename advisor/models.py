@@ -20,8 +20,19 @@ _FOUR_NORM_FAMILIES = {"gemma2", "gemma3", "gemma3_text"}
 _UNTIED_BY_DEFAULT = {"llama", "mistral", "qwen2", "qwen3", "phi3", "mixtral", "olmo", "olmo2", "granite"}
 # Families whose MLP is two plain projections (up, down), not the gated three the parameter count,
 # the estimator and LoRA's targets assume: counting them as gated overstates GPT-NeoX-20B by 32%.
-_UNGATED_MLP_FAMILIES = {"gpt_neox", "gptj", "gpt2", "gpt_bigcode", "opt", "bloom", "falcon", "phi",
-                         "starcoder2", "mpt", "codegen"}
+_UNGATED_MLP_FAMILIES = {
+    "gpt_neox",
+    "gptj",
+    "gpt2",
+    "gpt_bigcode",
+    "opt",
+    "bloom",
+    "falcon",
+    "phi",
+    "starcoder2",
+    "mpt",
+    "codegen",
+}
 # config.json keys that give a mixture-of-experts layer's expert count (Mixtral, Qwen-MoE, OLMoE, DeepSeek).
 _EXPERT_KEYS = ("num_local_experts", "num_experts", "n_routed_experts")
 # Keys other model families use for the same shape; the first present wins.
@@ -125,16 +136,26 @@ def load_catalog() -> dict[str, ModelFacts]:
     out: dict[str, ModelFacts] = {}
     for key, e in raw["models"].items():
         facts = ModelFacts(
-            name=e["hub_id"], family=e["family"], vocab_size=e["vocab_size"], hidden_size=e["hidden_size"],
-            intermediate_size=e["intermediate_size"], num_layers=e["num_layers"], num_heads=e["num_heads"],
-            num_kv_heads=e["num_kv_heads"], head_dim=e.get("head_dim", e["hidden_size"] // e["num_heads"]),
-            tie_word_embeddings=e["tie_word_embeddings"], qkv_bias=e.get("qkv_bias", False),
-            fused_qkv=e.get("fused_qkv", False), max_position_embeddings=e.get("max_position_embeddings"),
+            name=e["hub_id"],
+            family=e["family"],
+            vocab_size=e["vocab_size"],
+            hidden_size=e["hidden_size"],
+            intermediate_size=e["intermediate_size"],
+            num_layers=e["num_layers"],
+            num_heads=e["num_heads"],
+            num_kv_heads=e["num_kv_heads"],
+            head_dim=e.get("head_dim", e["hidden_size"] // e["num_heads"]),
+            tie_word_embeddings=e["tie_word_embeddings"],
+            qkv_bias=e.get("qkv_bias", False),
+            fused_qkv=e.get("fused_qkv", False),
+            max_position_embeddings=e.get("max_position_embeddings"),
             norms_per_layer=e.get("norms_per_layer", 2),
             final_logit_softcapping=e.get("final_logit_softcapping"),
             attn_logit_softcapping=e.get("attn_logit_softcapping"),
-            published_params=e.get("published_params"), params_source=e.get("params_source"),
-            source="catalog")
+            published_params=e.get("published_params"),
+            params_source=e.get("params_source"),
+            source="catalog",
+        )
         facts = replace(facts, params_total=count_params(facts)["total"])
         for name in [key, e["hub_id"], *e.get("aliases", [])]:
             out[name.lower()] = facts
@@ -151,65 +172,103 @@ def _pick(cfg: dict, field: str) -> int | None:
 def facts_from_config(cfg: dict, *, name: str, source: str, path: str | None = None) -> ModelFacts:
     """ModelFacts from a parsed config.json; standard keys, best effort for unknown families."""
     if not isinstance(cfg, dict):
-        raise UserError(f"config.json of {name} is not a JSON object", "point --model at a model's own config.json")
+        raise UserError(
+            f"config.json of {name} is not a JSON object", "point --model at a model's own config.json"
+        )
     if isinstance(cfg.get("text_config"), dict):  # multimodal wrappers keep the language model inside
-        cfg = {**cfg["text_config"], "model_type": cfg["text_config"].get("model_type", cfg.get("model_type"))}
+        cfg = {
+            **cfg["text_config"],
+            "model_type": cfg["text_config"].get("model_type", cfg.get("model_type")),
+        }
     family = str(cfg.get("model_type") or "unknown")
     _refuse_unmodelled(cfg, family, name)
     vals = {f: _pick(cfg, f) for f in _KEY_ALIASES}
     missing = [_KEY_ALIASES[f][0] for f, v in vals.items() if v is None]
     if missing:
-        raise UserError(f"config.json of {name} (model_type {family!r}) lacks {', '.join(missing)}",
-                        "tunewise needs the decoder's shapes; add these keys or use a catalog model "
-                        "(`tunewise estimate --model llama-3.1-8b ...`)")
+        raise UserError(
+            f"config.json of {name} (model_type {family!r}) lacks {', '.join(missing)}",
+            "tunewise needs the decoder's shapes; add these keys or use a catalog model "
+            "(`tunewise estimate --model llama-3.1-8b ...`)",
+        )
     bad = [f"{k}={v!r}" for k, v in vals.items() if not isinstance(v, int) or isinstance(v, bool) or v <= 0]
     if bad:
-        raise UserError(f"config.json of {name} has invalid shapes: {', '.join(bad)}",
-                        "each of these must be a positive integer")
+        raise UserError(
+            f"config.json of {name} has invalid shapes: {', '.join(bad)}",
+            "each of these must be a positive integer",
+        )
     heads = vals["num_heads"]
     kv = cfg.get("num_key_value_heads") or cfg.get("num_kv_heads") or heads
     head_dim = cfg.get("head_dim") or vals["hidden_size"] // heads
     max_pos = cfg.get("max_position_embeddings")
-    derived = {"num_key_value_heads": kv, "head_dim": head_dim, **({"max_position_embeddings": max_pos}
-                                                                   if max_pos is not None else {})}
-    bad = [f"{k}={v!r}" for k, v in derived.items() if not isinstance(v, int) or isinstance(v, bool) or v <= 0]
+    derived = {
+        "num_key_value_heads": kv,
+        "head_dim": head_dim,
+        **({"max_position_embeddings": max_pos} if max_pos is not None else {}),
+    }
+    bad = [
+        f"{k}={v!r}" for k, v in derived.items() if not isinstance(v, int) or isinstance(v, bool) or v <= 0
+    ]
     if not bad and heads % kv:
         bad.append(f"num_key_value_heads={kv!r} (does not divide num_attention_heads={heads})")
     if bad:
-        raise UserError(f"config.json of {name} has invalid shapes: {', '.join(bad)}",
-                        "each of these must be a positive integer")
+        raise UserError(
+            f"config.json of {name} has invalid shapes: {', '.join(bad)}",
+            "each of these must be a positive integer",
+        )
     if "tie_word_embeddings" in cfg:
         tied = bool(cfg["tie_word_embeddings"])
     else:
         tied = family not in _UNTIED_BY_DEFAULT  # transformers' PretrainedConfig default is True
     extra = 2 * head_dim if family in {"qwen3", "qwen3_moe", "olmo2"} else 0
     facts = ModelFacts(
-        name=name, family=family, vocab_size=vals["vocab_size"], hidden_size=vals["hidden_size"],
-        intermediate_size=vals["intermediate_size"], num_layers=vals["num_layers"], num_heads=heads,
-        num_kv_heads=int(kv), head_dim=int(head_dim), tie_word_embeddings=tied,
+        name=name,
+        family=family,
+        vocab_size=vals["vocab_size"],
+        hidden_size=vals["hidden_size"],
+        intermediate_size=vals["intermediate_size"],
+        num_layers=vals["num_layers"],
+        num_heads=heads,
+        num_kv_heads=int(kv),
+        head_dim=int(head_dim),
+        tie_word_embeddings=tied,
         qkv_bias=family == "qwen2" or bool(cfg.get("attention_bias", False)),
         o_bias=family != "qwen2" and bool(cfg.get("attention_bias", False)),
-        mlp_bias=bool(cfg.get("mlp_bias", False)), fused_qkv=family == "phi3",
+        mlp_bias=bool(cfg.get("mlp_bias", False)),
+        fused_qkv=family == "phi3",
         max_position_embeddings=cfg.get("max_position_embeddings"),
-        norms_per_layer=4 if family in _FOUR_NORM_FAMILIES else 2, extra_params_per_layer=extra,
+        norms_per_layer=4 if family in _FOUR_NORM_FAMILIES else 2,
+        extra_params_per_layer=extra,
         final_logit_softcapping=cfg.get("final_logit_softcapping"),
-        attn_logit_softcapping=cfg.get("attn_logit_softcapping"), source=source, path=path)
+        attn_logit_softcapping=cfg.get("attn_logit_softcapping"),
+        source=source,
+        path=path,
+    )
     return replace(facts, params_total=count_params(facts)["total"])
 
 
 def _refuse_unmodelled(cfg: dict, family: str, name: str) -> None:
     """Architectures the shapes above would count wrongly: an error beats a confident wrong number."""
     supported = "a dense decoder with a gated MLP (llama, mistral, qwen2, qwen3, phi3, gemma, gemma2)"
-    experts = next(((k, cfg[k]) for k in _EXPERT_KEYS
-                    if isinstance(cfg.get(k), int) and not isinstance(cfg[k], bool) and cfg[k] > 1), None)
+    experts = next(
+        (
+            (k, cfg[k])
+            for k in _EXPERT_KEYS
+            if isinstance(cfg.get(k), int) and not isinstance(cfg[k], bool) and cfg[k] > 1
+        ),
+        None,
+    )
     if experts:
-        raise UserError(f"{name} is a mixture-of-experts model ({experts[0]}={experts[1]}, model_type "
-                        f"{family!r}); tunewise counts parameters and memory for dense models only",
-                        f"use {supported}, or a catalog model (`tunewise estimate --model llama-3.1-8b ...`)")
+        raise UserError(
+            f"{name} is a mixture-of-experts model ({experts[0]}={experts[1]}, model_type "
+            f"{family!r}); tunewise counts parameters and memory for dense models only",
+            f"use {supported}, or a catalog model (`tunewise estimate --model llama-3.1-8b ...`)",
+        )
     if family in _UNGATED_MLP_FAMILIES:
-        raise UserError(f"{name} is a {family!r} model: its MLP has two projections, not the gated three "
-                        "tunewise's parameter count, memory estimate and LoRA targets assume",
-                        f"use {supported}, or a catalog model (`tunewise estimate --model llama-3.1-8b ...`)")
+        raise UserError(
+            f"{name} is a {family!r} model: its MLP has two projections, not the gated three "
+            "tunewise's parameter count, memory estimate and LoRA targets assume",
+            f"use {supported}, or a catalog model (`tunewise estimate --model llama-3.1-8b ...`)",
+        )
 
 
 def _read_config(file: Path, name: str) -> dict:
@@ -218,24 +277,32 @@ def _read_config(file: Path, name: str) -> dict:
     except (OSError, UnicodeDecodeError) as e:
         raise UserError(f"cannot read {file}: {e}", "check the path and its permissions") from e
     except json.JSONDecodeError as e:
-        raise UserError(f"{file} is not valid JSON (line {e.lineno}: {e.msg})",
-                        f"repair or replace the config.json of {name}") from e
+        raise UserError(
+            f"{file} is not valid JSON (line {e.lineno}: {e.msg})",
+            f"repair or replace the config.json of {name}",
+        ) from e
     except (ValueError, RecursionError) as e:  # a number of more than 4,300 digits; nesting past the limit
-        raise UserError(f"{file} cannot be read ({str(e).splitlines()[0][:100]})",
-                        f"repair or replace the config.json of {name}") from None
+        raise UserError(
+            f"{file} cannot be read ({str(e).splitlines()[0][:100]})",
+            f"repair or replace the config.json of {name}",
+        ) from None
 
 
 def resolve_model(spec: str, *, allow_network: bool = False) -> ModelFacts:
     """Model facts for a catalog name, hub id, or local directory. Raises `UserError` when unknown."""
     if not spec or not str(spec).strip():
-        raise UserError("no model given", "pass a catalog name (llama-3.1-8b), a hub id, or a local directory")
+        raise UserError(
+            "no model given", "pass a catalog name (llama-3.1-8b), a hub id, or a local directory"
+        )
     spec = str(spec).strip()
     p = Path(spec).expanduser()
     try:
         p.is_dir()
     except OSError as e:  # a name too long for the file system, for one: not a directory, not a model
-        raise UserError(f"unknown model {spec[:80]!r}...: {e.strerror}",
-                        "use a catalog name, a hub id, or a local directory containing config.json") from None
+        raise UserError(
+            f"unknown model {spec[:80]!r}...: {e.strerror}",
+            "use a catalog name, a hub id, or a local directory containing config.json",
+        ) from None
     if p.is_dir():
         cfg_file = p / "config.json"
         if not cfg_file.is_file():
@@ -248,12 +315,16 @@ def resolve_model(spec: str, *, allow_network: bool = False) -> ModelFacts:
         return hit
     if "/" not in spec or spec.startswith((".", "/", "~")):
         names = sorted({f.name for f in load_catalog().values()})
-        raise UserError(f"unknown model {spec!r}: not a directory, not in the catalog",
-                        "use a local directory containing config.json, or one of: " + ", ".join(names))
+        raise UserError(
+            f"unknown model {spec!r}: not a directory, not in the catalog",
+            "use a local directory containing config.json, or one of: " + ", ".join(names),
+        )
     if not allow_network:
-        raise UserError(f"model {spec!r} is not in the offline catalog and the network is off",
-                        f"download its config.json (e.g. `huggingface-cli download {spec} config.json "
-                        "--local-dir DIR`) and pass --model DIR; only config.json is needed")
+        raise UserError(
+            f"model {spec!r} is not in the offline catalog and the network is off",
+            f"download its config.json (e.g. `huggingface-cli download {spec} config.json "
+            "--local-dir DIR`) and pass --model DIR; only config.json is needed",
+        )
     return _from_hub(spec)
 
 
@@ -265,7 +336,9 @@ def _from_hub(repo: str) -> ModelFacts:
     try:
         file = hf_hub_download(repo, "config.json")
     except Exception as e:  # noqa: BLE001 - gated, missing, offline: all are the user's to fix
-        raise UserError(f"cannot fetch config.json of {repo!r}: {type(e).__name__}: {e}",
-                        "check the hub id (and `huggingface-cli login` for gated models), or pass a "
-                        "local directory containing config.json") from e
+        raise UserError(
+            f"cannot fetch config.json of {repo!r}: {type(e).__name__}: {e}",
+            "check the hub id (and `huggingface-cli login` for gated models), or pass a "
+            "local directory containing config.json",
+        ) from e
     return facts_from_config(_read_config(Path(file), repo), name=repo, source="hub")

@@ -105,15 +105,25 @@ class EvalSpec:
 
     def problems(self) -> list[str]:
         out = []
-        for name, lo in (("max_examples", 1), ("few_shot", 0), ("max_new_tokens", 1), ("batch_size", 1), ("seed", 0)):
+        for name, lo in (
+            ("max_examples", 1),
+            ("few_shot", 0),
+            ("max_new_tokens", 1),
+            ("batch_size", 1),
+            ("seed", 0),
+        ):
             v = getattr(self, name)
             if not isinstance(v, int) or isinstance(v, bool) or v < lo:
                 out.append(f"evaluation.{name} must be an integer of at least {lo} (got {v!r})")
         if self.task is not None and self.task not in TASK_METRICS:
             out.append(f"evaluation.task {self.task!r} (allowed: {', '.join(TASK_METRICS)}, or empty)")
         if self.target_metric is not None and self.target_metric not in METRICS:
-            out.append(f"evaluation.target_metric {self.target_metric!r} (allowed: {', '.join(METRICS)}, or empty)")
-        if self.target is not None and (not isinstance(self.target, int | float) or isinstance(self.target, bool)):
+            out.append(
+                f"evaluation.target_metric {self.target_metric!r} (allowed: {', '.join(METRICS)}, or empty)"
+            )
+        if self.target is not None and (
+            not isinstance(self.target, int | float) or isinstance(self.target, bool)
+        ):
             out.append(f"evaluation.target must be a number (got {self.target!r})")
         if not isinstance(self.enabled, bool):
             out.append(f"evaluation.enabled must be true or false (got {self.enabled!r})")
@@ -156,7 +166,9 @@ class TrainingPlan:
     evaluation: EvalSpec | None = None
     gradient_checkpointing: bool = True
     liger: bool = False
-    torch_compile: bool = False  # torch.compile the model (TrainingArguments.torch_compile); off until measured
+    torch_compile: bool = (
+        False  # torch.compile the model (TrainingArguments.torch_compile); off until measured
+    )
     attn_implementation: str = "sdpa"
     optimizer: str = "adamw_torch"
     bf16: bool = True  # the GPU computes in bfloat16
@@ -177,8 +189,12 @@ class TrainingPlan:
     # The GPUs the job uses (CUDA_VISIBLE_DEVICES) when the planner chose a subset of the box; None = all
     gpu_indices: list[int] | None = None
     predicted_peak_gib: float | None = None
-    predicted_device_gib: float | None = None  # what the GPU will show in use (allocator reserve + CUDA context)
-    speed: SpeedSpec | None = None  # predicted tokens/s, step and run time; None when unknown (reasons say why)
+    predicted_device_gib: float | None = (
+        None  # what the GPU will show in use (allocator reserve + CUDA context)
+    )
+    speed: SpeedSpec | None = (
+        None  # predicted tokens/s, step and run time; None when unknown (reasons say why)
+    )
     reasons: dict[str, str] = field(default_factory=dict)
     version: int = PLAN_VERSION
 
@@ -244,11 +260,19 @@ class TrainingPlan:
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(d) - known)
         if unknown:
-            raise UserError(f"{source}: unknown key(s) {', '.join(unknown)}",
-                            f"known keys: {', '.join(sorted(known))}")
+            raise UserError(
+                f"{source}: unknown key(s) {', '.join(unknown)}", f"known keys: {', '.join(sorted(known))}"
+            )
         d = dict(d)
-        subs = {"data": DataSpec, "lora": LoraSpec, "quantization": QuantSpec, "spectrum": SpectrumSpec,
-                "dpo": DPOSpec, "speed": SpeedSpec, "evaluation": EvalSpec}
+        subs = {
+            "data": DataSpec,
+            "lora": LoraSpec,
+            "quantization": QuantSpec,
+            "spectrum": SpectrumSpec,
+            "dpo": DPOSpec,
+            "speed": SpeedSpec,
+            "evaluation": EvalSpec,
+        }
         try:
             for k, typ in subs.items():
                 if d.get(k) is not None:
@@ -269,12 +293,18 @@ class TrainingPlan:
         try:
             text = p.read_text(encoding="utf-8")
         except (FileNotFoundError, NotADirectoryError):  # the latter: RUN_DIR is a file
-            raise UserError(f"no plan at {p}", "create a run directory with `tunewise recommend --out DIR`") from None
+            raise UserError(
+                f"no plan at {p}", "create a run directory with `tunewise recommend --out DIR`"
+            ) from None
         except OSError as e:
-            raise UserError(f"cannot read {p}: {e.strerror or e}", "check the path and its permissions") from None
+            raise UserError(
+                f"cannot read {p}: {e.strerror or e}", "check the path and its permissions"
+            ) from None
         except UnicodeDecodeError:
-            raise UserError(f"{p}: not a valid plan file (not UTF-8 text)",
-                            "regenerate it with `tunewise recommend --out`") from None
+            raise UserError(
+                f"{p}: not a valid plan file (not UTF-8 text)",
+                "regenerate it with `tunewise recommend --out`",
+            ) from None
         # A duplicated key, an alias bomb or a 5,000-digit number is refused with a message.
         data = load_yaml(text, p, what="a plan file", fix="regenerate it with `tunewise recommend --out`")
         return cls.from_dict(data, source=str(p))
@@ -290,10 +320,19 @@ class TrainingPlan:
         if self.method == "qlora" and self.quantization is None:
             problems.append("method qlora needs a 'quantization' section")
         if self.method == "spectrum" and (self.spectrum is None or not self.spectrum.unfrozen_parameters):
-            problems.append("method spectrum needs 'spectrum.unfrozen_parameters' from a scan "
-                            "(run `tunewise spectrum scan MODEL_DIR`); refusing to fall back to full fine-tuning")
-        for name in ("max_length", "micro_batch_size", "grad_accum", "eval_steps", "save_steps", "logging_steps",
-                     "n_gpus"):
+            problems.append(
+                "method spectrum needs 'spectrum.unfrozen_parameters' from a scan "
+                "(run `tunewise spectrum scan MODEL_DIR`); refusing to fall back to full fine-tuning"
+            )
+        for name in (
+            "max_length",
+            "micro_batch_size",
+            "grad_accum",
+            "eval_steps",
+            "save_steps",
+            "logging_steps",
+            "n_gpus",
+        ):
             v = getattr(self, name)
             if not isinstance(v, int) or isinstance(v, bool) or v < 1:
                 problems.append(f"{name} must be a positive integer (got {v!r})")
@@ -310,19 +349,27 @@ class TrainingPlan:
             if bad:
                 problems.append(bad)
         if self.attn_implementation not in ATTENTION_IMPLEMENTATIONS:
-            problems.append(f"attn_implementation {self.attn_implementation!r} (allowed: "
-                            f"{', '.join(ATTENTION_IMPLEMENTATIONS)})")
+            problems.append(
+                f"attn_implementation {self.attn_implementation!r} (allowed: "
+                f"{', '.join(ATTENTION_IMPLEMENTATIONS)})"
+            )
         if self.cpu_offload and self.distributed != "fsdp":
             problems.append("cpu_offload needs distributed: fsdp")
         if self.gpu_indices is not None and (
-                not isinstance(self.gpu_indices, list) or len(self.gpu_indices) != self.n_gpus
-                or not all(isinstance(i, int) and not isinstance(i, bool) and i >= 0 for i in self.gpu_indices)):
-            problems.append(f"gpu_indices must list n_gpus ({self.n_gpus}) GPU indices, or be empty "
-                            f"(got {self.gpu_indices!r})")
+            not isinstance(self.gpu_indices, list)
+            or len(self.gpu_indices) != self.n_gpus
+            or not all(isinstance(i, int) and not isinstance(i, bool) and i >= 0 for i in self.gpu_indices)
+        ):
+            problems.append(
+                f"gpu_indices must list n_gpus ({self.n_gpus}) GPU indices, or be empty "
+                f"(got {self.gpu_indices!r})"
+            )
         if self.distributed not in (None, "ddp", "fsdp", "zero3"):
             problems.append(f"distributed {self.distributed!r} (allowed: ddp, fsdp, zero3, or empty)")
         if self.evaluation is not None:
             problems += self.evaluation.problems()
         if problems:
-            raise UserError(f"{source}: invalid plan:\n  - " + "\n  - ".join(problems),
-                            "fix these keys or regenerate the plan with `tunewise recommend --out`")
+            raise UserError(
+                f"{source}: invalid plan:\n  - " + "\n  - ".join(problems),
+                "fix these keys or regenerate the plan with `tunewise recommend --out`",
+            )

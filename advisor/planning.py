@@ -26,20 +26,19 @@ PITFALLS = "Avoiding Critical Pitfalls"
 # Values no rule sets: why the default is kept.
 DEFAULT_REASONS = {
     "warmup_ratio": "short warm-up (3% of steps) keeps the first updates small while AdamW's moment estimates settle; "
-                    "not specified by the guide",
+    "not specified by the guide",
     "lr_scheduler": "cosine decay from the starting rate; not specified by the guide",
     "max_grad_norm": "gradient clipping at 1.0 guards against loss spikes; not specified by the guide",
     "optimizer": "AdamW, the optimizer the guide's recommended configurations assume",
     "padding_free": "packed rows stay separate rows of the micro-batch: attention (SDPA) then spans one row "
-                    "of max_length instead of micro-batch × max_length: micro-batch times less attention work "
-                    "and mask memory for the same tokens; FlashAttention-2 would take the flattened row instead",
+    "of max_length instead of micro-batch × max_length: micro-batch times less attention work "
+    "and mask memory for the same tokens; FlashAttention-2 would take the flattened row instead",
     "liger": "Liger kernels (in the guide's recommended stack) need a GPU and the liger-kernel package; off by default",
     "save_total_limit": "keep the 3 most recent checkpoints to bound disk use",
-    "logging_steps": "log loss every 5 steps so training and validation curves can be watched "
-                     f"({PITFALLS})",
+    "logging_steps": f"log loss every 5 steps so training and validation curves can be watched ({PITFALLS})",
     "seed": "fixed seed so the split and the run can be reproduced",
     "completion_only_loss": "loss only on responses/assistant turns, so the model learns to answer rather than "
-                            "to repeat prompts",
+    "to repeat prompts",
     "trust_remote_code": "off unless the answers ask for it: model code from the hub is not run by default",
 }
 
@@ -71,11 +70,18 @@ def build_plan(decision: Decision, facts: Facts) -> TrainingPlan | None:
         return None
     v, th, a = facts.values, facts.thresholds, facts.answers
     r: dict[str, str] = {}
-    plan = TrainingPlan(model=v.get("model_name") or decision.model or "", method=decision.method,
-                        stage=decision.stage, model_family=v.get("model_family"),
-                        trust_remote_code=bool(a.trust_remote_code))
-    r["model"] = ("named in the answers" if v.get("model_given") else
-                  f"no model given: the guide's recommended initial base model ({PRACTICAL})")
+    plan = TrainingPlan(
+        model=v.get("model_name") or decision.model or "",
+        method=decision.method,
+        stage=decision.stage,
+        model_family=v.get("model_family"),
+        trust_remote_code=bool(a.trust_remote_code),
+    )
+    r["model"] = (
+        "named in the answers"
+        if v.get("model_given")
+        else f"no model given: the guide's recommended initial base model ({PRACTICAL})"
+    )
     r["method"] = _method_reason(decision)
     r["stage"] = _stage_reason(decision)
 
@@ -84,17 +90,24 @@ def build_plan(decision: Decision, facts: Facts) -> TrainingPlan | None:
         r["lora.target_modules"] = "adapters on every linear layer of the blocks (attention and MLP)"
     if plan.method == "qlora":
         plan.quantization = QuantSpec()
-        r["quantization"] = ("base weights stored in 4-bit (NF4, double quantisation), computation in 16-bit "
-                             "(Essential Parameter-Efficient Fine-Tuning Methods)")
+        r["quantization"] = (
+            "base weights stored in 4-bit (NF4, double quantisation), computation in 16-bit "
+            "(Essential Parameter-Efficient Fine-Tuning Methods)"
+        )
     if plan.method == "spectrum":
         plan.spectrum = SpectrumSpec()
-        r["spectrum.unfrozen_parameters"] = ("filled from a signal-to-noise scan of the weights: `recommend --out` "
-                                             "runs it for a local model directory; otherwise run `tunewise "
-                                             "spectrum scan MODEL_DIR` before launching")
+        r["spectrum.unfrozen_parameters"] = (
+            "filled from a signal-to-noise scan of the weights: `recommend --out` "
+            "runs it for a local model directory; otherwise run `tunewise "
+            "spectrum scan MODEL_DIR` before launching"
+        )
     if "dpo" in plan.stage:
         plan.dpo = DPOSpec()
-    plan.evaluation = EvalSpec(task=a.task, target_metric=a.success.metric if a.success else None,
-                               target=a.success.target if a.success else None)
+    plan.evaluation = EvalSpec(
+        task=a.task,
+        target_metric=a.success.metric if a.success else None,
+        target=a.success.target if a.success else None,
+    )
     r["evaluation"] = "held-out evaluation against prompting, set up before training (Your Learning Path)"
 
     for key, s in decision.settings.items():
@@ -130,8 +143,13 @@ def build_plan(decision: Decision, facts: Facts) -> TrainingPlan | None:
 
 
 def _method_reason(d: Decision) -> str:
-    fired = [t for t in d.trace if t.id in d.fired and "method" in t.then.get("recommend", {})
-             and t.then["recommend"]["method"] == (d.method_by_rules or d.method)]
+    fired = [
+        t
+        for t in d.trace
+        if t.id in d.fired
+        and "method" in t.then.get("recommend", {})
+        and t.then["recommend"]["method"] == (d.method_by_rules or d.method)
+    ]
     best = max(fired, key=lambda t: t.priority, default=None)
     base = f"{best.message} [{best.id}; {best.source}]" if best else "chosen by the rules"
     if d.method_by_rules and d.method != d.method_by_rules:
@@ -150,8 +168,9 @@ def _attention(plan: TrainingPlan, facts: Facts, r: dict) -> None:
     from advisor.attention import choose_attention
 
     m = facts.model
-    choice = choose_attention(getattr(m, "family", None) or plan.model_family,
-                              getattr(m, "attn_logit_softcapping", None))
+    choice = choose_attention(
+        getattr(m, "family", None) or plan.model_family, getattr(m, "attn_logit_softcapping", None)
+    )
     plan.attn_implementation = choice.implementation
     r["attn_implementation"] = choice.reason
 
@@ -162,11 +181,18 @@ def _precision(plan: TrainingPlan, d: Decision, facts: Facts, r: dict) -> None:
 
     bf16 = facts.values.get("gpu_bf16")
     cand = d.candidates.get(plan.method)
-    plan.precision = (cand.precision if cand is not None and cand.precision else
-                      default_precision(plan.method, None if bf16 is None else bool(bf16)))
+    plan.precision = (
+        cand.precision
+        if cand is not None and cand.precision
+        else default_precision(plan.method, None if bf16 is None else bool(bf16))
+    )
     first = default_precision(plan.method, None if bf16 is None else bool(bf16))
-    r["precision"] = reason(plan.method, plan.precision, bf16_gpu=None if bf16 is None else bool(bf16),
-                            fell_back=plan.precision != first)
+    r["precision"] = reason(
+        plan.method,
+        plan.precision,
+        bf16_gpu=None if bf16 is None else bool(bf16),
+        fell_back=plan.precision != first,
+    )
 
 
 def _sequence_length(plan: TrainingPlan, v: dict, th: dict, r: dict) -> None:
@@ -174,9 +200,15 @@ def _sequence_length(plan: TrainingPlan, v: dict, th: dict, r: dict) -> None:
     measured = v.get("data_recommended_max_length") or v.get("data_p95_tokens")
     if measured:
         plan.max_length = start_max_length(v, th)
-        what = "recommended by the data inspection" if v.get("data_recommended_max_length") else "p95 of the data"
-        r["max_length"] = (f"{int(measured):,} tokens {what}, rounded up to a multiple of 64 and kept within the "
-                           f"guide's starting range {lo:,}-{hi:,} (measurement; {PRACTICAL})")
+        what = (
+            "recommended by the data inspection"
+            if v.get("data_recommended_max_length")
+            else "p95 of the data"
+        )
+        r["max_length"] = (
+            f"{int(measured):,} tokens {what}, rounded up to a multiple of 64 and kept within the "
+            f"guide's starting range {lo:,}-{hi:,} (measurement; {PRACTICAL})"
+        )
     else:
         r.setdefault("max_length", f"no token measurement: the guide's starting length {hi:,} ({PRACTICAL})")
 
@@ -184,24 +216,33 @@ def _sequence_length(plan: TrainingPlan, v: dict, th: dict, r: dict) -> None:
 def _data(plan: TrainingPlan, facts: Facts, r: dict) -> None:
     v = facts.values
     cap = int(plan.data.validation_max_rows) if plan.data.validation_max_rows else None  # TW408's cap
-    plan.data = DataSpec(source=facts.answers.dataset, format=v.get("data_format"),
-                         validation_fraction=plan.data.validation_fraction, validation_max_rows=cap)
+    plan.data = DataSpec(
+        source=facts.answers.dataset,
+        format=v.get("data_format"),
+        validation_fraction=plan.data.validation_fraction,
+        validation_max_rows=cap,
+    )
     n = v.get("sft_examples") if "sft" in plan.stage else v.get("preference_pairs")
     if cap and n and round(n * plan.data.validation_fraction) > cap:
         r["data.validation_max_rows"] = (
             f"{cap:,}: {plan.data.validation_fraction:.0%} of {int(n):,} would hold out "
             f"{round(n * plan.data.validation_fraction):,} rows; {cap:,} estimate the validation loss as well and "
-            f"keep each evaluation short (Data Preparation Best Practices; the cap is tunewise's)")
+            f"keep each evaluation short (Data Preparation Best Practices; the cap is tunewise's)"
+        )
     pref = facts.answers.preference_dataset
     if pref and plan.stage == "dpo" and not plan.data.source:
         plan.data.source, plan.data.format = pref, "preference"
-        r["data.source"] = "the preference file named in the answers (`preference_dataset`): this plan is DPO alone"
+        r["data.source"] = (
+            "the preference file named in the answers (`preference_dataset`): this plan is DPO alone"
+        )
     else:
         r["data.source"] = "the dataset named in the answers" if plan.data.source else "no dataset given yet"
     if pref and plan.dpo is not None and plan.stage == "sft+dpo":
         plan.dpo.source = pref
-        r["dpo.source"] = ("the preference file named in the answers (`preference_dataset`): SFT trains on `dataset`, "
-                           "then DPO on these pairs, split 80/20 like it (Modern Alignment and Instruction Tuning)")
+        r["dpo.source"] = (
+            "the preference file named in the answers (`preference_dataset`): SFT trains on `dataset`, "
+            "then DPO on these pairs, split 80/20 like it (Modern Alignment and Instruction Tuning)"
+        )
     if v.get("data_format") == "text":
         plan.completion_only_loss = False
         r["completion_only_loss"] = "plain-text data has no prompt/response split: loss on every token"
@@ -210,7 +251,8 @@ def _data(plan: TrainingPlan, facts: Facts, r: dict) -> None:
             "loss only on the assistant turns. The model's chat template has no {% generation %} markers, which "
             "TRL's assistant-only loss needs: unless TRL knows a patched copy of this template, the job trains "
             "each assistant turn as a prompt-completion row (the conversation before it as the prompt), which "
-            "masks the same tokens without markers (launcher/chatdata.py)")
+            "masks the same tokens without markers (launcher/chatdata.py)"
+        )
 
 
 def chat_template_markers(model: str | None) -> bool | None:
@@ -227,7 +269,9 @@ def chat_template_markers(model: str | None) -> bool | None:
         template = (d / "chat_template.jinja").read_text(encoding="utf-8", errors="replace")
     elif (d / "tokenizer_config.json").is_file():
         try:
-            template = json.loads((d / "tokenizer_config.json").read_text(encoding="utf-8")).get("chat_template")
+            template = json.loads((d / "tokenizer_config.json").read_text(encoding="utf-8")).get(
+                "chat_template"
+            )
         except (ValueError, OSError):
             return None
         if isinstance(template, list):  # named templates: the default one
@@ -247,66 +291,91 @@ def _hardware_and_batch(plan: TrainingPlan, d: Decision, facts: Facts, r: dict) 
     plan.distributed = cand.distributed if cand and used > 1 else None
     plan.cpu_offload = bool(cand and cand.cpu_offload and plan.distributed == "fsdp")
     given = facts.gpus and facts.gpus[0].source == "answers"
-    r["n_gpus"] = f"{n} GPU(s) {'listed in the answers' if given else 'detected'}" if n else \
-        "no GPU here: planned for one GPU"
+    r["n_gpus"] = (
+        f"{n} GPU(s) {'listed in the answers' if given else 'detected'}"
+        if n
+        else "no GPU here: planned for one GPU"
+    )
     if plan.gpu_indices:
         r["n_gpus"] = r["gpu_indices"] = (
             f"{used} of the {n} GPUs (indices {', '.join(map(str, plan.gpu_indices))}): the larger card(s) alone "
             f"fit a longer sequence or larger micro-batch than all {n} at the smallest card's memory "
-            "(measurement: memory estimate)")
+            "(measurement: memory estimate)"
+        )
     if plan.distributed:
         r["distributed"] = _distributed_reason(plan, d)
     if plan.cpu_offload:
-        r["cpu_offload"] = (f"no layout without offload fits: FSDP keeps the parameter shards, their gradients and the "
-                            f"optimizer step in host RAM (about {cand.host_gib or 0:g} GiB for all processes). "
-                            "Every step moves each layer's shard over PCIe in the forward and again in the backward "
-                            "and runs AdamW on the CPU: expect a much slower step than on-GPU FSDP (not measured "
-                            f"here). The guide's FSDP + QLoRA route for very large models ({PRACTICAL})")
+        r["cpu_offload"] = (
+            f"no layout without offload fits: FSDP keeps the parameter shards, their gradients and the "
+            f"optimizer step in host RAM (about {cand.host_gib or 0:g} GiB for all processes). "
+            "Every step moves each layer's shard over PCIe in the forward and again in the backward "
+            "and runs AdamW on the CPU: expect a much slower step than on-GPU FSDP (not measured "
+            f"here). The guide's FSDP + QLoRA route for very large models ({PRACTICAL})"
+        )
     start_b, start_acc = int(th.get("batch_size_start", 4)), int(th.get("grad_accum_start", 4))
     if "micro_batch_size" not in d.settings:
         plan.micro_batch_size, plan.grad_accum = start_b, start_acc
-    r.setdefault("micro_batch_size", f"the guide's starting batch size {plan.micro_batch_size} (range 4-8; "
-                 f"{PRACTICAL})")
+    r.setdefault(
+        "micro_batch_size",
+        f"the guide's starting batch size {plan.micro_batch_size} (range 4-8; {PRACTICAL})",
+    )
     if cand is None:
         return
     plan.predicted_peak_gib, plan.predicted_device_gib = cand.peak_gib, cand.device_gib
     if not (cand.fits and cand.micro_batch):
-        what = "no GPU to check against" if not facts.gpus else "does not fit the GPU at any tried configuration"
-        r["predicted_peak_gib"] = (f"estimated {cand.device_gib:g} GiB in use at peak for {plan.method} "
-                                   f"({what}; measurement)")
+        what = (
+            "no GPU to check against" if not facts.gpus else "does not fit the GPU at any tried configuration"
+        )
+        r["predicted_peak_gib"] = (
+            f"estimated {cand.device_gib:g} GiB in use at peak for {plan.method} ({what}; measurement)"
+        )
         return
     plan.micro_batch_size, plan.grad_accum = cand.micro_batch, cand.grad_accum or plan.grad_accum
     tokens = plan.micro_batch_size * (cand.seq_len or plan.max_length)
     if cand.seq_len and cand.seq_len < plan.max_length:
-        r["max_length"] = (f"{cand.seq_len:,}: {plan.max_length:,} tokens does not fit the GPU even at "
-                           "micro-batch 1 (measurement: memory estimate)")
+        r["max_length"] = (
+            f"{cand.seq_len:,}: {plan.max_length:,} tokens does not fit the GPU even at "
+            "micro-batch 1 (measurement: memory estimate)"
+        )
         plan.max_length = cand.seq_len
     usable = v.get("gpu_usable_gib", 0)
     if plan.gpu_indices:
-        usable = round(min(g.usable_gib for g in facts.gpus if g.index in plan.gpu_indices)
-                       * (1 - th.get("fit_margin", 0.0)), 2)
+        usable = round(
+            min(g.usable_gib for g in facts.gpus if g.index in plan.gpu_indices)
+            * (1 - th.get("fit_margin", 0.0)),
+            2,
+        )
     if plan.micro_batch_size < start_b:
-        r["micro_batch_size"] = (f"{plan.micro_batch_size}: the guide's starting batch {start_b} does not fit the "
-                                 f"{usable:g} GiB usable; accumulation is raised to keep the effective batch "
-                                 "(measurement: memory estimate)")
+        r["micro_batch_size"] = (
+            f"{plan.micro_batch_size}: the guide's starting batch {start_b} does not fit the "
+            f"{usable:g} GiB usable; accumulation is raised to keep the effective batch "
+            "(measurement: memory estimate)"
+        )
     else:
-        r["micro_batch_size"] = (f"{plan.micro_batch_size}: the largest micro-batch up to "
-                                 f"{int(th.get('batch_size_max', 8))} (the guide's 4-8) that fits the {usable:g} GiB "
-                                 "usable (measurement: memory estimate)")
+        r["micro_batch_size"] = (
+            f"{plan.micro_batch_size}: the largest micro-batch up to "
+            f"{int(th.get('batch_size_max', 8))} (the guide's 4-8) that fits the {usable:g} GiB "
+            "usable (measurement: memory estimate)"
+        )
     gpus = f" x {plan.n_gpus} GPUs" if plan.n_gpus > 1 else ""
-    r["grad_accum"] = (f"{plan.grad_accum}: {plan.micro_batch_size} x {plan.grad_accum}{gpus} = effective batch "
-                       f"{plan.effective_batch}, the guide's start of batch {start_b} x accumulation {start_acc} "
-                       f"= {start_b * start_acc} ({PRACTICAL})")
+    r["grad_accum"] = (
+        f"{plan.grad_accum}: {plan.micro_batch_size} x {plan.grad_accum}{gpus} = effective batch "
+        f"{plan.effective_batch}, the guide's start of batch {start_b} x accumulation {start_acc} "
+        f"= {start_b * start_acc} ({PRACTICAL})"
+    )
     top = int(th.get("batch_size_max", 8)) * int(th.get("grad_accum_start", 4))
     if plan.effective_batch > top:
         d.warnings.append(
             f"Effective batch {plan.effective_batch} ({plan.micro_batch_size} x {plan.grad_accum} x {plan.n_gpus} GPUs) "
             f"is above the guide's range (batch 4-8 x accumulation 2-4, at most {top}): with so many GPUs each step "
             "averages more examples than the guide's starting settings assume; raise the learning rate with care or "
-            "train on fewer GPUs.")
-    r["predicted_peak_gib"] = (f"estimated {cand.device_gib:g} GiB in use at peak ({cand.peak_gib:g} GiB allocated) "
-                               f"at {plan.micro_batch_size} x {cand.seq_len or plan.max_length:,} = {tokens:,} "
-                               "tokens per step (measurement)")
+            "train on fewer GPUs."
+        )
+    r["predicted_peak_gib"] = (
+        f"estimated {cand.device_gib:g} GiB in use at peak ({cand.peak_gib:g} GiB allocated) "
+        f"at {plan.micro_batch_size} x {cand.seq_len or plan.max_length:,} = {tokens:,} "
+        "tokens per step (measurement)"
+    )
 
 
 def _dpo_only(plan: TrainingPlan, r: dict) -> None:
@@ -321,22 +390,30 @@ def _dpo_only(plan: TrainingPlan, r: dict) -> None:
     plan.packing = plan.completion_only_loss = plan.padding_free = False
     for key in ("packing", "completion_only_loss", "padding_free"):
         r[key] = "SFT only: DPO scores whole (prompt, chosen, rejected) rows, unpacked"
-    r["gradient_checkpointing"] = ("on: recompute activations in the backward (less memory for the DPO step's "
-                                   f"chosen and rejected rows, ~20-30% slower) ({PRACTICAL})")
-    r["early_stopping_patience"] = (f"stop after {plan.early_stopping_patience} evaluations without a lower "
-                                    f"validation loss; the best checkpoint is kept ({PITFALLS})")
+    r["gradient_checkpointing"] = (
+        "on: recompute activations in the backward (less memory for the DPO step's "
+        f"chosen and rejected rows, ~20-30% slower) ({PRACTICAL})"
+    )
+    r["early_stopping_patience"] = (
+        f"stop after {plan.early_stopping_patience} evaluations without a lower "
+        f"validation loss; the best checkpoint is kept ({PITFALLS})"
+    )
 
 
 def _distributed_reason(plan: TrainingPlan, d: Decision) -> str:
     """Why this layout: what the strategy search (advisor.strategy) found for the method."""
     cand = d.candidates.get(plan.method)
-    what = ("data parallel (DDP): each GPU holds a full copy and the largest micro-batch fits that way"
-            if plan.distributed == "ddp" else
-            f"sharded (FSDP): each GPU holds 1/{plan.n_gpus} of the weights, gradients and optimizer states")
+    what = (
+        "data parallel (DDP): each GPU holds a full copy and the largest micro-batch fits that way"
+        if plan.distributed == "ddp"
+        else f"sharded (FSDP): each GPU holds 1/{plan.n_gpus} of the weights, gradients and optimizer states"
+    )
     tried = "; ".join(cand.tried) if cand and cand.tried else ""
-    return (f"{what}. Layouts ranked by the longest sequence, then the largest micro-batch, then GPUs used "
-            f"(DDP before FSDP before FSDP + offload){': ' + tried if tried else ''} (measurement: memory "
-            f"estimate; {PRACTICAL})")
+    return (
+        f"{what}. Layouts ranked by the longest sequence, then the largest micro-batch, then GPUs used "
+        f"(DDP before FSDP before FSDP + offload){': ' + tried if tried else ''} (measurement: memory "
+        f"estimate; {PRACTICAL})"
+    )
 
 
 def _schedule(plan: TrainingPlan, v: dict, facts: Facts, r: dict) -> None:
@@ -351,12 +428,21 @@ def _schedule(plan: TrainingPlan, v: dict, facts: Facts, r: dict) -> None:
         small = max(1, min(plan.eval_steps, steps // 2 or 1))
         plan.eval_steps = max(small, math.ceil(steps * frac))
         plan.save_steps = plan.eval_steps
-        packed = (f"{train:,} training rows × {mean:,.0f} mean tokens packed into {plan.max_length:,}-token rows "
-                  f"≈ {seqs:,} sequences" if seqs != train else f"{train:,} training rows")
-        cadence = (f"every {plan.eval_steps:,} = {frac:.0%} of an epoch, not more often on large data"
-                   if plan.eval_steps > small else f"every {plan.eval_steps}")
-        r["eval_steps"] = (f"{packed} / effective batch {plan.effective_batch} = {steps:,} steps per "
-                           f"epoch; evaluate {cadence} so early stopping can react ({PITFALLS})")
+        packed = (
+            f"{train:,} training rows × {mean:,.0f} mean tokens packed into {plan.max_length:,}-token rows "
+            f"≈ {seqs:,} sequences"
+            if seqs != train
+            else f"{train:,} training rows"
+        )
+        cadence = (
+            f"every {plan.eval_steps:,} = {frac:.0%} of an epoch, not more often on large data"
+            if plan.eval_steps > small
+            else f"every {plan.eval_steps}"
+        )
+        r["eval_steps"] = (
+            f"{packed} / effective batch {plan.effective_batch} = {steps:,} steps per "
+            f"epoch; evaluate {cadence} so early stopping can react ({PITFALLS})"
+        )
     else:
         r["eval_steps"] = f"evaluate every {plan.eval_steps} steps to watch validation loss ({PITFALLS})"
     r["save_steps"] = "checkpoint at every evaluation so the best one can be kept"
@@ -378,8 +464,9 @@ def _dpo_config(plan: TrainingPlan, facts: Facts):
 
     from advisor.memory import config_for_plan
 
-    return replace(config_for_plan(plan, "dpo"),
-                   spectrum_fraction=facts.thresholds.get("spectrum_top_percent", 30) / 100)
+    return replace(
+        config_for_plan(plan, "dpo"), spectrum_fraction=facts.thresholds.get("spectrum_top_percent", 30) / 100
+    )
 
 
 def _dpo_prediction(plan: TrainingPlan, facts: Facts, r: dict) -> None:
@@ -393,15 +480,23 @@ def _dpo_prediction(plan: TrainingPlan, facts: Facts, r: dict) -> None:
         return
     cfg = _dpo_config(plan, facts)
     e = estimate(facts.model, cfg)
-    plan.dpo.predicted_peak_gib, plan.dpo.predicted_device_gib = round(e.peak_allocated_gib, 2), round(e.device_gib, 2)
+    plan.dpo.predicted_peak_gib, plan.dpo.predicted_device_gib = (
+        round(e.peak_allocated_gib, 2),
+        round(e.device_gib, 2),
+    )
     if plan.stage != "dpo":
         return
-    plan.predicted_peak_gib, plan.predicted_device_gib = plan.dpo.predicted_peak_gib, plan.dpo.predicted_device_gib
+    plan.predicted_peak_gib, plan.predicted_device_gib = (
+        plan.dpo.predicted_peak_gib,
+        plan.dpo.predicted_device_gib,
+    )
     mb = cfg.batch_size
-    r["predicted_peak_gib"] = (f"estimated {plan.predicted_device_gib:g} GiB in use at peak "
-                               f"({plan.predicted_peak_gib:g} GiB allocated) for the DPO step: {mb} pairs "
-                               f"({2 * mb} rows: chosen and rejected) x {plan.max_length:,} tokens with its "
-                               "reference forward (measurement: memory estimate)")
+    r["predicted_peak_gib"] = (
+        f"estimated {plan.predicted_device_gib:g} GiB in use at peak "
+        f"({plan.predicted_peak_gib:g} GiB allocated) for the DPO step: {mb} pairs "
+        f"({2 * mb} rows: chosen and rejected) x {plan.max_length:,} tokens with its "
+        "reference forward (measurement: memory estimate)"
+    )
 
 
 def _dpo_batch(plan: TrainingPlan, facts: Facts, r: dict) -> None:
@@ -424,20 +519,34 @@ def _dpo_batch(plan: TrainingPlan, facts: Facts, r: dict) -> None:
     e = estimate(facts.model, cfg)
     shape = f"{mb} pairs ({2 * mb} rows: chosen and rejected) x {plan.max_length:,} tokens"
     if e.device_gib <= usable:
-        r["dpo.micro_batch_size"] = (f"the DPO step at the SFT micro-batch, {shape}, with its reference forward: estimated "
-                          f"{e.device_gib:.1f} GiB in use of {usable:.1f} GiB usable; the same micro-batch {mb} x "
-                          f"accumulation {accum} (measurement: memory estimate)")
+        r["dpo.micro_batch_size"] = (
+            f"the DPO step at the SFT micro-batch, {shape}, with its reference forward: estimated "
+            f"{e.device_gib:.1f} GiB in use of {usable:.1f} GiB usable; the same micro-batch {mb} x "
+            f"accumulation {accum} (measurement: memory estimate)"
+        )
         return
-    fit = fit_search(facts.model, cfg, gpu_gib, margin=margin, target_effective_batch=mb * accum,
-                     seq_lens=(plan.max_length,))
+    fit = fit_search(
+        facts.model,
+        cfg,
+        gpu_gib,
+        margin=margin,
+        target_effective_batch=mb * accum,
+        seq_lens=(plan.max_length,),
+    )
     plan.dpo.micro_batch_size, plan.dpo.grad_accum = fit.micro_batch, fit.grad_accum
-    head = (f"the DPO step at the SFT micro-batch, {shape}, with its reference forward, needs an estimated "
-            f"{e.device_gib:.1f} GiB, more than the {usable:.1f} GiB usable")
+    head = (
+        f"the DPO step at the SFT micro-batch, {shape}, with its reference forward, needs an estimated "
+        f"{e.device_gib:.1f} GiB, more than the {usable:.1f} GiB usable"
+    )
     if fit.fits:
-        r["dpo.micro_batch_size"] = (f"{head}: DPO runs micro-batch {fit.micro_batch} x accumulation {fit.grad_accum} "
-                          f"(effective batch {fit.micro_batch * fit.grad_accum}, as SFT), {fit.device_gib:.1f} GiB "
-                          "(measurement: memory estimate)")
+        r["dpo.micro_batch_size"] = (
+            f"{head}: DPO runs micro-batch {fit.micro_batch} x accumulation {fit.grad_accum} "
+            f"(effective batch {fit.micro_batch * fit.grad_accum}, as SFT), {fit.device_gib:.1f} GiB "
+            "(measurement: memory estimate)"
+        )
     else:
-        r["dpo.micro_batch_size"] = (f"{head}, and even micro-batch 1 needs {fit.device_gib:.1f} GiB: DPO runs micro-batch 1 x "
-                          f"accumulation {fit.grad_accum} and may run out of memory; shorten max_length or use "
-                          "qlora (measurement: memory estimate)")
+        r["dpo.micro_batch_size"] = (
+            f"{head}, and even micro-batch 1 needs {fit.device_gib:.1f} GiB: DPO runs micro-batch 1 x "
+            f"accumulation {fit.grad_accum} and may run out of memory; shorten max_length or use "
+            "qlora (measurement: memory estimate)"
+        )

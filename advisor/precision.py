@@ -31,17 +31,24 @@ PRECISIONS = ("bf16-mixed", "bf16-compensated", "fp32", "fp16-mixed")
 # model keeps it only to compare with the GPU measurements made of it (bench/memory_accuracy.py). No plan
 # runs it: most updates at Spectrum/full learning rates round away.
 LEGACY = "bf16-pure"
-ALLOWED = {"lora": ("bf16-mixed", "fp16-mixed", "fp32"), "qlora": ("bf16-mixed", "fp16-mixed"),
-           "spectrum": ("bf16-mixed", "bf16-compensated", "fp32"), "full": ("bf16-mixed", "bf16-compensated", "fp32")}
-LABEL = {"bf16-mixed": "bf16 mixed precision with fp32 master weights",
-         "bf16-compensated": "bf16 weights with a Kahan-compensated AdamW (torch-optimi)",
-         "fp32": "fp32 (no bf16 on this GPU)",
-         "fp16-mixed": "fp16 mixed precision, fp32 adapters (no bf16 on this GPU)"}
+ALLOWED = {
+    "lora": ("bf16-mixed", "fp16-mixed", "fp32"),
+    "qlora": ("bf16-mixed", "fp16-mixed"),
+    "spectrum": ("bf16-mixed", "bf16-compensated", "fp32"),
+    "full": ("bf16-mixed", "bf16-compensated", "fp32"),
+}
+LABEL = {
+    "bf16-mixed": "bf16 mixed precision with fp32 master weights",
+    "bf16-compensated": "bf16 weights with a Kahan-compensated AdamW (torch-optimi)",
+    "fp32": "fp32 (no bf16 on this GPU)",
+    "fp16-mixed": "fp16 mixed precision, fp32 adapters (no bf16 on this GPU)",
+}
 
 
 @dataclass(frozen=True)
 class Bytes:
     """Bytes per parameter by part: a trainable base weight (weight, gradient, optimizer states) and a frozen one."""
+
     weight: int
     grad: int
     states: int
@@ -55,8 +62,13 @@ class Bytes:
 
 def base_bytes(precision: str) -> Bytes:
     """Per-parameter bytes for the base model's weights under `precision` (Spectrum / full; AdamW)."""
-    return {"bf16-mixed": Bytes(4, 4, 8, 2, 2), "bf16-compensated": Bytes(2, 2, 6, 2, 2), LEGACY: Bytes(2, 2, 4, 2, 2),
-            "fp32": Bytes(4, 4, 8, 4, 4), "fp16-mixed": Bytes(4, 4, 8, 2, 2)}[precision]
+    return {
+        "bf16-mixed": Bytes(4, 4, 8, 2, 2),
+        "bf16-compensated": Bytes(2, 2, 6, 2, 2),
+        LEGACY: Bytes(2, 2, 4, 2, 2),
+        "fp32": Bytes(4, 4, 8, 4, 4),
+        "fp16-mixed": Bytes(4, 4, 8, 2, 2),
+    }[precision]
 
 
 def default_precision(method: str, bf16_gpu: bool | None) -> str:
@@ -92,26 +104,38 @@ def reason(method: str, precision: str, *, bf16_gpu: bool | None, fell_back: boo
     """Why the plan runs at `precision`, for the report."""
     b = base_bytes(precision)
     if precision == "bf16-mixed" and method in ("spectrum", "full"):
-        return (f"{LABEL[precision]}: the trainable weights, their gradients and AdamW's moments are fp32 "
-                f"({b.trainable} bytes per trainable parameter, frozen weights {b.frozen}), so updates at the "
-                "planned learning rate land in the weights; plain bf16 weights would round most of them away "
-                "(measurement: bench/results/weights-move-cpu.txt)")
+        return (
+            f"{LABEL[precision]}: the trainable weights, their gradients and AdamW's moments are fp32 "
+            f"({b.trainable} bytes per trainable parameter, frozen weights {b.frozen}), so updates at the "
+            "planned learning rate land in the weights; plain bf16 weights would round most of them away "
+            "(measurement: bench/results/weights-move-cpu.txt)"
+        )
     if precision == "bf16-compensated":
         why = "fp32 master weights do not fit the GPU" if fell_back else "asked for"
-        return (f"{LABEL[precision]}: {why}; the compensation buffer keeps the part of each update a bf16 weight "
-                f"cannot hold ({b.trainable} bytes per trainable parameter instead of 16) "
-                "(measurement: bench/results/weights-move-cpu.txt)")
+        return (
+            f"{LABEL[precision]}: {why}; the compensation buffer keeps the part of each update a bf16 weight "
+            f"cannot hold ({b.trainable} bytes per trainable parameter instead of 16) "
+            "(measurement: bench/results/weights-move-cpu.txt)"
+        )
     if precision == "fp32":
         if bf16_gpu is False:
-            return ("fp32: the GPU has no bfloat16 (compute capability below 8.0) and fp16 is too coarse for "
-                    "updating base weights: weights, gradients, AdamW moments and activations in fp32 "
-                    f"({b.trainable} bytes per trainable parameter, {b.frozen} per frozen one)")
+            return (
+                "fp32: the GPU has no bfloat16 (compute capability below 8.0) and fp16 is too coarse for "
+                "updating base weights: weights, gradients, AdamW moments and activations in fp32 "
+                f"({b.trainable} bytes per trainable parameter, {b.frozen} per frozen one)"
+            )
         return "fp32 throughout (asked for)"
     if precision == "fp16-mixed":
-        return ("fp16 mixed precision: the GPU has no bfloat16 (compute capability below 8.0); the frozen base in "
-                "fp16, the adapters in fp32 with a loss scaler")
+        return (
+            "fp16 mixed precision: the GPU has no bfloat16 (compute capability below 8.0); the frozen base in "
+            "fp16, the adapters in fp32 with a loss scaler"
+        )
     if method == "qlora":
-        return ("bf16 mixed precision: the frozen base in 4-bit NF4 computing in bf16; TRL casts a quantized model's "
-                "adapters to bf16")
-    return ("bf16 mixed precision: the frozen base in bf16, the adapters in fp32 (PEFT's default) under bf16 "
-            "autocast")
+        return (
+            "bf16 mixed precision: the frozen base in 4-bit NF4 computing in bf16; TRL casts a quantized model's "
+            "adapters to bf16"
+        )
+    return (
+        "bf16 mixed precision: the frozen base in bf16, the adapters in fp32 (PEFT's default) under bf16 "
+        "autocast"
+    )

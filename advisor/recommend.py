@@ -59,8 +59,10 @@ def _problems(facts: Facts, decision: Decision) -> list[str]:
     cand = facts.candidates.get(req)
     if req != "auto" and facts.gpus and cand is not None and not cand.fits:
         prec = f" in {cand.precision}" if cand.precision else ""
-        out.append(f"{METHOD_LABEL[req]} was asked for but does not fit{prec}: estimated {cand.device_gib:g} GiB in "
-                   f"use at peak, {facts.values.get('gpu_usable_gib', 0):g} GiB usable per GPU")
+        out.append(
+            f"{METHOD_LABEL[req]} was asked for but does not fit{prec}: estimated {cand.device_gib:g} GiB in "
+            f"use at peak, {facts.values.get('gpu_usable_gib', 0):g} GiB usable per GPU"
+        )
     data = facts.data
     if data is not None and (getattr(data, "usable", True) is False or facts.values.get("examples", 1) == 0):
         out.append(f"the dataset {facts.answers.dataset} has no usable rows")
@@ -72,8 +74,11 @@ def all_warnings(rec: Recommendation) -> list[str]:
     override, the plan's), then the data inspection's (the dataset, then the preference file), without repeats."""
     out: list[str] = []
     facts = getattr(rec, "facts", None)
-    for text in [*rec.decision.warnings, *_data_warnings(getattr(facts, "data", None)),
-                 *_data_warnings(getattr(facts, "preference_data", None))]:
+    for text in [
+        *rec.decision.warnings,
+        *_data_warnings(getattr(facts, "data", None)),
+        *_data_warnings(getattr(facts, "preference_data", None)),
+    ]:
         if text not in out:
             out.append(text)
     return out
@@ -104,11 +109,21 @@ def recommendation_json(rec: Recommendation) -> dict:
         "fired": list(d.fired),
         "warnings": all_warnings(rec),
         "warning_rules": [r.id for r in d.trace if r.status == "fired" and r.applied and r.then.get("warn")],
-        "candidates": {m: {"peak_gib": c.peak_gib, "device_gib": c.device_gib, "fits": c.fits,
-                           "distributed": c.distributed, "cpu_offload": c.cpu_offload,
-                           "gpu_indices": c.gpu_indices, "micro_batch": c.micro_batch, "seq_len": c.seq_len,
-                           "excluded_by": c.excluded_by, "precision": c.precision}
-                       for m, c in d.candidates.items()},
+        "candidates": {
+            m: {
+                "peak_gib": c.peak_gib,
+                "device_gib": c.device_gib,
+                "fits": c.fits,
+                "distributed": c.distributed,
+                "cpu_offload": c.cpu_offload,
+                "gpu_indices": c.gpu_indices,
+                "micro_batch": c.micro_batch,
+                "seq_len": c.seq_len,
+                "excluded_by": c.excluded_by,
+                "precision": c.precision,
+            }
+            for m, c in d.candidates.items()
+        },
         "plan": rec.plan.to_dict() if rec.plan is not None and fine_tuning else None,
         "method_by_rules": d.method_by_rules,
         "excluded": d.excluded,
@@ -128,11 +143,18 @@ def recommendation_json(rec: Recommendation) -> dict:
 def spectrum_scan_missing(plan: TrainingPlan | None) -> UserError | None:
     """Why a Spectrum plan cannot be written yet (its model is not a local directory to scan), or None.
     A run directory is never written without the scan: never a silent full fine-tune."""
-    if plan is None or plan.method != "spectrum" or plan.spectrum is None or plan.spectrum.unfrozen_parameters:
+    if (
+        plan is None
+        or plan.method != "spectrum"
+        or plan.spectrum is None
+        or plan.spectrum.unfrozen_parameters
+    ):
         return None
-    return UserError(f"Spectrum needs a scan of the weights, and {plan.model} is not a local directory",
-                     "download the model, set `model:` to its directory (or run `tunewise spectrum scan "
-                     "MODEL_DIR`), then rerun `tunewise recommend --out`")
+    return UserError(
+        f"Spectrum needs a scan of the weights, and {plan.model} is not a local directory",
+        "download the model, set `model:` to its directory (or run `tunewise spectrum scan "
+        "MODEL_DIR`), then rerun `tunewise recommend --out`",
+    )
 
 
 def complete_spectrum_plan(rec: Recommendation) -> None:
@@ -153,12 +175,14 @@ def complete_spectrum_plan(rec: Recommendation) -> None:
 
     result = scan(plan.model, top_percent=plan.spectrum.top_percent)
     plan.spectrum.unfrozen_parameters = list(result.unfrozen)
-    layers = "; ".join(f"{t}: layers {', '.join(map(str, sorted(s['selected'])))}"
-                       for t, s in scan_summary(result).items())
+    layers = "; ".join(
+        f"{t}: layers {', '.join(map(str, sorted(s['selected'])))}" for t, s in scan_summary(result).items()
+    )
     plan.reasons["spectrum.unfrozen_parameters"] = (
         f"{len(result.unfrozen)} parameters ({result.trainable_params:,} weights) in the top "
         f"{plan.spectrum.top_percent:g}% of layers of each module type by signal-to-noise ratio, from a scan of "
-        f"the local weights ({layers}) (Essential Parameter-Efficient Fine-Tuning Methods; measurement)")
+        f"the local weights ({layers}) (Essential Parameter-Efficient Fine-Tuning Methods; measurement)"
+    )
     model = rec.facts.model
     if model is None:
         return
@@ -169,4 +193,5 @@ def complete_spectrum_plan(rec: Recommendation) -> None:
     plan.reasons["predicted_peak_gib"] = (
         f"estimated {est.device_gib:g} GiB in use at peak ({est.peak_allocated_gib:g} GiB allocated) at "
         f"{plan.micro_batch_size} x {plan.max_length:,} tokens per step with the scan's "
-        f"{result.trainable_params:,} trainable weights (measurement)")
+        f"{result.trainable_params:,} trainable weights (measurement)"
+    )

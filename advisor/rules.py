@@ -60,8 +60,16 @@ class Rule:
 
 def _plan_fields() -> set[str]:
     """Plan fields a rule may `set`: top-level scalars and dotted sub-section fields."""
-    subs = {"lora": LoraSpec, "quantization": QuantSpec, "spectrum": SpectrumSpec, "dpo": DPOSpec, "data": DataSpec}
-    names = {f.name for f in fields(TrainingPlan) if f.name not in subs and f.name not in ("reasons", "version")}
+    subs = {
+        "lora": LoraSpec,
+        "quantization": QuantSpec,
+        "spectrum": SpectrumSpec,
+        "dpo": DPOSpec,
+        "data": DataSpec,
+    }
+    names = {
+        f.name for f in fields(TrainingPlan) if f.name not in subs and f.name not in ("reasons", "version")
+    }
     for sec, cls in subs.items():
         names |= {f"{sec}.{f.name}" for f in fields(cls)}
     return names
@@ -74,7 +82,9 @@ def rule_files(root: Path | None = None) -> list[Path]:
 
 def _check_options(kind_map: Any, what: str, many: bool) -> list[str]:
     if not isinstance(kind_map, dict) or not kind_map:
-        return [f"then.{what} must map approach/method/stage to {'a list of options' if many else 'an option'}"]
+        return [
+            f"then.{what} must map approach/method/stage to {'a list of options' if many else 'an option'}"
+        ]
     problems = []
     for kind, val in kind_map.items():
         if kind not in OPTIONS:
@@ -83,14 +93,18 @@ def _check_options(kind_map: Any, what: str, many: bool) -> list[str]:
         vals = val if many and isinstance(val, list) else [val]
         for x in vals:
             if x not in OPTIONS[kind]:
-                problems.append(f"then.{what}.{kind}: unknown option {x!r} (allowed: {', '.join(OPTIONS[kind])})")
+                problems.append(
+                    f"then.{what}.{kind}: unknown option {x!r} (allowed: {', '.join(OPTIONS[kind])})"
+                )
     return problems
 
 
 def _check_then(then: Any, layer: int, thresholds: dict, plan_fields: set[str]) -> list[str]:
     if not isinstance(then, dict) or not then:
         return ["then must be a non-empty mapping of effects"]
-    problems = [f"then: unknown effect '{k}' (allowed: {', '.join(THEN_KEYS)})" for k in then if k not in THEN_KEYS]
+    problems = [
+        f"then: unknown effect '{k}' (allowed: {', '.join(THEN_KEYS)})" for k in then if k not in THEN_KEYS
+    ]
     if "recommend" in then:
         problems += _check_options(then["recommend"], "recommend", many=False)
     if "exclude" in then:
@@ -98,7 +112,9 @@ def _check_then(then: Any, layer: int, thresholds: dict, plan_fields: set[str]) 
     for what in ("recommend", "exclude"):
         kinds = then.get(what) if isinstance(then.get(what), dict) else {}
         if "approach" in kinds and layer >= 1:
-            problems.append(f"then.{what}.approach: a rule that reads the decided approach/method cannot change it")
+            problems.append(
+                f"then.{what}.approach: a rule that reads the decided approach/method cannot change it"
+            )
         if ({"method", "stage"} & set(kinds)) and layer >= 2:
             problems.append(f"then.{what}: a rule that reads the decided method/stage cannot change them")
     for flag in ("warn", "suggest", "note"):
@@ -112,8 +128,10 @@ def _check_then(then: Any, layer: int, thresholds: dict, plan_fields: set[str]) 
                 if k not in plan_fields:
                     problems.append(f"then.set: unknown plan field '{k}'")
                 if isinstance(val, int | float) and not isinstance(val, bool):
-                    problems.append(f"then.set.{k}: numeric literal {val!r}; put numbers in thresholds.yaml "
-                                    "and write t.<name>")
+                    problems.append(
+                        f"then.set.{k}: numeric literal {val!r}; put numbers in thresholds.yaml "
+                        "and write t.<name>"
+                    )
                 elif isinstance(val, str) and val.startswith("t.") and val[2:] not in thresholds:
                     problems.append(f"then.set.{k}: unknown threshold '{val}'")
                 elif not isinstance(val, bool | str):
@@ -147,7 +165,11 @@ def _check_examples(ex: Any, always: bool) -> list[str]:
     problems = []
     for k in ("fires", "does_not_fire"):
         empty_ok = always and k == "does_not_fire"
-        if not isinstance(ex[k], list) or (not ex[k] and not empty_ok) or not all(isinstance(e, dict) for e in ex[k]):
+        if (
+            not isinstance(ex[k], list)
+            or (not ex[k] and not empty_ok)
+            or not all(isinstance(e, dict) for e in ex[k])
+        ):
             problems.append(f"examples.{k} must be a non-empty list of fact mappings")
             continue
         for e in ex[k]:
@@ -155,14 +177,19 @@ def _check_examples(ex: Any, always: bool) -> list[str]:
     return problems
 
 
-def parse_rule(data: Any, path: str, thresholds: dict, plan_fields: set[str]) -> tuple[Rule | None, list[str]]:
+def parse_rule(
+    data: Any, path: str, thresholds: dict, plan_fields: set[str]
+) -> tuple[Rule | None, list[str]]:
     """Validate one rule mapping; returns the rule (or None) and its problems."""
     import cel
 
     if not isinstance(data, dict):
         return None, ["expected a mapping with the keys " + ", ".join(REQUIRED_KEYS)]
-    problems = [f"unknown key '{k}' (allowed: {', '.join(REQUIRED_KEYS + OPTIONAL_KEYS)})"
-                for k in data if k not in REQUIRED_KEYS + OPTIONAL_KEYS]
+    problems = [
+        f"unknown key '{k}' (allowed: {', '.join(REQUIRED_KEYS + OPTIONAL_KEYS)})"
+        for k in data
+        if k not in REQUIRED_KEYS + OPTIONAL_KEYS
+    ]
     problems += [f"missing key '{k}'" for k in REQUIRED_KEYS if k not in data]
     for k in ("id", "title", "when", "message", "why", "source"):
         if k in data and (not isinstance(data[k], str) or not data[k].strip()):
@@ -170,8 +197,10 @@ def parse_rule(data: Any, path: str, thresholds: dict, plan_fields: set[str]) ->
     if isinstance(data.get("id"), str) and not ID_RE.match(data["id"]):
         problems.append(f"id {data['id']!r} must look like TW123-kebab-case-name")
     if isinstance(data.get("source"), str) and data["source"] not in SOURCES:
-        problems.append(f"source {data['source']!r} must be a guide section heading ({'; '.join(GUIDE_SECTIONS)}) "
-                        "or 'measurement'")
+        problems.append(
+            f"source {data['source']!r} must be a guide section heading ({'; '.join(GUIDE_SECTIONS)}) "
+            "or 'measurement'"
+        )
     prio = data.get("priority", 0)
     if isinstance(prio, bool) or not isinstance(prio, int):
         problems.append(f"priority must be an integer (got {prio!r})")
@@ -199,10 +228,22 @@ def parse_rule(data: Any, path: str, thresholds: dict, plan_fields: set[str]) ->
         problems += _check_examples(data["examples"], always=str(when).strip() == "true")
     if problems:
         return None, problems
-    rule = Rule(id=data["id"], title=data["title"], when=when, then=data["then"], message=data["message"].strip(),
-                why=" ".join(data["why"].split()), source=data["source"], examples=data["examples"], priority=prio,
-                path=path, variables=tuple(v for v in variables if v != "t"), thresholds=tuple(used_t),
-                layer=layer, program=program)
+    rule = Rule(
+        id=data["id"],
+        title=data["title"],
+        when=when,
+        then=data["then"],
+        message=data["message"].strip(),
+        why=" ".join(data["why"].split()),
+        source=data["source"],
+        examples=data["examples"],
+        priority=prio,
+        path=path,
+        variables=tuple(v for v in variables if v != "t"),
+        thresholds=tuple(used_t),
+        layer=layer,
+        program=program,
+    )
     return rule, []
 
 
@@ -213,8 +254,11 @@ def load_rules(root: str | Path | None = None, thresholds: dict[str, Threshold] 
         UserError: listing every problem in every file at once.
     """
     root_p = Path(root) if root else rules_root()
-    th = thresholds if thresholds is not None else load_thresholds(
-        root_p / "thresholds.yaml" if (root_p / "thresholds.yaml").is_file() else None)
+    th = (
+        thresholds
+        if thresholds is not None
+        else load_thresholds(root_p / "thresholds.yaml" if (root_p / "thresholds.yaml").is_file() else None)
+    )
     plan_fields = _plan_fields()
     rules, problems, seen = [], [], {}
     for p in rule_files(root_p):
@@ -236,12 +280,16 @@ def load_rules(root: str | Path | None = None, thresholds: dict[str, Threshold] 
         if rule:
             number = rule.id.split("-", 1)[0]  # reports cite a rule by its number alone (`TW103`)
             if number in seen:
-                problems.append(f"{rel}: number {number} already used by {seen[number]}; give the rule a free number")
+                problems.append(
+                    f"{rel}: number {number} already used by {seen[number]}; give the rule a free number"
+                )
             seen[number] = rel
             rules.append(rule)
     if not rules and not problems:
         problems.append(f"{root_p}: no rule files found")
     if problems:
-        raise UserError(f"{len(problems)} problem(s) in rule files under {root_p}:\n  - " + "\n  - ".join(problems),
-                        "fix the files above (schema: docs/rules.md; `tunewise rules ID` shows a working rule)")
+        raise UserError(
+            f"{len(problems)} problem(s) in rule files under {root_p}:\n  - " + "\n  - ".join(problems),
+            "fix the files above (schema: docs/rules.md; `tunewise rules ID` shows a working rule)",
+        )
     return rules

@@ -52,8 +52,13 @@ def _expanded_size(root: yaml.Node) -> int:
         node, done = stack.pop()
         if id(node) in memo:
             continue
-        children = ([c for pair in node.value for c in pair] if isinstance(node, yaml.MappingNode)
-                    else list(node.value) if isinstance(node, yaml.SequenceNode) else [])
+        children = (
+            [c for pair in node.value for c in pair]
+            if isinstance(node, yaml.MappingNode)
+            else list(node.value)
+            if isinstance(node, yaml.SequenceNode)
+            else []
+        )
         if done:
             memo[id(node)] = min(MAX_NODES + 1, 1 + sum(memo.get(id(c), 1) for c in children))
             continue
@@ -71,13 +76,18 @@ def load_yaml(text: str, source: str | Path, *, what: str = "a file", fix: str) 
         if node is None:
             return None
         if _expanded_size(node) > MAX_NODES:
-            raise UserError(f"{source}: expands to more than {MAX_NODES:,} values through YAML aliases (&/*), "
-                            f"too many for {what}", "write the values out instead of aliasing them")
+            raise UserError(
+                f"{source}: expands to more than {MAX_NODES:,} values through YAML aliases (&/*), "
+                f"too many for {what}",
+                "write the values out instead of aliasing them",
+            )
         return loader.construct_document(node)
     except _Duplicate as e:
-        raise UserError(f"{source}: key {str(e.key)[:60]!r} is given twice (lines {e.first.line + 1} and "
-                        f"{e.mark.line + 1}); YAML would silently keep the last one",
-                        "keep one of them") from None
+        raise UserError(
+            f"{source}: key {str(e.key)[:60]!r} is given twice (lines {e.first.line + 1} and "
+            f"{e.mark.line + 1}); YAML would silently keep the last one",
+            "keep one of them",
+        ) from None
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
@@ -85,8 +95,10 @@ def load_yaml(text: str, source: str | Path, *, what: str = "a file", fix: str) 
     except RecursionError:  # PyYAML composes and constructs nodes recursively
         raise UserError(f"{source}: nested too deeply to be {what}", fix) from None
     except ValueError as e:  # int('1' * 5000): Python refuses to convert more than 4,300 digits
-        raise UserError(f"{source}: a value cannot be read ({str(e).splitlines()[0][:120]})",
-                        "use a number of sensible size (no value here needs more than a few digits)") from None
+        raise UserError(
+            f"{source}: a value cannot be read ({str(e).splitlines()[0][:120]})",
+            "use a number of sensible size (no value here needs more than a few digits)",
+        ) from None
     finally:
         if loader is not None:
             loader.dispose()

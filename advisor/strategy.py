@@ -66,7 +66,7 @@ def layouts(memory_gib: list[float]) -> list[Layout]:
         if floor is not None and low <= floor:
             continue  # the same smallest card: fewer GPUs only lose throughput
         floor = low
-        for mode in ([None] if k == 1 else MODES):
+        for mode in [None] if k == 1 else MODES:
             out.append(Layout(idx, mode, low))
     return out
 
@@ -74,12 +74,25 @@ def layouts(memory_gib: list[float]) -> list[Layout]:
 def rank_key(c: Candidate, layout: Layout) -> tuple:
     """Higher is better: fits; no offload; sequence length; micro-batch; GPUs used; lighter mode."""
     offload = layout.mode == "fsdp_offload"
-    return (c.fits, not (c.fits and offload), c.seq_len or 0, c.micro_batch or 0, layout.n,
-            -_MODE_RANK[layout.mode])
+    return (
+        c.fits,
+        not (c.fits and offload),
+        c.seq_len or 0,
+        c.micro_batch or 0,
+        layout.n,
+        -_MODE_RANK[layout.mode],
+    )
 
 
-def best_layout(model, method: str, memory_gib: list[float], seq_len: int, th: dict, fitter: Callable,
-                gpu_index: list[int] | None = None) -> Candidate:
+def best_layout(
+    model,
+    method: str,
+    memory_gib: list[float],
+    seq_len: int,
+    th: dict,
+    fitter: Callable,
+    gpu_index: list[int] | None = None,
+) -> Candidate:
     """The method's best layout on the box (or, when none fits, the plain layout closest to fitting)."""
     tried: list[str] = []
     best: tuple | None = None
@@ -90,14 +103,26 @@ def best_layout(model, method: str, memory_gib: list[float], seq_len: int, th: d
         distributed = None if lay.mode is None else lay.mode
         fit = fitter(model, method, lay.n, distributed, seq_len, lay.gpu_gib, th)
         mode = None if lay.n == 1 else ("fsdp" if lay.mode == "fsdp_offload" else lay.mode)
-        cand = Candidate(method=method, peak_gib=round(fit.peak_gib, 2), device_gib=round(fit.device_gib, 2),
-                         fits=fit.fits, distributed=mode, micro_batch=fit.micro_batch, grad_accum=fit.grad_accum,
-                         seq_len=fit.seq_len, note=fit.note, cpu_offload=lay.mode == "fsdp_offload",
-                         host_gib=round(getattr(fit, "host_gib", 0.0) * lay.n, 1) or None)
+        cand = Candidate(
+            method=method,
+            peak_gib=round(fit.peak_gib, 2),
+            device_gib=round(fit.device_gib, 2),
+            fits=fit.fits,
+            distributed=mode,
+            micro_batch=fit.micro_batch,
+            grad_accum=fit.grad_accum,
+            seq_len=fit.seq_len,
+            note=fit.note,
+            cpu_offload=lay.mode == "fsdp_offload",
+            host_gib=round(getattr(fit, "host_gib", 0.0) * lay.n, 1) or None,
+        )
         if lay.n < len(memory_gib):
             cand.gpu_indices = [gpu_index[i] if gpu_index else i for i in lay.indices]
-        verdict = (f"fits at {fit.micro_batch} × {fit.seq_len:,} tokens" if fit.fits
-                   else f"does not fit (1 × {fit.seq_len:,} tokens)")
+        verdict = (
+            f"fits at {fit.micro_batch} × {fit.seq_len:,} tokens"
+            if fit.fits
+            else f"does not fit (1 × {fit.seq_len:,} tokens)"
+        )
         tried.append(f"{lay.label()}: {fit.device_gib:.1f} GiB per GPU, {verdict}")
         key = rank_key(cand, lay)
         if best is None or key > best[0]:

@@ -78,8 +78,12 @@ def probe_facts(probe: dict | None, target_metric: str | None, target: float | N
     """
     if not probe:
         return {}
-    out = {"probe_metric": label(probe["metric"]), "probe_score": round(float(probe["value"]), 4),
-           "probe_examples": float(probe["n"]), "probe_shots": float(probe["k"])}
+    out = {
+        "probe_metric": label(probe["metric"]),
+        "probe_score": round(float(probe["value"]), 4),
+        "probe_examples": float(probe["n"]),
+        "probe_shots": float(probe["k"]),
+    }
     if target is not None and target_metric == probe["metric"]:
         out["probe_meets_target"] = meets(probe["metric"], probe["value"], target)
         out["probe_shortfall"] = round(shortfall(probe["metric"], probe["value"], target), 4)

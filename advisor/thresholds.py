@@ -41,7 +41,9 @@ def load_thresholds(path: str | Path | None = None) -> dict[str, Threshold]:
     try:
         data = yaml.safe_load(p.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, yaml.YAMLError, RecursionError) as e:
-        raise UserError(f"{p}: cannot read thresholds ({type(e).__name__})", "restore rules/thresholds.yaml") from None
+        raise UserError(
+            f"{p}: cannot read thresholds ({type(e).__name__})", "restore rules/thresholds.yaml"
+        ) from None
     problems, out = [], {}
     if not isinstance(data, dict):
         raise UserError(f"{p}: expected a mapping of threshold names", "see docs/rules.md")
@@ -54,11 +56,15 @@ def load_thresholds(path: str | Path | None = None) -> dict[str, Threshold]:
             problems.append(f"{p.name}: '{name}'.value must be a number (got {val!r})")
             continue
         if entry["source"] not in SOURCES:
-            problems.append(f"{p.name}: '{name}'.source {entry['source']!r} is not a guide section or 'measurement'")
+            problems.append(
+                f"{p.name}: '{name}'.source {entry['source']!r} is not a guide section or 'measurement'"
+            )
         out[name] = Threshold(name, float(val), entry["source"], str(entry["note"]))
     if problems:
-        raise UserError(f"{len(problems)} problem(s) in thresholds:\n  - " + "\n  - ".join(problems),
-                        "fix rules/thresholds.yaml (see docs/rules.md)")
+        raise UserError(
+            f"{len(problems)} problem(s) in thresholds:\n  - " + "\n  - ".join(problems),
+            "fix rules/thresholds.yaml (see docs/rules.md)",
+        )
     return out
 
 

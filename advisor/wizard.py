@@ -36,16 +36,32 @@ GOALS = [
     ("new-capability", "a capability the base model lacks"),
     ("output-format", "a strict output format"),
 ]
-MODELS = ["meta-llama/Llama-3.1-8B", "microsoft/Phi-3-mini-4k-instruct", "meta-llama/Llama-3.2-1B",
-          "meta-llama/Llama-3.2-3B", "Qwen/Qwen2.5-7B", "mistralai/Mistral-7B-v0.3"]
+MODELS = [
+    "meta-llama/Llama-3.1-8B",
+    "microsoft/Phi-3-mini-4k-instruct",
+    "meta-llama/Llama-3.2-1B",
+    "meta-llama/Llama-3.2-3B",
+    "Qwen/Qwen2.5-7B",
+    "mistralai/Mistral-7B-v0.3",
+]
 # Each name is a row of the GPU catalog (rules/gpus.yaml), so the plan can be timed on it; an A100 and an
 # H100 of the same memory differ 3x in speed, so they are two choices.
 GPU_PRESETS = [
-    ("NVIDIA T4 (Colab)", 16.0), ("NVIDIA GeForce RTX 4090", 24.0), ("NVIDIA L40S", 48.0),
-    ("NVIDIA A100 40GB", 40.0), ("NVIDIA A100 80GB", 80.0), ("NVIDIA H100 80GB", 80.0), ("NVIDIA H200", 141.0),
+    ("NVIDIA T4 (Colab)", 16.0),
+    ("NVIDIA GeForce RTX 4090", 24.0),
+    ("NVIDIA L40S", 48.0),
+    ("NVIDIA A100 40GB", 40.0),
+    ("NVIDIA A100 80GB", 80.0),
+    ("NVIDIA H100 80GB", 80.0),
+    ("NVIDIA H200", 141.0),
 ]
-METHODS = [("auto", "auto — let the rules choose (recommended)"), ("lora", "LoRA"), ("qlora", "QLoRA"),
-           ("spectrum", "Spectrum"), ("full", "full fine-tuning (all parameters)")]
+METHODS = [
+    ("auto", "auto — let the rules choose (recommended)"),
+    ("lora", "LoRA"),
+    ("qlora", "QLoRA"),
+    ("spectrum", "Spectrum"),
+    ("full", "full fine-tuning (all parameters)"),
+]
 OTHER = "__other__"
 # What a recommendation cannot do without; with an accepted answers file only these gaps are asked.
 NEEDED = ("task", "dataset", "examples", "model", "gpus")
@@ -96,6 +112,7 @@ def int_validator(lo: int = 0, hi: int = 10**9) -> Validator:
         except ValueError:
             return f"{s!r} is not a whole number; type digits, e.g. 2500"
         return None if lo <= v <= hi else f"{v} is out of range; enter {lo:,} to {hi:,}"
+
     return check
 
 
@@ -106,6 +123,7 @@ def float_validator(lo: float, hi: float) -> Validator:
         except ValueError:
             return f"{s!r} is not a number; type e.g. 24"
         return None if lo < v <= hi else f"{v:g} is out of range; enter more than {lo:g} and at most {hi:g}"
+
     return check
 
 
@@ -173,8 +191,15 @@ def _needs_custom_code(model: str | None) -> bool:
 class Wizard:
     """One pass of questions. `skip` holds the keys answered by the file the user accepted."""
 
-    def __init__(self, prefill: Answers, prompter: Prompter, say: Callable[[str], None],
-                 detection: Detection | None, *, approach_probe: Callable[[Answers], str | None] | None = None):
+    def __init__(
+        self,
+        prefill: Answers,
+        prompter: Prompter,
+        say: Callable[[str], None],
+        detection: Detection | None,
+        *,
+        approach_probe: Callable[[Answers], str | None] | None = None,
+    ):
         self.a = prefill.model_copy()
         self.p = prompter
         self.say = say
@@ -221,19 +246,24 @@ class Wizard:
         if self._want("goals"):
             a.goals = self.p.checkbox("Which of these do you need? (none is fine)", GOALS, list(a.goals))
         if self._want("needs_citations"):
-            a.needs_citations = self.p.confirm("Must answers cite or be grounded in your documents?",
-                                               bool(a.needs_citations))
+            a.needs_citations = self.p.confirm(
+                "Must answers cite or be grounded in your documents?", bool(a.needs_citations)
+            )
         if self._want("knowledge_changes_often"):
-            a.knowledge_changes_often = self.p.confirm("Does the knowledge it needs change often?",
-                                                       bool(a.knowledge_changes_often))
+            a.knowledge_changes_often = self.p.confirm(
+                "Does the knowledge it needs change often?", bool(a.knowledge_changes_often)
+            )
         if self._want("clear_task"):
-            a.clear_task = self.p.confirm("Do you have a clear task definition and success metrics?",
-                                          True if a.clear_task is None else a.clear_task)
+            a.clear_task = self.p.confirm(
+                "Do you have a clear task definition and success metrics?",
+                True if a.clear_task is None else a.clear_task,
+            )
         if a.clear_task and self._want("success"):
             self._success()
         if self._want("tried_prompting"):
-            a.tried_prompting = self.p.confirm("Have you tried prompt engineering on this task?",
-                                               bool(a.tried_prompting))
+            a.tried_prompting = self.p.confirm(
+                "Have you tried prompt engineering on this task?", bool(a.tried_prompting)
+            )
 
     def _success(self) -> None:
         """The success criterion: a task metric and its target (what `tunewise eval` and `--probe` measure)."""
@@ -242,16 +272,23 @@ class Wizard:
         a = self.a
         names = list(dict.fromkeys([*task_metrics(a.task), *([a.success.metric] if a.success else [])]))
         choices = [("none", "no target yet")] + [(m, label(m)) for m in names]
-        metric = self.p.select("Which metric says it works (your success criterion)?", choices,
-                               a.success.metric if a.success else "none")
+        metric = self.p.select(
+            "Which metric says it works (your success criterion)?",
+            choices,
+            a.success.metric if a.success else "none",
+        )
         if metric == "none":
             a.success = None
             return
         lower = not METRICS[metric].higher_is_better
         hi = 1e6 if not METRICS[metric].bounded else 1.0
         old = a.success.target if a.success and a.success.metric == metric else (20.0 if lower else 0.8)
-        target = self.p.text(f"Target {label(metric)} ({'at most' if lower else 'at least'}; "
-                             f"{'e.g. 20' if lower else 'a share, e.g. 0.8'})?", f"{old:g}", float_validator(0, hi))
+        target = self.p.text(
+            f"Target {label(metric)} ({'at most' if lower else 'at least'}; "
+            f"{'e.g. 20' if lower else 'a share, e.g. 0.8'})?",
+            f"{old:g}",
+            float_validator(0, hi),
+        )
         a.success = SuccessAnswer(metric=metric, target=float(target))
 
     def _data(self) -> None:
@@ -260,8 +297,11 @@ class Wizard:
             self.say(f"The dataset {a.dataset} does not exist.")
             self.skip.discard("dataset")
         if self._want("dataset"):
-            s = self.p.text("Training data file or folder (Enter to skip if you have none yet):",
-                            a.dataset or "", dataset_validator).strip()
+            s = self.p.text(
+                "Training data file or folder (Enter to skip if you have none yet):",
+                a.dataset or "",
+                dataset_validator,
+            ).strip()
             a.dataset = str(Path(s).expanduser().resolve()) if s else None
         pairs_in_data = False
         if a.dataset:
@@ -269,19 +309,28 @@ class Wizard:
             self.say(f"Data: {desc}.")
             # counted from the data: these questions are answered by the file (pairs only when it holds some)
             pairs_in_data = bool(pref)
-            self.skip |= {"examples"} | ({"preference_pairs", "preference_dataset"} if pairs_in_data else set())
+            self.skip |= {"examples"} | (
+                {"preference_pairs", "preference_dataset"} if pairs_in_data else set()
+            )
             if n is not None:
                 a.examples = None  # the dataset wins over a typed count (see DESIGN.md)
         if a.dataset is None and self._want("examples"):
-            a.examples = _as_int(self.p.text("How many training examples do you have (or can you write)?",
-                                             str(a.examples if a.examples is not None else 0),
-                                             int_validator()))
+            a.examples = _as_int(
+                self.p.text(
+                    "How many training examples do you have (or can you write)?",
+                    str(a.examples if a.examples is not None else 0),
+                    int_validator(),
+                )
+            )
         if a.preference_dataset and not Path(a.preference_dataset).expanduser().exists():
             self.say(f"The preference file {a.preference_dataset} does not exist.")
             self.skip.discard("preference_dataset")
         if self._want("preference_dataset"):
-            s = self.p.text("Preference pairs file (prompt, chosen, rejected) for DPO (Enter to skip if none):",
-                            a.preference_dataset or "", dataset_validator).strip()
+            s = self.p.text(
+                "Preference pairs file (prompt, chosen, rejected) for DPO (Enter to skip if none):",
+                a.preference_dataset or "",
+                dataset_validator,
+            ).strip()
             a.preference_dataset = str(Path(s).expanduser().resolve()) if s else None
         if a.preference_dataset:
             _, pref, desc = count_dataset(a.preference_dataset)
@@ -293,9 +342,13 @@ class Wizard:
                 self.skip.add("preference_pairs")
                 a.preference_pairs = None  # the file counts them
         if self._want("preference_pairs"):
-            a.preference_pairs = _as_int(self.p.text(
-                "How many preference pairs (prompt, chosen, rejected)? 0 if none:",
-                str(a.preference_pairs or 0), int_validator()))
+            a.preference_pairs = _as_int(
+                self.p.text(
+                    "How many preference pairs (prompt, chosen, rejected)? 0 if none:",
+                    str(a.preference_pairs or 0),
+                    int_validator(),
+                )
+            )
 
     def _model_and_gpus(self) -> None:
         a = self.a
@@ -322,8 +375,11 @@ class Wizard:
                 self.a.gpus = None  # detection is used again at recommendation time
                 return
         else:
-            why = f"No GPU detected here ({self.detection.reason})" if self.detection else \
-                "GPU detection is off (--no-detect)"
+            why = (
+                f"No GPU detected here ({self.detection.reason})"
+                if self.detection
+                else "GPU detection is off (--no-detect)"
+            )
             self.say(f"{why}. Plan for the GPU you will train on:")
         self.asked.append("gpus")
         choices = [(i, f"{name} — {mem:g} GiB") for i, (name, mem) in enumerate(GPU_PRESETS)]
@@ -345,19 +401,26 @@ class Wizard:
             self.say(f"Recommended approach so far: {approach}; skipping the training questions.")
             return
         if self._want("zero_latency"):
-            a.zero_latency = self.p.confirm("Must adapters merge into the weights (zero extra inference latency)?",
-                                            bool(a.zero_latency))
+            a.zero_latency = self.p.confirm(
+                "Must adapters merge into the weights (zero extra inference latency)?", bool(a.zero_latency)
+            )
         if self._want("method"):
             a.method = self.p.select("Training method?", METHODS, a.method)
-        if self._want("gpu_hour_price"):  # only on the way to fine-tuning: the report's cost = time x GPUs x this
-            price = self.p.text("What does one GPU-hour cost you, for the cost estimate? (Enter to skip)",
-                                f"{a.gpu_hour_price:g}" if a.gpu_hour_price else "", price_validator)
+        if self._want(
+            "gpu_hour_price"
+        ):  # only on the way to fine-tuning: the report's cost = time x GPUs x this
+            price = self.p.text(
+                "What does one GPU-hour cost you, for the cost estimate? (Enter to skip)",
+                f"{a.gpu_hour_price:g}" if a.gpu_hour_price else "",
+                price_validator,
+            )
             a.gpu_hour_price = float(price) if price.strip() else None
         # needed whenever the model ships code, unless the file said so explicitly
         if _needs_custom_code(a.model) and "trust_remote_code" not in self.given:
             self.asked.append("trust_remote_code")
             a.trust_remote_code = self.p.confirm(
-                "This model ships its own Python code (auto_map). Run it (trust_remote_code)?", False)
+                "This model ships its own Python code (auto_map). Run it (trust_remote_code)?", False
+            )
 
 
 def _show(v: Any) -> str:

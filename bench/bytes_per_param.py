@@ -25,8 +25,10 @@ MODELS = ("llama-2-7b", "llama-3.1-8b")
 
 
 def rows() -> list[str]:
-    out = [f"{'model':<13}{'method':<9}{'precision':<22}{'weight':>7}{'grad':>6}{'optim':>7}{'train':>7}{'frozen':>7}"
-           f"{'peak GiB':>10}{'peak B/param':>13}"]
+    out = [
+        f"{'model':<13}{'method':<9}{'precision':<22}{'weight':>7}{'grad':>6}{'optim':>7}{'train':>7}{'frozen':>7}"
+        f"{'peak GiB':>10}{'peak B/param':>13}"
+    ]
     for name in MODELS:
         m = resolve_model(name)
         for method, precisions in ALLOWED.items():
@@ -34,9 +36,11 @@ def rows() -> list[str]:
                 e = estimate(m, MemoryConfig(method, seq_len=1024, batch_size=1, precision=p))
                 b = e.bytes_per_param
                 label = p + (" (old job)" if p == LEGACY else "")
-                out.append(f"{name:<13}{method:<9}{label:<22}{b['weight']:>7g}{b['gradient']:>6g}{b['optimizer']:>7g}"
-                           f"{b['trainable_total']:>7g}{b['frozen']:>7g}{e.peak_allocated_gib:>10.1f}"
-                           f"{e.peak_allocated_gib * 1024**3 / m.params_total:>13.1f}")
+                out.append(
+                    f"{name:<13}{method:<9}{label:<22}{b['weight']:>7g}{b['gradient']:>6g}{b['optimizer']:>7g}"
+                    f"{b['trainable_total']:>7g}{b['frozen']:>7g}{e.peak_allocated_gib:>10.1f}"
+                    f"{e.peak_allocated_gib * 1024**3 / m.params_total:>13.1f}"
+                )
     return out
 
 
@@ -44,9 +48,11 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", type=Path)
     a = ap.parse_args()
-    head = ["# python bench/bytes_per_param.py" + (f" --out {a.out}" if a.out else ""),
-            "# bytes per trainable parameter (weight + gradient + optimizer = train; LoRA/QLoRA: per adapter "
-            "parameter) and per frozen base weight; peak: one step, batch 1 x 1,024, checkpointing, tunewise stack"]
+    head = [
+        "# python bench/bytes_per_param.py" + (f" --out {a.out}" if a.out else ""),
+        "# bytes per trainable parameter (weight + gradient + optimizer = train; LoRA/QLoRA: per adapter "
+        "parameter) and per frozen base weight; peak: one step, batch 1 x 1,024, checkpointing, tunewise stack",
+    ]
     text = "\n".join(head + rows()) + "\n"
     print(text, end="")
     if a.out:

@@ -42,7 +42,9 @@ def main() -> int:
     rd = realmodel.date_run(args.work, base, steps=args.steps, n_train=args.n_train, n_val=args.n_val)
     load_before = os.getloadavg()
     t0 = time.perf_counter()
-    r = subprocess.run([sys.executable, "-m", "tunewise", "launch", str(rd), "--cpu"], capture_output=True, text=True)
+    r = subprocess.run(
+        [sys.executable, "-m", "tunewise", "launch", str(rd), "--cpu"], capture_output=True, text=True
+    )
     total = time.perf_counter() - t0
     if r.returncode != 0:
         print(r.stdout + r.stderr, file=sys.stderr)
@@ -50,7 +52,8 @@ def main() -> int:
     result = json.loads((rd / "eval.json").read_text())
     summary = json.loads((rd / "summary.json").read_text())
     lines = [
-        "# Held-out evaluation on a real model: dates in words -> ISO 8601 (CPU)", "",
+        "# Held-out evaluation on a real model: dates in words -> ISO 8601 (CPU)",
+        "",
         f"Command: `python bench/eval_dates.py --steps {args.steps} --n-train {args.n_train} --n-val {args.n_val}`",
         "",
         f"Machine: {os.cpu_count()} CPU cores, OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')}, "
@@ -70,12 +73,13 @@ def main() -> int:
         "",
     ]
     section = markdown(result).splitlines()
-    body = section[section.index("## Evaluation") + 1:]
+    body = section[section.index("## Evaluation") + 1 :]
     lines += [x for x in body if not x.startswith(("<!--", "![", "**Verdict"))]
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text("\n".join(lines).rstrip() + "\n", encoding="utf-8")
-    (args.out.with_suffix(".json")).write_text(json.dumps(result, indent=2, ensure_ascii=False) + "\n",
-                                               encoding="utf-8")
+    (args.out.with_suffix(".json")).write_text(
+        json.dumps(result, indent=2, ensure_ascii=False) + "\n", encoding="utf-8"
+    )
     print(args.out.read_text())
     return 0
 

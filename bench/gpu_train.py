@@ -32,10 +32,24 @@ from shapes import llama_shapes  # noqa: E402
 
 GiB = 1024**3
 ARCH = {name: llama_shapes(name) for name in ("llama-8b", "llama-3b", "llama-1b")}
-ARCH["tiny"] = dict(vocab_size=2048, hidden_size=64, intermediate_size=128, num_hidden_layers=4,
-                    num_attention_heads=4, num_key_value_heads=2, tie_word_embeddings=False)
-ENV = dict(os.environ, PYTHONUNBUFFERED="1", HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1",
-           HF_HUB_DISABLE_TELEMETRY="1", TRANSFORMERS_VERBOSITY="error", TOKENIZERS_PARALLELISM="false")
+ARCH["tiny"] = dict(
+    vocab_size=2048,
+    hidden_size=64,
+    intermediate_size=128,
+    num_hidden_layers=4,
+    num_attention_heads=4,
+    num_key_value_heads=2,
+    tie_word_embeddings=False,
+)
+ENV = dict(
+    os.environ,
+    PYTHONUNBUFFERED="1",
+    HF_HUB_OFFLINE="1",
+    HF_DATASETS_OFFLINE="1",
+    HF_HUB_DISABLE_TELEMETRY="1",
+    TRANSFORMERS_VERBOSITY="error",
+    TOKENIZERS_PARALLELISM="false",
+)
 
 
 def _device():
@@ -75,7 +89,9 @@ def _words(tokenizer, n: int, rng) -> str:
     """A text of `n` tokens (give or take the first): words the byte-level vocabulary holds whole with
     their leading space ("Ġword"), so " word" is one token. (Drawing raw vocabulary entries put the
     literal "Ġ" into the text and made every word ~4 tokens: the varlen data's median was ~740 tokens.)"""
-    vocab = sorted(w[1:] for w in tokenizer.get_vocab() if w.startswith("Ġ") and w[1:].isalpha() and len(w) > 3)
+    vocab = sorted(
+        w[1:] for w in tokenizer.get_vocab() if w.startswith("Ġ") and w[1:].isalpha() and len(w) > 3
+    )
     return " ".join(rng.choice(vocab[:1500]) for _ in range(n))
 
 
@@ -108,16 +124,31 @@ def write_preference_data(path: Path, tokenizer, *, rows: int, seq: int, seed: i
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "w") as f:
         for _ in range(rows):
-            f.write(json.dumps({"prompt": _words(tokenizer, seq // 4, rng), "chosen": _words(tokenizer, seq, rng),
-                                "rejected": _words(tokenizer, seq, rng)}) + "\n")
+            f.write(
+                json.dumps(
+                    {
+                        "prompt": _words(tokenizer, seq // 4, rng),
+                        "chosen": _words(tokenizer, seq, rng),
+                        "rejected": _words(tokenizer, seq, rng),
+                    }
+                )
+                + "\n"
+            )
 
 
 def _spectrum_patterns(n_layers: int, fraction: float = 0.3) -> list[str]:
     """The baseline's evenly spaced layers, as scan-style patterns (random weights carry no SNR signal)."""
     k = max(1, round(fraction * n_layers))
     chosen = sorted({round(i * (n_layers - 1) / max(1, k - 1)) for i in range(k)})
-    types = ["self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj", "mlp.gate_proj",
-             "mlp.up_proj", "mlp.down_proj"]
+    types = [
+        "self_attn.q_proj",
+        "self_attn.k_proj",
+        "self_attn.v_proj",
+        "self_attn.o_proj",
+        "mlp.gate_proj",
+        "mlp.up_proj",
+        "mlp.down_proj",
+    ]
     return [f"^model.layers.{i}.{t}.weight$" for i in chosen for t in types]  # Axolotl escapes the dots
 
 
@@ -127,19 +158,34 @@ def tunewise_plan(spec: dict, ckpt: Path, *, tiny: bool):
 
     method, stage = spec["method"], spec.get("stage", "sft")
     plan = TrainingPlan(
-        model=str(ckpt), method=method, stage=stage,
+        model=str(ckpt),
+        method=method,
+        stage=stage,
         data=DataSpec(train="data/train.jsonl", format="preference" if stage == "dpo" else "text"),
         dpo=DPOSpec() if stage == "dpo" else None,
-        max_length=spec["seq"], packing=spec.get("packing", True), padding_free=spec.get("padding_free", False),
+        max_length=spec["seq"],
+        packing=spec.get("packing", True),
+        padding_free=spec.get("padding_free", False),
         completion_only_loss=False,
-        micro_batch_size=spec["bs"], grad_accum=1, learning_rate=2e-4, max_steps=spec["steps"] + 2,
-        warmup_ratio=0.0, lora=LoraSpec(r=16, alpha=32, dropout=spec.get("lora_dropout", 0.1)),  # the plan default (TW504)
+        micro_batch_size=spec["bs"],
+        grad_accum=1,
+        learning_rate=2e-4,
+        max_steps=spec["steps"] + 2,
+        warmup_ratio=0.0,
+        lora=LoraSpec(r=16, alpha=32, dropout=spec.get("lora_dropout", 0.1)),  # the plan default (TW504)
         quantization=QuantSpec() if method == "qlora" else None,
         spectrum=SpectrumSpec(unfrozen_parameters=_spectrum_patterns(ARCH[spec["arch"]]["num_hidden_layers"]))
-        if method == "spectrum" else None,
-        gradient_checkpointing=True, liger=spec.get("liger", True), attn_implementation="sdpa",
+        if method == "spectrum"
+        else None,
+        gradient_checkpointing=True,
+        liger=spec.get("liger", True),
+        attn_implementation="sdpa",
         torch_compile=spec.get("compile", False),
-        bf16=not tiny, eval_steps=10_000, early_stopping_patience=None, save_steps=10_000, logging_steps=1,
+        bf16=not tiny,
+        eval_steps=10_000,
+        early_stopping_patience=None,
+        save_steps=10_000,
+        logging_steps=1,
     )
     if method == "spectrum":
         plan.lora = None
@@ -148,13 +194,33 @@ def tunewise_plan(spec: dict, ckpt: Path, *, tiny: bool):
 
 def _estimate(spec: dict, ckpt: Path, *extra: str) -> dict | None:
     """`tunewise estimate --format json` for the same settings."""
-    out = subprocess.run([sys.executable, "-m", "tunewise", "estimate", "--model", str(ckpt), "--method",
-                          spec["method"], "--seq-len", str(spec["seq"]), "--batch-size", str(spec["bs"]),
-                          *(["--liger"] if spec.get("liger", True) else []),
-                          *(["--padding-free"] if spec.get("padding_free") else []),
-                          *(["--full-rows"] if spec.get("lengths", "fixed") == "fixed" else []),
-                          *(["--stage", "dpo"] if spec.get("stage") == "dpo" else []), *extra, "--format", "json"],
-                         capture_output=True, text=True, env=ENV, cwd=ROOT)
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "tunewise",
+            "estimate",
+            "--model",
+            str(ckpt),
+            "--method",
+            spec["method"],
+            "--seq-len",
+            str(spec["seq"]),
+            "--batch-size",
+            str(spec["bs"]),
+            *(["--liger"] if spec.get("liger", True) else []),
+            *(["--padding-free"] if spec.get("padding_free") else []),
+            *(["--full-rows"] if spec.get("lengths", "fixed") == "fixed" else []),
+            *(["--stage", "dpo"] if spec.get("stage") == "dpo" else []),
+            *extra,
+            "--format",
+            "json",
+        ],
+        capture_output=True,
+        text=True,
+        env=ENV,
+        cwd=ROOT,
+    )
     try:
         return json.loads(out.stdout)
     except ValueError:
@@ -176,7 +242,10 @@ def predicted_speed(spec: dict, ckpt: Path, gpu: str) -> dict:
     est = _estimate(spec, ckpt, "--gpu", gpu)
     if not est or "tokens_per_s" not in est:
         return {}
-    return {"predicted_tokens_per_s": est["tokens_per_s"], "predicted_baseline_tokens_per_s": est.get("plain_tokens_per_s")}
+    return {
+        "predicted_tokens_per_s": est["tokens_per_s"],
+        "predicted_baseline_tokens_per_s": est.get("plain_tokens_per_s"),
+    }
 
 
 def _rate(metrics: Path, skip: int = 2) -> tuple[float | None, float | None]:
@@ -206,15 +275,22 @@ def run_tunewise(spec: dict, ckpt: Path, work: Path, *, tiny: bool, profile: Pat
 
     run = new_run_dir(work / f"run-{spec['name']}")
     tok = AutoTokenizer.from_pretrained(ckpt)
-    rows = (spec["steps"] + 4) * spec["bs"] * {"fixed": 2, "quarter": 8, "pairs": 1}.get(spec.get("lengths"), 12)
+    rows = (
+        (spec["steps"] + 4) * spec["bs"] * {"fixed": 2, "quarter": 8, "pairs": 1}.get(spec.get("lengths"), 12)
+    )
     if spec.get("lengths") == "pairs":
         write_preference_data(run / "data/train.jsonl", tok, rows=rows, seq=spec["seq"])
     else:
         write_text_data(run / "data/train.jsonl", tok, rows=rows, lengths=spec.get("lengths", "fixed"))
     write_run_files(run, tunewise_plan(spec, ckpt, tiny=tiny), {})
     t = time.perf_counter()
-    p = subprocess.run(_profiled([sys.executable, "-m", "launcher.train", str(run)], profile, f"{spec['name']}-tunewise"),
-                       env=ENV, cwd=ROOT, capture_output=True, text=True)
+    p = subprocess.run(
+        _profiled([sys.executable, "-m", "launcher.train", str(run)], profile, f"{spec['name']}-tunewise"),
+        env=ENV,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
     res = {"wall_s": round(time.perf_counter() - t, 1), "returncode": p.returncode}
     if p.returncode:
         res["error"] = (p.stderr or p.stdout)[-1500:]
@@ -222,7 +298,10 @@ def run_tunewise(spec: dict, ckpt: Path, work: Path, *, tiny: bool, profile: Pat
     summary = json.loads((run / "summary.json").read_text())
     res["tokens_per_s"], _ = _rate(run / "metrics.jsonl")
     res["peak_gib"] = summary.get("peak_gib_measured")
-    res["peak_reserved_gib"], res["device_gib"] = summary.get("peak_reserved_gib"), summary.get("device_gib_measured")
+    res["peak_reserved_gib"], res["device_gib"] = (
+        summary.get("peak_reserved_gib"),
+        summary.get("device_gib_measured"),
+    )
     res["trainable_params"] = summary.get("trainable_params")
     res["loss_first"], res["loss_last"] = summary.get("loss_first"), summary.get("loss_last")
     return res
@@ -244,22 +323,39 @@ def run_trl_defaults(spec: dict, ckpt: Path, work: Path) -> dict:
     write_text_data(data, tok, rows=(spec["steps"] + 4) * spec["bs"] * 12, lengths="varlen")
     model = AutoModelForCausalLM.from_pretrained(ckpt, dtype=torch.bfloat16 if cuda else torch.float32)
     # TRL's own defaults, batch size included (8: per_device_train_batch_size is left alone).
-    cfg = SFTConfig(output_dir=str(data.parent / "out"),
-                    max_length=spec["seq"], max_steps=spec["steps"] + 2, logging_steps=1, report_to=[],
-                    save_strategy="no", use_cpu=not cuda, bf16=cuda, include_num_input_tokens_seen="non_padding",
-                    disable_tqdm=True)
+    cfg = SFTConfig(
+        output_dir=str(data.parent / "out"),
+        max_length=spec["seq"],
+        max_steps=spec["steps"] + 2,
+        logging_steps=1,
+        report_to=[],
+        save_strategy="no",
+        use_cpu=not cuda,
+        bf16=cuda,
+        include_num_input_tokens_seen="non_padding",
+        disable_tqdm=True,
+    )
     metrics = data.parent / "metrics.jsonl"
     metrics.unlink(missing_ok=True)  # MetricsLog appends: a rerun in the same --work would mix two runs' rows
-    tr = SFTTrainer(model=model, args=cfg, train_dataset=load_dataset("json", data_files=str(data), split="train"),
-                    processing_class=tok, callbacks=[MetricsLog(metrics, "sft")],
-                    peft_config=LoraConfig(r=16, lora_alpha=32, lora_dropout=0.05, target_modules="all-linear",
-                                           task_type="CAUSAL_LM"))
+    tr = SFTTrainer(
+        model=model,
+        args=cfg,
+        train_dataset=load_dataset("json", data_files=str(data), split="train"),
+        processing_class=tok,
+        callbacks=[MetricsLog(metrics, "sft")],
+        peft_config=LoraConfig(
+            r=16, lora_alpha=32, lora_dropout=0.05, target_modules="all-linear", task_type="CAUSAL_LM"
+        ),
+    )
     if cuda:
         torch.cuda.reset_peak_memory_stats()
     tr.train()
     rate, _ = _rate(metrics)
-    return {"tokens_per_s": rate, "peak_gib": round(torch.cuda.max_memory_allocated() / GiB, 3) if cuda else None,
-            "batch_size": cfg.per_device_train_batch_size}
+    return {
+        "tokens_per_s": rate,
+        "peak_gib": round(torch.cuda.max_memory_allocated() / GiB, 3) if cuda else None,
+        "batch_size": cfg.per_device_train_batch_size,
+    }
 
 
 def params_of(ckpt: Path) -> int:
@@ -287,11 +383,26 @@ def _result_line(p: subprocess.CompletedProcess) -> dict:
 def run_baseline(spec: dict, ckpt: Path, timeout: float, profile: Path | None = None) -> dict:
     """The plain stack, measured by the shared calibration script itself (`--one`, its own process):
     PEFT LoRA r16 dropout 0.05 / QLoRA with k-bit preparation / evenly spaced Spectrum, fused AdamW."""
-    calib = dict(arch=spec["arch"], method=spec["method"], rank=spec["rank"], seq=spec["seq"], bs=spec["bs"],
-                 ckpt=True, steps=spec["steps"], fraction=0.3, ckpt_dir=str(ckpt))
+    calib = dict(
+        arch=spec["arch"],
+        method=spec["method"],
+        rank=spec["rank"],
+        seq=spec["seq"],
+        bs=spec["bs"],
+        ckpt=True,
+        steps=spec["steps"],
+        fraction=0.3,
+        ckpt_dir=str(ckpt),
+    )
     cmd = [sys.executable, str(ROOT / "bench/calibration/measure_plain_stack.py"), "--one", json.dumps(calib)]
-    p = subprocess.run(_profiled(cmd, profile, f"{spec['name']}-baseline"), env=ENV, cwd=ROOT, capture_output=True,
-                       text=True, timeout=timeout)
+    p = subprocess.run(
+        _profiled(cmd, profile, f"{spec['name']}-baseline"),
+        env=ENV,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
     res = _result_line(p)
     if "peak_alloc_gib" in res:
         res["peak_gib"] = res.pop("peak_alloc_gib")
@@ -299,9 +410,23 @@ def run_baseline(spec: dict, ckpt: Path, timeout: float, profile: Path | None = 
 
 
 def _in_child(kind: str, spec: dict, ckpt: Path, work: Path, tiny: bool, timeout: float) -> dict:
-    p = subprocess.run([sys.executable, __file__, "--child", kind, json.dumps(spec), str(ckpt), str(work),
-                        *(["--tiny"] if tiny else [])], env=ENV, cwd=ROOT, capture_output=True, text=True,
-                       timeout=timeout)
+    p = subprocess.run(
+        [
+            sys.executable,
+            __file__,
+            "--child",
+            kind,
+            json.dumps(spec),
+            str(ckpt),
+            str(work),
+            *(["--tiny"] if tiny else []),
+        ],
+        env=ENV,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
     return _result_line(p)
 
 
@@ -360,18 +485,29 @@ def main() -> int:
     ap.add_argument("--tiny", action="store_true", help="tiny shapes on CPU: a rehearsal of the script")
     ap.add_argument("--only", default="", help="comma-separated case names, run in this order")
     ap.add_argument("--no-baseline", action="store_true", help="measure only the tunewise job")
-    ap.add_argument("--checkpoint-only", metavar="ARCH", help="just write the random checkpoint of ARCH into --work")
-    ap.add_argument("--profile", type=Path, metavar="DIR",
-                    help="run every job under bench/gpu_profile.py, tables in DIR/CASE-{tunewise,baseline}; its "
-                         "rows are marked profiled (2 slower steps: not speed figures of record)")
+    ap.add_argument(
+        "--checkpoint-only", metavar="ARCH", help="just write the random checkpoint of ARCH into --work"
+    )
+    ap.add_argument(
+        "--profile",
+        type=Path,
+        metavar="DIR",
+        help="run every job under bench/gpu_profile.py, tables in DIR/CASE-{tunewise,baseline}; its "
+        "rows are marked profiled (2 slower steps: not speed figures of record)",
+    )
     args = ap.parse_args()
     if args.checkpoint_only:
         print(make_checkpoint(args.checkpoint_only, args.work))
         return 0
     start = time.perf_counter()
     args.work.mkdir(parents=True, exist_ok=True)
-    result = {"gpu": gpu_name(), "date": time.strftime("%Y-%m-%d"), "command": " ".join(sys.argv), "cases": [],
-              "profiled": args.profile is not None}
+    result = {
+        "gpu": gpu_name(),
+        "date": time.strftime("%Y-%m-%d"),
+        "command": " ".join(sys.argv),
+        "cases": [],
+        "profiled": args.profile is not None,
+    }
     ckpts: dict[str, Path] = {}
     for spec in selected(cases(args.tiny), args.only):
         left = args.budget - (time.perf_counter() - start)
@@ -385,8 +521,12 @@ def main() -> int:
         row["predicted_peak_gib"] = predicted_peak(spec, ckpt)
         row.update(predicted_speed(spec, ckpt, result["gpu"]))
         tw = run_tunewise(spec, ckpt, args.work, tiny=args.tiny, profile=args.profile)
-        row.update(tunewise_tokens_per_s=tw.get("tokens_per_s"), tunewise_peak_gib=tw.get("peak_gib"),
-                   tunewise_device_gib=tw.get("device_gib"), tunewise=tw)
+        row.update(
+            tunewise_tokens_per_s=tw.get("tokens_per_s"),
+            tunewise_peak_gib=tw.get("peak_gib"),
+            tunewise_device_gib=tw.get("device_gib"),
+            tunewise=tw,
+        )
         ref = None
         left = args.budget - (time.perf_counter() - start)
         if (spec.get("baseline") or spec.get("trl_defaults")) and (left < 45 or args.no_baseline):
@@ -396,8 +536,11 @@ def main() -> int:
         elif spec.get("trl_defaults"):
             ref = _in_child("trl", spec, ckpt, args.work, args.tiny, timeout=max(30, left))
         if ref is not None:
-            row.update(baseline_tokens_per_s=ref.get("tokens_per_s"), baseline_peak_gib=ref.get("peak_gib"),
-                       baseline=ref)
+            row.update(
+                baseline_tokens_per_s=ref.get("tokens_per_s"),
+                baseline_peak_gib=ref.get("peak_gib"),
+                baseline=ref,
+            )
             if ref.get("tokens_per_s") and tw.get("tokens_per_s"):
                 row["speedup"] = round(tw["tokens_per_s"] / ref["tokens_per_s"], 3)
             if ref.get("peak_gib") and tw.get("peak_gib"):
@@ -416,7 +559,9 @@ def main() -> int:
         result["cases"].append(row)
         print(json.dumps({k: v for k, v in row.items() if k not in ("settings",)}), flush=True)
         args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(result, indent=2) + "\n")  # after every case: a cut-off run keeps its rows
+        args.out.write_text(
+            json.dumps(result, indent=2) + "\n"
+        )  # after every case: a cut-off run keeps its rows
     return 0
 
 

@@ -29,8 +29,15 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "bench"))
 import gpu_train  # noqa: E402
 
-NARROW_8B = dict(vocab_size=2048, hidden_size=64, intermediate_size=128, num_hidden_layers=32,
-                 num_attention_heads=32, num_key_value_heads=8, tie_word_embeddings=False)
+NARROW_8B = dict(
+    vocab_size=2048,
+    hidden_size=64,
+    intermediate_size=128,
+    num_hidden_layers=32,
+    num_attention_heads=32,
+    num_key_value_heads=8,
+    tie_word_embeddings=False,
+)
 SEQ, BS, STEPS, WARM = 16, 4, 6, 3
 
 
@@ -47,8 +54,12 @@ def plain_step_ms(*, lora: bool, dropout: float) -> float:
     if lora:
         from peft import LoraConfig, get_peft_model
 
-        model = get_peft_model(model, LoraConfig(r=16, lora_alpha=32, lora_dropout=dropout,
-                                                 target_modules="all-linear", task_type="CAUSAL_LM"))
+        model = get_peft_model(
+            model,
+            LoraConfig(
+                r=16, lora_alpha=32, lora_dropout=dropout, target_modules="all-linear", task_type="CAUSAL_LM"
+            ),
+        )
     else:
         model.requires_grad_(False)
     model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
@@ -71,8 +82,17 @@ def plain_step_ms(*, lora: bool, dropout: float) -> float:
 
 def job_step_ms(work: Path, name: str, **spec) -> float | None:
     """ms per optimizer step of the launched job (from its metrics.jsonl, after two warm-up steps)."""
-    spec = dict(name=name, arch="narrow-8b", method="lora", rank=16, seq=SEQ, bs=BS, steps=STEPS + 2,
-                lengths="fixed", **spec)
+    spec = dict(
+        name=name,
+        arch="narrow-8b",
+        method="lora",
+        rank=16,
+        seq=SEQ,
+        bs=BS,
+        steps=STEPS + 2,
+        lengths="fixed",
+        **spec,
+    )
     res = gpu_train.run_tunewise(spec, gpu_train.make_checkpoint("narrow-8b", work), work, tiny=True)
     if not res.get("tokens_per_s"):
         print(f"{name}: {res.get('error', res)}", file=sys.stderr)
@@ -84,7 +104,9 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", type=Path)
     ap.add_argument("--work", type=Path, default=Path("/tmp/tunewise-host-overhead"))
-    ap.add_argument("--no-compile", action="store_true", help="skip the torch.compile variant (slow to compile)")
+    ap.add_argument(
+        "--no-compile", action="store_true", help="skip the torch.compile variant (slow to compile)"
+    )
     args = ap.parse_args()
     import torch
 
@@ -92,20 +114,25 @@ def main() -> int:
     gpu_train.ARCH["narrow-8b"] = NARROW_8B
     gpu_train.ENV.update(OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
     args.work.mkdir(parents=True, exist_ok=True)
-    rows = [("plain, no adapters", plain_step_ms(lora=False, dropout=0.0)),
-            ("plain LoRA (dropout 0.05)", plain_step_ms(lora=True, dropout=0.05)),
-            ("plain LoRA, no dropout", plain_step_ms(lora=True, dropout=0.0)),
-            ("tunewise job (dropout 0.1)", job_step_ms(args.work, "job")),
-            ("tunewise job, no dropout", job_step_ms(args.work, "job-nodrop", lora_dropout=0.0))]
+    rows = [
+        ("plain, no adapters", plain_step_ms(lora=False, dropout=0.0)),
+        ("plain LoRA (dropout 0.05)", plain_step_ms(lora=True, dropout=0.05)),
+        ("plain LoRA, no dropout", plain_step_ms(lora=True, dropout=0.0)),
+        ("tunewise job (dropout 0.1)", job_step_ms(args.work, "job")),
+        ("tunewise job, no dropout", job_step_ms(args.work, "job-nodrop", lora_dropout=0.0)),
+    ]
     if not args.no_compile:
         rows.append(("tunewise job, torch.compile", job_step_ms(args.work, "job-compile", compile=True)))
     base = rows[0][1]
     modules = NARROW_8B["num_hidden_layers"] * 7
-    lines = [f"$ OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', '?')} python bench/host_overhead.py "
-             + " ".join(sys.argv[1:]), "",
-             f"# {time.strftime('%Y-%m-%d')}, torch {torch.__version__}, one CPU thread; Llama-3.1-8B structure "
-             f"(32 layers, 224 LoRA r16 modules) at hidden {NARROW_8B['hidden_size']}, {BS} x {SEQ} tokens",
-             f"{'variant':<32}{'ms/step':>10}{'vs no adapters':>16}{'per LoRA module':>18}"]
+    lines = [
+        f"$ OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', '?')} python bench/host_overhead.py "
+        + " ".join(sys.argv[1:]),
+        "",
+        f"# {time.strftime('%Y-%m-%d')}, torch {torch.__version__}, one CPU thread; Llama-3.1-8B structure "
+        f"(32 layers, 224 LoRA r16 modules) at hidden {NARROW_8B['hidden_size']}, {BS} x {SEQ} tokens",
+        f"{'variant':<32}{'ms/step':>10}{'vs no adapters':>16}{'per LoRA module':>18}",
+    ]
     for name, ms in rows:
         if ms is None:
             lines.append(f"{name:<32}{'failed':>10}")

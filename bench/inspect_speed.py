@@ -20,9 +20,11 @@ import sys
 import tempfile
 from pathlib import Path
 
-WORDS = ("cloud storage bucket region latency invoice quota replica backup restore token account user "
-         "deploy cluster node network firewall rule policy billing support ticket error timeout retry "
-         "database snapshot volume encryption key rotate audit log metric alert dashboard").split()
+WORDS = (
+    "cloud storage bucket region latency invoice quota replica backup restore token account user "
+    "deploy cluster node network firewall rule policy billing support ticket error timeout retry "
+    "database snapshot volume encryption key rotate audit log metric alert dashboard"
+).split()
 
 
 def _sentence(rng: random.Random, n: int) -> str:
@@ -44,12 +46,19 @@ def generate(path: Path, rows: int, seed: int = 0) -> None:
                 continue
             q = " ".join(_sentence(rng, rng.randint(8, 20)) for _ in range(rng.randint(1, 3)))
             a = " ".join(_sentence(rng, rng.randint(8, 24)) for _ in range(rng.randint(3, 8)))
-            row = {"messages": [{"role": "system", "content": "You are Acme Cloud's support assistant."},
-                                {"role": "user", "content": f"#{i} {q}"},
-                                {"role": "assistant", "content": a}]}
+            row = {
+                "messages": [
+                    {"role": "system", "content": "You are Acme Cloud's support assistant."},
+                    {"role": "user", "content": f"#{i} {q}"},
+                    {"role": "assistant", "content": a},
+                ]
+            }
             if r < 0.025 and last is not None:  # the previous row shouting: same words, new case/punctuation
-                row = {"messages": [{**m, "content": m["content"].upper().replace(".", "!")}
-                                    for m in last["messages"]]}
+                row = {
+                    "messages": [
+                        {**m, "content": m["content"].upper().replace(".", "!")} for m in last["messages"]
+                    ]
+                }
             last = row
             line = json.dumps(row) + "\n"
             f.write(line)
@@ -81,21 +90,34 @@ def main() -> None:
     root = Path(__file__).resolve().parents[1]
     workdir = Path(args.dir or tempfile.mkdtemp(prefix="inspect-bench-"))
     print(f"# {platform.platform()}, python {platform.python_version()}, {os.cpu_count()} CPUs")
-    print("# wall = elapsed seconds (the machine is shared: see load); cpu = user+sys seconds of the inspection")
-    print(f"{'rows':>10} {'MB':>8} {'wall s':>8} {'cpu s':>7} {'rows/s':>9} {'RSS base MiB':>13} "
-          f"{'RSS peak MiB':>13} {'invalid':>8} {'dups':>7} {'near':>7} {'load':>5}")
+    print(
+        "# wall = elapsed seconds (the machine is shared: see load); cpu = user+sys seconds of the inspection"
+    )
+    print(
+        f"{'rows':>10} {'MB':>8} {'wall s':>8} {'cpu s':>7} {'rows/s':>9} {'RSS base MiB':>13} "
+        f"{'RSS peak MiB':>13} {'invalid':>8} {'dups':>7} {'near':>7} {'load':>5}"
+    )
     for n in args.rows:
         path = workdir / f"bench-{n}.jsonl"
         if not path.exists():
             generate(path, n)
         size_mb = path.stat().st_size / 1e6
         load = os.getloadavg()[0]
-        out = subprocess.run([sys.executable, "-c", CHILD, str(path)], capture_output=True, text=True,
-                             check=True, cwd=root, env={**os.environ, "PYTHONPATH": str(root)}).stdout
+        out = subprocess.run(
+            [sys.executable, "-c", CHILD, str(path)],
+            capture_output=True,
+            text=True,
+            check=True,
+            cwd=root,
+            env={**os.environ, "PYTHONPATH": str(root)},
+        ).stdout
         m = json.loads(out.strip().splitlines()[-1])
-        print(f"{m['rows']:>10,} {size_mb:>8.1f} {m['seconds']:>8.2f} {m['cpu']:>7.2f} "
-              f"{m['rows'] / m['seconds']:>9,.0f} {m['base_kib'] / 1024:>13.1f} {m['peak_kib'] / 1024:>13.1f} "
-              f"{m['invalid']:>8,} {m['duplicates']:>7,} {m['near']:>7,} {load:>5.1f}", flush=True)
+        print(
+            f"{m['rows']:>10,} {size_mb:>8.1f} {m['seconds']:>8.2f} {m['cpu']:>7.2f} "
+            f"{m['rows'] / m['seconds']:>9,.0f} {m['base_kib'] / 1024:>13.1f} {m['peak_kib'] / 1024:>13.1f} "
+            f"{m['invalid']:>8,} {m['duplicates']:>7,} {m['near']:>7,} {load:>5.1f}",
+            flush=True,
+        )
         if not args.dir:
             path.unlink()
 

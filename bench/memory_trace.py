@@ -69,29 +69,109 @@ def aligned(nbytes: int) -> int:
 
 _BASE = dict(tie_word_embeddings=False, max_position_embeddings=4096)
 SHAPES = {  # small enough for 2 CPU cores; a vocabulary large enough that the LM head matters
-    ("llama", "s"): dict(model_type="llama", vocab_size=8192, hidden_size=256, intermediate_size=704,
-                         num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2),
-    ("llama", "m"): dict(model_type="llama", vocab_size=16384, hidden_size=512, intermediate_size=1408,
-                         num_hidden_layers=4, num_attention_heads=8, num_key_value_heads=2),
-    ("qwen2", "s"): dict(model_type="qwen2", vocab_size=8192, hidden_size=256, intermediate_size=640,
-                         num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2, tie_word_embeddings=True),
-    ("qwen2", "m"): dict(model_type="qwen2", vocab_size=32000, hidden_size=384, intermediate_size=1024,
-                         num_hidden_layers=3, num_attention_heads=6, num_key_value_heads=2, tie_word_embeddings=True),
-    ("phi3", "s"): dict(model_type="phi3", vocab_size=8192, hidden_size=256, intermediate_size=640,
-                        num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=4, pad_token_id=0),
-    ("phi3", "m"): dict(model_type="phi3", vocab_size=16384, hidden_size=384, intermediate_size=1024,
-                        num_hidden_layers=3, num_attention_heads=6, num_key_value_heads=6, pad_token_id=0),
-    ("llama", "w"): dict(model_type="llama", vocab_size=4096, hidden_size=512, intermediate_size=1408,
-                         num_hidden_layers=4, num_attention_heads=8, num_key_value_heads=2),  # activations dominate
+    ("llama", "s"): dict(
+        model_type="llama",
+        vocab_size=8192,
+        hidden_size=256,
+        intermediate_size=704,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+    ),
+    ("llama", "m"): dict(
+        model_type="llama",
+        vocab_size=16384,
+        hidden_size=512,
+        intermediate_size=1408,
+        num_hidden_layers=4,
+        num_attention_heads=8,
+        num_key_value_heads=2,
+    ),
+    ("qwen2", "s"): dict(
+        model_type="qwen2",
+        vocab_size=8192,
+        hidden_size=256,
+        intermediate_size=640,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        tie_word_embeddings=True,
+    ),
+    ("qwen2", "m"): dict(
+        model_type="qwen2",
+        vocab_size=32000,
+        hidden_size=384,
+        intermediate_size=1024,
+        num_hidden_layers=3,
+        num_attention_heads=6,
+        num_key_value_heads=2,
+        tie_word_embeddings=True,
+    ),
+    ("phi3", "s"): dict(
+        model_type="phi3",
+        vocab_size=8192,
+        hidden_size=256,
+        intermediate_size=640,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=4,
+        pad_token_id=0,
+    ),
+    ("phi3", "m"): dict(
+        model_type="phi3",
+        vocab_size=16384,
+        hidden_size=384,
+        intermediate_size=1024,
+        num_hidden_layers=3,
+        num_attention_heads=6,
+        num_key_value_heads=6,
+        pad_token_id=0,
+    ),
+    ("llama", "w"): dict(
+        model_type="llama",
+        vocab_size=4096,
+        hidden_size=512,
+        intermediate_size=1408,
+        num_hidden_layers=4,
+        num_attention_heads=8,
+        num_key_value_heads=2,
+    ),  # activations dominate
     # wide enough that the job's LoRA peak sits in the first layer's backward, as at 8B on the H200
-    ("llama", "x"): dict(model_type="llama", vocab_size=8192, hidden_size=1024, intermediate_size=2816,
-                         num_hidden_layers=4, num_attention_heads=8, num_key_value_heads=2),
-    ("gemma2", "s"): dict(model_type="gemma2", vocab_size=8192, hidden_size=256, intermediate_size=640,
-                          num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2, head_dim=96,
-                          tie_word_embeddings=True, attn_logit_softcapping=50.0, final_logit_softcapping=30.0),
-    ("gemma2", "m"): dict(model_type="gemma2", vocab_size=16384, hidden_size=384, intermediate_size=1024,
-                          num_hidden_layers=3, num_attention_heads=4, num_key_value_heads=2, head_dim=128,
-                          tie_word_embeddings=True, attn_logit_softcapping=50.0, final_logit_softcapping=30.0),
+    ("llama", "x"): dict(
+        model_type="llama",
+        vocab_size=8192,
+        hidden_size=1024,
+        intermediate_size=2816,
+        num_hidden_layers=4,
+        num_attention_heads=8,
+        num_key_value_heads=2,
+    ),
+    ("gemma2", "s"): dict(
+        model_type="gemma2",
+        vocab_size=8192,
+        hidden_size=256,
+        intermediate_size=640,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        head_dim=96,
+        tie_word_embeddings=True,
+        attn_logit_softcapping=50.0,
+        final_logit_softcapping=30.0,
+    ),
+    ("gemma2", "m"): dict(
+        model_type="gemma2",
+        vocab_size=16384,
+        hidden_size=384,
+        intermediate_size=1024,
+        num_hidden_layers=3,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        head_dim=128,
+        tie_word_embeddings=True,
+        attn_logit_softcapping=50.0,
+        final_logit_softcapping=30.0,
+    ),
 }
 
 
@@ -128,6 +208,7 @@ class Point:
 
 
 # ---------------------------------------------------------------------------------------------- tracker
+
 
 class StepTrace:
     """Live tensor-storage bytes while active; `peak`, its phase and step, and the bytes at the start."""
@@ -214,6 +295,7 @@ def untrack_cpu_head_fold(trace: StepTrace) -> list:
                 return _orig(*a, **kw)
             finally:
                 trace.paused -= 1
+
         setattr(ck, name, paused)
         undo.append((ck, name, orig))
     return undo
@@ -245,8 +327,11 @@ def mark_phases(model, trace: StepTrace) -> list:
     dec = base.model
     layers = dec.layers
     # A forward without autograd is DPO's reference forward (the policy with its adapter disabled).
-    handles = [model.register_forward_pre_hook(
-        lambda *a: _set(trace, "forward" if torch.is_grad_enabled() else "ref forward"))]
+    handles = [
+        model.register_forward_pre_hook(
+            lambda *a: _set(trace, "forward" if torch.is_grad_enabled() else "ref forward")
+        )
+    ]
 
     def in_backward() -> bool:
         return trace.phase.startswith(("backward", "loss bwd"))
@@ -254,17 +339,21 @@ def mark_phases(model, trace: StepTrace) -> list:
     def on_norm(mod, args, out):
         if not in_backward():
             trace.phase = "loss fwd" if torch.is_grad_enabled() else "ref fwd"
+
     handles.append(dec.norm.register_forward_hook(on_norm))
     for i, layer in enumerate(layers):
+
         def on_layer(mod, args, out, i=i):
             t = out[0] if isinstance(out, tuple) else out
             if not in_backward() and isinstance(t, torch.Tensor) and t.requires_grad:
                 t.register_hook(lambda g, i=i: _set(trace, f"backward L{i}"))
+
         handles.append(layer.register_forward_hook(on_layer))
     handles.append(optim_hooks.register_optimizer_step_pre_hook(lambda *a: _set(trace, "optimizer")))
 
     def after_step(*a):
         trace.phase, trace.step = "after step", trace.step + 1
+
     handles.append(optim_hooks.register_optimizer_step_post_hook(after_step))
     return handles
 
@@ -288,6 +377,7 @@ def estimator_phase(traced: str, n_layers: int) -> str:
 
 # ---------------------------------------------------------------------------------------------- stacks
 
+
 def save_checkpoint(p: Point, root: Path) -> Path:
     """A random bf16 checkpoint of the point's shape with the demo tokenizer (cached per shape)."""
     import torch
@@ -306,10 +396,15 @@ def _load_4bit(path: Path, attn: str):
     import torch
     from transformers import AutoModelForCausalLM, BitsAndBytesConfig
 
-    q = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
-                           bnb_4bit_compute_dtype=torch.bfloat16)
-    return AutoModelForCausalLM.from_pretrained(path, quantization_config=q, dtype=torch.bfloat16,
-                                                device_map={"": "cpu"}, attn_implementation=attn)
+    q = BitsAndBytesConfig(
+        load_in_4bit=True,
+        bnb_4bit_quant_type="nf4",
+        bnb_4bit_use_double_quant=True,
+        bnb_4bit_compute_dtype=torch.bfloat16,
+    )
+    return AutoModelForCausalLM.from_pretrained(
+        path, quantization_config=q, dtype=torch.bfloat16, device_map={"": "cpu"}, attn_implementation=attn
+    )
 
 
 def spectrum_layers(n_layers: int, fraction: float = 0.5) -> list[int]:
@@ -332,16 +427,30 @@ def run_plain(p: Point, ckpt: Path, trace: StepTrace, steps: int = 2) -> int:
         from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
 
         if p.method == "qlora":
-            model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=p.ckpt,
-                                                    gradient_checkpointing_kwargs={"use_reentrant": False})
-        model = get_peft_model(model, LoraConfig(r=p.rank, lora_alpha=2 * p.rank, lora_dropout=0.0,
-                                                 target_modules="all-linear", task_type="CAUSAL_LM"))
+            model = prepare_model_for_kbit_training(
+                model,
+                use_gradient_checkpointing=p.ckpt,
+                gradient_checkpointing_kwargs={"use_reentrant": False},
+            )
+        model = get_peft_model(
+            model,
+            LoraConfig(
+                r=p.rank,
+                lora_alpha=2 * p.rank,
+                lora_dropout=0.0,
+                target_modules="all-linear",
+                task_type="CAUSAL_LM",
+            ),
+        )
     elif p.method == "spectrum":
         chosen = spectrum_layers(model.config.num_hidden_layers)
         for name, param in model.named_parameters():
             parts = name.split(".")
-            param.requires_grad_("layers" in parts and name.endswith("proj.weight")
-                                 and int(parts[parts.index("layers") + 1]) in chosen)
+            param.requires_grad_(
+                "layers" in parts
+                and name.endswith("proj.weight")
+                and int(parts[parts.index("layers") + 1]) in chosen
+            )
     if p.ckpt:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         model.enable_input_require_grads()
@@ -376,17 +485,36 @@ def tunewise_plan(p: Point, ckpt: Path):
         chosen = spectrum_layers(SHAPES[(p.arch, p.size)]["num_hidden_layers"])
         patterns = [f"^model.layers.{i}.(self_attn|mlp).[a-z_]+proj.weight$" for i in chosen]
     return TrainingPlan(
-        model=str(ckpt), method=p.method, stage=p.stage, data=DataSpec(train="data/train.jsonl", format="text"),
-        max_length=p.seq, packing=True, completion_only_loss=False, micro_batch_size=p.bs, grad_accum=1,
-        learning_rate=2e-4, max_steps=2, warmup_ratio=0.0,
+        model=str(ckpt),
+        method=p.method,
+        stage=p.stage,
+        data=DataSpec(train="data/train.jsonl", format="text"),
+        max_length=p.seq,
+        packing=True,
+        completion_only_loss=False,
+        micro_batch_size=p.bs,
+        grad_accum=1,
+        learning_rate=2e-4,
+        max_steps=2,
+        warmup_ratio=0.0,
         lora=LoraSpec(r=p.rank, alpha=2 * p.rank, dropout=0.0) if p.method in ("lora", "qlora") else None,
         quantization=QuantSpec() if p.method == "qlora" else None,
         spectrum=SpectrumSpec(unfrozen_parameters=patterns) if patterns else None,
-        gradient_checkpointing=p.ckpt, liger=False, attn_implementation=p.attn, bf16=True, precision="bf16-mixed",
-        eval_steps=10_000, early_stopping_patience=None, save_steps=10_000, logging_steps=1)
+        gradient_checkpointing=p.ckpt,
+        liger=False,
+        attn_implementation=p.attn,
+        bf16=True,
+        precision="bf16-mixed",
+        eval_steps=10_000,
+        early_stopping_patience=None,
+        save_steps=10_000,
+        logging_steps=1,
+    )
 
 
-def run_tunewise(p: Point, ckpt: Path, trace: StepTrace, work: Path, cpu_fold: bool = False) -> tuple[int, bool]:
+def run_tunewise(
+    p: Point, ckpt: Path, trace: StepTrace, work: Path, cpu_fold: bool = False
+) -> tuple[int, bool]:
     """launcher.train's model and SFTConfig, a real SFTTrainer, two traced steps of `trainer.train()`.
     Returns the trainable count and whether bf16 autocast was on in the forward."""
     import argparse as ap
@@ -408,14 +536,21 @@ def run_tunewise(p: Point, ckpt: Path, trace: StepTrace, work: Path, cpu_fold: b
     g = torch.Generator().manual_seed(0)
     vocab = model.config.vocab_size
     # `docs` documents of seq/docs tokens each: BFD packs exactly `docs` of them into a row of `seq`.
-    rows = [torch.randint(4, vocab, (p.seq // p.docs,), generator=g).tolist() for _ in range(4 * p.bs * p.docs)]
+    rows = [
+        torch.randint(4, vocab, (p.seq // p.docs,), generator=g).tolist() for _ in range(4 * p.bs * p.docs)
+    ]
     ds = Dataset.from_dict({"input_ids": rows})
     args = ap.Namespace(max_steps=2, save_steps=None)
     config = job.trainer_config(plan, "sft", work / "out", ds, None, args, cuda=False)
     # As on a bf16 GPU: bf16 mixed precision and fused AdamW (trainer_config picks them when cuda=True).
     config = replace(config, bf16=True, optim="adamw_torch_fused", report_to=[], save_strategy="no")
-    trainer = SFTTrainer(model=model, args=config, train_dataset=ds,
-                         processing_class=AutoTokenizer.from_pretrained(ckpt), peft_config=job.lora_config(plan))
+    trainer = SFTTrainer(
+        model=model,
+        args=config,
+        train_dataset=ds,
+        processing_class=AutoTokenizer.from_pretrained(ckpt),
+        peft_config=job.lora_config(plan),
+    )
     use_packed_rows(trainer, plan, "sft")  # the job's batch layout (launcher/train.py does the same)
     return trace_training(trainer, trace, cpu_fold)
 
@@ -431,6 +566,7 @@ def preference_rows(p: Point, vocab: int) -> dict:
 
     def ids(n: int) -> list[list[int]]:
         return [torch.randint(4, vocab, (n,), generator=g).tolist() for _ in range(4 * p.bs)]
+
     return {"prompt_ids": ids(prompt), "chosen_ids": ids(chosen), "rejected_ids": ids(rejected)}
 
 
@@ -445,9 +581,14 @@ def trace_training(trainer, trace: StepTrace, cpu_fold: bool, ref=None) -> tuple
     handles = mark_phases(trainer.model, trace)
     if ref is not None:
         handles.append(ref.register_forward_pre_hook(lambda *a: _set(trace, "ref forward")))
-    first = (trainer.model.get_base_model() if hasattr(trainer.model, "get_base_model") else trainer.model).model.layers[0]
-    handles.append(first.register_forward_pre_hook(  # inside accelerate's autocast-wrapped forward
-        lambda *a: autocast.append(torch.is_autocast_enabled("cpu")) if torch.is_grad_enabled() else None))
+    first = (
+        trainer.model.get_base_model() if hasattr(trainer.model, "get_base_model") else trainer.model
+    ).model.layers[0]
+    handles.append(
+        first.register_forward_pre_hook(  # inside accelerate's autocast-wrapped forward
+            lambda *a: autocast.append(torch.is_autocast_enabled("cpu")) if torch.is_grad_enabled() else None
+        )
+    )
     acc = trainer.accelerator
     backward, clip = acc.backward, acc.clip_grad_norm_
     acc.backward = lambda loss, **kw: (_set(trace, "loss bwd"), backward(loss, **kw))[1]
@@ -465,7 +606,9 @@ def trace_training(trainer, trace: StepTrace, cpu_fold: bool, ref=None) -> tuple
     return n, bool(autocast and all(autocast))
 
 
-def run_tunewise_dpo(p: Point, ckpt: Path, trace: StepTrace, work: Path, cpu_fold: bool = False) -> tuple[int, bool]:
+def run_tunewise_dpo(
+    p: Point, ckpt: Path, trace: StepTrace, work: Path, cpu_fold: bool = False
+) -> tuple[int, bool]:
     """launcher.train's model and DPOConfig, a real DPOTrainer (reference = the policy with its adapter
     disabled, or for full/Spectrum a second copy TRL loads), two traced steps of `trainer.train()`."""
     import argparse as ap
@@ -486,14 +629,22 @@ def run_tunewise_dpo(p: Point, ckpt: Path, trace: StepTrace, work: Path, cpu_fol
     if p.stage == "sft+dpo":  # as train_stage does after SFT: continue from the saved adapter
         from peft import get_peft_model
 
-        get_peft_model(job.load_model(plan, cuda=False, precision=plan.precision), peft_config).save_pretrained(work / "sft")
+        get_peft_model(
+            job.load_model(plan, cuda=False, precision=plan.precision), peft_config
+        ).save_pretrained(work / "sft")
         model, peft_config = job.continue_from(model, plan, work / "sft"), None
     text = Dataset.from_dict({"prompt": ["a b"] * 2, "chosen": ["c d"] * 2, "rejected": ["e"] * 2})
     args = ap.Namespace(max_steps=2, save_steps=None)
     config = job.trainer_config(plan, "dpo", work / "out", text, None, args, cuda=False)
     config = replace(config, bf16=True, optim="adamw_torch_fused", report_to=[], save_strategy="no")
-    trainer = DPOTrainer(model=model, ref_model=None, args=config, train_dataset=text,
-                         processing_class=AutoTokenizer.from_pretrained(ckpt), peft_config=peft_config)
+    trainer = DPOTrainer(
+        model=model,
+        ref_model=None,
+        args=config,
+        train_dataset=text,
+        processing_class=AutoTokenizer.from_pretrained(ckpt),
+        peft_config=peft_config,
+    )
     # Pairs of known lengths (the text above only satisfies the constructor).
     trainer.train_dataset = Dataset.from_dict(preference_rows(p, model.config.vocab_size))
     return trace_training(trainer, trace, cpu_fold, ref=trainer.ref_model)
@@ -519,14 +670,24 @@ def cpu_head_fold_bytes(m, tokens: int) -> float:
 def memory_config(p: Point, trainable: int | None = None) -> MemoryConfig:
     n_layers = SHAPES[(p.arch, p.size)]["num_hidden_layers"]
     frac = len(spectrum_layers(n_layers)) / n_layers
-    return MemoryConfig(method=p.method, rank=p.rank, seq_len=p.seq, batch_size=p.bs, grad_ckpt=p.ckpt,
-                        liger=False, spectrum_fraction=frac, lora_dropout=0.0, attn=p.attn, stack=p.stack,
-                        spectrum_trainable_params=trainable if p.method == "spectrum" else None,
-                        packed_docs=p.docs > 1, stage="dpo" if p.dpo else "sft",
-                        dpo_ref_adapter=p.stage == "sft+dpo",
-                        # the job: fp32 master weights; the plain loop trains the bf16 weights themselves
-                        precision="bf16-pure" if p.stack == "plain" and p.method in ("spectrum", "full")
-                        else "bf16-mixed")
+    return MemoryConfig(
+        method=p.method,
+        rank=p.rank,
+        seq_len=p.seq,
+        batch_size=p.bs,
+        grad_ckpt=p.ckpt,
+        liger=False,
+        spectrum_fraction=frac,
+        lora_dropout=0.0,
+        attn=p.attn,
+        stack=p.stack,
+        spectrum_trainable_params=trainable if p.method == "spectrum" else None,
+        packed_docs=p.docs > 1,
+        stage="dpo" if p.dpo else "sft",
+        dpo_ref_adapter=p.stage == "sft+dpo",
+        # the job: fp32 master weights; the plain loop trains the bf16 weights themselves
+        precision="bf16-pure" if p.stack == "plain" and p.method in ("spectrum", "full") else "bf16-mixed",
+    )
 
 
 def predict(p: Point, trainable: int | None = None, cpu_fold: bool = False) -> dict:
@@ -539,9 +700,13 @@ def predict(p: Point, trainable: int | None = None, cpu_fold: bool = False) -> d
     if p.stack == "tunewise" and cpu_fold:
         totals["loss"] += cpu_head_fold_bytes(m, p.seq * p.bs * (2 if p.dpo else 1))
     phase = max(totals, key=totals.get)
-    return {"gpu_model_mib": e.peak_allocated_gib * 1024, "gpu_model_phase": e.phase,
-            "pred_mib": (parts.resident + totals[phase]) / MiB, "pred_phase": phase,
-            "gpu_model_exact_mib": sum(parts.at_peak.values()) / MiB}
+    return {
+        "gpu_model_mib": e.peak_allocated_gib * 1024,
+        "gpu_model_phase": e.phase,
+        "pred_mib": (parts.resident + totals[phase]) / MiB,
+        "pred_phase": phase,
+        "gpu_model_exact_mib": sum(parts.at_peak.values()) / MiB,
+    }
 
 
 def trace_point(p: Point, work: Path, explain: bool = False, cpu_fold: bool = False) -> dict:
@@ -561,11 +726,18 @@ def trace_point(p: Point, work: Path, explain: bool = False, cpu_fold: bool = Fa
         n, autocast = run_tunewise(p, ckpt, trace, work / p.label().replace(" ", "_"), cpu_fold)
     gc.collect()
     n_layers = SHAPES[(p.arch, p.size)]["num_hidden_layers"]
-    row = {**p.__dict__, "attn": p.attn, "trainable": n, "autocast": autocast,
-           "traced_mib": trace.peak / MiB, "start_mib": trace.start / MiB,
-           "traced_phase_raw": trace.peak_phase, "traced_step": trace.peak_step,
-           "traced_phase": estimator_phase(trace.peak_phase, n_layers),
-           "phase_peaks_mib": {k: round(v / MiB, 2) for k, v in trace.phase_peaks.items()}}
+    row = {
+        **p.__dict__,
+        "attn": p.attn,
+        "trainable": n,
+        "autocast": autocast,
+        "traced_mib": trace.peak / MiB,
+        "start_mib": trace.start / MiB,
+        "traced_phase_raw": trace.peak_phase,
+        "traced_step": trace.peak_step,
+        "traced_phase": estimator_phase(trace.peak_phase, n_layers),
+        "phase_peaks_mib": {k: round(v / MiB, 2) for k, v in trace.phase_peaks.items()},
+    }
     row.update(predict(p, n, cpu_fold))
     if p.dpo:  # the reference forward's own moment, also when it is not the step's peak
         m = facts_from_config(shape(p.arch, p.size), name=f"{p.arch}-{p.size}", source="local")
@@ -586,26 +758,38 @@ def grid() -> list[Point]:
     P = Point
     pts = []
     for k, arch in enumerate(("llama", "qwen2", "phi3", "gemma2")):
-        long = 256 if arch == "gemma2" else 1024  # eager attention: the packed row's scores grow as (seq x bs)^2
+        long = (
+            256 if arch == "gemma2" else 1024
+        )  # eager attention: the packed row's scores grow as (seq x bs)^2
         no_ckpt = ("plain", "tunewise")[k % 2]  # alternate the stack of the point without checkpointing
         pts += [
-            P(arch, "s", "plain", "lora", 512, 2), P(arch, "s", no_ckpt, "lora", 256, 2, ckpt=False),
+            P(arch, "s", "plain", "lora", 512, 2),
+            P(arch, "s", no_ckpt, "lora", 256, 2, ckpt=False),
             P(arch, "m", "tunewise", "lora", long, 4),
-            P(arch, "m", "plain", "qlora", 512, 1), P(arch, "m", "tunewise", "qlora", 512, 2, docs=2),
-            P(arch, "m", "plain", "spectrum", 128, 4), P(arch, "m", "tunewise", "spectrum", 256, 2, docs=2),
-            P(arch, "s", "plain", "full", 256, 1), P(arch, "s", "tunewise", "full", 128, 3, ckpt=False),
+            P(arch, "m", "plain", "qlora", 512, 1),
+            P(arch, "m", "tunewise", "qlora", 512, 2, docs=2),
+            P(arch, "m", "plain", "spectrum", 128, 4),
+            P(arch, "m", "tunewise", "spectrum", 256, 2, docs=2),
+            P(arch, "s", "plain", "full", 256, 1),
+            P(arch, "s", "tunewise", "full", 128, 3, ckpt=False),
         ]
     # A small vocabulary and no checkpointing: the peak moves from the loss into the backward.
-    pts += [P("llama", "w", "plain", "lora", 512, 2, ckpt=False), P("llama", "w", "tunewise", "lora", 512, 2, ckpt=False, docs=4),
-            P("llama", "w", "plain", "full", 512, 1, ckpt=False)]
+    pts += [
+        P("llama", "w", "plain", "lora", 512, 2, ckpt=False),
+        P("llama", "w", "tunewise", "lora", 512, 2, ckpt=False, docs=4),
+        P("llama", "w", "plain", "full", 512, 1, ckpt=False),
+    ]
     # The moment the H200's 8B LoRA points peak in: the first layer's backward (recomputed layer + its
     # gradient working set), above the job's fused-head loss.
     pts += [P("llama", "x", "tunewise", "lora", 1024, 4)]
     # Micro-batch 1 with short documents: BFD packs 4 per row, so the row carries a block-diagonal mask
     # (and SDPA repeats k/v) like any packed row of several documents; without checkpointing every layer
     # keeps both.
-    pts += [P("llama", "m", "tunewise", "lora", 1024, 1, docs=4), P("qwen2", "m", "tunewise", "lora", 1024, 1, ckpt=False, docs=4),
-            P("llama", "m", "tunewise", "lora", 1024, 1, ckpt=False)]
+    pts += [
+        P("llama", "m", "tunewise", "lora", 1024, 1, docs=4),
+        P("qwen2", "m", "tunewise", "lora", 1024, 1, ckpt=False, docs=4),
+        P("llama", "m", "tunewise", "lora", 1024, 1, ckpt=False),
+    ]
     pts += dpo_grid()
     return pts
 
@@ -615,54 +799,73 @@ def dpo_grid() -> list[Point]:
     and full (TRL's second, frozen copy as the reference), checkpointing on and off, micro-batches 1, 2 and 4;
     and DPO after SFT, continuing a saved adapter (TRL's frozen "ref" copy of it as the reference)."""
     P = Point
-    return [P("llama", "m", "tunewise", "lora", 512, 2, stage="dpo"),
-            P("llama", "m", "tunewise", "lora", 512, 4, stage="dpo"),
-            P("llama", "m", "tunewise", "lora", 512, 1, ckpt=False, stage="dpo"),
-            P("llama", "x", "tunewise", "lora", 512, 2, stage="dpo"),
-            P("llama", "s", "tunewise", "full", 256, 2, stage="dpo"),
-            P("llama", "s", "tunewise", "full", 256, 1, ckpt=False, stage="dpo"),
-            P("qwen2", "m", "tunewise", "lora", 512, 2, stage="dpo"),
-            P("qwen2", "m", "tunewise", "lora", 256, 4, ckpt=False, stage="dpo"),
-            P("qwen2", "m", "tunewise", "qlora", 512, 2, stage="dpo"),
-            P("qwen2", "m", "tunewise", "spectrum", 256, 2, stage="dpo"),
-            P("qwen2", "s", "tunewise", "full", 256, 2, stage="dpo"),
-            P("qwen2", "s", "tunewise", "full", 256, 1, ckpt=False, stage="dpo"),
-            P("llama", "m", "tunewise", "lora", 512, 2, stage="sft+dpo"),
-            P("qwen2", "m", "tunewise", "qlora", 512, 2, stage="sft+dpo")]
+    return [
+        P("llama", "m", "tunewise", "lora", 512, 2, stage="dpo"),
+        P("llama", "m", "tunewise", "lora", 512, 4, stage="dpo"),
+        P("llama", "m", "tunewise", "lora", 512, 1, ckpt=False, stage="dpo"),
+        P("llama", "x", "tunewise", "lora", 512, 2, stage="dpo"),
+        P("llama", "s", "tunewise", "full", 256, 2, stage="dpo"),
+        P("llama", "s", "tunewise", "full", 256, 1, ckpt=False, stage="dpo"),
+        P("qwen2", "m", "tunewise", "lora", 512, 2, stage="dpo"),
+        P("qwen2", "m", "tunewise", "lora", 256, 4, ckpt=False, stage="dpo"),
+        P("qwen2", "m", "tunewise", "qlora", 512, 2, stage="dpo"),
+        P("qwen2", "m", "tunewise", "spectrum", 256, 2, stage="dpo"),
+        P("qwen2", "s", "tunewise", "full", 256, 2, stage="dpo"),
+        P("qwen2", "s", "tunewise", "full", 256, 1, ckpt=False, stage="dpo"),
+        P("llama", "m", "tunewise", "lora", 512, 2, stage="sft+dpo"),
+        P("qwen2", "m", "tunewise", "qlora", 512, 2, stage="sft+dpo"),
+    ]
 
 
 def render(rows: list[dict], command: str) -> str:
-    head = (f"{'arch':<9}{'stack':<9}{'method':<9}{'seq':>5}{'bs':>3}{'ckpt':>6}  {'GPU model':>9}{'+CPU':>9}"
-            f"{'traced':>9}{'err':>8}{'errGPU':>8}  predicted phase / traced phase")
-    lines = [f"$ {command}", f"# {datetime.date.today().isoformat()}  CPU trace, MiB of live tensor storage "
-             "(512-byte blocks); 'GPU model' = estimate().peak_allocated, '+CPU' adds the CPU-only head fold "
-             "term; err = (+CPU) / traced - 1; errGPU = GPU model / traced - 1", "", head, "-" * len(head)]
+    head = (
+        f"{'arch':<9}{'stack':<9}{'method':<9}{'seq':>5}{'bs':>3}{'ckpt':>6}  {'GPU model':>9}{'+CPU':>9}"
+        f"{'traced':>9}{'err':>8}{'errGPU':>8}  predicted phase / traced phase"
+    )
+    lines = [
+        f"$ {command}",
+        f"# {datetime.date.today().isoformat()}  CPU trace, MiB of live tensor storage "
+        "(512-byte blocks); 'GPU model' = estimate().peak_allocated, '+CPU' adds the CPU-only head fold "
+        "term; err = (+CPU) / traced - 1; errGPU = GPU model / traced - 1",
+        "",
+        head,
+        "-" * len(head),
+    ]
     for r in rows:
         if "error" in r:
             lines.append(f"{r['arch']}-{r['size']:<6}{r['stack']:<9}{r['method']:<9} ERROR {r['error']}")
             continue
-        lines.append(f"{r['arch'] + '-' + r['size']:<9}{r['stack']:<9}{r['method']:<9}{r['seq']:>5}{r['bs']:>3}"
-                     f"{r['ckpt']!s:>6}  {r['gpu_model_exact_mib']:>9.1f}{r['pred_mib']:>9.1f}{r['traced_mib']:>9.1f}"
-                     f"{r['err']:>+8.1%}{r['err_gpu_model']:>+8.1%}  {r['pred_phase']} / {r['traced_phase']}"
-                     f"{'' if r['pred_phase'] == r['traced_phase'] else ' (' + r['traced_phase_raw'] + ')'}"
-                     f"{'  [' + str(r['docs']) + ' documents per packed row]' if r.get('docs', 1) > 1 else ''}"
-                     f"{'  [DPO: ' + str(2 * r['bs']) + ' rows]' if r.get('stage') in ('dpo', 'sft+dpo') else ''}"
-                     f"{' after SFT (ref adapter)' if r.get('stage') == 'sft+dpo' else ''}")
+        lines.append(
+            f"{r['arch'] + '-' + r['size']:<9}{r['stack']:<9}{r['method']:<9}{r['seq']:>5}{r['bs']:>3}"
+            f"{r['ckpt']!s:>6}  {r['gpu_model_exact_mib']:>9.1f}{r['pred_mib']:>9.1f}{r['traced_mib']:>9.1f}"
+            f"{r['err']:>+8.1%}{r['err_gpu_model']:>+8.1%}  {r['pred_phase']} / {r['traced_phase']}"
+            f"{'' if r['pred_phase'] == r['traced_phase'] else ' (' + r['traced_phase_raw'] + ')'}"
+            f"{'  [' + str(r['docs']) + ' documents per packed row]' if r.get('docs', 1) > 1 else ''}"
+            f"{'  [DPO: ' + str(2 * r['bs']) + ' rows]' if r.get('stage') in ('dpo', 'sft+dpo') else ''}"
+            f"{' after SFT (ref adapter)' if r.get('stage') == 'sft+dpo' else ''}"
+        )
     ok = [r for r in rows if "error" not in r]
     ref = [r for r in ok if r.get("ref_traced_mib")]
     if ref:
-        lines += ["", "DPO reference forward (the no-grad forward on top of the policy's saved activations), "
-                  "MiB, whether or not it is the step's peak:"]
+        lines += [
+            "",
+            "DPO reference forward (the no-grad forward on top of the policy's saved activations), "
+            "MiB, whether or not it is the step's peak:",
+        ]
         for r in ref:
-            lines.append(f"{r['arch'] + '-' + r['size']:<9}{r['method']:<9}{r['seq']:>5}{r['bs']:>3}{r['ckpt']!s:>6}  "
-                         f"predicted {r['ref_pred_mib']:>7.1f}  traced {r['ref_traced_mib']:>7.1f}  "
-                         f"{r['ref_pred_mib'] / r['ref_traced_mib'] - 1:>+6.1%}")
+            lines.append(
+                f"{r['arch'] + '-' + r['size']:<9}{r['method']:<9}{r['seq']:>5}{r['bs']:>3}{r['ckpt']!s:>6}  "
+                f"predicted {r['ref_pred_mib']:>7.1f}  traced {r['ref_traced_mib']:>7.1f}  "
+                f"{r['ref_pred_mib'] / r['ref_traced_mib'] - 1:>+6.1%}"
+            )
     lines.append("")
     for stack in ("plain", "tunewise", None):
         g = [abs(r["err"]) for r in ok if stack in (None, r["stack"])]
         if g:
-            lines.append(f"{stack or 'all':<9}points {len(g):>3}  |error| median {statistics.median(g):.1%}, "
-                         f"worst {max(g):.1%}; phase agrees {sum(r['pred_phase'] == r['traced_phase'] for r in ok if stack in (None, r['stack']))}/{len(g)}")
+            lines.append(
+                f"{stack or 'all':<9}points {len(g):>3}  |error| median {statistics.median(g):.1%}, "
+                f"worst {max(g):.1%}; phase agrees {sum(r['pred_phase'] == r['traced_phase'] for r in ok if stack in (None, r['stack']))}/{len(g)}"
+            )
     return "\n".join(lines) + "\n"
 
 
@@ -672,8 +875,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--json", help="also write the rows as JSON here")
     ap.add_argument("--only", default="", help="trace only points whose label contains this")
     ap.add_argument("--explain", action="store_true", help="list the largest live storages at each peak")
-    ap.add_argument("--cpu-fold", action="store_true", help="also count the fused head's CPU-only fold "
-                    "temporaries, and add `cpu_head_fold_bytes` to the prediction")
+    ap.add_argument(
+        "--cpu-fold",
+        action="store_true",
+        help="also count the fused head's CPU-only fold "
+        "temporaries, and add `cpu_head_fold_bytes` to the prediction",
+    )
     args = ap.parse_args(argv)
     import os
     import time
@@ -691,9 +898,19 @@ def main(argv: list[str] | None = None) -> int:
                 r = {**p.__dict__, "error": f"{type(e).__name__}: {str(e)[:200]}"}
             r["seconds"] = round(time.perf_counter() - t, 1)
             rows.append(r)
-            print(json.dumps({k: (round(v, 4) if isinstance(v, float) else v) for k, v in r.items()}), flush=True)
-    command = "python bench/memory_trace.py" + "".join(
-        f" --{k} {shlex.quote(v)}" for k, v in (("out", args.out), ("json", args.json), ("only", args.only)) if v) + (" --cpu-fold" if args.cpu_fold else "")
+            print(
+                json.dumps({k: (round(v, 4) if isinstance(v, float) else v) for k, v in r.items()}),
+                flush=True,
+            )
+    command = (
+        "python bench/memory_trace.py"
+        + "".join(
+            f" --{k} {shlex.quote(v)}"
+            for k, v in (("out", args.out), ("json", args.json), ("only", args.only))
+            if v
+        )
+        + (" --cpu-fold" if args.cpu_fold else "")
+    )
     text = render(rows, command)
     print(text, end="")
     if args.out:

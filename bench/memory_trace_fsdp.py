@@ -48,8 +48,17 @@ from advisor.models import facts_from_config  # noqa: E402
 
 MiB = 1024**2
 WORLD = 2
-SHAPE = dict(model_type="llama", vocab_size=8192, hidden_size=512, intermediate_size=1408, num_hidden_layers=4,
-             num_attention_heads=8, num_key_value_heads=2, tie_word_embeddings=False, max_position_embeddings=4096)
+SHAPE = dict(
+    model_type="llama",
+    vocab_size=8192,
+    hidden_size=512,
+    intermediate_size=1408,
+    num_hidden_layers=4,
+    num_attention_heads=8,
+    num_key_value_heads=2,
+    tie_word_embeddings=False,
+    max_position_embeddings=4096,
+)
 
 
 @dataclass(frozen=True)
@@ -63,8 +72,14 @@ class Point:
         return f"llama fsdp{WORLD} {self.method} {self.seq}x{self.bs} ckpt={self.ckpt}"
 
 
-POINTS = [Point("full", 256, 2), Point("spectrum", 256, 2), Point("full", 512, 1, ckpt=False),
-          Point("spectrum", 128, 4, ckpt=False), Point("lora", 256, 2), Point("lora", 512, 2, ckpt=False)]
+POINTS = [
+    Point("full", 256, 2),
+    Point("spectrum", 256, 2),
+    Point("full", 512, 1, ckpt=False),
+    Point("spectrum", 128, 4, ckpt=False),
+    Point("lora", 256, 2),
+    Point("lora", 512, 2, ckpt=False),
+]
 
 
 class FsdpTrace(StepTrace):
@@ -114,6 +129,7 @@ def follow_fsdp_storage(trace: FsdpTrace) -> list:
             out = _orig(tensor, *a)
             trace.resync(tensor)
             return out
+
         setattr(fp, name, wrapped)
         undo.append((fp, name, orig))
     return undo
@@ -125,20 +141,28 @@ def build(p: Point):
     from transformers import AutoConfig, AutoModelForCausalLM
 
     torch.manual_seed(0)
-    model = AutoModelForCausalLM.from_config(AutoConfig.for_model(**SHAPE), dtype=torch.bfloat16,
-                                             attn_implementation="sdpa")
+    model = AutoModelForCausalLM.from_config(
+        AutoConfig.for_model(**SHAPE), dtype=torch.bfloat16, attn_implementation="sdpa"
+    )
     model.config.use_cache = False
     if p.method == "spectrum":
         chosen = spectrum_layers(SHAPE["num_hidden_layers"])
         for name, param in model.named_parameters():
             parts = name.split(".")
-            param.requires_grad_("layers" in parts and name.endswith("proj.weight")
-                                 and int(parts[parts.index("layers") + 1]) in chosen)
+            param.requires_grad_(
+                "layers" in parts
+                and name.endswith("proj.weight")
+                and int(parts[parts.index("layers") + 1]) in chosen
+            )
     elif p.method == "lora":  # PEFT keeps the adapters fp32; dropout 0 as in bench/memory_trace.py
         from peft import LoraConfig, get_peft_model
 
-        model = get_peft_model(model, LoraConfig(r=16, lora_alpha=32, lora_dropout=0.0, target_modules="all-linear",
-                                                 task_type="CAUSAL_LM"))
+        model = get_peft_model(
+            model,
+            LoraConfig(
+                r=16, lora_alpha=32, lora_dropout=0.0, target_modules="all-linear", task_type="CAUSAL_LM"
+            ),
+        )
     if p.ckpt:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         model.enable_input_require_grads()
@@ -161,10 +185,16 @@ def wrap_like_accelerate(model, method: str):
         from peft.utils.other import fsdp_auto_wrap_policy
 
         policy = fsdp_auto_wrap_policy(model)
-    fsdp = FSDP(model, sharding_strategy=ShardingStrategy.FULL_SHARD, auto_wrap_policy=policy,
-                mixed_precision=MixedPrecision(param_dtype=bf16, reduce_dtype=bf16, buffer_dtype=bf16),
-                backward_prefetch=BackwardPrefetch.BACKWARD_PRE, limit_all_gathers=True,
-                use_orig_params=method in ("spectrum", "full"), device_id=torch.device("cpu"))
+    fsdp = FSDP(
+        model,
+        sharding_strategy=ShardingStrategy.FULL_SHARD,
+        auto_wrap_policy=policy,
+        mixed_precision=MixedPrecision(param_dtype=bf16, reduce_dtype=bf16, buffer_dtype=bf16),
+        backward_prefetch=BackwardPrefetch.BACKWARD_PRE,
+        limit_all_gathers=True,
+        use_orig_params=method in ("spectrum", "full"),
+        device_id=torch.device("cpu"),
+    )
     # accelerate also passes sync_module_states=True (rank 0's weights broadcast once, before the step);
     # FSDP1 refuses it for CPU modules, and every rank here builds the same weights from the same seed.
     for unit in FSDP.fsdp_modules(fsdp):  # accelerate: "FSDP upcast of low precision parameters"
@@ -185,8 +215,12 @@ def resident_split(fsdp, opt) -> dict:
     from torch.distributed.fsdp import FullyShardedDataParallel as FSDP
 
     shards = sum(blocks(u._flat_param) for u in FSDP.fsdp_modules(fsdp) if u._has_params)
-    states = sum(blocks(v) for s in opt.state.values() for v in s.values() if hasattr(v, "untyped_storage")
-                 and v.numel() > 1)
+    states = sum(
+        blocks(v)
+        for s in opt.state.values()
+        for v in s.values()
+        if hasattr(v, "untyped_storage") and v.numel() > 1
+    )
     return {"shards": shards, "states": states}
 
 
@@ -205,7 +239,9 @@ def worker(rank: int, port: int, p: Point, out: str, explain: bool) -> None:
         fsdp = wrap_like_accelerate(model, p.method)
         fsdp.train()
         trainable = [q for q in fsdp.parameters() if q.requires_grad]
-        n_train = sum(q.numel() for q in model.parameters() if q.requires_grad)  # this rank's part of the shards
+        n_train = sum(
+            q.numel() for q in model.parameters() if q.requires_grad
+        )  # this rank's part of the shards
         trace = FsdpTrace(explain=explain)
         handles = mark_phases(fsdp, trace)
         undo = follow_fsdp_storage(trace)
@@ -221,8 +257,10 @@ def worker(rank: int, port: int, p: Point, out: str, explain: bool) -> None:
                         loss = fsdp(input_ids=x, labels=x).loss
                     trace.phase = "loss bwd"
                     loss.backward()
-                    grads = sum(blocks(s) for s in {q.grad.untyped_storage() for q in fsdp.parameters()
-                                                     if q.grad is not None})
+                    grads = sum(
+                        blocks(s)
+                        for s in {q.grad.untyped_storage() for q in fsdp.parameters() if q.grad is not None}
+                    )
                     opt.step()
                     opt.zero_grad(set_to_none=True)
                 del loss
@@ -234,9 +272,19 @@ def worker(rank: int, port: int, p: Point, out: str, explain: bool) -> None:
                 setattr(mod, name, orig)
             for h in handles:
                 h.remove()
-        row = {"rank": rank, "peak": trace.peak, "grads": grads, "by_phase": trace.by_phase, "start": trace.start, "after": after, **split,
-               "phase_raw": trace.peak_phase, "step": trace.peak_step, "trainable_local": n_train,
-               "phase": estimator_phase(trace.peak_phase, SHAPE["num_hidden_layers"])}
+        row = {
+            "rank": rank,
+            "peak": trace.peak,
+            "grads": grads,
+            "by_phase": trace.by_phase,
+            "start": trace.start,
+            "after": after,
+            **split,
+            "phase_raw": trace.peak_phase,
+            "step": trace.peak_step,
+            "trainable_local": n_train,
+            "phase": estimator_phase(trace.peak_phase, SHAPE["num_hidden_layers"]),
+        }
         if explain:
             row["at_peak"] = [(round(b / MiB, 2), op, ph) for b, op, ph in trace.at_peak]
         Path(out, f"rank{rank}.json").write_text(json.dumps(row))
@@ -254,9 +302,21 @@ def free_port() -> int:
 
 def memory_config(p: Point) -> MemoryConfig:
     n = SHAPE["num_hidden_layers"]
-    return MemoryConfig(method=p.method, seq_len=p.seq, batch_size=p.bs, grad_ckpt=p.ckpt, liger=False,
-                        spectrum_fraction=len(spectrum_layers(n)) / n, lora_dropout=0.0, attn="sdpa",
-                        stack="plain", n_gpus=WORLD, rank=16, distributed="fsdp", spectrum_trainable_params=spectrum_params(p))
+    return MemoryConfig(
+        method=p.method,
+        seq_len=p.seq,
+        batch_size=p.bs,
+        grad_ckpt=p.ckpt,
+        liger=False,
+        spectrum_fraction=len(spectrum_layers(n)) / n,
+        lora_dropout=0.0,
+        attn="sdpa",
+        stack="plain",
+        n_gpus=WORLD,
+        rank=16,
+        distributed="fsdp",
+        spectrum_trainable_params=spectrum_params(p),
+    )
 
 
 def spectrum_params(p: Point) -> int | None:
@@ -272,10 +332,13 @@ def predict(p: Point) -> dict:
     cfg = memory_config(p)
     e = estimate(m, cfg)
     parts = step_parts(m, cfg)
-    return {"pred_mib": sum(parts.at_peak.values()) / MiB, "pred_phase": e.phase,
-            "pred_parts_mib": {k: round(v / MiB, 2) for k, v in parts.at_peak.items()},
-            "pred_resident_mib": parts.resident / MiB,
-            "pred_by_phase_mib": {k: (parts.resident + v) / MiB for k, v in parts.phase_totals.items()}}
+    return {
+        "pred_mib": sum(parts.at_peak.values()) / MiB,
+        "pred_phase": e.phase,
+        "pred_parts_mib": {k: round(v / MiB, 2) for k, v in parts.at_peak.items()},
+        "pred_resident_mib": parts.resident / MiB,
+        "pred_by_phase_mib": {k: (parts.resident + v) / MiB for k, v in parts.phase_totals.items()},
+    }
 
 
 def trace_point(p: Point, explain: bool = False) -> dict:
@@ -286,18 +349,30 @@ def trace_point(p: Point, explain: bool = False) -> dict:
         mp.spawn(worker, args=(free_port(), p, out, explain), nprocs=WORLD, join=True)
         ranks = [json.loads(Path(out, f"rank{r}.json").read_text()) for r in range(WORLD)]
     r0 = ranks[0]
-    row = {**asdict(p), "traced_mib": r0["peak"] / MiB, "traced_phase": r0["phase"], "traced_phase_raw": r0["phase_raw"],
-           "traced_step": r0["step"],
-           "start_mib": r0["start"] / MiB, "after_mib": r0["after"] / MiB, "shards_mib": r0["shards"] / MiB,
-           "states_mib": r0["states"] / MiB, "grads_mib": r0["grads"] / MiB, "rank1_mib": ranks[1]["peak"] / MiB,
-           "resident_mib": (r0["shards"] + r0["states"]) / MiB}
+    row = {
+        **asdict(p),
+        "traced_mib": r0["peak"] / MiB,
+        "traced_phase": r0["phase"],
+        "traced_phase_raw": r0["phase_raw"],
+        "traced_step": r0["step"],
+        "start_mib": r0["start"] / MiB,
+        "after_mib": r0["after"] / MiB,
+        "shards_mib": r0["shards"] / MiB,
+        "states_mib": r0["states"] / MiB,
+        "grads_mib": r0["grads"] / MiB,
+        "rank1_mib": ranks[1]["peak"] / MiB,
+        "resident_mib": (r0["shards"] + r0["states"]) / MiB,
+    }
     row.update(predict(p))
     traced = {}
     for raw, b in r0["by_phase"].items():
         name = estimator_phase(raw, SHAPE["num_hidden_layers"])
         traced[name] = max(traced.get(name, 0), b / MiB)
-    row["phases_mib"] = {k: (round(row["pred_by_phase_mib"][k], 1), round(traced[k], 1))
-                         for k in row["pred_by_phase_mib"] if k in traced}
+    row["phases_mib"] = {
+        k: (round(row["pred_by_phase_mib"][k], 1), round(traced[k], 1))
+        for k in row["pred_by_phase_mib"]
+        if k in traced
+    }
     row["err"] = row["pred_mib"] / row["traced_mib"] - 1
     if explain:
         row["at_peak"] = r0["at_peak"]
@@ -305,25 +380,37 @@ def trace_point(p: Point, explain: bool = False) -> dict:
 
 
 def render(rows: list[dict], command: str) -> str:
-    head = (f"{'method':<9}{'seq':>5}{'bs':>3}{'ckpt':>6}  {'predicted':>9}{'traced':>9}{'err':>8}{'rank1':>8}"
-            f"  {'start':>7}{'after':>7}{'shards':>7}{'states':>7}  predicted phase / traced phase")
-    lines = [f"$ {command}", f"# {datetime.date.today().isoformat()}  CPU trace, 2 ranks (gloo), FSDP1 as accelerate "
-             "wraps the job; MiB of live tensor storage on rank 0 (512-byte blocks). predicted = estimate("
-             "n_gpus=2, distributed='fsdp', stack='plain').peak_allocated; err = predicted / traced - 1; rank1 = "
-             "rank 1's traced peak; start = before the step (shards + buffers); after = after two optimizer steps; "
-             "shards = local flat-parameter shards; states = AdamW states; 'each moment' traces the second step", "", head, "-" * len(head)]
+    head = (
+        f"{'method':<9}{'seq':>5}{'bs':>3}{'ckpt':>6}  {'predicted':>9}{'traced':>9}{'err':>8}{'rank1':>8}"
+        f"  {'start':>7}{'after':>7}{'shards':>7}{'states':>7}  predicted phase / traced phase"
+    )
+    lines = [
+        f"$ {command}",
+        f"# {datetime.date.today().isoformat()}  CPU trace, 2 ranks (gloo), FSDP1 as accelerate "
+        "wraps the job; MiB of live tensor storage on rank 0 (512-byte blocks). predicted = estimate("
+        "n_gpus=2, distributed='fsdp', stack='plain').peak_allocated; err = predicted / traced - 1; rank1 = "
+        "rank 1's traced peak; start = before the step (shards + buffers); after = after two optimizer steps; "
+        "shards = local flat-parameter shards; states = AdamW states; 'each moment' traces the second step",
+        "",
+        head,
+        "-" * len(head),
+    ]
     for r in rows:
         if "error" in r:
             lines.append(f"{r['method']:<9}{r['seq']:>5}{r['bs']:>3} ERROR {r['error']}")
             continue
-        lines.append(f"{r['method']:<9}{r['seq']:>5}{r['bs']:>3}{r['ckpt']!s:>6}  {r['pred_mib']:>9.1f}"
-                     f"{r['traced_mib']:>9.1f}{r['err']:>+8.1%}{r['rank1_mib']:>8.1f}  {r['start_mib']:>7.1f}"
-                     f"{r['after_mib']:>7.1f}{r['shards_mib']:>7.1f}{r['states_mib']:>7.1f}  "
-                     f"{r['pred_phase']} / {r['traced_phase']} (step {r['traced_step'] + 1})")
+        lines.append(
+            f"{r['method']:<9}{r['seq']:>5}{r['bs']:>3}{r['ckpt']!s:>6}  {r['pred_mib']:>9.1f}"
+            f"{r['traced_mib']:>9.1f}{r['err']:>+8.1%}{r['rank1_mib']:>8.1f}  {r['start_mib']:>7.1f}"
+            f"{r['after_mib']:>7.1f}{r['shards_mib']:>7.1f}{r['states_mib']:>7.1f}  "
+            f"{r['pred_phase']} / {r['traced_phase']} (step {r['traced_step'] + 1})"
+        )
         lines.append(f"    predicted parts (MiB): {r['pred_parts_mib']}")
-        lines.append(f"    each moment, (predicted, traced) MiB: {r['phases_mib']}; resident (shards + states) "
-                     f"predicted {r['pred_resident_mib']:.1f}, traced {r['resident_mib']:.1f}; sharded grads traced "
-                     f"{r['grads_mib']:.1f}")
+        lines.append(
+            f"    each moment, (predicted, traced) MiB: {r['phases_mib']}; resident (shards + states) "
+            f"predicted {r['pred_resident_mib']:.1f}, traced {r['resident_mib']:.1f}; sharded grads traced "
+            f"{r['grads_mib']:.1f}"
+        )
         for b, op, ph in r.get("at_peak", []):
             lines.append(f"    at peak: {b:>8.2f} MiB  {op:<28} {ph}")
     ok = [abs(r["err"]) for r in rows if "error" not in r]
@@ -349,8 +436,11 @@ def main(argv: list[str] | None = None) -> int:
             r = {**asdict(p), "error": f"{type(e).__name__}: {str(e)[-400:]}"}
         rows.append(r)
         print(json.dumps({k: (round(v, 3) if isinstance(v, float) else v) for k, v in r.items()}), flush=True)
-    command = "OMP_NUM_THREADS=1 python bench/memory_trace_fsdp.py" + "".join(
-        f" --{k} {v}" for k, v in (("out", args.out), ("only", args.only)) if v) + (" --explain" if args.explain else "")
+    command = (
+        "OMP_NUM_THREADS=1 python bench/memory_trace_fsdp.py"
+        + "".join(f" --{k} {v}" for k, v in (("out", args.out), ("only", args.only)) if v)
+        + (" --explain" if args.explain else "")
+    )
     text = render(rows, command)
     print(text, end="")
     if args.out:

@@ -56,8 +56,13 @@ def count(loader, pad_id: int | None) -> dict:
             starts = [i for i in range(n) if pos[i] == 0] + [n]
             useful += n
             pairs_doc += sum((b - a) ** 2 for a, b in zip(starts, starts[1:], strict=False))
-    return {"batches": batches, "positions": positions, "useful": useful, "pairs_kernel": pairs_kernel,
-            "pairs_doc": pairs_doc}
+    return {
+        "batches": batches,
+        "positions": positions,
+        "useful": useful,
+        "pairs_kernel": pairs_kernel,
+        "pairs_doc": pairs_doc,
+    }
 
 
 def trl_defaults(ckpt: Path, data: Path, out: Path, batch: int) -> dict:
@@ -66,10 +71,21 @@ def trl_defaults(ckpt: Path, data: Path, out: Path, batch: int) -> dict:
     from trl import SFTConfig, SFTTrainer
 
     tok = AutoTokenizer.from_pretrained(ckpt)
-    cfg = SFTConfig(output_dir=str(out), per_device_train_batch_size=batch, max_length=SEQ, report_to=[],
-                    use_cpu=True, bf16=False, seed=0)
-    tr = SFTTrainer(model=AutoModelForCausalLM.from_pretrained(ckpt), args=cfg, processing_class=tok,
-                    train_dataset=load_dataset("json", data_files=str(data), split="train"))
+    cfg = SFTConfig(
+        output_dir=str(out),
+        per_device_train_batch_size=batch,
+        max_length=SEQ,
+        report_to=[],
+        use_cpu=True,
+        bf16=False,
+        seed=0,
+    )
+    tr = SFTTrainer(
+        model=AutoModelForCausalLM.from_pretrained(ckpt),
+        args=cfg,
+        processing_class=tok,
+        train_dataset=load_dataset("json", data_files=str(data), split="train"),
+    )
     return count(tr.get_train_dataloader(), tok.pad_token_id)
 
 
@@ -86,30 +102,41 @@ def job(ckpt: Path, data: Path, out: Path, batch: int, padding_free: bool = Fals
     spec = dict(arch="tiny", method="lora", seq=SEQ, bs=batch, steps=1, padding_free=padding_free)
     plan = gpu_train.tunewise_plan(spec, ckpt, tiny=True)
     ds = load_dataset("json", data_files=str(data), split="train")
-    config = train.trainer_config(plan, "sft", out, ds, None, ap.Namespace(max_steps=None, save_steps=None), cuda=False)
+    config = train.trainer_config(
+        plan, "sft", out, ds, None, ap.Namespace(max_steps=None, save_steps=None), cuda=False
+    )
     tok = AutoTokenizer.from_pretrained(ckpt)
-    tr = SFTTrainer(model=AutoModelForCausalLM.from_pretrained(ckpt), args=config, processing_class=tok,
-                    train_dataset=ds)
+    tr = SFTTrainer(
+        model=AutoModelForCausalLM.from_pretrained(ckpt), args=config, processing_class=tok, train_dataset=ds
+    )
     use_packed_rows(tr, plan, "sft")  # the job's layout, as launcher/train.py sets it
     return count(tr.get_train_dataloader(), tok.pad_token_id)
 
 
 def render(rows: list[dict], command: str, n_rows: int, lengths: dict) -> str:
-    lines = [f"$ {command}",
-             f"# {datetime.date.today().isoformat()}  {n_rows:,} examples of gpu_train.py's varlen data "
-             f"(tokens: median {lengths['median']}, mean {lengths['mean']:.0f}, p95 {lengths['p95']}, "
-             f"max {lengths['max']}); max_length {SEQ}; counted from the trainers' data loaders, one epoch",
-             "",
-             f"{'loader':<38}{'batches':>8}{'positions':>11}{'useful':>10}{'pos/useful':>11}"
-             f"{'pairs/useful':>13}{'per-doc pairs/useful':>21}"]
+    lines = [
+        f"$ {command}",
+        f"# {datetime.date.today().isoformat()}  {n_rows:,} examples of gpu_train.py's varlen data "
+        f"(tokens: median {lengths['median']}, mean {lengths['mean']:.0f}, p95 {lengths['p95']}, "
+        f"max {lengths['max']}); max_length {SEQ}; counted from the trainers' data loaders, one epoch",
+        "",
+        f"{'loader':<38}{'batches':>8}{'positions':>11}{'useful':>10}{'pos/useful':>11}"
+        f"{'pairs/useful':>13}{'per-doc pairs/useful':>21}",
+    ]
     lines.append("-" * len(lines[-1]))
     for r in rows:
-        lines.append(f"{r['name']:<38}{r['batches']:>8,}{r['positions']:>11,}{r['useful']:>10,}"
-                     f"{r['positions'] / r['useful']:>11.2f}{r['pairs_kernel'] / r['useful']:>13,.0f}"
-                     f"{r['pairs_doc'] / r['useful']:>21,.0f}")
-    lines += ["", "pos/useful: token positions run per useful token (linear layers, MLP, norms, LM head scale "
-              "with it).", "pairs/useful: attention query-key pairs the kernel computes per useful token; "
-              "per-doc: what a per-document kernel (flash varlen) would compute."]
+        lines.append(
+            f"{r['name']:<38}{r['batches']:>8,}{r['positions']:>11,}{r['useful']:>10,}"
+            f"{r['positions'] / r['useful']:>11.2f}{r['pairs_kernel'] / r['useful']:>13,.0f}"
+            f"{r['pairs_doc'] / r['useful']:>21,.0f}"
+        )
+    lines += [
+        "",
+        "pos/useful: token positions run per useful token (linear layers, MLP, norms, LM head scale "
+        "with it).",
+        "pairs/useful: attention query-key pairs the kernel computes per useful token; "
+        "per-doc: what a per-document kernel (flash varlen) would compute.",
+    ]
     return "\n".join(lines) + "\n"
 
 
@@ -132,15 +159,24 @@ def main(argv: list[str] | None = None) -> int:
     n = sorted(min(SEQ, len(tok(json.loads(line)["text"])["input_ids"]) + 1) for line in data.open())
     lengths = {"median": n[len(n) // 2], "mean": sum(n) / len(n), "p95": n[int(0.95 * len(n))], "max": n[-1]}
     rows = []
-    for i, (name, fn, kw) in enumerate((
+    for i, (name, fn, kw) in enumerate(
+        (
             ("TRL defaults, batch 8 (its default)", trl_defaults, {"batch": 8}),
             ("TRL defaults, batch 4", trl_defaults, {"batch": 4}),
             ("job, 4 packed rows (its layout)", job, {"batch": 4}),
-            ("job, 4 rows flattened (padding-free)", job, {"batch": 4, "padding_free": True}))):
+            ("job, 4 rows flattened (padding-free)", job, {"batch": 4, "padding_free": True}),
+        )
+    ):
         rows.append({"name": name, **kw, **fn(ckpt, data, args.work / f"loader-{i}", **kw)})
     command = "python bench/padding_waste.py" + "".join(
-        f" --{k} {v}" for k, v in (("rows", args.rows if args.rows != 2000 else None), ("out", args.out),
-                                   ("json", args.json)) if v)
+        f" --{k} {v}"
+        for k, v in (
+            ("rows", args.rows if args.rows != 2000 else None),
+            ("out", args.out),
+            ("json", args.json),
+        )
+        if v
+    )
     text = render(rows, command, args.rows, lengths)
     print(text, end="")
     if args.out:

@@ -17,6 +17,12 @@ def llama_shapes(arch: str) -> dict:
     from advisor.models import resolve_model
 
     m = resolve_model(CATALOG_NAMES[arch])
-    return dict(vocab_size=m.vocab_size, hidden_size=m.hidden_size, intermediate_size=m.intermediate_size,
-                num_hidden_layers=m.num_layers, num_attention_heads=m.num_heads, num_key_value_heads=m.num_kv_heads,
-                tie_word_embeddings=m.tie_word_embeddings)
+    return dict(
+        vocab_size=m.vocab_size,
+        hidden_size=m.hidden_size,
+        intermediate_size=m.intermediate_size,
+        num_hidden_layers=m.num_layers,
+        num_attention_heads=m.num_heads,
+        num_key_value_heads=m.num_kv_heads,
+        tie_word_embeddings=m.tie_word_embeddings,
+    )

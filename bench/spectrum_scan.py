@@ -37,8 +37,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from shapes import llama_shapes  # noqa: E402  (bench/shapes.py: the catalog's shapes)
 
 ARCHS = {  # Llama-3.2-1B and Llama-3.1-8B shapes; "tiny" for tests
-    "tiny": dict(hidden_size=256, intermediate_size=688, num_hidden_layers=4, num_attention_heads=4,
-                 num_key_value_heads=2, vocab_size=1024, tie_word_embeddings=True),
+    "tiny": dict(
+        hidden_size=256,
+        intermediate_size=688,
+        num_hidden_layers=4,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        vocab_size=1024,
+        tie_word_embeddings=True,
+    ),
     "llama-1b": llama_shapes("llama-1b"),
     "llama-8b": llama_shapes("llama-8b"),
 }
@@ -51,11 +58,17 @@ def tensor_specs(a: dict) -> list[tuple[str, tuple[int, ...]]]:
     specs = [("model.embed_tokens.weight", (v, h))]
     for n in range(a["num_hidden_layers"]):
         p = f"model.layers.{n}"
-        specs += [(f"{p}.input_layernorm.weight", (h,)), (f"{p}.post_attention_layernorm.weight", (h,)),
-                  (f"{p}.self_attn.q_proj.weight", (h, h)), (f"{p}.self_attn.k_proj.weight", (kv, h)),
-                  (f"{p}.self_attn.v_proj.weight", (kv, h)), (f"{p}.self_attn.o_proj.weight", (h, h)),
-                  (f"{p}.mlp.gate_proj.weight", (i, h)), (f"{p}.mlp.up_proj.weight", (i, h)),
-                  (f"{p}.mlp.down_proj.weight", (h, i))]
+        specs += [
+            (f"{p}.input_layernorm.weight", (h,)),
+            (f"{p}.post_attention_layernorm.weight", (h,)),
+            (f"{p}.self_attn.q_proj.weight", (h, h)),
+            (f"{p}.self_attn.k_proj.weight", (kv, h)),
+            (f"{p}.self_attn.v_proj.weight", (kv, h)),
+            (f"{p}.self_attn.o_proj.weight", (h, h)),
+            (f"{p}.mlp.gate_proj.weight", (i, h)),
+            (f"{p}.mlp.up_proj.weight", (i, h)),
+            (f"{p}.mlp.down_proj.weight", (h, i)),
+        ]
     specs.append(("model.norm.weight", (h,)))
     if not a["tie_word_embeddings"]:
         specs.append(("lm_head.weight", (v, h)))
@@ -100,14 +113,20 @@ def build_checkpoint(arch: str, root: Path, seed: int, device: str) -> Path:
     weight_map = {}
     for k, group in enumerate(shards, 1):
         fname = f"model-{k:05d}-of-{len(shards):05d}.safetensors"
-        save_file({n: make_tensor(n, s, gen, device) for n, s in group}, str(d / fname), metadata={"format": "pt"})
+        save_file(
+            {n: make_tensor(n, s, gen, device) for n, s in group}, str(d / fname), metadata={"format": "pt"}
+        )
         weight_map.update({n: fname for n, _ in group})
         print(f"  wrote {fname}", file=sys.stderr, flush=True)
     total = sum(2 * math.prod(s) for _, s in specs)
-    (d / "model.safetensors.index.json").write_text(json.dumps({"metadata": {"total_size": total},
-                                                                "weight_map": weight_map}, indent=1))
-    LlamaConfig(**ARCHS[arch], head_dim=ARCHS[arch]["hidden_size"] // ARCHS[arch]["num_attention_heads"],
-                torch_dtype="bfloat16").save_pretrained(d)
+    (d / "model.safetensors.index.json").write_text(
+        json.dumps({"metadata": {"total_size": total}, "weight_map": weight_map}, indent=1)
+    )
+    LlamaConfig(
+        **ARCHS[arch],
+        head_dim=ARCHS[arch]["hidden_size"] // ARCHS[arch]["num_attention_heads"],
+        torch_dtype="bfloat16",
+    ).save_pretrained(d)
     (d / ".complete").write_text("ok\n")
     return d
 
@@ -182,14 +201,27 @@ def compare_sample(d: Path, result, n_sample: int, device: str, seed: int) -> li
         fp32 = reference_tool_score(w, device)
         sync()
         t_fp32 = time.perf_counter() - t
-        rows.append({"module": module, "shape": list(w.shape), "scan_score": result.scores[module],
-                     "numpy_f64_svd_score": ref, "rel_err": abs(result.scores[module] - ref) / abs(ref),
-                     "method": ours.method, "fp32_svd_score": fp32, "fp32_rel_err": abs(fp32 - ref) / abs(ref),
-                     "seconds_ours": round(t_ours, 4), "seconds_fp32_svd": round(t_fp32, 4),
-                     "seconds_numpy_f64_svd": round(t_np, 3)})
-        print(f"  {module} {tuple(w.shape)}: rel err {rows[-1]['rel_err']:.2e} ({ours.method}), "
-              f"fp32 SVD rel err {rows[-1]['fp32_rel_err']:.2e}; {t_ours:.3f} s vs fp32 SVD {t_fp32:.3f} s",
-              file=sys.stderr, flush=True)
+        rows.append(
+            {
+                "module": module,
+                "shape": list(w.shape),
+                "scan_score": result.scores[module],
+                "numpy_f64_svd_score": ref,
+                "rel_err": abs(result.scores[module] - ref) / abs(ref),
+                "method": ours.method,
+                "fp32_svd_score": fp32,
+                "fp32_rel_err": abs(fp32 - ref) / abs(ref),
+                "seconds_ours": round(t_ours, 4),
+                "seconds_fp32_svd": round(t_fp32, 4),
+                "seconds_numpy_f64_svd": round(t_np, 3),
+            }
+        )
+        print(
+            f"  {module} {tuple(w.shape)}: rel err {rows[-1]['rel_err']:.2e} ({ours.method}), "
+            f"fp32 SVD rel err {rows[-1]['fp32_rel_err']:.2e}; {t_ours:.3f} s vs fp32 SVD {t_fp32:.3f} s",
+            file=sys.stderr,
+            flush=True,
+        )
     return rows
 
 
@@ -198,8 +230,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--arch", choices=sorted(ARCHS), default="llama-1b")
     ap.add_argument("--device", default="auto", help="cpu, cuda or auto")
     ap.add_argument("--out", help="write the JSON result here")
-    ap.add_argument("--ckpt-dir", default=os.path.join(tempfile.gettempdir(), "tunewise-bench"),
-                    help="where the generated checkpoint is kept between runs")
+    ap.add_argument(
+        "--ckpt-dir",
+        default=os.path.join(tempfile.gettempdir(), "tunewise-bench"),
+        help="where the generated checkpoint is kept between runs",
+    )
     ap.add_argument("--svd-sample", type=int, default=7, help="matrices compared with numpy's float64 SVD")
     ap.add_argument("--top-percent", type=float, default=30.0)
     ap.add_argument("--seed", type=int, default=0)
@@ -220,45 +255,68 @@ def main(argv: list[str] | None = None) -> int:
         p.unlink()
     evicted = evict(d)
     load_before = round(os.getloadavg()[0], 2)  # other work on the machine skews CPU timings
-    print(f"checkpoint {d} ({weights_gb:.2f} GB, {t_build:.1f} s to build/find); scanning on {device}",
-          file=sys.stderr, flush=True)
+    print(
+        f"checkpoint {d} ({weights_gb:.2f} GB, {t_build:.1f} s to build/find); scanning on {device}",
+        file=sys.stderr,
+        flush=True,
+    )
     cold = scan(d, top_percent=args.top_percent, device=device)
     cached = scan(d, top_percent=args.top_percent, device=device)
     nocache = scan(d, top_percent=args.top_percent, device=device, use_cache=False)
-    serial = scan(d, top_percent=args.top_percent, device=device, use_cache=False, workers=1) \
-        if device.startswith("cuda") else None
+    serial = (
+        scan(d, top_percent=args.top_percent, device=device, use_cache=False, workers=1)
+        if device.startswith("cuda")
+        else None
+    )
     assert cached.cache_hit and not cold.cache_hit and cached.scores == cold.scores
     same = max(abs(nocache.scores[k] - cold.scores[k]) / abs(cold.scores[k]) for k in cold.scores)
     sample = compare_sample(d, cold, args.svd_sample, device, args.seed)
     gpu = torch.cuda.get_device_name(0) if device.startswith("cuda") else None
     out = {
         "command": "python " + " ".join([sys.argv[0], *(argv if argv is not None else sys.argv[1:])]),
-        "arch": args.arch, "shapes": ARCHS[args.arch], "device": device, "gpu": gpu,
-        "cpu": platform.processor() or platform.machine(), "cpu_threads": torch.get_num_threads(),
-        "torch": torch.__version__, "weights_gb": round(weights_gb, 3), "page_cache_evicted": evicted,
-        "matrices": len(cold.scores), "methods": cold.methods,
-        "cold_seconds": round(cold.seconds, 2), "cold_hash_seconds": round(cold.hash_seconds, 2),
+        "arch": args.arch,
+        "shapes": ARCHS[args.arch],
+        "device": device,
+        "gpu": gpu,
+        "cpu": platform.processor() or platform.machine(),
+        "cpu_threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "weights_gb": round(weights_gb, 3),
+        "page_cache_evicted": evicted,
+        "matrices": len(cold.scores),
+        "methods": cold.methods,
+        "cold_seconds": round(cold.seconds, 2),
+        "cold_hash_seconds": round(cold.hash_seconds, 2),
         "hash_gb_per_s": round(weights_gb / max(cold.hash_seconds, 1e-9), 2),
-        "cached_seconds": round(cached.seconds, 2), "nocache_seconds": round(nocache.seconds, 2),
+        "cached_seconds": round(cached.seconds, 2),
+        "nocache_seconds": round(nocache.seconds, 2),
         "nocache_one_worker_seconds": round(serial.seconds, 2) if serial else None,
         "load_average_1min_before_after": [load_before, round(os.getloadavg()[0], 2)],
-        "rescan_max_rel_diff": same, "trainable_params": cold.trainable_params, "total_params": cold.total_params,
-        "sample": sample, "sample_max_rel_err": max((r["rel_err"] for r in sample), default=None),
+        "rescan_max_rel_diff": same,
+        "trainable_params": cold.trainable_params,
+        "total_params": cold.total_params,
+        "sample": sample,
+        "sample_max_rel_err": max((r["rel_err"] for r in sample), default=None),
         "sample_fp32_svd_max_rel_err": max((r["fp32_rel_err"] for r in sample), default=None),
         "selected": {k: [i for i, _ in v] for k, v in cold.selected.items()},
     }
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         Path(args.out).write_text(json.dumps(out, indent=2) + "\n")
-    fp32_ratio = (sum(r["seconds_fp32_svd"] for r in sample) / max(sum(r["seconds_ours"] for r in sample), 1e-9)
-                  if sample else float("nan"))
-    print(f"{args.arch} on {gpu or device}: {len(cold.scores)} matrices, {weights_gb:.2f} GB\n"
-          f"  cold scan {cold.seconds:.1f} s (hashing {cold.hash_seconds:.1f} s = {out['hash_gb_per_s']} GB/s), "
-          f"cached rescan {cached.seconds:.2f} s, scan without cache {nocache.seconds:.1f} s"
-          f"{f' ({serial.seconds:.1f} s with one worker)' if serial else ''}\n"
-          f"  methods {cold.methods}; sample of {len(sample)} vs numpy float64 SVD: max rel err "
-          f"{out['sample_max_rel_err']:.1e} (reference tool's fp32 SVD: {out['sample_fp32_svd_max_rel_err']:.1e}, "
-          f"{fp32_ratio:.1f}x our time per matrix)")
+    fp32_ratio = (
+        sum(r["seconds_fp32_svd"] for r in sample) / max(sum(r["seconds_ours"] for r in sample), 1e-9)
+        if sample
+        else float("nan")
+    )
+    print(
+        f"{args.arch} on {gpu or device}: {len(cold.scores)} matrices, {weights_gb:.2f} GB\n"
+        f"  cold scan {cold.seconds:.1f} s (hashing {cold.hash_seconds:.1f} s = {out['hash_gb_per_s']} GB/s), "
+        f"cached rescan {cached.seconds:.2f} s, scan without cache {nocache.seconds:.1f} s"
+        f"{f' ({serial.seconds:.1f} s with one worker)' if serial else ''}\n"
+        f"  methods {cold.methods}; sample of {len(sample)} vs numpy float64 SVD: max rel err "
+        f"{out['sample_max_rel_err']:.1e} (reference tool's fp32 SVD: {out['sample_fp32_svd_max_rel_err']:.1e}, "
+        f"{fp32_ratio:.1f}x our time per matrix)"
+    )
     return 0
 
 

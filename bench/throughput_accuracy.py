@@ -57,13 +57,32 @@ def points() -> list[dict]:
             r = json.loads(line)
             if "tokens_per_s" not in r or r.get("arch") not in ARCH:
                 continue  # the SNR-scan timing, an errored row, the CPU rehearsal's tiny model
-            name = (f"plain {r['method']}-{_size(r['arch'])}" + ("" if r["ckpt"] else " no-ckpt")
-                    + (" liger" if r.get("liger") else "") + (f" seq{r['seq']}" if r["seq"] != 1024 else "")
-                    + (f" bs{r['bs']}" if r["bs"] != 4 else "") + (f" r{r['rank']}" if r.get("rank", 16) != 16 else ""))
-            out.append(dict(name=name, arch=r["arch"], stack="plain", method=r["method"], seq=r["seq"], bs=r["bs"],
-                            ckpt=r["ckpt"], liger=bool(r.get("liger")), trainable=r["params_trainable"],
-                            rank=r.get("rank", 16), dropout=0.05, measured=r["tokens_per_s"], source=file.name,
-                            gpu=file.name.split("-plain-stack")[0]))
+            name = (
+                f"plain {r['method']}-{_size(r['arch'])}"
+                + ("" if r["ckpt"] else " no-ckpt")
+                + (" liger" if r.get("liger") else "")
+                + (f" seq{r['seq']}" if r["seq"] != 1024 else "")
+                + (f" bs{r['bs']}" if r["bs"] != 4 else "")
+                + (f" r{r['rank']}" if r.get("rank", 16) != 16 else "")
+            )
+            out.append(
+                dict(
+                    name=name,
+                    arch=r["arch"],
+                    stack="plain",
+                    method=r["method"],
+                    seq=r["seq"],
+                    bs=r["bs"],
+                    ckpt=r["ckpt"],
+                    liger=bool(r.get("liger")),
+                    trainable=r["params_trainable"],
+                    rank=r.get("rank", 16),
+                    dropout=0.05,
+                    measured=r["tokens_per_s"],
+                    source=file.name,
+                    gpu=file.name.split("-plain-stack")[0],
+                )
+            )
     for i, file in enumerate(GPU_TRAIN):
         run = json.loads(file.read_text())
         later = f" ({file.stem.removeprefix('gpu-train-')})" if i else ""
@@ -71,18 +90,51 @@ def points() -> list[dict]:
             s = c["settings"]
             if s.get("arch") not in ARCH or s.get("compile"):
                 continue  # torch.compile is not modelled
-            common = dict(arch=s["arch"], method=s["method"], seq=s["seq"], bs=s["bs"], ckpt=True, rank=s.get("rank", 16),
-                          stage=s.get("stage", "sft"), source=file.name, gpu=run.get("gpu", "unknown"))
+            common = dict(
+                arch=s["arch"],
+                method=s["method"],
+                seq=s["seq"],
+                bs=s["bs"],
+                ckpt=True,
+                rank=s.get("rank", 16),
+                stage=s.get("stage", "sft"),
+                source=file.name,
+                gpu=run.get("gpu", "unknown"),
+            )
             if c.get("baseline_tokens_per_s"):
-                name = f"plain {c['name']}" + (" (repeat)" if c["name"] == "lora-8b" and not later else "") + later
-                out.append(dict(common, name=name, stack="plain", liger=False, dropout=0.05,
-                                trainable=c["baseline"]["params_trainable"], measured=c["baseline_tokens_per_s"]))
+                name = (
+                    f"plain {c['name']}"
+                    + (" (repeat)" if c["name"] == "lora-8b" and not later else "")
+                    + later
+                )
+                out.append(
+                    dict(
+                        common,
+                        name=name,
+                        stack="plain",
+                        liger=False,
+                        dropout=0.05,
+                        trainable=c["baseline"]["params_trainable"],
+                        measured=c["baseline_tokens_per_s"],
+                    )
+                )
             if c.get("tunewise_tokens_per_s"):
-                trainable = c.get("baseline", {}).get("params_trainable") if s["method"] == "spectrum" else None
-                out.append(dict(common, name=f"job {c['name']}{later}", stack="tunewise", liger=s.get("liger", True),
-                                dropout=s.get("lora_dropout", 0.1), trainable=trainable,
-                                packed=s.get("lengths", "fixed") != "fixed", padding_free=bool(s.get("padding_free")),
-                                measured=c["tunewise_tokens_per_s"]))
+                trainable = (
+                    c.get("baseline", {}).get("params_trainable") if s["method"] == "spectrum" else None
+                )
+                out.append(
+                    dict(
+                        common,
+                        name=f"job {c['name']}{later}",
+                        stack="tunewise",
+                        liger=s.get("liger", True),
+                        dropout=s.get("lora_dropout", 0.1),
+                        trainable=trainable,
+                        packed=s.get("lengths", "fixed") != "fixed",
+                        padding_free=bool(s.get("padding_free")),
+                        measured=c["tunewise_tokens_per_s"],
+                    )
+                )
     return out
 
 
@@ -90,10 +142,20 @@ def config(p: dict):
     from advisor.memory import MemoryConfig
 
     spectrum = p["trainable"] if p["method"] == "spectrum" else None
-    return MemoryConfig(method=p["method"], rank=p.get("rank", 16), seq_len=p["seq"], batch_size=p["bs"],
-                        grad_ckpt=p["ckpt"], liger=p["liger"], stack=p["stack"], lora_dropout=p["dropout"],
-                        packed_docs=p.get("packed", False), padding_free=p.get("padding_free", False),
-                        stage=p.get("stage", "sft"), spectrum_trainable_params=spectrum)
+    return MemoryConfig(
+        method=p["method"],
+        rank=p.get("rank", 16),
+        seq_len=p["seq"],
+        batch_size=p["bs"],
+        grad_ckpt=p["ckpt"],
+        liger=p["liger"],
+        stack=p["stack"],
+        lora_dropout=p["dropout"],
+        packed_docs=p.get("packed", False),
+        padding_free=p.get("padding_free", False),
+        stage=p.get("stage", "sft"),
+        spectrum_trainable_params=spectrum,
+    )
 
 
 def model_for(p: dict):
@@ -140,29 +202,56 @@ def run() -> dict:
         key = efficiency_key(cfg)
         t = tokens_per_s(model_for(p), cfg, gpu_of[p["gpu"]], efficiency=eff[key])
         err = t.tokens_per_s / p["measured"] - 1
-        rows.append(dict(name=p["name"], role=role, efficiency_key=key, measured=p["measured"],
-                         predicted=round(t.tokens_per_s, 1), error=round(err, 4),
-                         flops_per_token=round(t.flops_per_token), note=note if role == "blind" else "",
-                         source=p["source"]))
+        rows.append(
+            dict(
+                name=p["name"],
+                role=role,
+                efficiency_key=key,
+                measured=p["measured"],
+                predicted=round(t.tokens_per_s, 1),
+                error=round(err, 4),
+                flops_per_token=round(t.flops_per_token),
+                note=note if role == "blind" else "",
+                source=p["source"],
+            )
+        )
     blind = [abs(r["error"]) for r in rows if r["role"] == "blind"]
     spread = math.ceil(max(blind) * 20 - 1e-9) / 20
-    return {"gpu": gpu.name, "peak_tflops": gpu.peak_tflops(), "efficiency": {k: round(v, 4) for k, v in eff.items()},
-            "spread": spread, "max_blind_error": round(max(blind), 4), "rows": rows}
+    return {
+        "gpu": gpu.name,
+        "peak_tflops": gpu.peak_tflops(),
+        "efficiency": {k: round(v, 4) for k, v in eff.items()},
+        "spread": spread,
+        "max_blind_error": round(max(blind), 4),
+        "rows": rows,
+    }
 
 
 def render(res: dict, command: str) -> str:
-    lines = [f"# {command}", "",
-             f"Throughput model vs every committed GPU measurement (one NVIDIA {res['gpu']}, dense BF16 peak "
-             f"{res['peak_tflops']:g} TFLOPS from the spec sheet). Llama-3.1-8B shapes, 4 x 1,024 tokens, r16.",
-             "Fit points calibrate the efficiencies (one each, so they agree by construction: consistency, not "
-             "evidence); blind points were left out of the fit and predicted.", "",
-             "Fitted efficiencies (share of the dense peak the tensor math achieves):"]
+    lines = [
+        f"# {command}",
+        "",
+        f"Throughput model vs every committed GPU measurement (one NVIDIA {res['gpu']}, dense BF16 peak "
+        f"{res['peak_tflops']:g} TFLOPS from the spec sheet). Llama-3.1-8B shapes, 4 x 1,024 tokens, r16.",
+        "Fit points calibrate the efficiencies (one each, so they agree by construction: consistency, not "
+        "evidence); blind points were left out of the fit and predicted.",
+        "",
+        "Fitted efficiencies (share of the dense peak the tensor math achieves):",
+    ]
     lines += [f"  {k:<18} {v:.4f}" for k, v in res["efficiency"].items()]
-    lines += ["", f"{'point':<24} {'role':<6} {'measured':>9} {'predicted':>10} {'error':>7}  GFLOP/token  note"]
+    lines += [
+        "",
+        f"{'point':<24} {'role':<6} {'measured':>9} {'predicted':>10} {'error':>7}  GFLOP/token  note",
+    ]
     for r in sorted(res["rows"], key=lambda r: (r["role"] != "fit", r["name"])):
-        lines.append(f"{r['name']:<24} {r['role']:<6} {r['measured']:>9,.0f} {r['predicted']:>10,.0f} "
-                     f"{r['error']:>+7.1%}  {r['flops_per_token'] / 1e9:>11.1f}  {r['note']}")
-    lines += ["", f"Largest blind error: {res['max_blind_error']:.1%}; spread used for ranges: +/-{res['spread']:.0%}."]
+        lines.append(
+            f"{r['name']:<24} {r['role']:<6} {r['measured']:>9,.0f} {r['predicted']:>10,.0f} "
+            f"{r['error']:>+7.1%}  {r['flops_per_token'] / 1e9:>11.1f}  {r['note']}"
+        )
+    lines += [
+        "",
+        f"Largest blind error: {res['max_blind_error']:.1%}; spread used for ranges: +/-{res['spread']:.0%}.",
+    ]
     return "\n".join(lines) + "\n"
 
 
@@ -173,7 +262,8 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     res = run()
     command = "python bench/throughput_accuracy.py" + "".join(
-        f" --{k} {v}" for k, v in (("out", args.out), ("json", args.json)) if v)
+        f" --{k} {v}" for k, v in (("out", args.out), ("json", args.json)) if v
+    )
     text = render(res, command)
     print(text, end="")
     if args.out:

@@ -32,7 +32,10 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 
 PRECISIONS = ("fp32", "bf16-mixed", "bf16-compensated", "bf16-pure")
-SPECTRUM_PATTERNS = [r"^model.layers.\d+.mlp.down_proj.weight$", r"^model.layers.\d+.self_attn.o_proj.weight$"]
+SPECTRUM_PATTERNS = [
+    r"^model.layers.\d+.mlp.down_proj.weight$",
+    r"^model.layers.\d+.self_attn.o_proj.weight$",
+]
 
 
 def stand_in(path: Path, hidden: int) -> Path:
@@ -43,9 +46,18 @@ def stand_in(path: Path, hidden: int) -> Path:
     from advisor.bundled import demo_tokenizer_dir
 
     tok = AutoTokenizer.from_pretrained(str(demo_tokenizer_dir()))
-    cfg = LlamaConfig(hidden_size=hidden, intermediate_size=2 * hidden, num_hidden_layers=2, num_attention_heads=4,
-                      num_key_value_heads=2, vocab_size=len(tok), max_position_embeddings=512,
-                      bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id)
+    cfg = LlamaConfig(
+        hidden_size=hidden,
+        intermediate_size=2 * hidden,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        vocab_size=len(tok),
+        max_position_embeddings=512,
+        bos_token_id=tok.bos_token_id,
+        eos_token_id=tok.eos_token_id,
+        pad_token_id=tok.pad_token_id,
+    )
     torch.manual_seed(0)
     AutoModelForCausalLM.from_config(cfg).save_pretrained(str(path))
     tok.save_pretrained(str(path))
@@ -61,9 +73,21 @@ def run(base: Path, work: Path, method: str, precision: str, steps: int, lr: flo
     from launcher import precision as prec
     from launcher import train
 
-    rd = make_run(work, base, method, max_steps=steps, learning_rate=lr, warmup_ratio=0.0, eval_steps=steps,
-                  save_steps=steps, precision=None if precision == "bf16-pure" else precision, n_rows=40,
-                  gradient_checkpointing=False, max_grad_norm=1.0, lr_scheduler="constant")
+    rd = make_run(
+        work,
+        base,
+        method,
+        max_steps=steps,
+        learning_rate=lr,
+        warmup_ratio=0.0,
+        eval_steps=steps,
+        save_steps=steps,
+        precision=None if precision == "bf16-pure" else precision,
+        n_rows=40,
+        gradient_checkpointing=False,
+        max_grad_norm=1.0,
+        lr_scheduler="constant",
+    )
     if method == "spectrum":
         import yaml
 
@@ -104,10 +128,15 @@ def compare(result: dict, reference: dict) -> dict:
     total = sum(b.numel() for b, _ in result.values())
     upd = torch.sqrt(sum(((a - b) ** 2).sum() for b, a in result.values()))
     ref_upd = torch.sqrt(sum(((a - b) ** 2).sum() for b, a in reference.values()))
-    err = torch.sqrt(sum((((a - b) - (reference[k][1] - reference[k][0])) ** 2).sum()
-                         for k, (b, a) in result.items()))
-    return {"changed": changed / total, "update": float(upd / ref_upd), "error": float(err / ref_upd),
-            "params": total}
+    err = torch.sqrt(
+        sum((((a - b) - (reference[k][1] - reference[k][0])) ** 2).sum() for k, (b, a) in result.items())
+    )
+    return {
+        "changed": changed / total,
+        "update": float(upd / ref_upd),
+        "error": float(err / ref_upd),
+        "params": total,
+    }
 
 
 def measure(steps: int, lr: float, hidden: int, methods=("spectrum", "full"), precisions=PRECISIONS) -> dict:
@@ -115,8 +144,11 @@ def measure(steps: int, lr: float, hidden: int, methods=("spectrum", "full"), pr
     with tempfile.TemporaryDirectory() as tmp:
         base = stand_in(Path(tmp) / "base", hidden)
         for method in methods:
-            runs = {p: run(base, Path(tmp) / f"{method}-{p}", method, p, steps, lr) for p in ("fp32", *precisions)
-                    if p == "fp32" or p in precisions}
+            runs = {
+                p: run(base, Path(tmp) / f"{method}-{p}", method, p, steps, lr)
+                for p in ("fp32", *precisions)
+                if p == "fp32" or p in precisions
+            }
             out[method] = {p: compare(r, runs["fp32"]) for p, r in runs.items()}
     return out
 
@@ -129,13 +161,17 @@ def main() -> int:
     ap.add_argument("--out", type=Path)
     a = ap.parse_args()
     res = measure(a.steps, a.lr, a.hidden)
-    lines = [f"# python bench/weights_move.py --steps {a.steps} --lr {a.lr:g} --hidden {a.hidden}"
-             + (f" --out {a.out}" if a.out else ""),
-             f"# {a.steps} optimizer steps at lr {a.lr:g}, constant, no warm-up; stand-in Llama, hidden {a.hidden}, 2 layers; CPU",
-             f"{'method':<9} {'precision':<17} {'params':>9} {'changed':>8} {'update':>7} {'error':>7}"]
+    lines = [
+        f"# python bench/weights_move.py --steps {a.steps} --lr {a.lr:g} --hidden {a.hidden}"
+        + (f" --out {a.out}" if a.out else ""),
+        f"# {a.steps} optimizer steps at lr {a.lr:g}, constant, no warm-up; stand-in Llama, hidden {a.hidden}, 2 layers; CPU",
+        f"{'method':<9} {'precision':<17} {'params':>9} {'changed':>8} {'update':>7} {'error':>7}",
+    ]
     for method, rows in res.items():
         for p, r in rows.items():
-            lines.append(f"{method:<9} {p:<17} {r['params']:>9,} {r['changed']:>8.1%} {r['update']:>7.2f} {r['error']:>7.2f}")
+            lines.append(
+                f"{method:<9} {p:<17} {r['params']:>9,} {r['changed']:>8.1%} {r['update']:>7.2f} {r['error']:>7.2f}"
+            )
     text = "\n".join(lines) + "\n"
     print(text, end="")
     if a.out:

@@ -22,8 +22,14 @@ ENV = dict(os.environ, TERM="xterm", PROMPT_TOOLKIT_NO_CPR="1", HF_HUB_OFFLINE="
 
 def first_question() -> float:
     t0 = time.perf_counter()
-    child = pexpect.spawn(sys.executable, ["-m", "tunewise", "wizard", "--no-detect"], env=ENV,
-                          dimensions=(40, 100), encoding="utf-8", timeout=30)
+    child = pexpect.spawn(
+        sys.executable,
+        ["-m", "tunewise", "wizard", "--no-detect"],
+        env=ENV,
+        dimensions=(40, 100),
+        encoding="utf-8",
+        timeout=30,
+    )
     child.expect("What should the model do")
     dt = time.perf_counter() - t0
     child.sendcontrol("c")
@@ -52,8 +58,11 @@ def main(runs: int) -> None:
             c0 = _child_cpu()
             times.append(fn())
             cpus.append(_child_cpu() - c0)
-        print(f"{name}: wall " + ", ".join(f"{t:.3f}" for t in times)
-              + f" s; median {statistics.median(times):.3f} s; child CPU median {statistics.median(cpus):.3f} s")
+        print(
+            f"{name}: wall "
+            + ", ".join(f"{t:.3f}" for t in times)
+            + f" s; median {statistics.median(times):.3f} s; child CPU median {statistics.median(cpus):.3f} s"
+        )
 
 
 if __name__ == "__main__":

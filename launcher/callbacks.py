@@ -92,8 +92,13 @@ class MetricsLog(TrainerCallback):
             return
         import torch
 
-        row = {"time": round(time.time(), 3), "stage": self.stage, "step": state.global_step,
-               "max_steps": state.max_steps, "epoch": round(state.epoch or 0.0, 4)}
+        row = {
+            "time": round(time.time(), 3),
+            "stage": self.stage,
+            "step": state.global_step,
+            "max_steps": state.max_steps,
+            "epoch": round(state.epoch or 0.0, 4),
+        }
         row.update({k: v for k, v in logs.items() if isinstance(v, int | float | str)})
         elapsed = time.monotonic() - self.t0
         seen = (state.num_input_tokens_seen or 0) - (self.tokens0 or 0)
@@ -124,9 +129,17 @@ class SpeedProbe(TrainerCallback):
     `result()` gives the summary.json fields. `predicted_step_s`/`predicted_tokens_per_s`: the plan's.
     """
 
-    def __init__(self, path: Path, stage: str, predicted_step_s: float | None = None,
-                 predicted_tokens_per_s: float | None = None, *, compare: bool = True,
-                 warmup: int = SPEED_WARMUP_STEPS, window: int = SPEED_WINDOW_STEPS) -> None:
+    def __init__(
+        self,
+        path: Path,
+        stage: str,
+        predicted_step_s: float | None = None,
+        predicted_tokens_per_s: float | None = None,
+        *,
+        compare: bool = True,
+        warmup: int = SPEED_WARMUP_STEPS,
+        window: int = SPEED_WINDOW_STEPS,
+    ) -> None:
         self.path, self.stage, self.compare = Path(path), stage, compare
         self.predicted_step_s, self.predicted_tokens_per_s = predicted_step_s, predicted_tokens_per_s
         self.warmup, self.window = warmup, window
@@ -160,49 +173,76 @@ class SpeedProbe(TrainerCallback):
         wall = now - self.start[0]
         tokens = ((state.num_input_tokens_seen or 0) - self.start[1]) * max(1, args.world_size)
         step_s = self.busy / self.timed
-        self.measured = {"step_s_measured": round(step_s, 4),
-                         "tokens_per_s_measured": round(tokens / self.busy, 1) if tokens > 0 else None,
-                         "eta_s": round((state.max_steps - state.global_step) * wall / self.timed, 3)}
+        self.measured = {
+            "step_s_measured": round(step_s, 4),
+            "tokens_per_s_measured": round(tokens / self.busy, 1) if tokens > 0 else None,
+            "eta_s": round((state.max_steps - state.global_step) * wall / self.timed, 3),
+        }
         if not state.is_world_process_zero:
             return
-        row = {"time": round(time.time(), 3), "event": "speed", "stage": self.stage, "step": state.global_step,
-               "max_steps": state.max_steps, **self.measured, "step_s_predicted": self.predicted_step_s,
-               "tokens_per_s_predicted": self.predicted_tokens_per_s}
+        row = {
+            "time": round(time.time(), 3),
+            "event": "speed",
+            "stage": self.stage,
+            "step": state.global_step,
+            "max_steps": state.max_steps,
+            **self.measured,
+            "step_s_predicted": self.predicted_step_s,
+            "tokens_per_s_predicted": self.predicted_tokens_per_s,
+        }
         with open(self.path, "a", encoding="utf-8") as f:
             f.write(json.dumps(row) + "\n")
-        line = (speed_line(self.measured, self.predicted_step_s, self.predicted_tokens_per_s) if self.compare else
-                speed_line(self.measured, None, None).replace("no forecast to compare with",
-                                                              "the forecast is for the plan's GPU, not this device"))
-        print(f"[tunewise] {line}; "
-              f"ETA {self.measured['eta_s'] / 60:,.1f} min for the remaining {state.max_steps - state.global_step} "
-              "steps", flush=True)
+        line = (
+            speed_line(self.measured, self.predicted_step_s, self.predicted_tokens_per_s)
+            if self.compare
+            else speed_line(self.measured, None, None).replace(
+                "no forecast to compare with", "the forecast is for the plan's GPU, not this device"
+            )
+        )
+        print(
+            f"[tunewise] {line}; "
+            f"ETA {self.measured['eta_s'] / 60:,.1f} min for the remaining {state.max_steps - state.global_step} "
+            "steps",
+            flush=True,
+        )
 
-    def result(self, wall_s: float, steps_run: int, planned_steps: int | None, planned_s: float | None) -> dict:
+    def result(
+        self, wall_s: float, steps_run: int, planned_steps: int | None, planned_s: float | None
+    ) -> dict:
         """summary.json's speed fields: predicted and measured tokens/s, step and wall time of this stage.
         The predicted wall time is the plan's for the stage, scaled to the steps this run was set to do."""
         m = self.measured or {}
         predicted_wall = None
         if planned_s and planned_steps and steps_run:
             predicted_wall = round(planned_s * steps_run / planned_steps, 1)
-        return {"tokens_per_s_predicted": self.predicted_tokens_per_s,
-                "tokens_per_s_measured": m.get("tokens_per_s_measured"),
-                "step_s_predicted": self.predicted_step_s, "step_s_measured": m.get("step_s_measured"),
-                "wall_s_predicted": predicted_wall, "wall_s_measured": round(wall_s, 1)}
+        return {
+            "tokens_per_s_predicted": self.predicted_tokens_per_s,
+            "tokens_per_s_measured": m.get("tokens_per_s_measured"),
+            "step_s_predicted": self.predicted_step_s,
+            "step_s_measured": m.get("step_s_measured"),
+            "wall_s_predicted": predicted_wall,
+            "wall_s_measured": round(wall_s, 1),
+        }
 
 
 def speed_line(measured: dict, predicted_step_s: float | None, predicted_tokens_per_s: float | None) -> str:
-    """"measured 0.62 s per step (6,600 tokens/s) after warm-up; predicted 0.64 s (6,400 tokens/s): -3%"."""
+    """ "measured 0.62 s per step (6,600 tokens/s) after warm-up; predicted 0.64 s (6,400 tokens/s): -3%"."""
     step = measured.get("step_s_measured")
     tps = measured.get("tokens_per_s_measured")
     text = f"measured {step:.3g} s per step" + (f" ({tps:,.0f} tokens/s)" if tps else "") + " after warm-up"
     if not predicted_step_s:
         return text + "; no forecast to compare with"
     diff = step / predicted_step_s - 1
-    text += (f"; predicted {predicted_step_s:.3g} s" + (f" ({predicted_tokens_per_s:,.0f} tokens/s)"
-                                                        if predicted_tokens_per_s else "") + f": {diff:+.0%}")
+    text += (
+        f"; predicted {predicted_step_s:.3g} s"
+        + (f" ({predicted_tokens_per_s:,.0f} tokens/s)" if predicted_tokens_per_s else "")
+        + f": {diff:+.0%}"
+    )
     if abs(diff) > SPEED_LARGE_DIFFERENCE:
-        text += (" — a large difference: the forecast assumed the plan's GPU and settings; "
-                 "the ETA now follows the measurement")
+        text += (
+            " — a large difference: the forecast assumed the plan's GPU and settings; "
+            "the ETA now follows the measurement"
+        )
     return text
 
 
@@ -234,8 +274,9 @@ class FaultInjection(TrainerCallback):
         if self.attempt <= self.oom_attempts:
             import torch
 
-            raise torch.OutOfMemoryError(f"CUDA out of memory (injected by TUNEWISE_TEST_OOM_ATTEMPTS, "
-                                         f"attempt {self.attempt})")
+            raise torch.OutOfMemoryError(
+                f"CUDA out of memory (injected by TUNEWISE_TEST_OOM_ATTEMPTS, attempt {self.attempt})"
+            )
         if self.delay:
             time.sleep(self.delay)
 

@@ -35,8 +35,11 @@ def needs_turn_rows(tokenizer) -> bool:
 
 def turn_rows(messages: list[dict]) -> list[dict]:
     """One prompt-completion row per assistant turn of a conversation."""
-    return [{"prompt": messages[:i], "completion": [m]} for i, m in enumerate(messages)
-            if m.get("role") == "assistant" and i > 0]
+    return [
+        {"prompt": messages[:i], "completion": [m]}
+        for i, m in enumerate(messages)
+        if m.get("role") == "assistant" and i > 0
+    ]
 
 
 def as_turn_rows(ds):
@@ -45,8 +48,10 @@ def as_turn_rows(ds):
 
     rows = [r for conv in ds["messages"] for r in turn_rows(conv)]
     if not rows:
-        raise UserError("no conversation has an assistant turn after another message",
-                        "each row's messages need a user (or system) turn followed by an assistant turn")
+        raise UserError(
+            "no conversation has an assistant turn after another message",
+            "each row's messages need a user (or system) turn followed by an assistant turn",
+        )
     return Dataset.from_list(rows)
 
 
@@ -62,7 +67,8 @@ def check_prefix(tokenizer, ds, limit: int = 200) -> None:
                 f"conversation's start as a prefix of the whole (row {i + 1}), so the assistant turns cannot be "
                 "told apart for assistant-only loss",
                 "add {% generation %} ... {% endgeneration %} around the assistant content in the tokenizer's "
-                "chat template, or give the data as prompt/completion rows")
+                "chat template, or give the data as prompt/completion rows",
+            )
 
 
 def prepare(tokenizer, train_ds, eval_ds):
@@ -73,7 +79,9 @@ def prepare(tokenizer, train_ds, eval_ds):
     train = as_turn_rows(train_ds)
     check_prefix(tokenizer, train)
     val = as_turn_rows(eval_ds) if eval_ds is not None and "messages" in eval_ds.column_names else eval_ds
-    note = (f"the chat template has no {{% generation %}} markers (and TRL cannot patch it): {len(train_ds):,} "
-            f"conversations train as {len(train):,} prompt-completion rows, one per assistant turn, so the loss "
-            "stays on the assistant turns")
+    note = (
+        f"the chat template has no {{% generation %}} markers (and TRL cannot patch it): {len(train_ds):,} "
+        f"conversations train as {len(train):,} prompt-completion rows, one per assistant turn, so the loss "
+        "stays on the assistant turns"
+    )
     return train, val, note

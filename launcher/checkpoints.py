@@ -35,8 +35,11 @@ def checkpoints(out_dir: Path) -> list[Path]:
     """`checkpoint-N` folders under `out_dir`, newest (highest N) first."""
     if not out_dir.is_dir():
         return []
-    found = [(int(m.group(1)), p) for p in out_dir.iterdir() if (m := _CKPT.match(p.name)) and p.is_dir()
-             and not p.is_symlink()]
+    found = [
+        (int(m.group(1)), p)
+        for p in out_dir.iterdir()
+        if (m := _CKPT.match(p.name)) and p.is_dir() and not p.is_symlink()
+    ]
     return [p for _, p in sorted(found, reverse=True)]
 
 
@@ -142,8 +145,11 @@ def _free_name(p: Path) -> Path:
 def write_record(ckpt: Path) -> None:
     """Record every file of a finished save with its size: written last, through a temporary file
     and a rename, so the record exists only once the checkpoint is whole."""
-    files = {str(p.relative_to(ckpt)): p.stat().st_size for p in sorted(ckpt.rglob("*"))
-             if p.is_file() and not p.is_symlink() and p.name != RECORD}
+    files = {
+        str(p.relative_to(ckpt)): p.stat().st_size
+        for p in sorted(ckpt.rglob("*"))
+        if p.is_file() and not p.is_symlink() and p.name != RECORD
+    }
     tmp = ckpt / f".{RECORD}.tmp"
     with open(tmp, "w", encoding="utf-8") as f:
         json.dump({"files": files}, f)

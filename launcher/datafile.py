@@ -25,6 +25,8 @@ def jsonl_dataset(path: Path):
                 try:
                     rows.append(json.loads(line))
                 except ValueError:
-                    raise UserError(f"{path}, line {n}: not valid JSON",
-                                    "regenerate the split with `tunewise recommend --out`") from None
+                    raise UserError(
+                        f"{path}, line {n}: not valid JSON",
+                        "regenerate the split with `tunewise recommend --out`",
+                    ) from None
     return Dataset.from_list(rows)

@@ -49,8 +49,13 @@ def offline(allow_network: bool):
     if allow_network:
         yield
         return
-    names = ["HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_HUB_DISABLE_TELEMETRY",
-             *[k for k in os.environ if is_secret_name(k)]]
+    names = [
+        "HF_HUB_OFFLINE",
+        "HF_DATASETS_OFFLINE",
+        "TRANSFORMERS_OFFLINE",
+        "HF_HUB_DISABLE_TELEMETRY",
+        *[k for k in os.environ if is_secret_name(k)],
+    ]
     saved = {k: os.environ.get(k) for k in names}
     for k in names:
         os.environ.pop(k, None)
@@ -70,7 +75,9 @@ def result_dir(run_dir: Path, plan: TrainingPlan) -> Path:
     d = summary.get("adapter_dir") or summary.get("model_dir")
     d = Path(d) if d else run_dir / ("adapter" if plan.method in ("lora", "qlora") else "model")
     if not d.is_dir():
-        raise UserError(f"{run_dir} has no trained result yet ({d} is missing)", f"run `tunewise launch {run_dir}` first")
+        raise UserError(
+            f"{run_dir} has no trained result yet ({d} is missing)", f"run `tunewise launch {run_dir}` first"
+        )
     return d
 
 
@@ -81,14 +88,23 @@ def write_inference(run_dir: Path, plan: TrainingPlan, *, merged: Path | None = 
         model = merged or trained
         text = INFERENCE.format(model=str(model), adapter_line="", tok_dir=str(model), peft_block="")
     else:
-        text = INFERENCE.format(model=plan.model, adapter_line=f"\nADAPTER = {str(trained)!r}",
-                                tok_dir=str(trained),
-                                peft_block="\nfrom peft import PeftModel\n\nmodel = PeftModel.from_pretrained(model, ADAPTER)\n")
+        text = INFERENCE.format(
+            model=plan.model,
+            adapter_line=f"\nADAPTER = {str(trained)!r}",
+            tok_dir=str(trained),
+            peft_block="\nfrom peft import PeftModel\n\nmodel = PeftModel.from_pretrained(model, ADAPTER)\n",
+        )
     return atomic_write(run_dir / "inference.py", text)
 
 
-def export(run_dir: str | Path, *, merge: bool = True, out: str | Path | None = None, say=print,
-           allow_network: bool = False) -> Path | None:
+def export(
+    run_dir: str | Path,
+    *,
+    merge: bool = True,
+    out: str | Path | None = None,
+    say=print,
+    allow_network: bool = False,
+) -> Path | None:
     """Merge the run's adapter into its base model (bf16) in a new directory; write inference.py.
     Returns the merged model directory (None when there was nothing to merge). Offline unless
     `allow_network`: the base model comes from a local folder or the HF cache, and no request (with
@@ -112,15 +128,20 @@ def _merge(run_dir: Path, plan: TrainingPlan, trained: Path, *, out, say, allow_
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     if plan.method == "qlora":
-        say("QLoRA: merging into a dequantised bf16 copy of the base model (the 4-bit weights used in "
-            "training cannot hold the merged result); expect small numerical differences")
+        say(
+            "QLoRA: merging into a dequantised bf16 copy of the base model (the 4-bit weights used in "
+            "training cannot hold the merged result); expect small numerical differences"
+        )
     offline = {} if allow_network else {"local_files_only": True, "token": False}
     try:
-        base = AutoModelForCausalLM.from_pretrained(plan.model, dtype=torch.bfloat16,
-                                                    trust_remote_code=plan.trust_remote_code, **offline)
+        base = AutoModelForCausalLM.from_pretrained(
+            plan.model, dtype=torch.bfloat16, trust_remote_code=plan.trust_remote_code, **offline
+        )
     except OSError:
-        raise UserError(f"base model {plan.model!r} is not available locally",
-                        "download it and set `model: DIR` in plan.yaml, or pass --allow-network") from None
+        raise UserError(
+            f"base model {plan.model!r} is not available locally",
+            "download it and set `model: DIR` in plan.yaml, or pass --allow-network",
+        ) from None
     merged = PeftModel.from_pretrained(base, str(trained), **offline).merge_and_unload()
     # Absolute, because inference.py names it and may be run from any folder.
     target = new_run_dir(Path(out).expanduser().resolve() if out else run_dir / "merged")  # never overwritten

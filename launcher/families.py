@@ -24,7 +24,9 @@ def model_class(model: str, trust_remote_code: bool = False):
         return None, None
 
 
-def resolve_attention(requested: str, model: str, *, cuda: bool, trust_remote_code: bool = False) -> tuple[str, str]:
+def resolve_attention(
+    requested: str, model: str, *, cuda: bool, trust_remote_code: bool = False
+) -> tuple[str, str]:
     """(implementation to load with, note or "") for the plan's `attn_implementation`."""
     from advisor.attention import choose_attention
 
@@ -38,10 +40,15 @@ def resolve_attention(requested: str, model: str, *, cuda: bool, trust_remote_co
             why = "no GPU" if not cuda else "the flash-attn package is not installed"
             return fallback, f"flash_attention_2 asked for, but {why}: {fallback} attention instead"
         if cls is not None and not getattr(cls, "_supports_flash_attn", True):
-            return fallback, f"{cls.__name__} does not support flash_attention_2: {fallback} attention instead"
+            return (
+                fallback,
+                f"{cls.__name__} does not support flash_attention_2: {fallback} attention instead",
+            )
         return requested, ""
     if requested == "sdpa" and cls is not None and not getattr(cls, "_supports_sdpa", True):
-        return "eager", (f"{cls.__name__} refuses SDPA attention in this transformers version: eager attention "
-                         "instead (more memory for the attention scores than the plan's estimate if it "
-                         "assumed SDPA)")
+        return "eager", (
+            f"{cls.__name__} refuses SDPA attention in this transformers version: eager attention "
+            "instead (more memory for the attention scores than the plan's estimate if it "
+            "assumed SDPA)"
+        )
     return requested, ""

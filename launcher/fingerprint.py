@@ -18,8 +18,17 @@ from launcher.rundir import atomic_write
 
 # Plan fields that do not change what is trained (bookkeeping, cadence, the estimate) or that the
 # OOM ladder may change before the first checkpoint exists.
-IGNORED_FIELDS = {"reasons", "predicted_peak_gib", "predicted_device_gib", "speed", "save_steps", "save_total_limit",
-                  "logging_steps", "version", "eval_steps"}
+IGNORED_FIELDS = {
+    "reasons",
+    "predicted_peak_gib",
+    "predicted_device_gib",
+    "speed",
+    "save_steps",
+    "save_total_limit",
+    "logging_steps",
+    "version",
+    "eval_steps",
+}
 FILE = "fingerprint.json"
 
 
@@ -53,8 +62,16 @@ def model_identity(model: str) -> str:
 
 
 _SAMPLE = 64 << 10  # bytes read at each sampled offset of a weight file
-_TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model", "vocab.json", "vocab.txt", "merges.txt",
-                    "special_tokens_map.json", "added_tokens.json", "tokenizer_config.json")
+_TOKENIZER_FILES = (
+    "tokenizer.json",
+    "tokenizer.model",
+    "vocab.json",
+    "vocab.txt",
+    "merges.txt",
+    "special_tokens_map.json",
+    "added_tokens.json",
+    "tokenizer_config.json",
+)
 _TEMPLATE_FILES = ("chat_template.jinja", "chat_template.json")
 
 
@@ -132,8 +149,12 @@ def compute(run_dir: str | Path, plan: TrainingPlan) -> dict:
     if plan.dpo is not None and plan.dpo.dataset:
         f = run_dir / plan.dpo.dataset
         data["dpo"] = _sha256(f) if f.is_file() else "missing"
-    return {"plan": json.loads(json.dumps(fields, default=str)), "data": data,
-            "model": model_identity(plan.model), **model_parts(plan.model)}
+    return {
+        "plan": json.loads(json.dumps(fields, default=str)),
+        "data": data,
+        "model": model_identity(plan.model),
+        **model_parts(plan.model),
+    }
 
 
 def save(run_dir: str | Path, plan: TrainingPlan) -> None:
@@ -157,9 +178,11 @@ def differences(stored: dict, current: dict) -> list[str]:
             out.append(f"the {k} data file changed (content hash differs)")
     if stored.get("model") != current.get("model"):
         out.append(f"the base model changed ({stored.get('model')} -> {current.get('model')})")
-    what = {"model_weights": "the base model's weights changed (same config.json, different content)",
-            "tokenizer": "the base model's tokenizer files changed",
-            "chat_template": "the base model's chat template changed"}
+    what = {
+        "model_weights": "the base model's weights changed (same config.json, different content)",
+        "tokenizer": "the base model's tokenizer files changed",
+        "chat_template": "the base model's chat template changed",
+    }
     for key, message in what.items():
         # A fingerprint made before these keys existed has none of them: nothing to compare.
         if key in stored and stored.get(key) != current.get(key):
@@ -173,16 +196,24 @@ def check(run_dir: str | Path, plan: TrainingPlan) -> None:
     try:
         stored = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise UserError(f"{run_dir} has checkpoints but no {FILE}, so they cannot be checked against the plan",
-                        "start a fresh run directory with `tunewise recommend --out`") from None
+        raise UserError(
+            f"{run_dir} has checkpoints but no {FILE}, so they cannot be checked against the plan",
+            "start a fresh run directory with `tunewise recommend --out`",
+        ) from None
     except (OSError, ValueError):
-        raise UserError(f"{path} is corrupt", "start a fresh run directory with `tunewise recommend --out`") from None
+        raise UserError(
+            f"{path} is corrupt", "start a fresh run directory with `tunewise recommend --out`"
+        ) from None
     if not isinstance(stored, dict) or not all(isinstance(stored.get(k, {}), dict) for k in ("plan", "data")):
-        raise UserError(f"{path} is corrupt (not a fingerprint object)",
-                        "start a fresh run directory with `tunewise recommend --out`")
+        raise UserError(
+            f"{path} is corrupt (not a fingerprint object)",
+            "start a fresh run directory with `tunewise recommend --out`",
+        )
     changed = differences(stored, compute(run_dir, plan))
     if changed:
-        raise UserError("refusing to resume: the checkpoints were made with a different job:\n  - "
-                        + "\n  - ".join(changed),
-                        "restore the original plan/data/model, or start a new run directory "
-                        "(`tunewise recommend --out NEW_DIR`)")
+        raise UserError(
+            "refusing to resume: the checkpoints were made with a different job:\n  - "
+            + "\n  - ".join(changed),
+            "restore the original plan/data/model, or start a new run directory "
+            "(`tunewise recommend --out NEW_DIR`)",
+        )

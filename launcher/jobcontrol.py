@@ -36,11 +36,13 @@ def _busy(run_dir: Path, fd: int) -> UserError:
         pid = os.pread(fd, 32, 0).decode("ascii", "replace").strip()
     except OSError:
         pid = ""
-    return UserError(f"{run_dir} is already being trained by another `tunewise launch` or its job"
-                     + (f" (started by pid {pid})" if pid.isdigit() else "")
-                     + "; every process of a job holds the run's lock until it ends",
-                     "wait for it to finish, or stop it (Ctrl-C in its terminal, or `kill -TERM` its pid: it saves "
-                     "a checkpoint) and launch again to resume")
+    return UserError(
+        f"{run_dir} is already being trained by another `tunewise launch` or its job"
+        + (f" (started by pid {pid})" if pid.isdigit() else "")
+        + "; every process of a job holds the run's lock until it ends",
+        "wait for it to finish, or stop it (Ctrl-C in its terminal, or `kill -TERM` its pid: it saves "
+        "a checkpoint) and launch again to resume",
+    )
 
 
 def open_lock(run_dir: Path) -> int:
@@ -50,9 +52,13 @@ def open_lock(run_dir: Path) -> int:
         fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
     except OSError as e:
         if e.errno == errno.ELOOP:
-            raise UserError(f"{path} is a symlink; tunewise never writes through a link in a run directory",
-                            f"remove it (`rm {path}`) and launch again") from None
-        raise UserError(f"cannot open {path}: {e.strerror or e}", "check that the run directory is writable") from None
+            raise UserError(
+                f"{path} is a symlink; tunewise never writes through a link in a run directory",
+                f"remove it (`rm {path}`) and launch again",
+            ) from None
+        raise UserError(
+            f"cannot open {path}: {e.strerror or e}", "check that the run directory is writable"
+        ) from None
     if not stat.S_ISREG(os.fstat(fd).st_mode):
         os.close(fd)
         raise UserError(f"{path} is not a regular file", "remove it and launch again")
@@ -129,8 +135,11 @@ class StopRequest:
         if self.requested and signum == signal.SIGINT and self.requested == "SIGINT":
             raise KeyboardInterrupt  # Ctrl-C twice, by hand: the user really means it
         if self.requested:
-            print(f"[tunewise] {name} again: already stopping (the checkpoint is being saved)", file=sys.stderr,
-                  flush=True)
+            print(
+                f"[tunewise] {name} again: already stopping (the checkpoint is being saved)",
+                file=sys.stderr,
+                flush=True,
+            )
             return
         self.request(name)
 

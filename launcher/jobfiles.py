@@ -31,8 +31,14 @@ def _summary(plan: TrainingPlan) -> str:
     return f"{model} · {plan.method} · {plan.stage} · {plan.n_gpus} GPU(s)"
 
 
-def train_command(run_dir: str | Path, plan: TrainingPlan, *, python: str | None = None,
-                  extra: list[str] | None = None, cpu_processes: int | None = None) -> list[str]:
+def train_command(
+    run_dir: str | Path,
+    plan: TrainingPlan,
+    *,
+    python: str | None = None,
+    extra: list[str] | None = None,
+    cpu_processes: int | None = None,
+) -> list[str]:
     """The argument list that runs `launcher.train` for this plan.
 
     One GPU: a plain Python process. Several GPUs: `accelerate launch` with the run's accelerate.yaml.
@@ -45,17 +51,36 @@ def train_command(run_dir: str | Path, plan: TrainingPlan, *, python: str | None
     rd = str(run_dir)
     tail = ["-m", "launcher.train", rd, *(extra or [])]
     if cpu_processes and cpu_processes > 1:
-        return [py, "-P", "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={cpu_processes}", *tail]
+        return [
+            py,
+            "-P",
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            f"--nproc_per_node={cpu_processes}",
+            *tail,
+        ]
     if plan.n_gpus > 1:
-        return [py, "-P", "-m", "accelerate.commands.launch", "--config_file", str(Path(rd) / "accelerate.yaml"),
-                "--num_processes", str(plan.n_gpus), *tail]
+        return [
+            py,
+            "-P",
+            "-m",
+            "accelerate.commands.launch",
+            "--config_file",
+            str(Path(rd) / "accelerate.yaml"),
+            "--num_processes",
+            str(plan.n_gpus),
+            *tail,
+        ]
     return [py, "-P", *tail]
 
 
 def plan_yaml(plan: TrainingPlan) -> str:
-    head = (f"# tunewise {__version__} training plan: {_summary(plan)}\n"
-            "# Run it:  tunewise launch RUN_DIR   (or ./launch.sh; add --smoke for a CPU dry run)\n"
-            "# This file is the single source of truth for the job; `reasons` says where each value came from.\n")
+    head = (
+        f"# tunewise {__version__} training plan: {_summary(plan)}\n"
+        "# Run it:  tunewise launch RUN_DIR   (or ./launch.sh; add --smoke for a CPU dry run)\n"
+        "# This file is the single source of truth for the job; `reasons` says where each value came from.\n"
+    )
     return head + plan.to_yaml()
 
 
@@ -69,16 +94,27 @@ def slurm_sbatch(plan: TrainingPlan) -> str:
     if gpus > 1:
         # One accelerate launcher per node; it starts one process per GPU and joins the others over TCP.
         # SLURM_NODEID differs per node, so the command is expanded by a shell on each node.
-        inner = ("accelerate launch --config_file accelerate.yaml --num_machines \"$SLURM_NNODES\" "
-                 f"--num_processes \"$(( SLURM_NNODES * {gpus} ))\" --machine_rank \"$SLURM_NODEID\" "
-                 "--main_process_ip \"$MAIN_ADDR\" --main_process_port 29500 -m launcher.train \"$RUN_DIR\"")
+        inner = (
+            'accelerate launch --config_file accelerate.yaml --num_machines "$SLURM_NNODES" '
+            f'--num_processes "$(( SLURM_NNODES * {gpus} ))" --machine_rank "$SLURM_NODEID" '
+            '--main_process_ip "$MAIN_ADDR" --main_process_port 29500 -m launcher.train "$RUN_DIR"'
+        )
         launcher = "bash -c " + shlex.quote(inner)
     else:
         launcher = 'python -P -m launcher.train "$RUN_DIR"'
-    name = "tunewise-" + "".join(c if c.isalnum() or c in "-_." else "-" for c in plan.model.split("/")[-1])[:40]
+    name = (
+        "tunewise-" + "".join(c if c.isalnum() or c in "-_." else "-" for c in plan.model.split("/")[-1])[:40]
+    )
     limit, why = slurm_time(plan)
-    return _template("slurm.sbatch").substitute(summary=_summary(plan), gpus=gpus, cpus=8 * gpus,
-                                                job_name=name, launcher=launcher, time=limit, time_why=why)
+    return _template("slurm.sbatch").substitute(
+        summary=_summary(plan),
+        gpus=gpus,
+        cpus=8 * gpus,
+        job_name=name,
+        launcher=launcher,
+        time=limit,
+        time_why=why,
+    )
 
 
 # Slurm's --time from the plan's forecast: the longest predicted run x this margin + a fixed allowance for
@@ -93,25 +129,36 @@ def slurm_time(plan: TrainingPlan) -> tuple[str, str]:
     """(HH:MM:SS or D-HH:MM:SS for #SBATCH --time, the comment saying where it comes from)."""
     sp = plan.speed
     if sp is None or not sp.run_s:
-        return SLURM_TIME_UNKNOWN, ("no time forecast for this plan (see `speed` in plan.yaml's reasons): "
-                                    "a 24-hour limit; set your own")
+        return SLURM_TIME_UNKNOWN, (
+            "no time forecast for this plan (see `speed` in plan.yaml's reasons): "
+            "a 24-hour limit; set your own"
+        )
     longest = sp.run_s[2]
     limit = math.ceil((longest * SLURM_TIME_MARGIN + SLURM_TIME_ALLOWANCE_S) / 900) * 900
     d, rest = divmod(limit, 86400)
     h, rest = divmod(rest, 3600)
     text = (f"{d}-" if d else "") + f"{h:02d}:{rest // 60:02d}:00"
-    return text, (f"the forecast's longest run ({longest / 3600:.1f} h on {sp.n_gpus} × {sp.gpu}) × "
-                  f"{SLURM_TIME_MARGIN:g} + {SLURM_TIME_ALLOWANCE_S // 60} min for loading, saving and the final "
-                  "evaluation, rounded up to 15 min")
+    return text, (
+        f"the forecast's longest run ({longest / 3600:.1f} h on {sp.n_gpus} × {sp.gpu}) × "
+        f"{SLURM_TIME_MARGIN:g} + {SLURM_TIME_ALLOWANCE_S // 60} min for loading, saving and the final "
+        "evaluation, rounded up to 15 min"
+    )
 
 
 def accelerate_yaml(plan: TrainingPlan) -> str:
     """An accelerate config for `plan.n_gpus` processes on one machine (Slurm overrides the machine count)."""
     mode = plan.distributed_mode
-    cfg: dict = {"compute_environment": "LOCAL_MACHINE", "num_machines": 1, "machine_rank": 0,
-                 "num_processes": plan.n_gpus, "mixed_precision": "bf16" if plan.bf16 else "no",
-                 "rdzv_backend": "static", "same_network": True, "use_cpu": False,
-                 "main_training_function": "main"}
+    cfg: dict = {
+        "compute_environment": "LOCAL_MACHINE",
+        "num_machines": 1,
+        "machine_rank": 0,
+        "num_processes": plan.n_gpus,
+        "mixed_precision": "bf16" if plan.bf16 else "no",
+        "rdzv_backend": "static",
+        "same_network": True,
+        "use_cpu": False,
+        "main_training_function": "main",
+    }
     if mode == "ddp":
         cfg["distributed_type"] = "MULTI_GPU"
     elif mode == "fsdp":
@@ -131,9 +178,15 @@ def accelerate_yaml(plan: TrainingPlan) -> str:
         }
     elif mode == "zero3":
         cfg["distributed_type"] = "DEEPSPEED"
-        cfg["deepspeed_config"] = {"zero_stage": 3, "offload_optimizer_device": "none",
-                                   "offload_param_device": "none", "zero3_init_flag": True,
-                                   "zero3_save_16bit_model": True}
-    head = (f"# accelerate config for: {_summary(plan)} ({mode})\n"
-            "# Used by: accelerate launch --config_file accelerate.yaml -m launcher.train RUN_DIR\n")
+        cfg["deepspeed_config"] = {
+            "zero_stage": 3,
+            "offload_optimizer_device": "none",
+            "offload_param_device": "none",
+            "zero3_init_flag": True,
+            "zero3_save_16bit_model": True,
+        }
+    head = (
+        f"# accelerate config for: {_summary(plan)} ({mode})\n"
+        "# Used by: accelerate launch --config_file accelerate.yaml -m launcher.train RUN_DIR\n"
+    )
     return head + yaml.safe_dump(cfg, sort_keys=False)

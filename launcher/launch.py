@@ -63,24 +63,37 @@ def job_env(allow_network: bool, *, attempt: int = 1, cpu: bool = False) -> dict
 def has_checkpoints(run_dir: Path) -> bool:
     """True when a stage has a checkpoint a resume can use (incomplete ones are not counted)."""
     out = run_dir / "output"
-    return out.is_dir() and any(checkpoints.newest_complete(d, set_aside=False)[0] for d in out.iterdir()
-                                if d.is_dir())
+    return out.is_dir() and any(
+        checkpoints.newest_complete(d, set_aside=False)[0] for d in out.iterdir() if d.is_dir()
+    )
 
 
-def launch(run_dir, *, smoke: bool = False, max_steps: int | None = None, save_steps: int | None = None,
-           console: Console | None = None, allow_network: bool = False, cpu: bool = False) -> int:
+def launch(
+    run_dir,
+    *,
+    smoke: bool = False,
+    max_steps: int | None = None,
+    save_steps: int | None = None,
+    console: Console | None = None,
+    allow_network: bool = False,
+    cpu: bool = False,
+) -> int:
     """Run (or resume) the plan in `run_dir`. Returns the exit code: 0 done, 1 failed / out of memory,
     2 bad input, 130 stopped (a checkpoint was saved; launch again to resume)."""
     console = console or Console(soft_wrap=True)
     run_dir = Path(run_dir).expanduser().resolve()
     if not (run_dir / "plan.yaml").is_file() and (run_dir / "report.json").is_file():
         approach = _approach(run_dir / "report.json")
-        raise UserError(f"{run_dir} holds a recommendation of {approach}, not fine-tuning: there is no training "
-                        "job to launch (no plan.yaml)", f"read {run_dir / 'report.md'}; it says what would change "
-                        "the decision (e.g. more examples)")
+        raise UserError(
+            f"{run_dir} holds a recommendation of {approach}, not fine-tuning: there is no training "
+            "job to launch (no plan.yaml)",
+            f"read {run_dir / 'report.md'}; it says what would change the decision (e.g. more examples)",
+        )
     if not (run_dir / "plan.yaml").is_file():
-        raise UserError(f"{run_dir} is not a run directory (no plan.yaml)",
-                        "create one with `tunewise recommend --answers FILE --out RUN_DIR`")
+        raise UserError(
+            f"{run_dir} is not a run directory (no plan.yaml)",
+            "create one with `tunewise recommend --answers FILE --out RUN_DIR`",
+        )
     plan = TrainingPlan.load(run_dir / "plan.yaml")
     if smoke:
         return _smoke(run_dir, plan, max_steps=max_steps, console=console, allow_network=allow_network)
@@ -93,11 +106,21 @@ def launch(run_dir, *, smoke: bool = False, max_steps: int | None = None, save_s
             fingerprint.check(run_dir, plan)
         summary = read_summary(run_dir)
         if summary.get("status") == "completed":
-            console.print(f"[green]{escape(str(run_dir))} already completed[/] ({summary.get('steps')} steps); "
-                          f"result in {escape(str(summary.get('adapter_dir') or summary.get('model_dir')))}")
+            console.print(
+                f"[green]{escape(str(run_dir))} already completed[/] ({summary.get('steps')} steps); "
+                f"result in {escape(str(summary.get('adapter_dir') or summary.get('model_dir')))}"
+            )
             return 0
-        return _run_with_ladder(run_dir, plan, max_steps=max_steps, save_steps=save_steps, console=console,
-                                allow_network=allow_network, cpu=cpu, lock=lock)
+        return _run_with_ladder(
+            run_dir,
+            plan,
+            max_steps=max_steps,
+            save_steps=save_steps,
+            console=console,
+            allow_network=allow_network,
+            cpu=cpu,
+            lock=lock,
+        )
     finally:
         os.close(lock)
 
@@ -114,13 +137,17 @@ def _require_gpus(plan: TrainingPlan) -> None:
 
     det = detect_gpus()
     if not det.gpus:
-        raise UserError(f"this plan needs {plan.n_gpus} GPU(s) and none was found ({det.reason})",
-                        "run `tunewise launch RUN_DIR --smoke` to check the data, template and pipeline on CPU "
-                        "with a tiny stand-in model, then launch on a GPU machine")
+        raise UserError(
+            f"this plan needs {plan.n_gpus} GPU(s) and none was found ({det.reason})",
+            "run `tunewise launch RUN_DIR --smoke` to check the data, template and pipeline on CPU "
+            "with a tiny stand-in model, then launch on a GPU machine",
+        )
     if len(det.gpus) < plan.n_gpus:
-        raise UserError(f"this plan needs {plan.n_gpus} GPUs and {len(det.gpus)} were found",
-                        "set n_gpus in plan.yaml to the GPUs you have (then re-check memory with "
-                        "`tunewise estimate`), or use --smoke")
+        raise UserError(
+            f"this plan needs {plan.n_gpus} GPUs and {len(det.gpus)} were found",
+            "set n_gpus in plan.yaml to the GPUs you have (then re-check memory with "
+            "`tunewise estimate`), or use --smoke",
+        )
 
 
 def _smoke(run_dir: Path, plan: TrainingPlan, *, max_steps, console: Console, allow_network: bool) -> int:
@@ -137,23 +164,45 @@ def _smoke(run_dir: Path, plan: TrainingPlan, *, max_steps, console: Console, al
                 os.environ.pop(k, None)
             else:
                 os.environ[k] = v
-    console.print(f"[bold]smoke run[/] on CPU in {escape(str(smoke_dir))}: tiny {info['family']} stand-in "
-                  f"({info['params']:,} parameters, config from {escape(str(info['config_from']))}, {escape(str(info['tokenizer']))} "
-                  "tokenizer). Its loss says nothing about the real model; it proves data, template and pipeline.")
+    console.print(
+        f"[bold]smoke run[/] on CPU in {escape(str(smoke_dir))}: tiny {info['family']} stand-in "
+        f"({info['params']:,} parameters, config from {escape(str(info['config_from']))}, {escape(str(info['tokenizer']))} "
+        "tokenizer). Its loss says nothing about the real model; it proves data, template and pipeline."
+    )
     code = launch(smoke_dir, console=console, allow_network=allow_network, cpu=True)
     if code == 0:
-        console.print(f"[green]smoke run passed[/]: the plan's pipeline works. Next: `tunewise launch {escape(str(run_dir))}` "
-                      "on a GPU machine.")
+        console.print(
+            f"[green]smoke run passed[/]: the plan's pipeline works. Next: `tunewise launch {escape(str(run_dir))}` "
+            "on a GPU machine."
+        )
     return code
 
 
-def _run_with_ladder(run_dir: Path, plan: TrainingPlan, *, max_steps, save_steps, console: Console,
-                     allow_network: bool, cpu: bool, lock: int) -> int:
+def _run_with_ladder(
+    run_dir: Path,
+    plan: TrainingPlan,
+    *,
+    max_steps,
+    save_steps,
+    console: Console,
+    allow_network: bool,
+    cpu: bool,
+    lock: int,
+) -> int:
     steps: list[str] = list(read_summary(run_dir).get("oom_steps") or [])
     attempt = 1
     while True:
-        rc = _run_once(run_dir, plan, attempt=attempt, max_steps=max_steps, save_steps=save_steps,
-                       console=console, allow_network=allow_network, cpu=cpu, lock=lock)
+        rc = _run_once(
+            run_dir,
+            plan,
+            attempt=attempt,
+            max_steps=max_steps,
+            save_steps=save_steps,
+            console=console,
+            allow_network=allow_network,
+            cpu=cpu,
+            lock=lock,
+        )
         if rc != EXIT_OOM:
             return _finish(run_dir, rc, console, again=_again(run_dir, cpu=cpu, allow_network=allow_network))
         step = oom.next_step(plan)
@@ -161,10 +210,15 @@ def _run_with_ladder(run_dir: Path, plan: TrainingPlan, *, max_steps, save_steps
             msg = oom.exhausted_message(plan, steps)
             write_summary(run_dir, status="failed", error=msg, oom_steps=steps)
             _note_in_report(run_dir, f"- attempt {attempt}: out of memory; the ladder is exhausted. Stopped.")
-            raise CheckFailed(msg, "use a GPU with more memory, a smaller model, or a shorter max_length "
-                              "(`tunewise estimate` shows what fits)")
+            raise CheckFailed(
+                msg,
+                "use a GPU with more memory, a smaller model, or a shorter max_length "
+                "(`tunewise estimate` shows what fits)",
+            )
         steps.append(step.change)
-        console.print(f"[yellow]out of memory in the first steps[/] (attempt {attempt}); stepping down: {escape(step.change)}")
+        console.print(
+            f"[yellow]out of memory in the first steps[/] (attempt {attempt}); stepping down: {escape(step.change)}"
+        )
         plan = step.plan
         atomic_write(run_dir / "plan.yaml", jobfiles.plan_yaml(plan))  # the plan records what actually ran
         fingerprint.save(run_dir, plan)
@@ -178,8 +232,10 @@ def _note_in_report(run_dir: Path, line: str) -> None:
     report = run_dir / "report.md"
     text = report.read_text(encoding="utf-8") if report.exists() else ""
     if "## Out-of-memory fallback" not in text:
-        text += ("\n\n## Out-of-memory fallback\n\nThe job ran out of GPU memory in its first steps; tunewise "
-                 "stepped down (smaller micro-batch, then checkpointing, then QLoRA) and updated plan.yaml:\n\n")
+        text += (
+            "\n\n## Out-of-memory fallback\n\nThe job ran out of GPU memory in its first steps; tunewise "
+            "stepped down (smaller micro-batch, then checkpointing, then QLoRA) and updated plan.yaml:\n\n"
+        )
     atomic_write(report, text + line + "\n")
 
 
@@ -191,17 +247,31 @@ def _set_parent_death_signal() -> None:  # pragma: no cover - runs in the child 
         pass
 
 
-def _run_once(run_dir: Path, plan: TrainingPlan, *, attempt: int, max_steps, save_steps, console: Console,
-              allow_network: bool, cpu: bool, lock: int) -> int:
-    extra = [*(["--max-steps", str(max_steps)] if max_steps else []),
-             *(["--save-steps", str(save_steps)] if save_steps else [])]
+def _run_once(
+    run_dir: Path,
+    plan: TrainingPlan,
+    *,
+    attempt: int,
+    max_steps,
+    save_steps,
+    console: Console,
+    allow_network: bool,
+    cpu: bool,
+    lock: int,
+) -> int:
+    extra = [
+        *(["--max-steps", str(max_steps)] if max_steps else []),
+        *(["--save-steps", str(save_steps)] if save_steps else []),
+    ]
     cpu_procs = plan.n_gpus if cpu and plan.n_gpus > 1 else None
     cmd = jobfiles.train_command(run_dir, plan, extra=extra, cpu_processes=cpu_procs)
     multi = bool(cpu_procs) or plan.n_gpus > 1  # torchrun / accelerate start the training processes
     console.print(f"[dim]$ {escape(' '.join(cmd))}[/]")
     follower = MetricsFollower(run_dir / "metrics.jsonl")
-    view = ProgressView(f"{plan.model} · {plan.method} · {plan.stage}",
-                        forecast_step_s=plan.speed.step_s if plan.speed and not cpu else None)
+    view = ProgressView(
+        f"{plan.model} · {plan.method} · {plan.stage}",
+        forecast_step_s=plan.speed.step_s if plan.speed and not cpu else None,
+    )
     log_path = run_dir / "train.log"
     env = job_env(allow_network, attempt=attempt, cpu=cpu)
     if plan.gpu_indices and not cpu:  # the planner chose these GPUs of the box (e.g. the larger card alone)
@@ -216,11 +286,18 @@ def _run_once(run_dir: Path, plan: TrainingPlan, *, attempt: int, max_steps, sav
         # library prints one; offline jobs have none (job_env dropped them) and write straight to the log.
         # The job inherits the run lock (pass_fds) and each of its processes takes a share of its own,
         # so the run stays locked until the last of them ends, even if this launcher is killed.
-        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE if secrets else log, stderr=subprocess.STDOUT,
-                                cwd=str(run_dir), env=env, start_new_session=True, pass_fds=(lock,),
-                                # Several processes: each watches the launcher itself (jobcontrol), since
-                                # torchrun would answer a SIGTERM by killing its workers before they save.
-                                preexec_fn=None if multi else _set_parent_death_signal)
+        proc = subprocess.Popen(
+            cmd,
+            stdout=subprocess.PIPE if secrets else log,
+            stderr=subprocess.STDOUT,
+            cwd=str(run_dir),
+            env=env,
+            start_new_session=True,
+            pass_fds=(lock,),
+            # Several processes: each watches the launcher itself (jobcontrol), since
+            # torchrun would answer a SIGTERM by killing its workers before they save.
+            preexec_fn=None if multi else _set_parent_death_signal,
+        )
         pump = None
         if secrets:
             pump = threading.Thread(target=redacting_pump, args=(proc.stdout, log, secrets), daemon=True)
@@ -230,8 +307,10 @@ def _run_once(run_dir: Path, plan: TrainingPlan, *, attempt: int, max_steps, sav
             # One SIGTERM to each training process: it finishes the step, saves a checkpoint and exits.
             # More signals change nothing: a second one must not cut the save short.
             if stopping:
-                console.print("[yellow]already stopping[/]: the job is saving a checkpoint (to stop it without "
-                              f"saving: kill -9 -{proc.pid})")
+                console.print(
+                    "[yellow]already stopping[/]: the job is saving a checkpoint (to stop it without "
+                    f"saving: kill -9 -{proc.pid})"
+                )
                 return
             console.print("[yellow]stopping: the job saves a checkpoint first (launch again to resume)[/]")
             stopping.append(signum)
@@ -314,8 +393,11 @@ def _final_status(run_dir: Path, rc: int) -> None:
         if rc == EXIT_STOPPED:
             write_summary(run_dir, status="stopped")
         elif rc != 0:
-            write_summary(run_dir, status="failed",
-                          error=summary.get("error") or f"the training job ended with exit code {rc}")
+            write_summary(
+                run_dir,
+                status="failed",
+                error=summary.get("error") or f"the training job ended with exit code {rc}",
+            )
     except Exception as e:  # noqa: BLE001 - the result is reported either way
         print(f"tunewise: could not update {run_dir / 'summary.json'}: {e}", file=sys.stderr)
 
@@ -344,14 +426,20 @@ def _job_fix(run_dir: Path) -> str | None:
         lines = (run_dir / "train.log").read_text(encoding="utf-8", errors="replace").splitlines()[-40:]
     except OSError:
         return None
-    fixes = [ln.strip()[len("fix:"):].strip() for ln in lines if ln.strip().startswith("fix:")]
+    fixes = [ln.strip()[len("fix:") :].strip() for ln in lines if ln.strip().startswith("fix:")]
     return fixes[-1] if fixes else None
 
 
 def _again(run_dir: Path, *, cpu: bool, allow_network: bool) -> str:
     """The command that resumes this run: a CPU run (a smoke run included) needs --cpu again."""
-    return " ".join(["tunewise launch", str(run_dir), *(["--cpu"] if cpu else []),
-                     *(["--allow-network"] if allow_network else [])])
+    return " ".join(
+        [
+            "tunewise launch",
+            str(run_dir),
+            *(["--cpu"] if cpu else []),
+            *(["--allow-network"] if allow_network else []),
+        ]
+    )
 
 
 def speed_comparison(summary: dict) -> str | None:
@@ -362,11 +450,15 @@ def speed_comparison(summary: dict) -> str | None:
     diff = measured / predicted - 1
     text = f"speed: measured {measured:,.0f} tokens/s, predicted {predicted:,.0f} ({diff:+.0%})"
     if summary.get("wall_s_measured") and summary.get("wall_s_predicted"):
-        text += (f"; time: {summary['wall_s_measured'] / 60:,.1f} min measured, "
-                 f"{summary['wall_s_predicted'] / 60:,.1f} min predicted")
+        text += (
+            f"; time: {summary['wall_s_measured'] / 60:,.1f} min measured, "
+            f"{summary['wall_s_predicted'] / 60:,.1f} min predicted"
+        )
     if abs(diff) > SPEED_LARGE_DIFFERENCE:
-        text = (f"[yellow]{text}[/]: a large difference — the forecast (rules/throughput.yaml) assumed the plan's "
-                "GPU and settings; summary.json keeps both")
+        text = (
+            f"[yellow]{text}[/]: a large difference — the forecast (rules/throughput.yaml) assumed the plan's "
+            "GPU and settings; summary.json keeps both"
+        )
     return text
 
 
@@ -374,29 +466,41 @@ def _finish(run_dir: Path, rc: int, console: Console, *, again: str | None = Non
     again = again or f"tunewise launch {run_dir}"
     summary = read_summary(run_dir)
     if rc == 0:
-        console.print(f"[green]done[/]: {summary.get('steps')} steps, loss {_num(summary.get('loss_first'))} -> "
-                      f"{_num(summary.get('loss_last'))}, eval loss {_num(summary.get('eval_loss'))}; result in "
-                      f"{escape(str(summary.get('adapter_dir') or summary.get('model_dir')))}")
+        console.print(
+            f"[green]done[/]: {summary.get('steps')} steps, loss {_num(summary.get('loss_first'))} -> "
+            f"{_num(summary.get('loss_last'))}, eval loss {_num(summary.get('eval_loss'))}; result in "
+            f"{escape(str(summary.get('adapter_dir') or summary.get('model_dir')))}"
+        )
         if summary.get("peak_gib_measured") is not None:
-            console.print(f"peak GPU memory: measured {summary['peak_gib_measured']} GiB, predicted "
-                          f"{summary.get('peak_gib_predicted')} GiB allocated; the GPU showed "
-                          f"{summary.get('device_gib_measured')} GiB in use, predicted "
-                          f"{summary.get('device_gib_predicted')} GiB")
+            console.print(
+                f"peak GPU memory: measured {summary['peak_gib_measured']} GiB, predicted "
+                f"{summary.get('peak_gib_predicted')} GiB allocated; the GPU showed "
+                f"{summary.get('device_gib_measured')} GiB in use, predicted "
+                f"{summary.get('device_gib_predicted')} GiB"
+            )
             speed = speed_comparison(summary)
             if speed:
                 console.print(speed)
         if summary.get("evaluation"):  # the end-of-job evaluation (launcher/evaluation)
-            console.print(f"Verdict: {summary['evaluation']['verdict']} (table in {run_dir / 'report.md'}; "
-                          f"`tunewise eval {run_dir}` measures again)", markup=False, highlight=False)
+            console.print(
+                f"Verdict: {summary['evaluation']['verdict']} (table in {run_dir / 'report.md'}; "
+                f"`tunewise eval {run_dir}` measures again)",
+                markup=False,
+                highlight=False,
+            )
         return 0
     if rc == EXIT_STOPPED:
         console.print(f"[yellow]stopped[/] at step {summary.get('steps')}; run `{escape(again)}` to resume")
         return EXIT_STOPPED
     if rc == 2:
-        raise UserError(f"the training job rejected its input: {summary.get('error') or 'see train.log'}",
-                        _job_fix(run_dir) or f"see {run_dir / 'train.log'}")
-    raise CheckFailed(f"training failed (exit code {rc}): {summary.get('error') or 'see train.log'}",
-                      f"see {run_dir / 'train.log'}; fix and run `{again}` again")
+        raise UserError(
+            f"the training job rejected its input: {summary.get('error') or 'see train.log'}",
+            _job_fix(run_dir) or f"see {run_dir / 'train.log'}",
+        )
+    raise CheckFailed(
+        f"training failed (exit code {rc}): {summary.get('error') or 'see train.log'}",
+        f"see {run_dir / 'train.log'}; fix and run `{again}` again",
+    )
 
 
 def offer_launch(rec, console: Console, *, out_dir=None) -> int:
@@ -407,7 +511,7 @@ def offer_launch(rec, console: Console, *, out_dir=None) -> int:
 
     plan = rec.plan
     if out_dir is None:
-        name = (plan.model.rstrip("/").split("/")[-1] if plan else "recommendation")
+        name = plan.model.rstrip("/").split("/")[-1] if plan else "recommendation"
         out_dir = Path("runs") / (f"{name}-{plan.method}" if plan else name)
     run_dir = write_recommendation(rec, out_dir)
     console.print(f"wrote {escape(str(run_dir))}")

@@ -37,8 +37,10 @@ def _rung(plan: TrainingPlan) -> Step | None:
     if p.micro_batch_size > 1:
         p.micro_batch_size = max(1, p.micro_batch_size // 2)
         p.grad_accum *= plan.micro_batch_size // p.micro_batch_size
-        change = (f"micro-batch {plan.micro_batch_size} -> {p.micro_batch_size}, gradient accumulation "
-                  f"{plan.grad_accum} -> {p.grad_accum} (effective batch unchanged)")
+        change = (
+            f"micro-batch {plan.micro_batch_size} -> {p.micro_batch_size}, gradient accumulation "
+            f"{plan.grad_accum} -> {p.grad_accum} (effective batch unchanged)"
+        )
         p.reasons["micro_batch_size"] = f"out of memory at micro-batch {plan.micro_batch_size}: {change}"
         return Step(change, p)
     if not p.gradient_checkpointing:
@@ -57,5 +59,7 @@ def _rung(plan: TrainingPlan) -> Step | None:
 
 def exhausted_message(plan: TrainingPlan, steps: list[str]) -> str:
     tried = "; ".join(steps) if steps else "nothing left to step down"
-    return (f"out of memory in the first steps with {plan.method} at micro-batch {plan.micro_batch_size}, "
-            f"max_length {plan.max_length}; tried: {tried}")
+    return (
+        f"out of memory in the first steps with {plan.method} at micro-batch {plan.micro_batch_size}, "
+        f"max_length {plan.max_length}; tried: {tried}"
+    )

@@ -32,8 +32,12 @@ class PackedRowsCollator:
     def __init__(self, pad_token_id: int, pad_to_multiple_of: int | None = None):
         from trl.trainer.sft_trainer import DataCollatorForLanguageModeling
 
-        self.inner = DataCollatorForLanguageModeling(pad_token_id=pad_token_id, padding_free=False,
-                                                     return_position_ids=True, pad_to_multiple_of=pad_to_multiple_of)
+        self.inner = DataCollatorForLanguageModeling(
+            pad_token_id=pad_token_id,
+            padding_free=False,
+            return_position_ids=True,
+            pad_to_multiple_of=pad_to_multiple_of,
+        )
 
     def __call__(self, examples: list[dict[str, Any]]) -> dict[str, Any]:
         out = self.inner(examples)
@@ -52,13 +56,19 @@ def use_packed_rows(trainer, plan, stage: str) -> bool:
     swapped after construction, before any data loader exists."""
     if not keeps_rows(plan, stage):
         if stage == "sft" and plan.packing:
-            print(f"[tunewise] packing: the micro-batch runs as one flattened row (padding_free: {plan.padding_free}, "
-                  f"attention: {plan.attn_implementation})", flush=True)
+            print(
+                f"[tunewise] packing: the micro-batch runs as one flattened row (padding_free: {plan.padding_free}, "
+                f"attention: {plan.attn_implementation})",
+                flush=True,
+            )
         return False
     pad = trainer.processing_class.pad_token_id if hasattr(trainer.processing_class, "pad_token_id") else None
     if pad is None:
         pad = getattr(getattr(trainer.processing_class, "tokenizer", None), "pad_token_id", None)
     trainer.data_collator = PackedRowsCollator(pad, getattr(trainer.args, "pad_to_multiple_of", None))
-    print(f"[tunewise] packing: {plan.micro_batch_size} packed rows of up to {plan.max_length} tokens per "
-          f"micro-batch ({plan.attn_implementation} attention spans one row)", flush=True)
+    print(
+        f"[tunewise] packing: {plan.micro_batch_size} packed rows of up to {plan.max_length} tokens per "
+        f"micro-batch ({plan.attn_implementation} attention spans one row)",
+        flush=True,
+    )
     return True

@@ -69,8 +69,15 @@ def optimizer_cls_and_kwargs(plan, precision: str, args) -> tuple | None:
     except ImportError:
         from advisor.errors import UserError
 
-        raise UserError("the plan's precision bf16-compensated needs the torch-optimi package",
-                        "pip install torch-optimi (it depends on torch only), or set precision: bf16-mixed "
-                        "in plan.yaml if fp32 master weights fit") from None
-    return AdamW, {"lr": args.learning_rate, "betas": (args.adam_beta1, args.adam_beta2), "eps": args.adam_epsilon,
-                   "weight_decay": args.weight_decay, "kahan_sum": True}
+        raise UserError(
+            "the plan's precision bf16-compensated needs the torch-optimi package",
+            "pip install torch-optimi (it depends on torch only), or set precision: bf16-mixed "
+            "in plan.yaml if fp32 master weights fit",
+        ) from None
+    return AdamW, {
+        "lr": args.learning_rate,
+        "betas": (args.adam_beta1, args.adam_beta2),
+        "eps": args.adam_epsilon,
+        "weight_decay": args.weight_decay,
+        "kahan_sum": True,
+    }

@@ -65,8 +65,10 @@ class ProgressView:
         step, total, stage = self.state.get("step"), self.state.get("max_steps"), self.state.get("stage", "")
         if step is None or not total:
             return None
-        for kind, per_step in (("measured", self.measured_step_s.get(stage)),
-                               ("forecast", self.forecast_step_s.get(stage))):
+        for kind, per_step in (
+            ("measured", self.measured_step_s.get(stage)),
+            ("forecast", self.forecast_step_s.get(stage)),
+        ):
             if per_step:
                 self.eta_kind = kind
                 return (total - step) * per_step
@@ -83,13 +85,20 @@ class ProgressView:
         def num(v, fmt="{:.4f}"):
             return fmt.format(v) if isinstance(v, int | float) else "-"
 
-        return [("stage", str(s.get("stage", "-"))),
-                ("step", f"{s.get('step', 0)}/{s.get('max_steps', '?')}"),
-                ("loss", num(s.get("last_loss"))), ("eval loss", num(s.get("eval_loss"))),
-                ("tokens/s", num(s.get("tokens_per_s"), "{:,.0f}")),
-                ("GPU mem", num(s.get("gpu_mem_gib"), "{:.1f} GiB") if "gpu_mem_gib" in s else "cpu"),
-                ("ETA", f"{int(eta // 60)}m{int(eta % 60):02d}s" + (f" ({self.eta_kind})" if self.eta_kind else "")
-                 if eta is not None else "-")]
+        return [
+            ("stage", str(s.get("stage", "-"))),
+            ("step", f"{s.get('step', 0)}/{s.get('max_steps', '?')}"),
+            ("loss", num(s.get("last_loss"))),
+            ("eval loss", num(s.get("eval_loss"))),
+            ("tokens/s", num(s.get("tokens_per_s"), "{:,.0f}")),
+            ("GPU mem", num(s.get("gpu_mem_gib"), "{:.1f} GiB") if "gpu_mem_gib" in s else "cpu"),
+            (
+                "ETA",
+                f"{int(eta // 60)}m{int(eta % 60):02d}s" + (f" ({self.eta_kind})" if self.eta_kind else "")
+                if eta is not None
+                else "-",
+            ),
+        ]
 
     def line(self) -> str:
         return "  ".join(f"{k}={v}" for k, v in self.cells())

@@ -42,7 +42,9 @@ def is_secret_name(name: str) -> bool:
 def secret_values(env: Mapping[str, str] | None = None) -> list[str]:
     """Values of secret-looking variables (HF_TOKEN, WANDB_API_KEY, ...) worth redacting, in `env`
     (default: this process's environment)."""
-    return [v for k, v in (os.environ if env is None else env).items() if _SECRET_NAME.search(k) and len(v) >= 8]
+    return [
+        v for k, v in (os.environ if env is None else env).items() if _SECRET_NAME.search(k) and len(v) >= 8
+    ]
 
 
 def redact(text: str) -> str:
@@ -73,7 +75,9 @@ def new_run_dir(path: str | Path) -> Path:
     try:
         base.parent.mkdir(parents=True, exist_ok=True)
     except OSError as e:
-        raise UserError(f"cannot create {base.parent}: {e.strerror or e}", "choose a writable location") from None
+        raise UserError(
+            f"cannot create {base.parent}: {e.strerror or e}", "choose a writable location"
+        ) from None
     candidate, n = base, 1
     while True:
         try:
@@ -83,7 +87,9 @@ def new_run_dir(path: str | Path) -> Path:
             n += 1
             candidate = base.with_name(f"{base.name}-{n}")
         except OSError as e:
-            raise UserError(f"cannot create {candidate}: {e.strerror or e}", "choose a writable location") from None
+            raise UserError(
+                f"cannot create {candidate}: {e.strerror or e}", "choose a writable location"
+            ) from None
 
 
 def write_run_files(run_dir: str | Path, plan: TrainingPlan, extra: dict[str, str]) -> None:
@@ -123,8 +129,10 @@ def write_recommendation(rec, out_dir: str | Path) -> Path:
         if plan is not None and plan.data.source and not plan.data.train:
             _write_split(plan, run_dir)
         payload = recommendation_json(rec)
-        extra = {"report.md": render(rec, "markdown"),
-                 "report.json": payload if isinstance(payload, str) else json.dumps(payload, indent=2) + "\n"}
+        extra = {
+            "report.md": render(rec, "markdown"),
+            "report.json": payload if isinstance(payload, str) else json.dumps(payload, indent=2) + "\n",
+        }
         if plan is None:
             for name, text in extra.items():
                 atomic_write(run_dir / name, text)
@@ -143,15 +151,25 @@ def _write_split(plan: TrainingPlan, run_dir: Path) -> None:
     from advisor.data import write_split
 
     source = Path(plan.data.source).expanduser().resolve()
-    result = write_split(source, run_dir / "data", column_map=plan.data.column_map, seed=plan.seed,
-                         val_fraction=plan.data.validation_fraction, val_max_rows=plan.data.validation_max_rows)
+    result = write_split(
+        source,
+        run_dir / "data",
+        column_map=plan.data.column_map,
+        seed=plan.seed,
+        val_fraction=plan.data.validation_fraction,
+        val_max_rows=plan.data.validation_max_rows,
+    )
     plan.data.train = _relative(result.train, run_dir)
     plan.data.validation = _relative(result.validation, run_dir) if result.validation else None
     plan.data.format = result.format  # the normalised format the split was written in
     if plan.dpo is not None and plan.dpo.source and not plan.dpo.dataset:  # SFT file + preference file
-        pref = write_split(Path(plan.dpo.source).expanduser().resolve(), run_dir / "data" / "preference",
-                           seed=plan.seed, val_fraction=plan.data.validation_fraction,
-                           val_max_rows=plan.data.validation_max_rows)
+        pref = write_split(
+            Path(plan.dpo.source).expanduser().resolve(),
+            run_dir / "data" / "preference",
+            seed=plan.seed,
+            val_fraction=plan.data.validation_fraction,
+            val_max_rows=plan.data.validation_max_rows,
+        )
         plan.dpo.dataset = _relative(pref.train, run_dir)
         plan.dpo.validation = _relative(pref.validation, run_dir) if pref.validation else None
 

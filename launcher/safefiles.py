@@ -17,8 +17,21 @@ from pathlib import Path
 from advisor.errors import UserError
 
 # What the launcher and the job write in a run directory (files and folders), relative to it.
-WRITTEN = (".launch.lock", "train.log", "metrics.jsonl", "summary.json", "fingerprint.json", "plan.yaml",
-           "report.md", "output", "output/sft", "output/dpo", "adapter", "model", "eval.json")
+WRITTEN = (
+    ".launch.lock",
+    "train.log",
+    "metrics.jsonl",
+    "summary.json",
+    "fingerprint.json",
+    "plan.yaml",
+    "report.md",
+    "output",
+    "output/sft",
+    "output/dpo",
+    "adapter",
+    "model",
+    "eval.json",
+)
 
 
 def refuse_links(run_dir: Path) -> None:
@@ -33,8 +46,11 @@ def refuse_links(run_dir: Path) -> None:
         except OSError as e:
             raise UserError(f"cannot check {p}: {e.strerror or e}", "check the run directory") from None
         if stat.S_ISLNK(st.st_mode):
-            raise UserError(f"{p} is a symlink; tunewise never writes through a link in a run directory "
-                            f"(it points to {os.readlink(p)})", f"remove the link (`rm {p}`) and launch again")
+            raise UserError(
+                f"{p} is a symlink; tunewise never writes through a link in a run directory "
+                f"(it points to {os.readlink(p)})",
+                f"remove the link (`rm {p}`) and launch again",
+            )
         if not (stat.S_ISREG(st.st_mode) or stat.S_ISDIR(st.st_mode)):
             raise UserError(f"{p} is neither a file nor a folder", f"remove it (`rm {p}`) and launch again")
 
@@ -43,13 +59,18 @@ def open_append(path: str | Path) -> int:
     """A descriptor to append to `path` (created if missing), refusing a symlink or a special file."""
     path = Path(path)
     try:
-        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK,
-                     0o644)
+        fd = os.open(
+            path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK, 0o644
+        )
     except OSError as e:
         if e.errno == errno.ELOOP:
-            raise UserError(f"{path} is a symlink; tunewise never writes through a link in a run directory",
-                            f"remove it (`rm {path}`) and launch again") from None
-        raise UserError(f"cannot write {path}: {e.strerror or e}", "check the directory is writable") from None
+            raise UserError(
+                f"{path} is a symlink; tunewise never writes through a link in a run directory",
+                f"remove it (`rm {path}`) and launch again",
+            ) from None
+        raise UserError(
+            f"cannot write {path}: {e.strerror or e}", "check the directory is writable"
+        ) from None
     if not stat.S_ISREG(os.fstat(fd).st_mode):
         os.close(fd)
         raise UserError(f"{path} is not a regular file", f"remove it (`rm {path}`) and launch again")

@@ -22,7 +22,9 @@ def shift_schedule(trainer) -> None:
         if lambdas is None or getattr(sched, "last_epoch", 0) != 0:
             return sched  # not a LambdaLR (or already stepped): leave it as transformers made it
         sched.lr_lambdas = [lambda step, f=f: f(step + 1) for f in lambdas]
-        for group, base, f in zip(sched.optimizer.param_groups, sched.base_lrs, sched.lr_lambdas, strict=True):
+        for group, base, f in zip(
+            sched.optimizer.param_groups, sched.base_lrs, sched.lr_lambdas, strict=True
+        ):
             group["lr"] = base * f(0)
         sched._last_lr = [g["lr"] for g in sched.optimizer.param_groups]
         return sched

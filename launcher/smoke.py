@@ -19,8 +19,14 @@ from advisor.plan import TrainingPlan
 from launcher.rundir import atomic_write, new_run_dir
 
 SMOKE_STEPS = 30
-TINY = dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
-            num_key_value_heads=2, head_dim=16)
+TINY = dict(
+    hidden_size=64,
+    intermediate_size=128,
+    num_hidden_layers=2,
+    num_attention_heads=4,
+    num_key_value_heads=2,
+    head_dim=16,
+)
 
 
 def load_tokenizer(model: str, *, trust_remote_code: bool = False):
@@ -79,8 +85,9 @@ def tiny_config(cfg, vocab_size: int, max_length: int):
     return cfg
 
 
-def build_stand_in(model: str, out_dir: str | Path, *, max_length: int = 256, seed: int = 0,
-                   trust_remote_code: bool = False) -> dict:
+def build_stand_in(
+    model: str, out_dir: str | Path, *, max_length: int = 256, seed: int = 0, trust_remote_code: bool = False
+) -> dict:
     """Save a tiny random model of `model`'s family, with its (or the bundled) tokenizer, to `out_dir`."""
     import torch
     from transformers import AutoModelForCausalLM
@@ -94,12 +101,17 @@ def build_stand_in(model: str, out_dir: str | Path, *, max_length: int = 256, se
     stand_in = AutoModelForCausalLM.from_config(cfg)
     stand_in.save_pretrained(str(out_dir))
     tok.save_pretrained(str(out_dir))
-    return {"family": cfg.model_type, "config_from": cfg_source, "tokenizer": tok_source,
-            "params": sum(p.numel() for p in stand_in.parameters())}
+    return {
+        "family": cfg.model_type,
+        "config_from": cfg_source,
+        "tokenizer": tok_source,
+        "params": sum(p.numel() for p in stand_in.parameters()),
+    }
 
 
-def smoke_plan(plan: TrainingPlan, run_dir: Path, smoke_dir: Path, model_dir: Path,
-               max_steps: int | None) -> TrainingPlan:
+def smoke_plan(
+    plan: TrainingPlan, run_dir: Path, smoke_dir: Path, model_dir: Path, max_steps: int | None
+) -> TrainingPlan:
     """The plan rewritten for CPU: tiny model, short sequences, a few dozen steps, paths into the run."""
     p = copy.deepcopy(plan)
     p.model = str(model_dir)
@@ -135,7 +147,10 @@ def smoke_plan(plan: TrainingPlan, run_dir: Path, smoke_dir: Path, model_dir: Pa
     p.distributed = None
     if p.evaluation is not None:
         p.evaluation.enabled = False  # a random stand-in's answers measure nothing
-    p.reasons = {**p.reasons, "smoke": "CPU smoke run on a tiny random stand-in model; losses are meaningless"}
+    p.reasons = {
+        **p.reasons,
+        "smoke": "CPU smoke run on a tiny random stand-in model; losses are meaningless",
+    }
     if p.method == "spectrum" and p.spectrum is not None:
         p.spectrum.unfrozen_parameters = _stand_in_selection(p.spectrum.unfrozen_parameters, model_dir)
     return p

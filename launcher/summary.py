@@ -20,10 +20,28 @@ from pathlib import Path
 
 from launcher.rundir import atomic_write
 
-FIELDS = ("status", "stage", "method", "steps", "loss_first", "loss_last", "eval_loss", "tokens_per_s",
-          "peak_gib_measured", "peak_gib_predicted", "resumed_from", "output_dir", "adapter_dir", "oom_steps",
-          "tokens_per_s_predicted", "tokens_per_s_measured", "step_s_predicted", "step_s_measured",
-          "wall_s_predicted", "wall_s_measured")
+FIELDS = (
+    "status",
+    "stage",
+    "method",
+    "steps",
+    "loss_first",
+    "loss_last",
+    "eval_loss",
+    "tokens_per_s",
+    "peak_gib_measured",
+    "peak_gib_predicted",
+    "resumed_from",
+    "output_dir",
+    "adapter_dir",
+    "oom_steps",
+    "tokens_per_s_predicted",
+    "tokens_per_s_measured",
+    "step_s_predicted",
+    "step_s_measured",
+    "wall_s_predicted",
+    "wall_s_measured",
+)
 
 
 # A measured speed this far from the forecast (either way) is worth telling the user (the job and the launch).

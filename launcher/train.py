@@ -38,8 +38,12 @@ DONE_MARKER = "tunewise_stage_done.json"
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(prog="python -m launcher.train", description=__doc__.splitlines()[0])
     ap.add_argument("run_dir", type=Path, help="run directory holding plan.yaml")
-    ap.add_argument("--max-steps", type=int, default=None, help="stop after N optimizer steps (overrides the plan)")
-    ap.add_argument("--save-steps", type=int, default=None, help="checkpoint every N steps (overrides the plan)")
+    ap.add_argument(
+        "--max-steps", type=int, default=None, help="stop after N optimizer steps (overrides the plan)"
+    )
+    ap.add_argument(
+        "--save-steps", type=int, default=None, help="checkpoint every N steps (overrides the plan)"
+    )
     return ap.parse_args(argv)
 
 
@@ -64,7 +68,9 @@ def _main(argv: list[str] | None, stop, hold_for_job) -> int:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     try:
         plan = TrainingPlan.load(run_dir / "plan.yaml")
-        hold_for_job(run_dir)  # the run stays locked until this process ends, whatever happens to the launcher
+        hold_for_job(
+            run_dir
+        )  # the run stays locked until this process ends, whatever happens to the launcher
     except UserError as e:
         print(f"tunewise: error: {e}", file=sys.stderr)
         return EXIT_BAD_INPUT
@@ -92,8 +98,12 @@ def end_summary(run_dir: Path, code: int, stop) -> None:
         if stop.requested or code == EXIT_STOPPED:
             safe_summary(run_dir, status="stopped")
         else:
-            safe_summary(run_dir, status="failed", error=read_summary(run_dir).get("error")
-                         or f"the training job ended with exit code {code} (see train.log)")
+            safe_summary(
+                run_dir,
+                status="failed",
+                error=read_summary(run_dir).get("error")
+                or f"the training job ended with exit code {code} (see train.log)",
+            )
 
 
 def safe_summary(run_dir: Path, **values) -> None:
@@ -121,8 +131,13 @@ def run_stages(run_dir: Path, plan: TrainingPlan, args: argparse.Namespace, stop
 
             done = read_summary(run_dir)
             if is_main_process() and not (done.get("status") == "failed" and done.get("stage") == stage):
-                write_summary(run_dir, status="failed", stage=stage, method=plan.method,
-                              error=f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}")
+                write_summary(
+                    run_dir,
+                    status="failed",
+                    stage=stage,
+                    method=plan.method,
+                    error=f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}",
+                )
             raise
         if code:
             return code
@@ -133,8 +148,15 @@ def is_main_process() -> bool:
     return int(os.environ.get("RANK", "0")) == 0
 
 
-def train_stage(run_dir: Path, plan: TrainingPlan, stage: str, index: int, stages: list[str],
-                args: argparse.Namespace, stop) -> int:
+def train_stage(
+    run_dir: Path,
+    plan: TrainingPlan,
+    stage: str,
+    index: int,
+    stages: list[str],
+    args: argparse.Namespace,
+    stop,
+) -> int:
     import torch
     from transformers import AutoTokenizer, EarlyStoppingCallback
 
@@ -192,15 +214,29 @@ def train_stage(run_dir: Path, plan: TrainingPlan, stage: str, index: int, stage
         n = freeze_for_spectrum(model, plan.spectrum.unfrozen_parameters)
         print(f"[tunewise] spectrum: {n:,} parameters trainable", flush=True)
     if prec.master_weights(model, plan, precision):
-        print(f"[tunewise] precision {precision}: fp32 master weights for the trainable base weights", flush=True)
+        print(
+            f"[tunewise] precision {precision}: fp32 master weights for the trainable base weights",
+            flush=True,
+        )
 
     # 4. Trainer.
     config = trainer_config(plan, stage, out_dir, train_ds, eval_ds, args, cuda, precision)
     sp = plan.speed
-    speed = SpeedProbe(run_dir / "metrics.jsonl", stage, sp.step_s.get(stage) if sp else None,
-                       sp.tokens_per_s.get(stage) if sp else None, compare=cuda)
-    callbacks = [StopOnSignal(stop), MarkComplete(), MetricsLog(run_dir / "metrics.jsonl", stage), speed,
-                 FaultInjection(), LogLastStep()]
+    speed = SpeedProbe(
+        run_dir / "metrics.jsonl",
+        stage,
+        sp.step_s.get(stage) if sp else None,
+        sp.tokens_per_s.get(stage) if sp else None,
+        compare=cuda,
+    )
+    callbacks = [
+        StopOnSignal(stop),
+        MarkComplete(),
+        MetricsLog(run_dir / "metrics.jsonl", stage),
+        speed,
+        FaultInjection(),
+        LogLastStep(),
+    ]
     if eval_ds is not None and plan.early_stopping_patience:
         callbacks.append(EarlyStoppingCallback(early_stopping_patience=plan.early_stopping_patience))
     if stage == "dpo":
@@ -208,14 +244,28 @@ def train_stage(run_dir: Path, plan: TrainingPlan, stage: str, index: int, stage
 
         # ref_model=None: with an adapter, TRL uses the model itself with the adapter disabled (or,
         # continuing from SFT, a frozen copy of the SFT adapter) as the reference.
-        trainer = DPOTrainer(model=model, ref_model=None, args=config, train_dataset=train_ds,
-                             eval_dataset=eval_ds, processing_class=tokenizer, peft_config=peft_config,
-                             callbacks=callbacks)
+        trainer = DPOTrainer(
+            model=model,
+            ref_model=None,
+            args=config,
+            train_dataset=train_ds,
+            eval_dataset=eval_ds,
+            processing_class=tokenizer,
+            peft_config=peft_config,
+            callbacks=callbacks,
+        )
     else:
         from trl import SFTTrainer
 
-        trainer = SFTTrainer(model=model, args=config, train_dataset=train_ds, eval_dataset=eval_ds,
-                             processing_class=tokenizer, peft_config=peft_config, callbacks=callbacks)
+        trainer = SFTTrainer(
+            model=model,
+            args=config,
+            train_dataset=train_ds,
+            eval_dataset=eval_ds,
+            processing_class=tokenizer,
+            peft_config=peft_config,
+            callbacks=callbacks,
+        )
         use_packed_rows(trainer, plan, stage)
         fit_eval_interval(trainer, plan, args)
     trainer.optimizer_cls_and_kwargs = prec.optimizer_cls_and_kwargs(plan, precision, config)
@@ -224,14 +274,21 @@ def train_stage(run_dir: Path, plan: TrainingPlan, stage: str, index: int, stage
     shift_schedule(trainer)  # warm-up never spends a step at learning rate 0
 
     # 5. Train (resuming optimizer, scheduler and RNG state from the checkpoint when there is one).
-    base = dict(stage=stage, method=plan.method, precision=precision, output_dir=str(run_dir / "output"),
-                **stage_prediction(plan, stage),
-                resumed_from=last_ckpt)
+    base = dict(
+        stage=stage,
+        method=plan.method,
+        precision=precision,
+        output_dir=str(run_dir / "output"),
+        **stage_prediction(plan, stage),
+        resumed_from=last_ckpt,
+    )
     if main_proc:
         write_summary(run_dir, status="running", error=None, **base)
     if stop.requested:  # stopped while loading: nothing trained, nothing to save
-        print(f"[tunewise] stopped before training ({stop.requested}). Run the same launch command again.",
-              flush=True)
+        print(
+            f"[tunewise] stopped before training ({stop.requested}). Run the same launch command again.",
+            flush=True,
+        )
         return EXIT_STOPPED
     if cuda:
         torch.cuda.reset_peak_memory_stats()
@@ -242,42 +299,75 @@ def train_stage(run_dir: Path, plan: TrainingPlan, stage: str, index: int, stage
         step = trainer.state.global_step
         early = step < OOM_EARLY_STEPS and not last_ckpt
         if main_proc:
-            safe_summary(run_dir, status="failed", steps=step, error=f"out of memory at step {step}: {e}",
-                         oom=early, **base)
+            safe_summary(
+                run_dir,
+                status="failed",
+                steps=step,
+                error=f"out of memory at step {step}: {e}",
+                oom=early,
+                **base,
+            )
         print(f"[tunewise] out of memory at step {step}", file=sys.stderr, flush=True)
         return EXIT_OOM if early else EXIT_FAILED
     except OSError as e:
         if e.errno not in (errno.ENOSPC, errno.EDQUOT):
             if main_proc:
-                safe_summary(run_dir, status="failed", steps=trainer.state.global_step,
-                             error=f"{type(e).__name__}: {e}", **base)
+                safe_summary(
+                    run_dir,
+                    status="failed",
+                    steps=trainer.state.global_step,
+                    error=f"{type(e).__name__}: {e}",
+                    **base,
+                )
             raise
         # A full disk: say so plainly. A checkpoint it cut short is set aside on the next launch.
         step = trainer.state.global_step
         msg = f"the disk is full at step {step} ({e.strerror}); training stopped"
         if main_proc:
             safe_summary(run_dir, status="failed", steps=step, error=msg, **base)
-        print(f"tunewise: error: {msg}\nfix: free space under {run_dir} (older checkpoints in {out_dir} can go), "
-              "then launch again to resume from the last complete checkpoint", file=sys.stderr, flush=True)
+        print(
+            f"tunewise: error: {msg}\nfix: free space under {run_dir} (older checkpoints in {out_dir} can go), "
+            "then launch again to resume from the last complete checkpoint",
+            file=sys.stderr,
+            flush=True,
+        )
         return EXIT_FAILED
     except Exception as e:
         if main_proc:
-            safe_summary(run_dir, status="failed", steps=trainer.state.global_step,
-                         error=f"{type(e).__name__}: {e}", **base)
+            safe_summary(
+                run_dir,
+                status="failed",
+                steps=trainer.state.global_step,
+                error=f"{type(e).__name__}: {e}",
+                **base,
+            )
         raise
 
     # 6. Save and summarise.
     trainable = sum(p.numel() for p in trainer.model.parameters() if p.requires_grad)
     st = trainer.state
-    timing = speed.result(time.monotonic() - started, st.global_step - (speed.first_step or 0),
-                          sp.steps.get(stage) if sp else None, sp.stage_s.get(stage, [None])[0] if sp else None)
-    result = dict(steps=st.global_step, trainable_params=trainable, **measured_memory(cuda),
-                  **stage_metrics(run_dir / "metrics.jsonl", stage), **timing, **base)
+    timing = speed.result(
+        time.monotonic() - started,
+        st.global_step - (speed.first_step or 0),
+        sp.steps.get(stage) if sp else None,
+        sp.stage_s.get(stage, [None])[0] if sp else None,
+    )
+    result = dict(
+        steps=st.global_step,
+        trainable_params=trainable,
+        **measured_memory(cuda),
+        **stage_metrics(run_dir / "metrics.jsonl", stage),
+        **timing,
+        **base,
+    )
     if stop.requested:
         if main_proc:
             write_summary(run_dir, status="stopped", **result)
-        print(f"[tunewise] stopped at step {trainer.state.global_step}; checkpoint in {out_dir}. "
-              "Run the same launch command again to resume.", flush=True)
+        print(
+            f"[tunewise] stopped at step {trainer.state.global_step}; checkpoint in {out_dir}. "
+            "Run the same launch command again to resume.",
+            flush=True,
+        )
         return EXIT_STOPPED
     last = index == len(stages) - 1
     target = final_dir(run_dir, plan, stage, last=last)
@@ -287,9 +377,13 @@ def train_stage(run_dir: Path, plan: TrainingPlan, stage: str, index: int, stage
     if main_proc:
         tokenizer.save_pretrained(str(target))  # the same chat template at inference as in training
         (target / DONE_MARKER).write_text(f'{{"stage": "{stage}", "steps": {trainer.state.global_step}}}\n')
-        summary = write_summary(run_dir, status="completed" if last else "running",
-                                adapter_dir=str(target) if plan.method in ("lora", "qlora") else None,
-                                model_dir=str(target), **result)
+        summary = write_summary(
+            run_dir,
+            status="completed" if last else "running",
+            adapter_dir=str(target) if plan.method in ("lora", "qlora") else None,
+            model_dir=str(target),
+            **result,
+        )
         print_result(summary, cuda)
     return 0
 
@@ -305,9 +399,11 @@ def measured_memory(cuda: bool) -> dict:
     import torch
 
     free, total = torch.cuda.mem_get_info()
-    return {"peak_gib_measured": round(torch.cuda.max_memory_allocated() / GiB, 3),
-            "peak_reserved_gib": round(torch.cuda.max_memory_reserved() / GiB, 3),
-            "device_gib_measured": round((total - free) / GiB, 3)}
+    return {
+        "peak_gib_measured": round(torch.cuda.max_memory_allocated() / GiB, 3),
+        "peak_reserved_gib": round(torch.cuda.max_memory_reserved() / GiB, 3),
+        "device_gib_measured": round((total - free) / GiB, 3),
+    }
 
 
 def load_data(run_dir: Path, plan: TrainingPlan, stage: str):
@@ -319,7 +415,9 @@ def load_data(run_dir: Path, plan: TrainingPlan, stage: str):
             return None
         path = run_dir / rel
         if not path.is_file():
-            raise UserError(f"data file {path} does not exist", "regenerate the run with `tunewise recommend --out`")
+            raise UserError(
+                f"data file {path} does not exist", "regenerate the run with `tunewise recommend --out`"
+            )
         return jsonl_dataset(path)
 
     train_rel, val_rel = plan.data.train, plan.data.validation
@@ -327,11 +425,16 @@ def load_data(run_dir: Path, plan: TrainingPlan, stage: str):
         train_rel, val_rel = plan.dpo.dataset, plan.dpo.validation
     train, val = load(train_rel), load(val_rel)
     if train is None:
-        raise UserError("the plan names no training data (data.train)", "run `tunewise recommend --out` with a dataset")
+        raise UserError(
+            "the plan names no training data (data.train)", "run `tunewise recommend --out` with a dataset"
+        )
     preference = "chosen" in train.column_names and "rejected" in train.column_names
     if stage == "dpo" and not preference:
-        raise UserError(f"DPO needs preference rows (prompt, chosen, rejected); {train_rel} has "
-                        f"{', '.join(train.column_names)}", "point dpo.dataset at a preference file")
+        raise UserError(
+            f"DPO needs preference rows (prompt, chosen, rejected); {train_rel} has "
+            f"{', '.join(train.column_names)}",
+            "point dpo.dataset at a preference file",
+        )
     if stage == "sft" and preference:
         train, val = (_chosen_as_completion(d) if d is not None else None for d in (train, val))
     if val is not None and stage == "dpo" and "chosen" not in val.column_names:
@@ -340,7 +443,9 @@ def load_data(run_dir: Path, plan: TrainingPlan, stage: str):
 
 
 def _chosen_as_completion(ds):
-    return ds.map(lambda r: {"prompt": r["prompt"], "completion": r["chosen"]}, remove_columns=ds.column_names)
+    return ds.map(
+        lambda r: {"prompt": r["prompt"], "completion": r["chosen"]}, remove_columns=ds.column_names
+    )
 
 
 def load_model(plan: TrainingPlan, cuda: bool, precision: str):
@@ -352,20 +457,25 @@ def load_model(plan: TrainingPlan, cuda: bool, precision: str):
     from launcher.families import resolve_attention
     from launcher.precision import load_dtype
 
-    attn, note = resolve_attention(plan.attn_implementation, plan.model, cuda=cuda,
-                                   trust_remote_code=plan.trust_remote_code)
+    attn, note = resolve_attention(
+        plan.attn_implementation, plan.model, cuda=cuda, trust_remote_code=plan.trust_remote_code
+    )
     if note:
         print(f"[tunewise] attention: {note}", flush=True)
-    kwargs = dict(dtype=load_dtype(plan, precision), attn_implementation=attn,
-                  trust_remote_code=plan.trust_remote_code)
+    kwargs = dict(
+        dtype=load_dtype(plan, precision), attn_implementation=attn, trust_remote_code=plan.trust_remote_code
+    )
     if plan.method == "qlora":
         q = plan.quantization
         fsdp = plan.distributed_mode == "fsdp"
         kwargs["quantization_config"] = BitsAndBytesConfig(
-            load_in_4bit=True, bnb_4bit_quant_type=q.quant_type, bnb_4bit_use_double_quant=q.double_quant,
+            load_in_4bit=True,
+            bnb_4bit_quant_type=q.quant_type,
+            bnb_4bit_use_double_quant=q.double_quant,
             bnb_4bit_compute_dtype=getattr(torch, q.compute_dtype),
             # FSDP shards the 4-bit weights only when they are stored in a float dtype.
-            bnb_4bit_quant_storage=torch.bfloat16 if fsdp else torch.uint8)
+            bnb_4bit_quant_storage=torch.bfloat16 if fsdp else torch.uint8,
+        )
         if not fsdp:
             kwargs["device_map"] = {"": int(os.environ.get("LOCAL_RANK", "0")) if cuda else "cpu"}
     try:
@@ -376,9 +486,11 @@ def load_model(plan: TrainingPlan, cuda: bool, precision: str):
 
 def not_local(plan: TrainingPlan, e: OSError) -> UserError:
     """The base model (its tokenizer or weights) cannot be read: offline and not downloaded, most often."""
-    return UserError(f"base model {plan.model!r} is not available locally ({str(e).splitlines()[0]})",
-                     f"download it where there is network (`hf download {plan.model} --local-dir DIR`) and "
-                     "set `model: DIR` in plan.yaml, or launch with --allow-network")
+    return UserError(
+        f"base model {plan.model!r} is not available locally ({str(e).splitlines()[0]})",
+        f"download it where there is network (`hf download {plan.model} --local-dir DIR`) and "
+        "set `model: DIR` in plan.yaml, or launch with --allow-network",
+    )
 
 
 def lora_config(plan: TrainingPlan):
@@ -387,8 +499,13 @@ def lora_config(plan: TrainingPlan):
     from peft import LoraConfig
 
     lo = plan.lora
-    return LoraConfig(r=lo.r, lora_alpha=lo.alpha, lora_dropout=lo.dropout, target_modules=lo.target_modules,
-                      task_type="CAUSAL_LM")
+    return LoraConfig(
+        r=lo.r,
+        lora_alpha=lo.alpha,
+        lora_dropout=lo.dropout,
+        target_modules=lo.target_modules,
+        task_type="CAUSAL_LM",
+    )
 
 
 def continue_from(model, plan: TrainingPlan, sft_dir: Path):
@@ -416,8 +533,16 @@ def freeze_for_spectrum(model, patterns: list[str]) -> int:
     return n
 
 
-def trainer_config(plan: TrainingPlan, stage: str, out_dir: Path, train_ds, eval_ds, args, cuda: bool,
-                   precision: str = "fp32"):
+def trainer_config(
+    plan: TrainingPlan,
+    stage: str,
+    out_dir: Path,
+    train_ds,
+    eval_ds,
+    args,
+    cuda: bool,
+    precision: str = "fp32",
+):
     """SFTConfig / DPOConfig from the plan. Precision (autocast) from `precision`; GPU speed switches:
     fused AdamW, Liger, packing."""
     import importlib.util
@@ -437,35 +562,61 @@ def trainer_config(plan: TrainingPlan, stage: str, out_dir: Path, train_ds, eval
         print("[tunewise] liger: not used (needs a GPU and the liger-kernel package)", flush=True)
     micro_batch, accum = plan.stage_batch(stage)  # DPO: its own batch when the SFT one does not fit its step
     common = dict(
-        output_dir=str(out_dir), per_device_train_batch_size=micro_batch,
-        per_device_eval_batch_size=micro_batch, gradient_accumulation_steps=accum,
-        max_steps=args.max_steps or plan.max_steps or -1, warmup_steps=plan.warmup_ratio,
-        lr_scheduler_type=plan.lr_scheduler, weight_decay=plan.weight_decay, max_grad_norm=plan.max_grad_norm,
-        logging_steps=plan.logging_steps, save_strategy="steps", save_steps=save_steps,
-        save_total_limit=plan.save_total_limit, eval_strategy="steps" if eval_ds is not None else "no",
-        eval_steps=eval_steps, load_best_model_at_end=early, metric_for_best_model="eval_loss" if early else None,
-        greater_is_better=False if early else None, **autocast_flags(precision), use_cpu=not cuda,
-        **_checkpointing(plan.gradient_checkpointing), optim=optim, use_liger_kernel=liger,
+        output_dir=str(out_dir),
+        per_device_train_batch_size=micro_batch,
+        per_device_eval_batch_size=micro_batch,
+        gradient_accumulation_steps=accum,
+        max_steps=args.max_steps or plan.max_steps or -1,
+        warmup_steps=plan.warmup_ratio,
+        lr_scheduler_type=plan.lr_scheduler,
+        weight_decay=plan.weight_decay,
+        max_grad_norm=plan.max_grad_norm,
+        logging_steps=plan.logging_steps,
+        save_strategy="steps",
+        save_steps=save_steps,
+        save_total_limit=plan.save_total_limit,
+        eval_strategy="steps" if eval_ds is not None else "no",
+        eval_steps=eval_steps,
+        load_best_model_at_end=early,
+        metric_for_best_model="eval_loss" if early else None,
+        greater_is_better=False if early else None,
+        **autocast_flags(precision),
+        use_cpu=not cuda,
+        **_checkpointing(plan.gradient_checkpointing),
+        optim=optim,
+        use_liger_kernel=liger,
         torch_compile=plan.torch_compile,
-        report_to=["tensorboard"], seed=plan.seed, max_length=plan.max_length, disable_tqdm=True,
-        logging_first_step=True, save_only_model=False,
+        report_to=["tensorboard"],
+        seed=plan.seed,
+        max_length=plan.max_length,
+        disable_tqdm=True,
+        logging_first_step=True,
+        save_only_model=False,
         include_num_input_tokens_seen="non_padding",  # tokens/s in metrics.jsonl and the progress line, DPO too
     )
     if stage == "dpo":
         from trl import DPOConfig
 
         d = plan.dpo
-        return DPOConfig(beta=d.beta if d else 0.1, learning_rate=d.learning_rate if d else 5e-6,
-                         num_train_epochs=d.epochs if d else 1.0, **common)
+        return DPOConfig(
+            beta=d.beta if d else 0.1,
+            learning_rate=d.learning_rate if d else 5e-6,
+            num_train_epochs=d.epochs if d else 1.0,
+            **common,
+        )
     from trl import SFTConfig
 
     conversational = "messages" in train_ds.column_names
     prompt_completion = "completion" in train_ds.column_names
     return SFTConfig(
-        learning_rate=plan.learning_rate, num_train_epochs=plan.epochs, packing=plan.packing,
+        learning_rate=plan.learning_rate,
+        num_train_epochs=plan.epochs,
+        packing=plan.packing,
         # Loss on what the model should produce, not on the prompt ("Data Preparation Best Practices").
         assistant_only_loss=plan.completion_only_loss and conversational,
-        completion_only_loss=plan.completion_only_loss if prompt_completion else None, **common)
+        completion_only_loss=plan.completion_only_loss if prompt_completion else None,
+        **common,
+    )
 
 
 def stage_prediction(plan: TrainingPlan, stage: str) -> dict:
@@ -487,8 +638,11 @@ def fit_eval_interval(trainer, plan: TrainingPlan, args: argparse.Namespace) -> 
     want = max(1, horizon // 2)
     if a.eval_steps <= want:
         return
-    print(f"[tunewise] evaluating and checkpointing every {want} steps (plan: {a.eval_steps}): packed, one epoch "
-          f"is {per_epoch} optimizer steps", flush=True)
+    print(
+        f"[tunewise] evaluating and checkpointing every {want} steps (plan: {a.eval_steps}): packed, one epoch "
+        f"is {per_epoch} optimizer steps",
+        flush=True,
+    )
     a.eval_steps = a.save_steps = want
 
 
@@ -496,8 +650,11 @@ def _checkpointing(on: bool) -> dict:
     """Gradient (activation) checkpointing, non-reentrant; transformers 5 renamed the arguments."""
     from transformers import TrainingArguments
 
-    name = ("activation_checkpointing" if "activation_checkpointing" in TrainingArguments.__dataclass_fields__
-            else "gradient_checkpointing")
+    name = (
+        "activation_checkpointing"
+        if "activation_checkpointing" in TrainingArguments.__dataclass_fields__
+        else "gradient_checkpointing"
+    )
     return {name: on, f"{name}_kwargs": {"use_reentrant": False}}
 
 
@@ -506,16 +663,24 @@ def print_result(summary: dict, cuda: bool) -> None:
         return f"{v:.4g}" if isinstance(v, int | float) else "-"
 
     loss = f"loss {num(summary.get('loss_first'))} -> {num(summary.get('loss_last'))}"
-    print(f"[tunewise] {summary['stage']} done: {summary.get('steps')} steps, {loss}, "
-          f"eval_loss {num(summary.get('eval_loss'))}", flush=True)
+    print(
+        f"[tunewise] {summary['stage']} done: {summary.get('steps')} steps, {loss}, "
+        f"eval_loss {num(summary.get('eval_loss'))}",
+        flush=True,
+    )
     if summary.get("wall_s_predicted") and cuda:  # the throughput model's feedback
-        print(f"[tunewise] time: {summary['wall_s_measured'] / 60:,.1f} min measured, "
-              f"{summary['wall_s_predicted'] / 60:,.1f} min predicted for these steps", flush=True)
+        print(
+            f"[tunewise] time: {summary['wall_s_measured'] / 60:,.1f} min measured, "
+            f"{summary['wall_s_predicted'] / 60:,.1f} min predicted for these steps",
+            flush=True,
+        )
     if cuda:  # the estimator's feedback, shown after every GPU run
-        print(f"[tunewise] peak GPU memory: measured {summary.get('peak_gib_measured')} GiB, "
-              f"predicted {summary.get('peak_gib_predicted')} GiB allocated; the GPU showed "
-              f"{summary.get('device_gib_measured')} GiB in use, predicted {summary.get('device_gib_predicted')} GiB",
-              flush=True)
+        print(
+            f"[tunewise] peak GPU memory: measured {summary.get('peak_gib_measured')} GiB, "
+            f"predicted {summary.get('peak_gib_predicted')} GiB allocated; the GPU showed "
+            f"{summary.get('device_gib_measured')} GiB in use, predicted {summary.get('device_gib_predicted')} GiB",
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

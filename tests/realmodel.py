@@ -103,24 +103,69 @@ def _build(gguf: Path, out: Path) -> None:
         raise RuntimeError(f"weights did not copy: missing {missing}, unexpected {unexpected}")
     plain.tie_weights()
     plain.generation_config = GenerationConfig(
-        bos_token_id=config.bos_token_id, eos_token_id=config.eos_token_id,
-        pad_token_id=tokenizer.pad_token_id if tokenizer.pad_token_id is not None else config.eos_token_id)
+        bos_token_id=config.bos_token_id,
+        eos_token_id=config.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id if tokenizer.pad_token_id is not None else config.eos_token_id,
+    )
     plain.save_pretrained(out, safe_serialization=True)
     tokenizer.save_pretrained(out)
     (out / "SOURCE.txt").write_text(
         f"Built by tests/realmodel.py from {PACKAGE} {metadata.version(PACKAGE)} ({gguf.name}), "
-        "weights dequantised from Q4_1 to float32.\n", encoding="utf-8")
+        "weights dequantised from Q4_1 to float32.\n",
+        encoding="utf-8",
+    )
 
 
 # --- the narrow synthetic task: dates in words -> ISO 8601 -----------------------------------------
 
-MONTHS = ["January", "February", "March", "April", "May", "June", "July", "August", "September",
-          "October", "November", "December"]
-_ONES = ["", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten", "eleven",
-         "twelve", "thirteen", "fourteen", "fifteen", "sixteen", "seventeen", "eighteen", "nineteen"]
+MONTHS = [
+    "January",
+    "February",
+    "March",
+    "April",
+    "May",
+    "June",
+    "July",
+    "August",
+    "September",
+    "October",
+    "November",
+    "December",
+]
+_ONES = [
+    "",
+    "one",
+    "two",
+    "three",
+    "four",
+    "five",
+    "six",
+    "seven",
+    "eight",
+    "nine",
+    "ten",
+    "eleven",
+    "twelve",
+    "thirteen",
+    "fourteen",
+    "fifteen",
+    "sixteen",
+    "seventeen",
+    "eighteen",
+    "nineteen",
+]
 _TENS = ["", "", "twenty", "thirty", "forty", "fifty", "sixty", "seventy", "eighty", "ninety"]
-_ORDINAL = {"one": "first", "two": "second", "three": "third", "five": "fifth", "eight": "eighth",
-            "nine": "ninth", "twelve": "twelfth", "twenty": "twentieth", "thirty": "thirtieth"}
+_ORDINAL = {
+    "one": "first",
+    "two": "second",
+    "three": "third",
+    "five": "fifth",
+    "eight": "eighth",
+    "nine": "ninth",
+    "twelve": "twelfth",
+    "twenty": "twentieth",
+    "thirty": "thirtieth",
+}
 _DAYS_IN = [31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31]
 INSTRUCTION = "Write this date in ISO 8601 format (YYYY-MM-DD). Answer with the date only."
 
@@ -174,7 +219,9 @@ def date_task(n: int, seed: int = 0, fmt: str = "messages") -> list[dict]:
         words = date_in_words(y, m, d, style=rng.randint(0, 1))
         user = {"role": "user", "content": f"{INSTRUCTION}\n\n{words}"}
         answer = {"role": "assistant", "content": f"{y:04d}-{m:02d}-{d:02d}"}
-        rows.append({"messages": [user, answer]} if fmt == "messages" else {"prompt": [user], "completion": [answer]})
+        rows.append(
+            {"messages": [user, answer]} if fmt == "messages" else {"prompt": [user], "completion": [answer]}
+        )
     return rows
 
 
@@ -195,12 +242,33 @@ def date_run(parent, base, *, steps: int, n_train: int = 200, n_val: int = 40, b
     write_jsonl(rd / "data" / "train.jsonl", rows[:n_train])
     write_jsonl(rd / "data" / "validation.jsonl", rows[n_train:])
     plan = TrainingPlan(
-        model=str(base), method="lora", stage="sft",
-        data=DataSpec(train="data/train.jsonl", validation="data/validation.jsonl", format="prompt-completion"),
-        lora=LoraSpec(r=8, alpha=16, dropout=0.0), micro_batch_size=2, grad_accum=1, max_length=128,
-        packing=False, gradient_checkpointing=False, max_steps=steps, eval_steps=steps, save_steps=steps,
-        logging_steps=5, bf16=False, learning_rate=1e-3, warmup_ratio=0.0,
-        evaluation=EvalSpec(task="extraction", max_examples=n_val, max_new_tokens=12, batch_size=batch_size,
-                            target_metric="exact_match", target=0.3))
+        model=str(base),
+        method="lora",
+        stage="sft",
+        data=DataSpec(
+            train="data/train.jsonl", validation="data/validation.jsonl", format="prompt-completion"
+        ),
+        lora=LoraSpec(r=8, alpha=16, dropout=0.0),
+        micro_batch_size=2,
+        grad_accum=1,
+        max_length=128,
+        packing=False,
+        gradient_checkpointing=False,
+        max_steps=steps,
+        eval_steps=steps,
+        save_steps=steps,
+        logging_steps=5,
+        bf16=False,
+        learning_rate=1e-3,
+        warmup_ratio=0.0,
+        evaluation=EvalSpec(
+            task="extraction",
+            max_examples=n_val,
+            max_new_tokens=12,
+            batch_size=batch_size,
+            target_metric="exact_match",
+            target=0.3,
+        ),
+    )
     write_run_files(rd, plan, {"report.md": "# Recommendation\n"})
     return rd

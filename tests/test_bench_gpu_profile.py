@@ -6,14 +6,36 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-PLAIN_LORA = {"arch": "tiny", "method": "lora", "rank": 16, "seq": 128, "bs": 4, "ckpt": True, "steps": 2,
-              "fraction": 0.3}
+PLAIN_LORA = {
+    "arch": "tiny",
+    "method": "lora",
+    "rank": 16,
+    "seq": 128,
+    "bs": 4,
+    "ckpt": True,
+    "steps": 2,
+    "fraction": 0.3,
+}
 
 
 def _profile(out: Path, *flags: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "bench/gpu_profile.py", "--out", str(out), *flags, "--",
-                           "bench/calibration/measure_plain_stack.py", "--one", json.dumps(PLAIN_LORA)],
-                          cwd=ROOT, capture_output=True, text=True, timeout=300)
+    return subprocess.run(
+        [
+            sys.executable,
+            "bench/gpu_profile.py",
+            "--out",
+            str(out),
+            *flags,
+            "--",
+            "bench/calibration/measure_plain_stack.py",
+            "--one",
+            json.dumps(PLAIN_LORA),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
 
 
 def test_profiles_the_calibration_loop_by_its_optimizer_steps(tmp_path):

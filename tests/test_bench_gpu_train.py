@@ -11,9 +11,26 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def test_gpu_train_bench_runs_the_launched_job_on_tiny_shapes(tmp_path):
     out = tmp_path / "gpu-train.json"
-    p = subprocess.run([sys.executable, "bench/gpu_train.py", "--tiny", "--only", "lora-8b", "--no-baseline",
-                        "--out", str(out), "--work", str(tmp_path / "work"), "--profile", str(tmp_path / "prof")],
-                       cwd=ROOT, capture_output=True, text=True, timeout=600)
+    p = subprocess.run(
+        [
+            sys.executable,
+            "bench/gpu_train.py",
+            "--tiny",
+            "--only",
+            "lora-8b",
+            "--no-baseline",
+            "--out",
+            str(out),
+            "--work",
+            str(tmp_path / "work"),
+            "--profile",
+            str(tmp_path / "prof"),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert p.returncode == 0, p.stderr[-2000:]
     result = json.loads(out.read_text())
     (case,) = result["cases"]
@@ -41,6 +58,11 @@ def test_only_runs_the_named_cases_in_the_order_given_and_rejects_unknown_names(
     specs = gpu_train.cases(tiny=True)
     assert [s["name"] for s in gpu_train.selected(specs, "lora-1b,lora-8b")] == ["lora-1b", "lora-8b"]
     assert gpu_train.selected(specs, "") == specs
-    p = subprocess.run([sys.executable, "bench/gpu_train.py", "--tiny", "--only", "lora-8b,no-such", "--out",
-                        "/dev/null"], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    p = subprocess.run(
+        [sys.executable, "bench/gpu_train.py", "--tiny", "--only", "lora-8b,no-such", "--out", "/dev/null"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert p.returncode == 1 and "unknown case(s) no-such" in p.stderr and "Traceback" not in p.stderr

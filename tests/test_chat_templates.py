@@ -13,13 +13,25 @@ from launchkit import make_run
 from launcher import chatdata, train
 
 CONVERSATIONS = [
-    [{"role": "user", "content": "What is 2 + 2?"}, {"role": "assistant", "content": "It is 4."},
-     {"role": "user", "content": "And 3 + 3?"}, {"role": "assistant", "content": "That makes 6."}],
-    [{"role": "system", "content": "Answer in French."}, {"role": "user", "content": "Hello"},
-     {"role": "assistant", "content": "Bonjour !"}],
-    [{"role": "user", "content": "Name a colour."}, {"role": "assistant", "content": "Blue."},
-     {"role": "user", "content": "Another?"}, {"role": "assistant", "content": "Green, or red."},
-     {"role": "user", "content": "Thanks"}, {"role": "assistant", "content": "You're welcome!"}],
+    [
+        {"role": "user", "content": "What is 2 + 2?"},
+        {"role": "assistant", "content": "It is 4."},
+        {"role": "user", "content": "And 3 + 3?"},
+        {"role": "assistant", "content": "That makes 6."},
+    ],
+    [
+        {"role": "system", "content": "Answer in French."},
+        {"role": "user", "content": "Hello"},
+        {"role": "assistant", "content": "Bonjour !"},
+    ],
+    [
+        {"role": "user", "content": "Name a colour."},
+        {"role": "assistant", "content": "Blue."},
+        {"role": "user", "content": "Another?"},
+        {"role": "assistant", "content": "Green, or red."},
+        {"role": "user", "content": "Thanks"},
+        {"role": "assistant", "content": "You're welcome!"},
+    ],
 ] * 4
 
 
@@ -63,8 +75,15 @@ def test_exactly_the_assistant_turns_and_their_end_token_are_trained(smollm2, tm
     from advisor.plan import TrainingPlan
 
     plan = TrainingPlan.load(rd / "plan.yaml")
-    config = train.trainer_config(plan, "sft", tmp_path / "out", train_ds, None,
-                                  argparse.Namespace(max_steps=1, save_steps=None), cuda=False)
+    config = train.trainer_config(
+        plan,
+        "sft",
+        tmp_path / "out",
+        train_ds,
+        None,
+        argparse.Namespace(max_steps=1, save_steps=None),
+        cuda=False,
+    )
     assert config.completion_only_loss and not config.assistant_only_loss
     trainer = SFTTrainer(model=model, args=config, train_dataset=train_ds, processing_class=tok)
     end = "<|im_end|>"
@@ -87,7 +106,9 @@ def test_exactly_the_assistant_turns_and_their_end_token_are_trained(smollm2, tm
 
 def test_the_real_model_trains_on_conversations_through_the_job(smollm2, tmp_path):
     rows = [json.dumps({"messages": c}) for c in CONVERSATIONS]
-    rd = make_run(tmp_path, smollm2, "lora", rows=rows, max_steps=2, eval_steps=2, save_steps=2, max_length=128)
+    rd = make_run(
+        tmp_path, smollm2, "lora", rows=rows, max_steps=2, eval_steps=2, save_steps=2, max_length=128
+    )
     assert train.main([str(rd)]) == 0  # TRL alone: ValueError "chat template is not training-compatible"
     s = json.loads((rd / "summary.json").read_text())
     assert s["status"] == "completed" and s["steps"] == 2
@@ -101,13 +122,31 @@ def test_recommend_says_before_launch_how_the_template_is_handled(smollm2, tmp_p
     from advisor.recommend import recommend
 
     data = tmp_path / "chat.jsonl"
-    rows = [[{"role": "user", "content": f"What is {i} + {i}?"}, {"role": "assistant", "content": f"It is {2 * i}."}]
-            for i in range(1500)]
+    rows = [
+        [
+            {"role": "user", "content": f"What is {i} + {i}?"},
+            {"role": "assistant", "content": f"It is {2 * i}."},
+        ]
+        for i in range(1500)
+    ]
     data.write_text("\n".join(json.dumps({"messages": c}) for c in rows) + "\n")
     assert chat_template_markers(str(smollm2)) is False
-    rec = recommend(parse_answers({"task": "chat", "goals": ["tone-style"], "clear_task": True,
-                                   "tried_prompting": True, "dataset": str(data), "model": str(smollm2),
-                                   "method": "lora", "gpus": [{"name": "NVIDIA H100", "memory_gib": 80}]}),
-                    detect_gpus=False)
+    rec = recommend(
+        parse_answers(
+            {
+                "task": "chat",
+                "goals": ["tone-style"],
+                "clear_task": True,
+                "tried_prompting": True,
+                "dataset": str(data),
+                "model": str(smollm2),
+                "method": "lora",
+                "gpus": [{"name": "NVIDIA H100", "memory_gib": 80}],
+            }
+        ),
+        detect_gpus=False,
+    )
     why = rec.plan.reasons["completion_only_loss"]
-    assert rec.plan.completion_only_loss and "no {% generation %} markers" in why and "prompt-completion" in why
+    assert (
+        rec.plan.completion_only_loss and "no {% generation %} markers" in why and "prompt-completion" in why
+    )

@@ -12,7 +12,9 @@ from advisor.errors import UserError
 
 
 def write_jsonl(path, rows):
-    path.write_text("".join((r if isinstance(r, str) else json.dumps(r)) + "\n" for r in rows), encoding="utf-8")
+    path.write_text(
+        "".join((r if isinstance(r, str) else json.dumps(r)) + "\n" for r in rows), encoding="utf-8"
+    )
     return path
 
 
@@ -22,10 +24,15 @@ def chat(q, a, system=None):
 
 
 ROWS = {
-    "alpaca": [{"instruction": f"Summarise item {i}", "input": "some text", "output": f"Summary {i}"} for i in range(5)],
+    "alpaca": [
+        {"instruction": f"Summarise item {i}", "input": "some text", "output": f"Summary {i}"}
+        for i in range(5)
+    ],
     "messages": [chat(f"Question {i}?", f"Answer {i}.") for i in range(5)],
-    "sharegpt": [{"conversations": [{"from": "human", "value": f"Hi {i}"}, {"from": "gpt", "value": f"Hello {i}"}]}
-                 for i in range(5)],
+    "sharegpt": [
+        {"conversations": [{"from": "human", "value": f"Hi {i}"}, {"from": "gpt", "value": f"Hello {i}"}]}
+        for i in range(5)
+    ],
     "prompt-completion": [{"prompt": f"2+{i}=", "completion": str(2 + i)} for i in range(5)],
     "preference": [{"prompt": f"Say hi {i}", "chosen": f"Hi there {i}", "rejected": "no"} for i in range(5)],
     "text": [{"text": f"Document number {i} talks about clouds."} for i in range(5)],
@@ -78,30 +85,61 @@ def _write(path, text):
 
 def test_problems_are_found_with_their_line_numbers(tmp_path):
     rows = [
-        chat("a", "b"),                                                    # 1 ok
-        "{not json",                                                       # 2 malformed
-        {"messages": "hello"},                                             # 3 wrong type
-        {"messages": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "  "}]},  # 4 empty asst
-        {"messages": [{"role": "assistant", "content": "hi"}, {"role": "user", "content": "q"}]},  # 5 asst first
-        {"messages": [{"role": "user", "content": "q"}, {"role": "user", "content": "q2"},
-                      {"role": "assistant", "content": "a"}]},             # 6 two user turns
-        {"messages": [{"role": "user", "content": "q"}, {"role": "system", "content": "s"},
-                      {"role": "assistant", "content": "a"}]},             # 7 system not first
-        {"messages": [{"role": "user", "content": "only a question"}]},   # 8 no assistant
+        chat("a", "b"),  # 1 ok
+        "{not json",  # 2 malformed
+        {"messages": "hello"},  # 3 wrong type
+        {
+            "messages": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "  "}]
+        },  # 4 empty asst
+        {
+            "messages": [{"role": "assistant", "content": "hi"}, {"role": "user", "content": "q"}]
+        },  # 5 asst first
+        {
+            "messages": [
+                {"role": "user", "content": "q"},
+                {"role": "user", "content": "q2"},
+                {"role": "assistant", "content": "a"},
+            ]
+        },  # 6 two user turns
+        {
+            "messages": [
+                {"role": "user", "content": "q"},
+                {"role": "system", "content": "s"},
+                {"role": "assistant", "content": "a"},
+            ]
+        },  # 7 system not first
+        {"messages": [{"role": "user", "content": "only a question"}]},  # 8 no assistant
         {"messages": [{"role": "user", "content": "q"}, {"role": "assistant", "content": 5}]},  # 9 wrong type
-        chat("a", "b"),                                                    # 10 exact duplicate of 1
-        chat("A!", "B."),                                                  # 11 near duplicate of 1
-        {"messages": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "a"},
-                      {"role": "user", "content": "and?"}]},              # 12 kept, trailing user turn
-        [1, 2],                                                            # 13 not an object
-        {"msgs": []},                                                      # 14 missing field
+        chat("a", "b"),  # 10 exact duplicate of 1
+        chat("A!", "B."),  # 11 near duplicate of 1
+        {
+            "messages": [
+                {"role": "user", "content": "q"},
+                {"role": "assistant", "content": "a"},
+                {"role": "user", "content": "and?"},
+            ]
+        },  # 12 kept, trailing user turn
+        [1, 2],  # 13 not an object
+        {"msgs": []},  # 14 missing field
     ]
     r = inspect_dataset(str(write_jsonl(tmp_path / "d.jsonl", rows)))
     assert r.format == "messages" and r.rows == 14
     kinds = {(f.kind, f.line) for f in r.findings}
-    expected = {("malformed", 2), ("wrong-type", 3), ("empty-assistant", 4), ("role-order", 5), ("role-order", 6),
-                ("role-order", 7), ("no-assistant", 8), ("wrong-type", 9), ("duplicate", 10),
-                ("near-duplicate", 11), ("trailing-turn", 12), ("wrong-type", 13), ("missing-field", 14)}
+    expected = {
+        ("malformed", 2),
+        ("wrong-type", 3),
+        ("empty-assistant", 4),
+        ("role-order", 5),
+        ("role-order", 6),
+        ("role-order", 7),
+        ("no-assistant", 8),
+        ("wrong-type", 9),
+        ("duplicate", 10),
+        ("near-duplicate", 11),
+        ("trailing-turn", 12),
+        ("wrong-type", 13),
+        ("missing-field", 14),
+    }
     assert expected <= kinds
     assert [i["line"] for i in r.invalid] == [2, 3, 4, 5, 6, 7, 8, 9, 13, 14]
     assert (r.valid, r.invalid_count, r.duplicates, r.near_duplicates) == (4, 10, 1, 1)
@@ -116,14 +154,18 @@ def test_preference_problems(tmp_path):
         {"prompt": "p", "chosen": "same", "rejected": "same"},
         {"prompt": "p", "chosen": "good", "rejected": ""},
         {"prompt": "p", "chosen": ["x"], "rejected": "y"},
-        {"chosen": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "good"}],
-         "rejected": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "bad"}]},
+        {
+            "chosen": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "good"}],
+            "rejected": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "bad"}],
+        },
         {"prompt": "p", "chosen": "good", "rejected": "bad"},
     ]
     r = inspect_dataset(str(write_jsonl(tmp_path / "p.jsonl", rows)))
     assert r.format == "preference"
     by_line = {f.line: f.kind for f in r.findings}
-    assert by_line[1] == "chosen-equals-rejected" and by_line[2] == "empty-field" and by_line[3] == "wrong-type"
+    assert (
+        by_line[1] == "chosen-equals-rejected" and by_line[2] == "empty-field" and by_line[3] == "wrong-type"
+    )
     assert r.valid == 2 and r.preference_rows == 2
 
 
@@ -190,8 +232,10 @@ def test_a_preference_row_in_a_messages_file_says_what_it_is_and_where_it_belong
 
     from advisor.data import inspect_dataset
 
-    rows = [{"messages": [{"role": "user", "content": f"q{i}"}, {"role": "assistant", "content": f"a{i}"}]}
-            for i in range(6)] + [{"prompt": "p", "chosen": "good", "rejected": "bad"}]
+    rows = [
+        {"messages": [{"role": "user", "content": f"q{i}"}, {"role": "assistant", "content": f"a{i}"}]}
+        for i in range(6)
+    ] + [{"prompt": "p", "chosen": "good", "rejected": "bad"}]
     p = tmp_path / "mixed.jsonl"
     p.write_text("".join(_json.dumps(r) + "\n" for r in rows), encoding="utf-8")
     r = inspect_dataset(str(p))

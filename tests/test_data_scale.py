@@ -25,13 +25,21 @@ def _generate(path: Path, rows: int) -> None:
     with open(path, "w", encoding="utf-8") as f:
         for i in range(rows):
             j = i - 1 if i % 100 == 99 else i  # 1% exact duplicates
-            f.write(json.dumps({"prompt": f"Ticket {j}: {FILLER}", "completion": f"Reply {j}: {FILLER}"}) + "\n")
+            f.write(
+                json.dumps({"prompt": f"Ticket {j}: {FILLER}", "completion": f"Reply {j}: {FILLER}"}) + "\n"
+            )
 
 
 def _peak(path: Path) -> dict:
     root = Path(__file__).resolve().parents[1]
-    out = subprocess.run([sys.executable, "-c", CHILD, str(path)], capture_output=True, text=True, check=True,
-                         cwd=root, timeout=300).stdout
+    out = subprocess.run(
+        [sys.executable, "-c", CHILD, str(path)],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=root,
+        timeout=300,
+    ).stdout
     return json.loads(out.strip().splitlines()[-1])
 
 

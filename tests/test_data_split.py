@@ -12,7 +12,9 @@ from advisor.errors import CheckFailed, UserError
 
 
 def write_jsonl(path, rows):
-    path.write_text("".join((r if isinstance(r, str) else json.dumps(r)) + "\n" for r in rows), encoding="utf-8")
+    path.write_text(
+        "".join((r if isinstance(r, str) else json.dumps(r)) + "\n" for r in rows), encoding="utf-8"
+    )
     return str(path)
 
 
@@ -27,18 +29,26 @@ def test_split_is_80_20_deterministic_and_seed_dependent(tmp_path):
     b = write_split(src, tmp_path / "b")
     c = write_split(src, tmp_path / "c", seed=7)
     assert (a.train_rows, a.validation_rows, a.format) == (80, 20, "prompt-completion")
-    assert a.train.read_bytes() == b.train.read_bytes() and a.validation.read_bytes() == b.validation.read_bytes()
+    assert (
+        a.train.read_bytes() == b.train.read_bytes()
+        and a.validation.read_bytes() == b.validation.read_bytes()
+    )
     assert a.validation.read_bytes() != c.validation.read_bytes()
     train, val = read_jsonl(a.train), read_jsonl(a.validation)
     assert sorted(map(json.dumps, train + val)) == sorted(map(json.dumps, rows))  # nothing lost or added
     assert not {json.dumps(r) for r in train} & {json.dumps(r) for r in val}
     assert not a.stratified
-    assert sorted(p.name for p in (tmp_path / "a").iterdir()) == ["train.jsonl", "validation.jsonl"]  # no temp left
+    assert sorted(p.name for p in (tmp_path / "a").iterdir()) == [
+        "train.jsonl",
+        "validation.jsonl",
+    ]  # no temp left
 
 
 def test_stratified_split_keeps_label_proportions(tmp_path):
     labels = ["billing"] * 60 + ["outage"] * 30 + ["login"] * 10
-    rows = [{"text": f"ticket {i}: something about {lab} happened", "label": lab} for i, lab in enumerate(labels)]
+    rows = [
+        {"text": f"ticket {i}: something about {lab} happened", "label": lab} for i, lab in enumerate(labels)
+    ]
     res = write_split(write_jsonl(tmp_path / "d.jsonl", rows), tmp_path / "out")
     assert res.stratified and res.label_column == "label"
     val_text = {r["text"] for r in read_jsonl(res.validation)}
@@ -48,8 +58,10 @@ def test_stratified_split_keeps_label_proportions(tmp_path):
 
 
 def test_formats_are_normalised_and_bad_rows_dropped(tmp_path):
-    rows = [{"instruction": f"Translate {i}", "input": f"word{i}", "output": f"mot{i}", "system": "Be brief."}
-            for i in range(10)]
+    rows = [
+        {"instruction": f"Translate {i}", "input": f"word{i}", "output": f"mot{i}", "system": "Be brief."}
+        for i in range(10)
+    ]
     rows += [rows[0], "{broken", {"instruction": "x", "output": ""}]
     res = write_split(write_jsonl(tmp_path / "a.jsonl", rows), tmp_path / "out")
     assert (res.format, res.source_format) == ("messages", "alpaca")
@@ -58,15 +70,27 @@ def test_formats_are_normalised_and_bad_rows_dropped(tmp_path):
     assert [m["role"] for m in first] == ["system", "user", "assistant"]
     assert first[1]["content"].startswith("Translate ") and "\n\nword" in first[1]["content"]
 
-    sg = [{"conversations": [{"from": "system", "value": "s"}, {"from": "human", "value": f"hi {i}"},
-                             {"from": "gpt", "value": f"hello {i}"}]} for i in range(5)]
+    sg = [
+        {
+            "conversations": [
+                {"from": "system", "value": "s"},
+                {"from": "human", "value": f"hi {i}"},
+                {"from": "gpt", "value": f"hello {i}"},
+            ]
+        }
+        for i in range(5)
+    ]
     res = write_split(write_jsonl(tmp_path / "s.jsonl", sg), tmp_path / "sg")
     msgs = read_jsonl(res.train)[0]["messages"]
     assert res.format == "messages" and [m["role"] for m in msgs] == ["system", "user", "assistant"]
 
-    pref = [{"chosen": [{"role": "user", "content": f"q{i}"}, {"role": "assistant", "content": "good"}],
-             "rejected": [{"role": "user", "content": f"q{i}"}, {"role": "assistant", "content": "bad"}]}
-            for i in range(5)]
+    pref = [
+        {
+            "chosen": [{"role": "user", "content": f"q{i}"}, {"role": "assistant", "content": "good"}],
+            "rejected": [{"role": "user", "content": f"q{i}"}, {"role": "assistant", "content": "bad"}],
+        }
+        for i in range(5)
+    ]
     res = write_split(write_jsonl(tmp_path / "p.jsonl", pref), tmp_path / "pref")
     row = read_jsonl(res.train)[0]
     assert res.format == "preference" and set(row) == {"prompt", "chosen", "rejected"}
@@ -87,10 +111,17 @@ def test_near_duplicates_land_on_the_same_side(tmp_path):
 
 def test_given_validation_file_drops_leaked_rows(tmp_path):
     train = [{"prompt": f"p{i}", "completion": f"c{i}"} for i in range(20)]
-    val = [{"prompt": "p3", "completion": "c3"}, {"prompt": "P5!", "completion": "C5"},
-           {"prompt": "new", "completion": "row"}, {"prompt": "new", "completion": "row"}]
-    res = write_split(write_jsonl(tmp_path / "t.jsonl", train), tmp_path / "out",
-                      validation=write_jsonl(tmp_path / "v.jsonl", val))
+    val = [
+        {"prompt": "p3", "completion": "c3"},
+        {"prompt": "P5!", "completion": "C5"},
+        {"prompt": "new", "completion": "row"},
+        {"prompt": "new", "completion": "row"},
+    ]
+    res = write_split(
+        write_jsonl(tmp_path / "t.jsonl", train),
+        tmp_path / "out",
+        validation=write_jsonl(tmp_path / "v.jsonl", val),
+    )
     assert (res.train_rows, res.validation_rows, res.dropped_leaked) == (20, 1, 2)
     assert read_jsonl(res.validation) == [{"prompt": "new", "completion": "row"}]
     assert res.report.leaked_rows == 2
@@ -136,19 +167,43 @@ def test_split_output_trains_with_trl(tmp_path):
     from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
     from trl import SFTConfig, SFTTrainer
 
-    rows = [{"instruction": f"Name a colour, take {i}", "input": "", "output": ["red", "blue", "green"][i % 3]}
-            for i in range(30)]
+    rows = [
+        {"instruction": f"Name a colour, take {i}", "input": "", "output": ["red", "blue", "green"][i % 3]}
+        for i in range(30)
+    ]
     res = write_split(write_jsonl(tmp_path / "a.jsonl", rows), tmp_path / "split")
     tok = AutoTokenizer.from_pretrained("examples/demo/tokenizer")
     torch.manual_seed(0)
-    model = LlamaForCausalLM(LlamaConfig(vocab_size=len(tok), hidden_size=32, intermediate_size=64,
-                                         num_hidden_layers=1, num_attention_heads=2, num_key_value_heads=2))
+    model = LlamaForCausalLM(
+        LlamaConfig(
+            vocab_size=len(tok),
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+            num_key_value_heads=2,
+        )
+    )
     data = load_dataset("json", data_files={"train": str(res.train), "validation": str(res.validation)})
-    args = SFTConfig(output_dir=str(tmp_path / "run"), max_steps=2, per_device_train_batch_size=4,
-                     use_cpu=True, bf16=False, report_to=[], max_length=128, assistant_only_loss=True,
-                     save_strategy="no", logging_steps=1)
-    trainer = SFTTrainer(model=model, args=args, train_dataset=data["train"], eval_dataset=data["validation"],
-                         processing_class=tok)
+    args = SFTConfig(
+        output_dir=str(tmp_path / "run"),
+        max_steps=2,
+        per_device_train_batch_size=4,
+        use_cpu=True,
+        bf16=False,
+        report_to=[],
+        max_length=128,
+        assistant_only_loss=True,
+        save_strategy="no",
+        logging_steps=1,
+    )
+    trainer = SFTTrainer(
+        model=model,
+        args=args,
+        train_dataset=data["train"],
+        eval_dataset=data["validation"],
+        processing_class=tok,
+    )
     out = trainer.train()
     assert out.global_step == 2 and out.training_loss > 0
     assert trainer.evaluate()["eval_loss"] > 0

@@ -31,15 +31,19 @@ def chat(q, a):
 
 def rows_of_lengths(n):
     # Answers of growing length so the distribution has a real spread.
-    return [chat(f"Question {i} about my bucket?", " ".join(["The storage bucket is fine."] * (1 + i % 17)))
-            for i in range(n)]
+    return [
+        chat(f"Question {i} about my bucket?", " ".join(["The storage bucket is fine."] * (1 + i % 17)))
+        for i in range(n)
+    ]
 
 
 def test_lengths_match_the_tokenizer_and_recommendation_follows_p95(tmp_path, tok):
     rows = rows_of_lengths(60)
     r = inspect_dataset(write_jsonl(tmp_path / "d.jsonl", rows), tokenizer=tok)
-    expected = sorted(len(tok.apply_chat_template(x["messages"], tokenize=True, return_dict=True)["input_ids"])
-                      for x in rows)
+    expected = sorted(
+        len(tok.apply_chat_template(x["messages"], tokenize=True, return_dict=True)["input_ids"])
+        for x in rows
+    )
     p95 = expected[math.ceil(0.95 * len(expected)) - 1]
     assert r.token_stats["max"] == expected[-1] and r.token_stats["p95"] == p95
     assert r.token_stats["p50"] == expected[math.ceil(0.5 * len(expected)) - 1]
@@ -52,8 +56,11 @@ def test_lengths_match_the_tokenizer_and_recommendation_follows_p95(tmp_path, to
 
 def test_truncation_and_zero_trainable_rows_at_a_given_max_length(tmp_path, tok):
     long_prompt = " ".join(["Please explain the quota policy for my account."] * 40)
-    rows = [chat("short question?", "short answer."), chat(long_prompt, "ok."),
-            chat("q?", " ".join(["A long answer about regions."] * 30))]
+    rows = [
+        chat("short question?", "short answer."),
+        chat(long_prompt, "ok."),
+        chat("q?", " ".join(["A long answer about regions."] * 30)),
+    ]
     r = inspect_dataset(write_jsonl(tmp_path / "d.jsonl", rows), tokenizer=TOKENIZER, max_length=64)
     assert r.max_length == 64 and r.truncated_rows == 2 and r.zero_trainable_rows == 1
     kinds = {(f.kind, f.line) for f in r.findings}
@@ -62,7 +69,10 @@ def test_truncation_and_zero_trainable_rows_at_a_given_max_length(tmp_path, tok)
 
 
 def test_prompt_completion_counts_eos_and_prompt(tmp_path, tok):
-    rows = [{"prompt": "Translate: cloud", "completion": " nuage"}, {"prompt": "x " * 100, "completion": " y"}]
+    rows = [
+        {"prompt": "Translate: cloud", "completion": " nuage"},
+        {"prompt": "x " * 100, "completion": " y"},
+    ]
     r = inspect_dataset(write_jsonl(tmp_path / "pc.jsonl", rows), tokenizer=tok, max_length=32)
     full = [len(tok(x["prompt"] + x["completion"])["input_ids"]) + 1 for x in rows]  # + EOS TRL appends
     assert r.token_stats["max"] == max(full)
@@ -73,8 +83,10 @@ def test_template_errors_and_missing_eos_are_reported(tmp_path, tok):
     rows = [chat(f"q{i}", f"a{i}") for i in range(5)]
     path = write_jsonl(tmp_path / "d.jsonl", rows)
     broken = tok.__class__.from_pretrained(TOKENIZER, local_files_only=True)
-    broken.chat_template = ("{% for m in messages %}{% if m['content'] == 'q3' %}"
-                            "{{ raise_exception('bad turn') }}{% endif %}{{ m['content'] }}\n{% endfor %}")
+    broken.chat_template = (
+        "{% for m in messages %}{% if m['content'] == 'q3' %}"
+        "{{ raise_exception('bad turn') }}{% endif %}{{ m['content'] }}\n{% endfor %}"
+    )
     r = inspect_dataset(path, tokenizer=broken)
     errs = [f for f in r.findings if f.kind == "chat-template"]
     assert [f.line for f in errs] == [4] and "bad turn" in errs[0].message
@@ -112,14 +124,26 @@ def test_preference_pairs_are_measured_on_both_sides_in_tokens(tmp_path, tok):
     # chosen has more messages (a short extra turn) while rejected has the longer text: the pair's length
     # is its longer side in tokens, whichever side has more messages
     long = " ".join(["the storage bucket is not fine at all"] * 12)
-    rows = [{"prompt": [{"role": "user", "content": f"Is bucket {i} fine?"}],
-             "chosen": [{"role": "assistant", "content": "Yes."}, {"role": "user", "content": "Sure?"},
-                        {"role": "assistant", "content": "Yes."}],
-             "rejected": [{"role": "assistant", "content": long}]} for i in range(8)]
+    rows = [
+        {
+            "prompt": [{"role": "user", "content": f"Is bucket {i} fine?"}],
+            "chosen": [
+                {"role": "assistant", "content": "Yes."},
+                {"role": "user", "content": "Sure?"},
+                {"role": "assistant", "content": "Yes."},
+            ],
+            "rejected": [{"role": "assistant", "content": long}],
+        }
+        for i in range(8)
+    ]
     r = inspect_dataset(write_jsonl(tmp_path / "p.jsonl", rows), tokenizer=tok)
     assert r.format == "preference"
+
     def n(msgs):
         return len(tok(tok.apply_chat_template(msgs, tokenize=False), add_special_tokens=False)["input_ids"])
 
-    rejected_len, chosen_len = n(rows[0]["prompt"] + rows[0]["rejected"]), n(rows[0]["prompt"] + rows[0]["chosen"])
+    rejected_len, chosen_len = (
+        n(rows[0]["prompt"] + rows[0]["rejected"]),
+        n(rows[0]["prompt"] + rows[0]["chosen"]),
+    )
     assert rejected_len > chosen_len and r.token_stats["max"] >= rejected_len

@@ -11,14 +11,23 @@ from launcher.train import load_data
 
 
 def test_iso_dates_times_and_numbers_in_strings_stay_strings(tmp_path):
-    rows = [{"prompt": [{"role": "user", "content": "d?"}], "completion": [{"role": "assistant", "content": v}]}
-            for v in ("2024-07-20", "1999-01-02T10:00:00", "12:30", "007")]
+    rows = [
+        {"prompt": [{"role": "user", "content": "d?"}], "completion": [{"role": "assistant", "content": v}]}
+        for v in ("2024-07-20", "1999-01-02T10:00:00", "12:30", "007")
+    ]
     (tmp_path / "data").mkdir()
-    (tmp_path / "data" / "train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    (tmp_path / "data" / "train.jsonl").write_text(
+        "".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8"
+    )
     plan = TrainingPlan(model="m", method="full", stage="sft", data=DataSpec(train="data/train.jsonl"))
     train, val = load_data(tmp_path, plan, "sft")
     assert val is None
-    assert [r["completion"][0]["content"] for r in train] == ["2024-07-20", "1999-01-02T10:00:00", "12:30", "007"]
+    assert [r["completion"][0]["content"] for r in train] == [
+        "2024-07-20",
+        "1999-01-02T10:00:00",
+        "12:30",
+        "007",
+    ]
 
 
 def test_a_broken_line_is_a_user_error_naming_it(tmp_path):

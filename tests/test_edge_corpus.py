@@ -53,7 +53,11 @@ def _plan_value(plan, dotted: str):
 
 
 def _one_of(expected, actual) -> bool:
-    return actual in expected if isinstance(expected, list) and not isinstance(actual, list) else actual == expected
+    return (
+        actual in expected
+        if isinstance(expected, list) and not isinstance(actual, list)
+        else actual == expected
+    )
 
 
 def test_the_corpus_is_large_ids_are_unique_and_every_case_says_why():
@@ -99,11 +103,15 @@ def test_each_situation_gets_the_expected_decision(case):
 
         dpo = estimate(rec.facts.model, replace(config_for_plan(p, "dpo"), spectrum_fraction=0.3))
         sft = estimate(rec.facts.model, replace(config_for_plan(p, "sft"), spectrum_fraction=0.3))
-        assert p.predicted_device_gib == pytest.approx(dpo.device_gib, abs=0.01) and dpo.device_gib > sft.device_gib
+        assert (
+            p.predicted_device_gib == pytest.approx(dpo.device_gib, abs=0.01)
+            and dpo.device_gib > sft.device_gib
+        )
         assert d.candidates[p.method].device_gib == pytest.approx(dpo.device_gib, abs=0.01)
 
 
 # --- one story in every format ---------------------------------------------------------------------------
+
 
 def _norm(text: str) -> str:
     return " ".join(text.replace("`", "").replace("*", "").replace("_", "").split())
@@ -118,8 +126,9 @@ def _check_formats_agree(rec) -> None:
     warnings = data["warnings"]
     rules, others = warning_items(rec)
     # the same list, in the same number, everywhere
-    assert [r.message for r in rules] + others == warnings or sorted([r.message for r in rules] + others) == sorted(
-        warnings)
+    assert [r.message for r in rules] + others == warnings or sorted(
+        [r.message for r in rules] + others
+    ) == sorted(warnings)
     assert f"Warnings ({len(warnings)})" in brief
     assert ("Warnings - None." in md) == (not warnings)
     for w in warnings:
@@ -148,18 +157,25 @@ def test_every_format_tells_the_same_story_for_each_case(case):
     _check_formats_agree(_rec(case["id"]))
 
 
-PERSONAS = sorted((ROOT / "examples" / "answers").glob("*.yaml")) + [ROOT / "examples" / "demo" / "answers.yaml"]
+PERSONAS = sorted((ROOT / "examples" / "answers").glob("*.yaml")) + [
+    ROOT / "examples" / "demo" / "answers.yaml"
+]
 
 
-@pytest.mark.parametrize("path", PERSONAS, ids=[p.parent.name if p.stem == "answers" else p.stem for p in PERSONAS])
+@pytest.mark.parametrize(
+    "path", PERSONAS, ids=[p.parent.name if p.stem == "answers" else p.stem for p in PERSONAS]
+)
 def test_every_format_tells_the_same_story_for_each_persona(path):
     answers = load_answers(path)
     if answers.gpus is None:
-        answers = answers.model_copy(update={"gpus": [GPUAnswer(name="NVIDIA GeForce RTX 4090", memory_gib=24)]})
+        answers = answers.model_copy(
+            update={"gpus": [GPUAnswer(name="NVIDIA GeForce RTX 4090", memory_gib=24)]}
+        )
     _check_formats_agree(recommend(answers, detect_gpus=False, rules=_rules()))
 
 
 # --- the table in docs/ ----------------------------------------------------------------------------------
+
 
 def _decision(rec) -> str:
     d, p = rec.decision, rec.plan
@@ -194,7 +210,9 @@ def _doc() -> str:
     ]
     for c in CASES:
         why = c["why"] + (f" *Note: {c['note']}*" if c.get("note") else "")
-        lines.append(f"| {c['id']} | {c['situation']} | {_decision(_rec(c['id']))} | {why.replace('|', '/')} |")
+        lines.append(
+            f"| {c['id']} | {c['situation']} | {_decision(_rec(c['id']))} | {why.replace('|', '/')} |"
+        )
     return "\n".join(lines) + "\n"
 
 
@@ -202,33 +220,48 @@ def test_the_docs_table_is_generated_from_the_corpus():
     text = _doc()
     if os.environ.get("TUNEWISE_UPDATE_SNAPSHOTS") == "1":
         DOC.write_text(text, encoding="utf-8")
-    assert DOC.is_file() and DOC.read_text(encoding="utf-8") == text, \
+    assert DOC.is_file() and DOC.read_text(encoding="utf-8") == text, (
         "docs/edge-cases.md is stale: TUNEWISE_UPDATE_SNAPSHOTS=1 pytest tests/test_edge_corpus.py"
+    )
 
 
 # --- docs/routes.md: one brief report of each route the strategy search adds -----------------------------
 
-ROUTES = {"E31": "FSDP + CPU offload: Llama-3.1-70B with QLoRA on two 24 GB cards",
-          "E32": "A smaller model: Llama-3.1-70B asked for, one 24 GB card",
-          "E36": "The larger card alone: a 24 GB + 12 GB box",
-          "E35": "FSDP by what it buys: full fine-tuning of 8B on two 80 GB GPUs",
-          "E51": "Preference pairs alone: a DPO-only plan with the DPO step's figures"}
+ROUTES = {
+    "E31": "FSDP + CPU offload: Llama-3.1-70B with QLoRA on two 24 GB cards",
+    "E32": "A smaller model: Llama-3.1-70B asked for, one 24 GB card",
+    "E36": "The larger card alone: a 24 GB + 12 GB box",
+    "E35": "FSDP by what it buys: full fine-tuning of 8B on two 80 GB GPUs",
+    "E51": "Preference pairs alone: a DPO-only plan with the DPO step's figures",
+}
 ROUTES_DOC = ROOT / "docs" / "routes.md"
 
 
 def _routes_doc() -> str:
     from advisor.report import render_brief
 
-    out = ["<!-- generated from tests/data/edge_corpus.yaml by TUNEWISE_UPDATE_SNAPSHOTS=1 pytest tests/test_edge_corpus.py -->",
-           "# Routes when the first choice does not fit",
-           "",
-           "One brief report (`tunewise recommend --brief`) for each route the strategy search can take; the",
-           "answers are the corpus cases named (tests/data/edge_corpus.yaml, on top of its `base`).", ""]
+    out = [
+        "<!-- generated from tests/data/edge_corpus.yaml by TUNEWISE_UPDATE_SNAPSHOTS=1 pytest tests/test_edge_corpus.py -->",
+        "# Routes when the first choice does not fit",
+        "",
+        "One brief report (`tunewise recommend --brief`) for each route the strategy search can take; the",
+        "answers are the corpus cases named (tests/data/edge_corpus.yaml, on top of its `base`).",
+        "",
+    ]
     for cid, title in ROUTES.items():
         case = next(c for c in CASES if c["id"] == cid)
-        out += [f"## {title} ({cid})", "", "```yaml", yaml.safe_dump(case["answers"], sort_keys=False,
-                                                                  default_flow_style=None).strip(), "```", "",
-                "```", render_brief(_rec(cid), width=100).rstrip(), "```", ""]
+        out += [
+            f"## {title} ({cid})",
+            "",
+            "```yaml",
+            yaml.safe_dump(case["answers"], sort_keys=False, default_flow_style=None).strip(),
+            "```",
+            "",
+            "```",
+            render_brief(_rec(cid), width=100).rstrip(),
+            "```",
+            "",
+        ]
     return "\n".join(out)
 
 
@@ -236,4 +269,6 @@ def test_the_routes_doc_is_generated_from_the_corpus():
     text = _routes_doc()
     if os.environ.get("TUNEWISE_UPDATE_SNAPSHOTS") == "1":
         ROUTES_DOC.write_text(text, encoding="utf-8")
-    assert ROUTES_DOC.read_text(encoding="utf-8") == text, "docs/routes.md is stale: TUNEWISE_UPDATE_SNAPSHOTS=1"
+    assert ROUTES_DOC.read_text(encoding="utf-8") == text, (
+        "docs/routes.md is stale: TUNEWISE_UPDATE_SNAPSHOTS=1"
+    )

@@ -22,14 +22,27 @@ def base(tmp_path_factory):
 
 
 def tunewise(*args, timeout=300):
-    return subprocess.run([sys.executable, "-m", "tunewise", *map(str, args)], capture_output=True, text=True,
-                          timeout=timeout, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    return subprocess.run(
+        [sys.executable, "-m", "tunewise", *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
 
 
 def _small_eval(rd, **changes):
     plan = TrainingPlan.load(rd / "plan.yaml")
-    plan.evaluation = EvalSpec(**{"task": "question-answering", "max_examples": 4, "few_shot": 2,
-                                  "max_new_tokens": 4, "batch_size": 4, **changes})
+    plan.evaluation = EvalSpec(
+        **{
+            "task": "question-answering",
+            "max_examples": 4,
+            "few_shot": 2,
+            "max_new_tokens": 4,
+            "batch_size": 4,
+            **changes,
+        }
+    )
     write_run_files(rd, plan, {})
     return plan
 
@@ -73,8 +86,12 @@ def test_every_stage_of_an_sft_dpo_run_and_the_end_of_job_hook(base, tmp_path):
     assert list(result["models"]) == ["base_zero_shot", "base_few_shot", "tuned_sft", "tuned"]
     assert [m["label"] for m in result["models"].values()][2:] == ["fine-tuned (SFT)", "fine-tuned (SFT+DPO)"]
     pairs = {(c["a"], c["b"]) for c in result["comparisons"]}
-    assert {("tuned_sft", "base_few_shot"), ("tuned", "base_few_shot"), ("tuned", "base_zero_shot"),
-            ("base_few_shot", "base_zero_shot")} <= pairs
+    assert {
+        ("tuned_sft", "base_few_shot"),
+        ("tuned", "base_few_shot"),
+        ("tuned", "base_zero_shot"),
+        ("base_few_shot", "base_zero_shot"),
+    } <= pairs
     assert result["verdict"]["tuned"] == "tuned" and "Verdict:" in r.stdout
     summary = json.loads((rd / "summary.json").read_text())
     assert summary["status"] == "completed" and summary["evaluation"]["metric"] == "exact_match"
@@ -93,11 +110,17 @@ def test_a_plan_can_turn_the_end_of_job_evaluation_off(base, tmp_path):
     _small_eval(rd, enabled=False)
     r = tunewise("launch", rd, "--cpu")
     assert r.returncode == 0, r.stdout + r.stderr
-    assert not (rd / "eval.json").exists() and "evaluation" not in json.loads((rd / "summary.json").read_text())
+    assert not (rd / "eval.json").exists() and "evaluation" not in json.loads(
+        (rd / "summary.json").read_text()
+    )
     # but it can be asked for: a full fine-tune's model/ directory is the tuned model
     r = tunewise("eval", rd)
     assert r.returncode == 0, r.stderr
-    assert list(json.loads((rd / "eval.json").read_text())["models"]) == ["base_zero_shot", "base_few_shot", "tuned"]
+    assert list(json.loads((rd / "eval.json").read_text())["models"]) == [
+        "base_zero_shot",
+        "base_few_shot",
+        "tuned",
+    ]
 
 
 def test_an_interrupted_evaluation_leaves_the_previous_files_whole(base, tmp_path, monkeypatch):
@@ -124,20 +147,29 @@ def test_an_interrupted_evaluation_leaves_the_previous_files_whole(base, tmp_pat
     assert not [p for p in rd.iterdir() if p.name.endswith(".tmp") or p.suffix == ".png"]
 
 
-@pytest.mark.parametrize("task, expected", [
-    ("chat", ["rouge_l", "perplexity"]),
-    ("generation", ["chrf", "perplexity"]),
-    ("classification", ["accuracy", "macro_f1"]),
-    ("summarization", ["rouge_l"]),
-])
+@pytest.mark.parametrize(
+    "task, expected",
+    [
+        ("chat", ["rouge_l", "perplexity"]),
+        ("generation", ["chrf", "perplexity"]),
+        ("classification", ["accuracy", "macro_f1"]),
+        ("summarization", ["rouge_l"]),
+    ],
+)
 def test_each_task_gets_its_metrics_on_a_real_generation(base, tmp_path, task, expected):
     from launcher.evaluation.run import evaluate_run
 
-    rows = [json.dumps({"prompt": f"Is {i} even?", "completion": "yes" if i % 2 == 0 else "no"}) for i in range(16)]
+    rows = [
+        json.dumps({"prompt": f"Is {i} even?", "completion": "yes" if i % 2 == 0 else "no"})
+        for i in range(16)
+    ]
     rd = make_run(tmp_path, base, rows=rows)
     _small_eval(rd, task=task)
     result = evaluate_run(rd)
-    assert result["task_metrics"] == expected and list(result["models"]) == ["base_zero_shot", "base_few_shot"]
+    assert result["task_metrics"] == expected and list(result["models"]) == [
+        "base_zero_shot",
+        "base_few_shot",
+    ]
     for m in result["models"].values():
         for name in expected:
             v = m["metrics"][name]

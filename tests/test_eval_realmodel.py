@@ -17,8 +17,13 @@ pytestmark = pytest.mark.slow
 
 def test_a_short_lora_run_beats_prompting_beyond_the_noise(tmp_path, smollm2_dir):
     rd = realmodel.date_run(tmp_path, smollm2_dir, steps=30)
-    r = subprocess.run([sys.executable, "-m", "tunewise", "launch", str(rd), "--cpu"], capture_output=True,
-                       text=True, timeout=1200, env={**os.environ})
+    r = subprocess.run(
+        [sys.executable, "-m", "tunewise", "launch", str(rd), "--cpu"],
+        capture_output=True,
+        text=True,
+        timeout=1200,
+        env={**os.environ},
+    )
     assert r.returncode == 0, r.stdout + r.stderr
     result = json.loads((rd / "eval.json").read_text())
     em = {k: m["metrics"]["exact_match"]["value"] for k, m in result["models"].items()}
@@ -32,7 +37,13 @@ def test_a_short_lora_run_beats_prompting_beyond_the_noise(tmp_path, smollm2_dir
     assert "Verdict: fine-tuned beats" in r.stdout
     # system metrics for every model; the examples side by side
     for m in result["models"].values():
-        assert m["system"]["tokens_per_s"] > 0 and m["system"]["latency_p95_s"] >= m["system"]["latency_p50_s"] > 0
+        assert (
+            m["system"]["tokens_per_s"] > 0
+            and m["system"]["latency_p95_s"] >= m["system"]["latency_p50_s"] > 0
+        )
     assert len(result["examples"]) == 5 and set(result["examples"][0]["outputs"]) == set(result["models"])
     summary = json.loads((rd / "summary.json").read_text())
-    assert summary["evaluation"]["tuned"] == em["tuned"] and summary["evaluation"]["outcome"] == "fine-tune-better"
+    assert (
+        summary["evaluation"]["tuned"] == em["tuned"]
+        and summary["evaluation"]["outcome"] == "fine-tune-better"
+    )

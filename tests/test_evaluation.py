@@ -16,14 +16,16 @@ from launcher.evaluation.run import metric_names
 
 # --- held-out examples -------------------------------------------------------------------------
 
+
 def test_rows_of_every_split_format_become_prompt_and_reference():
     user = {"role": "user", "content": "q"}
     asst = {"role": "assistant", "content": "a"}
     sys_ = {"role": "system", "content": "be brief"}
     assert heldout.to_example({"messages": [sys_, user, asst]}) == heldout.Example([sys_, user], "a")
     # multi-turn: everything before the last assistant turn is the prompt
-    ex = heldout.to_example({"messages": [user, asst, {"role": "user", "content": "q2"}, {"role": "assistant",
-                                                                                           "content": "a2"}]})
+    ex = heldout.to_example(
+        {"messages": [user, asst, {"role": "user", "content": "q2"}, {"role": "assistant", "content": "a2"}]}
+    )
     assert ex.reference == "a2" and len(ex.prompt) == 3
     assert heldout.to_example({"prompt": "q", "completion": "a"}) == heldout.Example([user], "a")
     assert heldout.to_example({"prompt": [user], "completion": [asst]}) == heldout.Example([user], "a")
@@ -72,6 +74,7 @@ def test_shots_cover_the_labels_first_and_come_before_the_question():
 
 # --- metrics -----------------------------------------------------------------------------------
 
+
 def test_exact_match_and_token_f1():
     assert list(metrics.exact_match([" 2024-01-02 ", '"x"', "x"], ["2024-01-02", "x", "y"])) == [1, 1, 0]
     f1 = metrics.token_f1(["the cat sat", "a dog", ""], ["cat sat down", "cat", ""])
@@ -101,7 +104,9 @@ def test_json_validity_and_field_f1():
 
 def test_rouge_l_and_chrf_from_their_libraries():
     same = ["the quick brown fox"]
-    assert metrics.rouge_l(same, same)[0] == pytest.approx(1.0) and metrics.chrf(same, same)[0] == pytest.approx(1.0)
+    assert metrics.rouge_l(same, same)[0] == pytest.approx(1.0) and metrics.chrf(same, same)[
+        0
+    ] == pytest.approx(1.0)
     assert 0 < metrics.rouge_l(["the quick fox"], same)[0] < 1
     assert 0 < metrics.chrf(["the quick fox"], same)[0] < 1
 
@@ -115,13 +120,16 @@ def test_perplexity_pools_tokens_and_is_lower_for_likelier_answers():
 
 # --- bootstrap and verdict ---------------------------------------------------------------------
 
+
 def _metric(values) -> metrics.Metric:
     return metrics.Metric(np.array(values, dtype=float))
 
 
 def test_bootstrap_is_deterministic_and_paired():
     idx = bootstrap.resamples(50, seed=1)
-    assert (idx == bootstrap.resamples(50, seed=1)).all() and not (idx == bootstrap.resamples(50, seed=2)).all()
+    assert (idx == bootstrap.resamples(50, seed=1)).all() and not (
+        idx == bootstrap.resamples(50, seed=2)
+    ).all()
     rng = np.random.default_rng(0)
     base = rng.random(50)
     a, b = _metric(base + 0.05), _metric(base)
@@ -138,17 +146,30 @@ def _models(values: dict[str, list[float]], metric: str = "exact_match"):
     idx = bootstrap.resamples(len(next(iter(values.values()))), seed=0)
     scored = {k: _metric(v) for k, v in values.items()}
     labels = {"base_zero_shot": "base, zero-shot", "base_few_shot": "base, 5-shot", "tuned": "fine-tuned"}
-    models = {k: {"label": labels[k], "metrics": {metric: bootstrap.interval(s, idx)}} for k, s in scored.items()}
-    comps = [{"a": a, "b": b, "metric": metric, **bootstrap.paired_difference(scored[a], scored[b], idx)}
-             for a in scored for b in scored if a != b]
+    models = {
+        k: {"label": labels[k], "metrics": {metric: bootstrap.interval(s, idx)}} for k, s in scored.items()
+    }
+    comps = [
+        {"a": a, "b": b, "metric": metric, **bootstrap.paired_difference(scored[a], scored[b], idx)}
+        for a in scored
+        for b in scored
+        if a != b
+    ]
     return models, comps
 
 
-@pytest.mark.parametrize("tuned, outcome, words", [
-    ([1] * 30 + [0] * 10, "fine-tune-better", "fine-tuned beats base, 5-shot by +0.50 exact match, 95% CI +"),
-    ([0] * 5 + [1] * 5 + [1] * 7 + [0] * 23, "no-gain", "no gain beyond the noise over base, 5-shot"),
-    ([0] * 40, "prompting-better", "is worse than base, 5-shot"),
-])
+@pytest.mark.parametrize(
+    "tuned, outcome, words",
+    [
+        (
+            [1] * 30 + [0] * 10,
+            "fine-tune-better",
+            "fine-tuned beats base, 5-shot by +0.50 exact match, 95% CI +",
+        ),
+        ([0] * 5 + [1] * 5 + [1] * 7 + [0] * 23, "no-gain", "no gain beyond the noise over base, 5-shot"),
+        ([0] * 40, "prompting-better", "is worse than base, 5-shot"),
+    ],
+)
 def test_verdict_reads_the_paired_interval(tuned, outcome, words):
     few = [1] * 10 + [0] * 30
     models, comps = _models({"base_zero_shot": [0] * 40, "base_few_shot": few, "tuned": tuned})
@@ -159,14 +180,18 @@ def test_verdict_reads_the_paired_interval(tuned, outcome, words):
 
 
 def test_verdict_against_a_target_and_for_a_lower_is_better_metric():
-    models, comps = _models({"base_zero_shot": [0] * 20, "base_few_shot": [0] * 15 + [1] * 5,
-                             "tuned": [1] * 18 + [0] * 2})
+    models, comps = _models(
+        {"base_zero_shot": [0] * 20, "base_few_shot": [0] * 15 + [1] * 5, "tuned": [1] * 18 + [0] * 2}
+    )
     v = verdict.decide("exact_match", models, comps, ["tuned"], target=0.8, confidence=0.95)
     assert v["target"]["tuned"]["meets"] and not v["target"]["base_few_shot"]["meets"]
-    assert "target exact match ≥ 0.8: fine-tuned 0.90 meets it, base, 5-shot 0.25 misses it by 0.55" in v["text"]
+    assert (
+        "target exact match ≥ 0.8: fine-tuned 0.90 meets it, base, 5-shot 0.25 misses it by 0.55" in v["text"]
+    )
     # perplexity: the smaller value wins, the baseline is the lower of the two prompts
-    models, comps = _models({"base_zero_shot": [9.0] * 20, "base_few_shot": [8.0] * 20, "tuned": [3.0] * 20},
-                            metric="perplexity")
+    models, comps = _models(
+        {"base_zero_shot": [9.0] * 20, "base_few_shot": [8.0] * 20, "tuned": [3.0] * 20}, metric="perplexity"
+    )
     v = verdict.decide("perplexity", models, comps, ["tuned"], target=4.0, confidence=0.95)
     assert v["outcome"] == "fine-tune-better" and v["baseline"] == "base_few_shot" and "≤ 4" in v["text"]
     assert meets("perplexity", 3.0, 4.0) and shortfall("perplexity", 5.0, 4.0) == 1.0
@@ -180,16 +205,34 @@ def test_verdict_before_training_names_the_figure_to_beat():
 
 # --- report section ----------------------------------------------------------------------------
 
+
 def _result() -> dict:
-    models, comps = _models({"base_zero_shot": [0] * 20, "base_few_shot": [1] * 5 + [0] * 15, "tuned": [1] * 20})
+    models, comps = _models(
+        {"base_zero_shot": [0] * 20, "base_few_shot": [1] * 5 + [0] * 15, "tuned": [1] * 20}
+    )
     for m in models.values():
-        m["system"] = {"latency_p50_s": 0.5, "latency_p95_s": 0.9, "tokens_per_s": 40.0, "peak_memory_gib": 1.2,
-                       "output_tokens_mean": 9.0}
-    return {"task_metrics": ["exact_match"], "models": models, "comparisons": comps, "n_examples": 20,
-            "n_available": 60, "few_shot": 5, "confidence": 0.95, "resamples": 1000, "seed": 0, "wall_s": 12.0,
-            "verdict": verdict.decide("exact_match", models, comps, ["tuned"], target=None, confidence=0.95),
-            "examples": [{"prompt": "a | b", "reference": "r", "outputs": {"base_zero_shot": "x", "tuned": "r"}}],
-            "plots": {"metric comparison": "eval_metrics.png"}}
+        m["system"] = {
+            "latency_p50_s": 0.5,
+            "latency_p95_s": 0.9,
+            "tokens_per_s": 40.0,
+            "peak_memory_gib": 1.2,
+            "output_tokens_mean": 9.0,
+        }
+    return {
+        "task_metrics": ["exact_match"],
+        "models": models,
+        "comparisons": comps,
+        "n_examples": 20,
+        "n_available": 60,
+        "few_shot": 5,
+        "confidence": 0.95,
+        "resamples": 1000,
+        "seed": 0,
+        "wall_s": 12.0,
+        "verdict": verdict.decide("exact_match", models, comps, ["tuned"], target=None, confidence=0.95),
+        "examples": [{"prompt": "a | b", "reference": "r", "outputs": {"base_zero_shot": "x", "tuned": "r"}}],
+        "plots": {"metric comparison": "eval_metrics.png"},
+    }
 
 
 def test_the_report_section_is_added_once_and_replaced_on_a_second_run(tmp_path):
@@ -207,6 +250,7 @@ def test_the_report_section_is_added_once_and_replaced_on_a_second_run(tmp_path)
 
 # --- answers and facts -------------------------------------------------------------------------
 
+
 def test_success_metrics_are_the_metrics_the_evaluation_knows():
     assert set(typing.get_args(SuccessMetric)) == set(METRICS)
     assert {m for ms in TASK_METRICS.values() for m in ms} <= set(METRICS)
@@ -215,10 +259,13 @@ def test_success_metrics_are_the_metrics_the_evaluation_knows():
 def test_success_answer_is_validated():
     assert parse_answers({"success": {"metric": "accuracy", "target": 0.9}}).success.target == 0.9
     assert parse_answers({"success": {"metric": "perplexity", "target": 12}}).success.target == 12
-    for bad, words in [({"metric": "accuracy", "target": 90}, "between 0 and 1"),
-                       ({"metric": "bleu", "target": 0.5}, "success.metric"),
-                       ({"metric": "accuracy"}, "success.target"), ({"metric": "accuracy", "target": True}, "true/false"),
-                       ({"metric": "accuracy", "target": 0.5, "goal": 1}, "known keys: metric, target")]:
+    for bad, words in [
+        ({"metric": "accuracy", "target": 90}, "between 0 and 1"),
+        ({"metric": "bleu", "target": 0.5}, "success.metric"),
+        ({"metric": "accuracy"}, "success.target"),
+        ({"metric": "accuracy", "target": True}, "true/false"),
+        ({"metric": "accuracy", "target": 0.5, "goal": 1}, "known keys: metric, target"),
+    ]:
         with pytest.raises(UserError, match=words):
             parse_answers({"success": bad})
 
@@ -256,8 +303,13 @@ def test_a_hand_edited_evaluation_section_is_checked_like_the_rest_of_the_plan()
     bad = {"max_examples": 0, "task": "poetry", "target_metric": "bleu", "enabled": "yes", "target": "high"}
     with pytest.raises(UserError) as e:
         TrainingPlan.from_dict({**base, "evaluation": bad})
-    for words in ("evaluation.max_examples", "evaluation.task 'poetry'", "evaluation.target_metric 'bleu'",
-                  "evaluation.enabled", "evaluation.target must be a number"):
+    for words in (
+        "evaluation.max_examples",
+        "evaluation.task 'poetry'",
+        "evaluation.target_metric 'bleu'",
+        "evaluation.enabled",
+        "evaluation.target must be a number",
+    ):
         assert words in e.value.message
     with pytest.raises(UserError, match="unexpected keyword|evaluation"):
         TrainingPlan.from_dict({**base, "evaluation": {"shots": 5}})

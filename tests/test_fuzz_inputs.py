@@ -57,11 +57,21 @@ def assert_clean(rc: int, out: str, err: str, *, valid: bool | None = None) -> N
 # --- answers files -----------------------------------------------------------------------------
 
 KEYS = list(Answers.model_fields) + ["colour", "Task", ""]
-_scalars = (st.none() | st.booleans() | st.integers(min_value=-(10**30), max_value=10**30)
-            | st.floats(allow_nan=True, allow_infinity=True) | st.text(max_size=12)
-            | st.sampled_from(["chat", "lora", "auto", "tone-style", "llama-3.1-8b", "qwen2.5-7b", "../x", "/", "~"]))
-_values = st.recursive(_scalars, lambda c: st.lists(c, max_size=3) | st.dictionaries(
-    st.sampled_from(["name", "memory_gib", "x"]), c, max_size=3), max_leaves=8)
+_scalars = (
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(10**30), max_value=10**30)
+    | st.floats(allow_nan=True, allow_infinity=True)
+    | st.text(max_size=12)
+    | st.sampled_from(["chat", "lora", "auto", "tone-style", "llama-3.1-8b", "qwen2.5-7b", "../x", "/", "~"])
+)
+_values = st.recursive(
+    _scalars,
+    lambda c: (
+        st.lists(c, max_size=3) | st.dictionaries(st.sampled_from(["name", "memory_gib", "x"]), c, max_size=3)
+    ),
+    max_leaves=8,
+)
 _answers_docs = st.dictionaries(st.sampled_from(KEYS), _values, max_size=6)
 
 
@@ -85,18 +95,31 @@ def test_fuzzed_answers_mappings(tmp_path, doc):
         assert json.loads(out)["approach"]
 
 
-_valid_answers = st.fixed_dictionaries({}, optional={
-    "task": st.sampled_from(["classification", "chat", "code", "reasoning", "summarization"]),
-    "goals": st.lists(st.sampled_from(["tone-style", "privacy", "low-resource-language", "output-format"]),
-                      max_size=3, unique=True),
-    "needs_citations": st.booleans(), "knowledge_changes_often": st.booleans(), "clear_task": st.booleans(),
-    "tried_prompting": st.booleans(), "zero_latency": st.booleans(),
-    "examples": st.integers(min_value=0, max_value=10**30), "preference_pairs": st.integers(0, 10**12),
-    "model": st.sampled_from(["llama-3.1-8b", "llama-3.2-1b", "qwen2.5-7b", "meta-llama/Llama-3.1-70B"]),
-    "gpus": st.lists(st.fixed_dictionaries({"memory_gib": st.floats(min_value=1e-6, max_value=4096)}),
-                     min_size=1, max_size=9),
-    "method": st.sampled_from(["auto", "lora", "qlora", "spectrum", "full"]),
-})
+_valid_answers = st.fixed_dictionaries(
+    {},
+    optional={
+        "task": st.sampled_from(["classification", "chat", "code", "reasoning", "summarization"]),
+        "goals": st.lists(
+            st.sampled_from(["tone-style", "privacy", "low-resource-language", "output-format"]),
+            max_size=3,
+            unique=True,
+        ),
+        "needs_citations": st.booleans(),
+        "knowledge_changes_often": st.booleans(),
+        "clear_task": st.booleans(),
+        "tried_prompting": st.booleans(),
+        "zero_latency": st.booleans(),
+        "examples": st.integers(min_value=0, max_value=10**30),
+        "preference_pairs": st.integers(0, 10**12),
+        "model": st.sampled_from(["llama-3.1-8b", "llama-3.2-1b", "qwen2.5-7b", "meta-llama/Llama-3.1-70B"]),
+        "gpus": st.lists(
+            st.fixed_dictionaries({"memory_gib": st.floats(min_value=1e-6, max_value=4096)}),
+            min_size=1,
+            max_size=9,
+        ),
+        "method": st.sampled_from(["auto", "lora", "qlora", "spectrum", "full"]),
+    },
+)
 
 
 @FUZZ
@@ -111,7 +134,11 @@ def test_fuzzed_valid_answers_extreme_values(tmp_path, doc, fmt):
 
 
 @FUZZ
-@given(raw=st.one_of(st.binary(max_size=200), st.text(max_size=200).map(lambda t: t.encode("utf-8", "surrogatepass"))))
+@given(
+    raw=st.one_of(
+        st.binary(max_size=200), st.text(max_size=200).map(lambda t: t.encode("utf-8", "surrogatepass"))
+    )
+)
 def test_fuzzed_answers_bytes(tmp_path, raw):
     path = tmp_path / "answers.yaml"
     path.write_bytes(raw)
@@ -130,7 +157,10 @@ ANSWERS_REGRESSIONS = {
     # Now refused before anything is built from it (advisor/safeyaml.py); a small alias is still fine.
     "alias-bomb": (_bomb(9), "through YAML aliases"),
     "small-alias": ("task: chat\ngoals: &g [tone-style]\n", None),
-    "deeply-nested-list": ("task: " + "[" * 5000 + "]" * 5000 + "\n", "nested too deeply"),   # was RecursionError
+    "deeply-nested-list": (
+        "task: " + "[" * 5000 + "]" * 5000 + "\n",
+        "nested too deeply",
+    ),  # was RecursionError
     "deeply-nested-map": ("task: " + "{a: " * 3000 + "1" + "}" * 3000 + "\n", "nested too deeply"),
     "not-utf8": (b"task: \xff\xfe chat\n", "not UTF-8"),
     "nul-byte": (b"task: chat\x00\n", "not valid YAML"),
@@ -168,34 +198,52 @@ def test_answers_regressions(tmp_path, case):
 # --- dataset files (inspect, and recommend with a dataset) -----------------------------------------
 
 _rows = st.one_of(
-    st.builds(lambda q, a: json.dumps({"messages": [{"role": "user", "content": q}, {"role": "assistant",
-                                                                                        "content": a}]}),
-              st.text(max_size=10), st.text(max_size=10)),
-    st.builds(lambda p, c: json.dumps({"prompt": p, "completion": c}), st.text(max_size=10), st.text(max_size=10)),
+    st.builds(
+        lambda q, a: json.dumps(
+            {"messages": [{"role": "user", "content": q}, {"role": "assistant", "content": a}]}
+        ),
+        st.text(max_size=10),
+        st.text(max_size=10),
+    ),
+    st.builds(
+        lambda p, c: json.dumps({"prompt": p, "completion": c}), st.text(max_size=10), st.text(max_size=10)
+    ),
     st.text(max_size=30),
 )
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(lines=st.lists(_rows, max_size=6), cut=st.integers(min_value=0, max_value=400),
-       tail=st.binary(max_size=20), suffix=st.sampled_from([".jsonl", ".json", ".csv", ".parquet", ""]))
+@given(
+    lines=st.lists(_rows, max_size=6),
+    cut=st.integers(min_value=0, max_value=400),
+    tail=st.binary(max_size=20),
+    suffix=st.sampled_from([".jsonl", ".json", ".csv", ".parquet", ""]),
+)
 def test_fuzzed_dataset_in_recommend(tmp_path, lines, cut, tail, suffix):
     data = tmp_path / f"d{suffix}"
     blob = "\n".join(lines).encode("utf-8", "surrogatepass")
     data.write_bytes(blob[:cut] + tail)  # truncated JSON and stray bytes
     answers = tmp_path / "answers.yaml"
-    answers.write_text(yaml.safe_dump({"task": "chat", "dataset": str(data), "model": "llama-3.2-1b",
-                                       "gpus": [{"memory_gib": 24}]}), encoding="utf-8")
+    answers.write_text(
+        yaml.safe_dump(
+            {"task": "chat", "dataset": str(data), "model": "llama-3.2-1b", "gpus": [{"memory_gib": 24}]}
+        ),
+        encoding="utf-8",
+    )
     rc, out, err = cli(["recommend", "--answers", str(answers), "--no-detect", "--format", "json"])
     assert_clean(rc, out, err)
 
 
-@pytest.mark.parametrize("content", [
-    "[" * 100_000,                                                    # deeply nested JSON
-    '{"text": "' + "a" * 3_000_000 + '"}\n',                          # one 3 MB line
-    '{"messages": [{"role": "user", "content": "hi"}, {"ro',         # truncated mid-object
-    "\ufeff" + '{"text": "bom"}\n',                                   # byte-order mark
-], ids=["deep", "huge-line", "truncated", "bom"])
+@pytest.mark.parametrize(
+    "content",
+    [
+        "[" * 100_000,  # deeply nested JSON
+        '{"text": "' + "a" * 3_000_000 + '"}\n',  # one 3 MB line
+        '{"messages": [{"role": "user", "content": "hi"}, {"ro',  # truncated mid-object
+        "\ufeff" + '{"text": "bom"}\n',  # byte-order mark
+    ],
+    ids=["deep", "huge-line", "truncated", "bom"],
+)
 def test_dataset_regressions(tmp_path, content):
     data = tmp_path / "d.jsonl"
     data.write_text(content, encoding="utf-8")
@@ -205,19 +253,48 @@ def test_dataset_regressions(tmp_path, content):
 
 # --- config.json in a model directory (estimate --model DIR) ---------------------------------------
 
-_SHAPE_KEYS = ["model_type", "vocab_size", "hidden_size", "intermediate_size", "num_hidden_layers",
-               "num_attention_heads", "num_key_value_heads", "head_dim", "tie_word_embeddings",
-               "max_position_embeddings", "text_config", "n_embd", "n_layer"]
-_cfg_values = (st.integers(min_value=-5, max_value=10**7) | st.sampled_from([0, 1, 2, 64, 2**62, 10**40])
-               | st.floats(allow_nan=True, allow_infinity=True) | st.text(max_size=6) | st.booleans() | st.none()
-               | st.lists(st.integers(), max_size=2) | st.just({"hidden_size": 8}))
-GOOD_CFG = {"model_type": "llama", "vocab_size": 1000, "hidden_size": 64, "intermediate_size": 128,
-            "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 2}
+_SHAPE_KEYS = [
+    "model_type",
+    "vocab_size",
+    "hidden_size",
+    "intermediate_size",
+    "num_hidden_layers",
+    "num_attention_heads",
+    "num_key_value_heads",
+    "head_dim",
+    "tie_word_embeddings",
+    "max_position_embeddings",
+    "text_config",
+    "n_embd",
+    "n_layer",
+]
+_cfg_values = (
+    st.integers(min_value=-5, max_value=10**7)
+    | st.sampled_from([0, 1, 2, 64, 2**62, 10**40])
+    | st.floats(allow_nan=True, allow_infinity=True)
+    | st.text(max_size=6)
+    | st.booleans()
+    | st.none()
+    | st.lists(st.integers(), max_size=2)
+    | st.just({"hidden_size": 8})
+)
+GOOD_CFG = {
+    "model_type": "llama",
+    "vocab_size": 1000,
+    "hidden_size": 64,
+    "intermediate_size": 128,
+    "num_hidden_layers": 2,
+    "num_attention_heads": 4,
+    "num_key_value_heads": 2,
+}
 
 
 @FUZZ
-@given(changes=st.dictionaries(st.sampled_from(_SHAPE_KEYS), _cfg_values, max_size=4),
-       drop=st.lists(st.sampled_from(list(GOOD_CFG)), max_size=2), method=st.sampled_from(["lora", "qlora", "full"]))
+@given(
+    changes=st.dictionaries(st.sampled_from(_SHAPE_KEYS), _cfg_values, max_size=4),
+    drop=st.lists(st.sampled_from(list(GOOD_CFG)), max_size=2),
+    method=st.sampled_from(["lora", "qlora", "full"]),
+)
 def test_fuzzed_config_json(tmp_path, changes, drop, method):
     cfg = {k: v for k, v in {**GOOD_CFG, **changes}.items() if k not in drop}
     (tmp_path / "config.json").write_text(json.dumps(cfg), encoding="utf-8")
@@ -235,17 +312,22 @@ def test_fuzzed_config_json_bytes(tmp_path, raw):
     assert_clean(*cli(["estimate", "--model", str(tmp_path), "--method", "lora"]), valid=False)
 
 
-@pytest.mark.parametrize("change,needle", [
-    ({"head_dim": "abc"}, "head_dim='abc'"),                    # was ValueError from int()
-    ({"num_key_value_heads": "two"}, "num_key_value_heads='two'"),  # was ValueError from int()
-    ({"num_key_value_heads": [2]}, "num_key_value_heads=[2]"),  # was TypeError
-    ({"num_key_value_heads": float("nan")}, "num_key_value_heads=nan"),  # was ValueError from int(nan)
-    ({"head_dim": -8}, "head_dim=-8"), ({"head_dim": 1.5}, "head_dim=1.5"),
-    ({"num_key_value_heads": 3}, "does not divide"),
-    ({"max_position_embeddings": "long"}, "max_position_embeddings"),
-    ({"num_attention_heads": 128}, "head_dim=0"),                # hidden 64 / 128 heads
-    ({"vocab_size": 0}, "vocab_size=0"), ({"hidden_size": "64"}, "hidden_size='64'"),
-])
+@pytest.mark.parametrize(
+    "change,needle",
+    [
+        ({"head_dim": "abc"}, "head_dim='abc'"),  # was ValueError from int()
+        ({"num_key_value_heads": "two"}, "num_key_value_heads='two'"),  # was ValueError from int()
+        ({"num_key_value_heads": [2]}, "num_key_value_heads=[2]"),  # was TypeError
+        ({"num_key_value_heads": float("nan")}, "num_key_value_heads=nan"),  # was ValueError from int(nan)
+        ({"head_dim": -8}, "head_dim=-8"),
+        ({"head_dim": 1.5}, "head_dim=1.5"),
+        ({"num_key_value_heads": 3}, "does not divide"),
+        ({"max_position_embeddings": "long"}, "max_position_embeddings"),
+        ({"num_attention_heads": 128}, "head_dim=0"),  # hidden 64 / 128 heads
+        ({"vocab_size": 0}, "vocab_size=0"),
+        ({"hidden_size": "64"}, "hidden_size='64'"),
+    ],
+)
 def test_config_json_regressions(tmp_path, change, needle):
     (tmp_path / "config.json").write_text(json.dumps({**GOOD_CFG, **change}), encoding="utf-8")
     rc, out, err = cli(["estimate", "--model", str(tmp_path), "--method", "lora", "--format", "json"])
@@ -255,15 +337,33 @@ def test_config_json_regressions(tmp_path, change, needle):
 
 # --- rule files ------------------------------------------------------------------------------------
 
-GOOD_RULE = {"id": "TW999-fuzz", "title": "t", "when": "examples < t.min_examples_peft",
-             "then": {"recommend": {"approach": "prompting"}}, "message": "m", "why": "w",
-             "source": "When to Fine-Tune Versus Alternative Approaches",
-             "examples": {"fires": [{"examples": 3}], "does_not_fire": [{"examples": 300}]}}
-_rule_values = st.recursive(_scalars | st.sampled_from(["true", "examples >", "examples > 1 &&", "1/0 > 1",
-                                                        "size(goals) > 0", "t.nope > 1", "warn"]),
-                            lambda c: st.lists(c, max_size=3) | st.dictionaries(
-                                st.sampled_from(["recommend", "approach", "warn", "fires", "does_not_fire",
-                                                 "examples", "plan", "x"]), c, max_size=3), max_leaves=10)
+GOOD_RULE = {
+    "id": "TW999-fuzz",
+    "title": "t",
+    "when": "examples < t.min_examples_peft",
+    "then": {"recommend": {"approach": "prompting"}},
+    "message": "m",
+    "why": "w",
+    "source": "When to Fine-Tune Versus Alternative Approaches",
+    "examples": {"fires": [{"examples": 3}], "does_not_fire": [{"examples": 300}]},
+}
+_rule_values = st.recursive(
+    _scalars
+    | st.sampled_from(
+        ["true", "examples >", "examples > 1 &&", "1/0 > 1", "size(goals) > 0", "t.nope > 1", "warn"]
+    ),
+    lambda c: (
+        st.lists(c, max_size=3)
+        | st.dictionaries(
+            st.sampled_from(
+                ["recommend", "approach", "warn", "fires", "does_not_fire", "examples", "plan", "x"]
+            ),
+            c,
+            max_size=3,
+        )
+    ),
+    max_leaves=10,
+)
 
 
 @pytest.fixture(scope="module")
@@ -274,9 +374,12 @@ def rules_dir(tmp_path_factory) -> Path:
 
 
 @FUZZ
-@given(changes=st.dictionaries(st.sampled_from(list(GOOD_RULE) + ["priority", "layer", "extra"]), _rule_values,
-                               max_size=3),
-       raw=st.none() | st.binary(max_size=80))
+@given(
+    changes=st.dictionaries(
+        st.sampled_from(list(GOOD_RULE) + ["priority", "layer", "extra"]), _rule_values, max_size=3
+    ),
+    raw=st.none() | st.binary(max_size=80),
+)
 def test_fuzzed_rule_files(rules_dir, changes, raw):
     p = rules_dir / "TW999-fuzz.yaml"
     p.write_bytes(raw if raw is not None else yaml.safe_dump({**GOOD_RULE, **changes}).encode())
@@ -299,10 +402,32 @@ def test_rule_file_regressions(rules_dir):
 
 VERB_FLAGS = {
     "recommend": ["--answers", "--format", "--out", "--no-detect"],
-    "estimate": ["--model", "--method", "--rank", "--seq-len", "--batch-size", "--no-grad-ckpt", "--liger",
-                 "--spectrum-fraction", "--gpus", "--distributed", "--optimizer", "--attn", "--lora-dropout",
-                 "--gpu-memory", "--format"],
-    "inspect": ["--model", "--tokenizer", "--max-length", "--column-map", "--validation", "--max-rows", "--format"],
+    "estimate": [
+        "--model",
+        "--method",
+        "--rank",
+        "--seq-len",
+        "--batch-size",
+        "--no-grad-ckpt",
+        "--liger",
+        "--spectrum-fraction",
+        "--gpus",
+        "--distributed",
+        "--optimizer",
+        "--attn",
+        "--lora-dropout",
+        "--gpu-memory",
+        "--format",
+    ],
+    "inspect": [
+        "--model",
+        "--tokenizer",
+        "--max-length",
+        "--column-map",
+        "--validation",
+        "--max-rows",
+        "--format",
+    ],
     "spectrum": ["scan", "--top-percent", "--device", "--out", "--format", "--embeddings", "--no-cache"],
     "launch": ["--max-steps", "--save-steps", "--cpu"],
     "export": ["--merge", "--out"],
@@ -310,9 +435,37 @@ VERB_FLAGS = {
     "wizard": ["--answers", "--save-answers", "--demo", "--no-detect"],
     "env": ["--format"],
 }
-_tokens = st.sampled_from(["0", "-1", "1", "7", "nan", "inf", "-inf", "1e999", "0.5", "", "json", "text", "lora",
-                           "qlora", "full", "spectrum", "llama-3.1-8b", "fsdp", "a=b", "=", "--", "-x", "é",
-                           "answers.yaml", "data.jsonl", "nowhere/x", "."]) | st.text(max_size=6)
+_tokens = st.sampled_from(
+    [
+        "0",
+        "-1",
+        "1",
+        "7",
+        "nan",
+        "inf",
+        "-inf",
+        "1e999",
+        "0.5",
+        "",
+        "json",
+        "text",
+        "lora",
+        "qlora",
+        "full",
+        "spectrum",
+        "llama-3.1-8b",
+        "fsdp",
+        "a=b",
+        "=",
+        "--",
+        "-x",
+        "é",
+        "answers.yaml",
+        "data.jsonl",
+        "nowhere/x",
+        ".",
+    ]
+) | st.text(max_size=6)
 
 
 @pytest.fixture(scope="module")
@@ -332,13 +485,16 @@ def test_fuzzed_flags(flag_dir, verb, data):
     assert_clean(rc, out, err)
 
 
-@pytest.mark.parametrize("argv,needle", [
-    (["estimate", "--model", "llama-3.1-8b", "--method", "lora", "--gpu-memory", "nan"], "--gpu-memory"),
-    (["estimate", "--model", "llama-3.1-8b", "--method", "lora", "--gpu-memory", "inf"], "--gpu-memory"),
-    (["estimate", "--model", "llama-3.1-8b", "--method", "lora", "--lora-dropout", "nan"], "dropout"),
-    (["estimate", "--model", "llama-3.1-8b", "--method", "lora", "--lora-dropout", "-1"], "dropout"),
-    (["estimate", "--model", "llama-3.1-8b", "--method", "lora", "--rank", "1e999"], "--rank"),
-])
+@pytest.mark.parametrize(
+    "argv,needle",
+    [
+        (["estimate", "--model", "llama-3.1-8b", "--method", "lora", "--gpu-memory", "nan"], "--gpu-memory"),
+        (["estimate", "--model", "llama-3.1-8b", "--method", "lora", "--gpu-memory", "inf"], "--gpu-memory"),
+        (["estimate", "--model", "llama-3.1-8b", "--method", "lora", "--lora-dropout", "nan"], "dropout"),
+        (["estimate", "--model", "llama-3.1-8b", "--method", "lora", "--lora-dropout", "-1"], "dropout"),
+        (["estimate", "--model", "llama-3.1-8b", "--method", "lora", "--rank", "1e999"], "--rank"),
+    ],
+)
 def test_flag_regressions(argv, needle):
     rc, out, err = cli(argv)
     assert_clean(rc, out, err, valid=False)
@@ -354,11 +510,18 @@ def test_real_subprocess_cases(tmp_path):
     (cfg / "config.json").write_text('{"model_type": "llama", "hidden_size": "big"', encoding="utf-8")
     data = tmp_path / "d.jsonl"
     data.write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(range(256)))
-    for argv in (["recommend", "--answers", str(bomb), "--no-detect"],
-                 ["estimate", "--model", str(cfg), "--method", "lora"],
-                 ["inspect", str(data)],
-                 ["estimate", "--model", "llama-3.1-8b", "--method", "nope"]):
-        r = subprocess.run([sys.executable, "-m", "tunewise", *argv], capture_output=True, text=True, timeout=120,
-                           cwd=tmp_path)
+    for argv in (
+        ["recommend", "--answers", str(bomb), "--no-detect"],
+        ["estimate", "--model", str(cfg), "--method", "lora"],
+        ["inspect", str(data)],
+        ["estimate", "--model", "llama-3.1-8b", "--method", "nope"],
+    ):
+        r = subprocess.run(
+            [sys.executable, "-m", "tunewise", *argv],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            cwd=tmp_path,
+        )
         assert r.returncode == 2, (argv, r.stderr[-2000:])
         assert "Traceback" not in r.stdout + r.stderr and "error" in r.stderr and len(r.stderr) < 20_000

@@ -14,10 +14,14 @@ print("LOADED:" + ",".join(m for m in heavy if m in sys.modules))
 
 
 def _loaded(stmt: str) -> list[str]:
-    out = subprocess.run([sys.executable, "-c", PROBE.format(stmt=stmt, heavy=HEAVY)],
-                         capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(
+        [sys.executable, "-c", PROBE.format(stmt=stmt, heavy=HEAVY)],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     line = [ln for ln in out.splitlines() if ln.startswith("LOADED:")][-1]
-    return [m for m in line[len("LOADED:"):].split(",") if m]
+    return [m for m in line[len("LOADED:") :].split(",") if m]
 
 
 def test_import_advisor_is_light():

@@ -14,7 +14,9 @@ from tunewise.cli import main
 
 
 def write_jsonl(path, rows):
-    path.write_text("".join((r if isinstance(r, str) else json.dumps(r)) + "\n" for r in rows), encoding="utf-8")
+    path.write_text(
+        "".join((r if isinstance(r, str) else json.dumps(r)) + "\n" for r in rows), encoding="utf-8"
+    )
     return str(path)
 
 
@@ -23,8 +25,9 @@ def chat(q, a):
 
 
 def cli(*args):
-    return subprocess.run([sys.executable, "-m", "tunewise.cli", "inspect", *args], capture_output=True, text=True,
-                          timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "tunewise.cli", "inspect", *args], capture_output=True, text=True, timeout=120
+    )
 
 
 def test_json_output_and_exit_codes(tmp_path, capsys):
@@ -33,7 +36,10 @@ def test_json_output_and_exit_codes(tmp_path, capsys):
     assert out.returncode == 0, out.stderr
     d = json.loads(out.stdout)
     assert (d["format"], d["rows"], d["valid"], d["duplicates"]) == ("messages", 8, 7, 1)
-    assert d["invalid"] == [{"line": 7, "reason": d["invalid"][0]["reason"]}] and "malformed" in d["invalid"][0]["reason"]
+    assert (
+        d["invalid"] == [{"line": 7, "reason": d["invalid"][0]["reason"]}]
+        and "malformed" in d["invalid"][0]["reason"]
+    )
     assert d["token_stats"] is None
 
     unusable = cli(write_jsonl(tmp_path / "bad.jsonl", ["{x", {"text": ""}]), "--format", "json")
@@ -42,11 +48,13 @@ def test_json_output_and_exit_codes(tmp_path, capsys):
     empty.write_text("")
     assert main(["inspect", str(empty)]) == 1
 
-    for args, needle in [((str(tmp_path / "missing.jsonl"),), "not found"),
-                         ((write_jsonl(tmp_path / "qa.jsonl", [{"q": 1}]),), "--column-map"),
-                         ((str(tmp_path / "d.jsonl"), "--column-map", "prompt"), "NAME=COLUMN"),
-                         ((str(tmp_path / "d.jsonl"), "--tokenizer", str(tmp_path)), "cannot load"),
-                         ((str(tmp_path / "d.jsonl"), "--max-length", "0"), "expected a positive integer")]:
+    for args, needle in [
+        ((str(tmp_path / "missing.jsonl"),), "not found"),
+        ((write_jsonl(tmp_path / "qa.jsonl", [{"q": 1}]),), "--column-map"),
+        ((str(tmp_path / "d.jsonl"), "--column-map", "prompt"), "NAME=COLUMN"),
+        ((str(tmp_path / "d.jsonl"), "--tokenizer", str(tmp_path)), "cannot load"),
+        ((str(tmp_path / "d.jsonl"), "--max-length", "0"), "expected a positive integer"),
+    ]:
         try:
             rc = main(["inspect", *args])
         except SystemExit as e:  # argparse rejects bad flag values itself, with exit code 2
@@ -58,7 +66,10 @@ def test_json_output_and_exit_codes(tmp_path, capsys):
 
 def test_text_report_with_tokenizer_shows_histogram_problems_and_recommendation(tmp_path):
     rows = [chat(f"Question {i}?", " ".join(["Answer text."] * (1 + i % 9))) for i in range(30)]
-    rows += [{"messages": [{"role": "assistant", "content": "hi"}]}, chat("Question 1?", "Answer text. Answer text.")]
+    rows += [
+        {"messages": [{"role": "assistant", "content": "hi"}]},
+        chat("Question 1?", "Answer text. Answer text."),
+    ]
     out = cli(write_jsonl(tmp_path / "d.jsonl", rows), "--tokenizer", "examples/demo/tokenizer")
     assert out.returncode == 0, out.stderr
     text = out.stdout
@@ -71,7 +82,9 @@ def test_model_without_local_tokenizer_is_a_note_not_an_error(tmp_path, capsys):
     data = write_jsonl(tmp_path / "d.jsonl", [chat("a", "b")])
     assert main(["inspect", data, "--model", "nobody/no-such-model", "--format", "json"]) == 0
     d = json.loads(capsys.readouterr().out)
-    assert d["token_stats"] is None and any("no tokenizer for nobody/no-such-model" in w for w in d["warnings"])
+    assert d["token_stats"] is None and any(
+        "no tokenizer for nobody/no-such-model" in w for w in d["warnings"]
+    )
     assert main(["inspect", data, "--model", "examples/demo/tokenizer", "--format", "json"]) == 0
     d = json.loads(capsys.readouterr().out)
     assert d["token_stats"]["max"] > 0 and d["tokenizer"]
@@ -84,16 +97,40 @@ def test_validation_flag_reports_leakage(tmp_path):
     assert d["leaked_rows"] == 1 and d["validation_rows"] == 2
 
 
-_json_values = st.recursive(st.none() | st.booleans() | st.integers() | st.text(max_size=8),
-                            lambda c: st.lists(c, max_size=3) | st.dictionaries(
-                                st.sampled_from(["text", "messages", "role", "content", "prompt", "completion",
-                                                 "chosen", "rejected", "instruction", "output", "x"]), c, max_size=4),
-                            max_leaves=12)
+_json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(max_size=8),
+    lambda c: (
+        st.lists(c, max_size=3)
+        | st.dictionaries(
+            st.sampled_from(
+                [
+                    "text",
+                    "messages",
+                    "role",
+                    "content",
+                    "prompt",
+                    "completion",
+                    "chosen",
+                    "rejected",
+                    "instruction",
+                    "output",
+                    "x",
+                ]
+            ),
+            c,
+            max_size=4,
+        )
+    ),
+    max_leaves=12,
+)
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(lines=st.lists(st.one_of(_json_values.map(json.dumps), st.text(max_size=20)), max_size=6),
-       raw=st.binary(max_size=40), suffix=st.sampled_from([".jsonl", ".json", ".csv"]))
+@given(
+    lines=st.lists(st.one_of(_json_values.map(json.dumps), st.text(max_size=20)), max_size=6),
+    raw=st.binary(max_size=40),
+    suffix=st.sampled_from([".jsonl", ".json", ".csv"]),
+)
 def test_fuzzed_files_exit_0_1_or_2_without_a_traceback(tmp_path, capsys, lines, raw, suffix):
     path = tmp_path / f"f{suffix}"
     path.write_bytes("\n".join(lines).encode("utf-8", "surrogatepass") + raw)
@@ -114,7 +151,9 @@ def test_rows_whose_prompt_fills_max_length_are_not_usable(tmp_path, capsys):
     assert d["zero_trainable_rows"] == 3 and d["usable"] is False
     text = cli(data, "--tokenizer", tok, "--max-length", "32")
     assert text.returncode == 1 and "unusable" in text.stdout
-    assert re.search(r"usable for training\s+0\n", text.stdout), text.stdout  # not 3: the verdict says unusable
+    assert re.search(r"usable for training\s+0\n", text.stdout), (
+        text.stdout
+    )  # not 3: the verdict says unusable
     # The same rows fit a long enough max_length, and one short row is enough to be usable.
     assert main(["inspect", data, "--tokenizer", tok, "--max-length", "4096", "--format", "json"]) == 0
     short = write_jsonl(tmp_path / "mixed.jsonl", [*rows, {"prompt": "hi", "completion": "hello"}])

@@ -17,8 +17,13 @@ def base(tmp_path_factory):
 
 
 def tunewise(*args, env=None, timeout=300):
-    return subprocess.run([sys.executable, "-m", "tunewise", *map(str, args)], capture_output=True, text=True,
-                          timeout=timeout, env={**os.environ, **(env or {})})
+    return subprocess.run(
+        [sys.executable, "-m", "tunewise", *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, **(env or {})},
+    )
 
 
 def test_gpu_plan_without_gpu_points_to_smoke(base, tmp_path):
@@ -45,8 +50,11 @@ def test_two_processes_through_the_launcher(base, tmp_path):
     s = json.loads((rd / "summary.json").read_text())
     assert s["status"] == "completed" and s["steps"] == 2
     # One metrics writer (rank 0): one line per logged step, not two.
-    steps = [json.loads(x)["step"] for x in (rd / "metrics.jsonl").read_text().splitlines()
-             if "loss" in json.loads(x)]
+    steps = [
+        json.loads(x)["step"]
+        for x in (rd / "metrics.jsonl").read_text().splitlines()
+        if "loss" in json.loads(x)
+    ]
     assert steps == [1, 2]
 
 
@@ -56,8 +64,10 @@ def test_oom_ladder_steps_down_and_records_each_step(base, tmp_path):
     assert r.returncode == 0, r.stdout + r.stderr
     s = json.loads((rd / "summary.json").read_text())
     assert s["status"] == "completed"
-    assert s["oom_steps"] == ["micro-batch 2 -> 1, gradient accumulation 1 -> 2 (effective batch unchanged)",
-                              "gradient checkpointing on"]
+    assert s["oom_steps"] == [
+        "micro-batch 2 -> 1, gradient accumulation 1 -> 2 (effective batch unchanged)",
+        "gradient checkpointing on",
+    ]
     plan = TrainingPlan.load(rd / "plan.yaml")
     assert (plan.micro_batch_size, plan.grad_accum, plan.gradient_checkpointing) == (1, 2, True)
     assert "## Out-of-memory fallback" in (rd / "report.md").read_text()
@@ -72,22 +82,34 @@ def test_oom_ladder_predicts_the_stepped_down_plan_again():
     from advisor.plan import LoraSpec
     from launcher import oom
 
-    plan = TrainingPlan(model="llama-3.1-8b", method="lora", stage="sft", lora=LoraSpec(r=4, alpha=8, dropout=0.0), micro_batch_size=4,
-                        max_length=512, gradient_checkpointing=False, predicted_peak_gib=10.0,
-                        predicted_device_gib=12.0)
+    plan = TrainingPlan(
+        model="llama-3.1-8b",
+        method="lora",
+        stage="sft",
+        lora=LoraSpec(r=4, alpha=8, dropout=0.0),
+        micro_batch_size=4,
+        max_length=512,
+        gradient_checkpointing=False,
+        predicted_peak_gib=10.0,
+        predicted_device_gib=12.0,
+    )
     facts = resolve_model("llama-3.1-8b")
     seen = []
     while (step := oom.next_step(plan)) is not None:
         new = step.plan
-        saved = (estimate(facts, config_for_plan(plan)).peak_allocated_gib
-                 - estimate(facts, config_for_plan(new)).peak_allocated_gib)
+        saved = (
+            estimate(facts, config_for_plan(plan)).peak_allocated_gib
+            - estimate(facts, config_for_plan(new)).peak_allocated_gib
+        )
         assert saved > 0, step.change  # every rung predicts less memory
         assert new.predicted_peak_gib == pytest.approx(plan.predicted_peak_gib - saved, abs=2e-3)
         assert new.predicted_device_gib < plan.predicted_device_gib
         seen.append(step.change)
         plan = new
     assert len(seen) == 4 and plan.method == "qlora"
-    unknown = TrainingPlan(model="/nonexistent/model", method="lora", stage="sft", micro_batch_size=2, predicted_peak_gib=10.0)
+    unknown = TrainingPlan(
+        model="/nonexistent/model", method="lora", stage="sft", micro_batch_size=2, predicted_peak_gib=10.0
+    )
     assert oom.next_step(unknown).plan.predicted_peak_gib is None  # no config here: unknown, never stale
 
 
@@ -109,8 +131,16 @@ def test_smoke_runs_a_qlora_plan_on_a_stand_in(tmp_path):
     rd = tmp_path / "run"
     (rd / "data").mkdir(parents=True)
     (rd / "data" / "train.jsonl").write_text("\n".join(DEMO_ROWS[:16]) + "\n")
-    plan = TrainingPlan.from_dict({"model": "meta-llama/Llama-3.1-8B", "method": "qlora", "stage": "sft",
-                                   "lora": {}, "quantization": {}, "data": {"train": "data/train.jsonl"}})
+    plan = TrainingPlan.from_dict(
+        {
+            "model": "meta-llama/Llama-3.1-8B",
+            "method": "qlora",
+            "stage": "sft",
+            "lora": {},
+            "quantization": {},
+            "data": {"train": "data/train.jsonl"},
+        }
+    )
     write_run_files(rd, plan, {})
     before = sorted(p.name for p in rd.iterdir())
     r = tunewise("launch", rd, "--smoke", "--max-steps", "3")

@@ -23,7 +23,10 @@ sys.path.insert(0, str(ROOT / "bench"))
 import memory_accuracy  # noqa: E402
 
 L8B = resolve_model("llama-3.1-8b")
-POINTS = [json.loads(ln) for ln in (ROOT / "bench/calibration/h200-plain-stack-2026-11-28.jsonl").read_text().splitlines()]
+POINTS = [
+    json.loads(ln)
+    for ln in (ROOT / "bench/calibration/h200-plain-stack-2026-11-28.jsonl").read_text().splitlines()
+]
 
 
 @pytest.mark.parametrize("stack", ["tunewise", "plain"])
@@ -47,11 +50,20 @@ def test_tunewise_stack_predicts_the_launched_job(name):
     # settings (Liger on, LoRA dropout 0.1, Spectrum on 10 of 32 layers); numbers read from the result file.
     case = next(c for c in _gpu_train_cases() if c["name"] == name)
     st = case["settings"]
-    cfg = MemoryConfig(st["method"], rank=st["rank"], seq_len=st["seq"], batch_size=st["bs"], liger=True,
-                       lora_dropout=0.1, spectrum_trainable_params=case["baseline"].get("params_trainable"),
-                       # measured before precision was a decision: the job trained Spectrum in pure bf16
-                       precision="bf16-pure" if st["method"] in ("spectrum", "full") else "bf16-mixed")
-    assert cfg.stack == "tunewise"  # the default: what bench/gpu_train.py's `tunewise estimate --liger` predicts
+    cfg = MemoryConfig(
+        st["method"],
+        rank=st["rank"],
+        seq_len=st["seq"],
+        batch_size=st["bs"],
+        liger=True,
+        lora_dropout=0.1,
+        spectrum_trainable_params=case["baseline"].get("params_trainable"),
+        # measured before precision was a decision: the job trained Spectrum in pure bf16
+        precision="bf16-pure" if st["method"] in ("spectrum", "full") else "bf16-mixed",
+    )
+    assert (
+        cfg.stack == "tunewise"
+    )  # the default: what bench/gpu_train.py's `tunewise estimate --liger` predicts
     predicted = estimate(resolve_model(memory_accuracy.ARCH[st["arch"]]), cfg).peak_allocated_gib
     assert predicted == pytest.approx(case["tunewise_peak_gib"], rel=0.07)
 
@@ -62,7 +74,9 @@ def test_the_two_stacks_differ_where_the_job_differs():
     # No kbit preparation: bf16 embeddings/lm_head; bf16 adapters; no fp32 logits.
     assert q_tw.breakdown["weights"] < q_plain.breakdown["weights"] - 1.5
     assert q_tw.breakdown["lora_adapters"] == pytest.approx(q_plain.breakdown["lora_adapters"] / 2, rel=0.01)
-    assert q_tw.breakdown["optimizer_states"] == pytest.approx(q_plain.breakdown["optimizer_states"] / 2, rel=0.01)
+    assert q_tw.breakdown["optimizer_states"] == pytest.approx(
+        q_plain.breakdown["optimizer_states"] / 2, rel=0.01
+    )
     # TRL's fused head: the loss is never the peak for LoRA, with or without Liger.
     assert estimate(L8B, MemoryConfig("lora")).phase != "loss"
     assert estimate(L8B, MemoryConfig("lora", stack="plain")).phase == "loss"
@@ -90,7 +104,9 @@ def test_lora_trainable_count_matches_measurement_and_peft():
     assert trainable_params(L8B, MemoryConfig("lora")) == POINTS[0]["params_trainable"]
 
 
-@pytest.mark.parametrize("name", ["microsoft/Phi-3-mini-4k-instruct", "Qwen/Qwen2.5-0.5B", "google/gemma-2-2b"])
+@pytest.mark.parametrize(
+    "name", ["microsoft/Phi-3-mini-4k-instruct", "Qwen/Qwen2.5-0.5B", "google/gemma-2-2b"]
+)
 def test_lora_trainable_count_matches_peft_on_the_real_architecture(name):
     import torch
     from peft import LoraConfig, get_peft_model
@@ -115,15 +131,22 @@ def test_breakdown_adds_up_and_names_the_dominant_part():
 
 @pytest.mark.parametrize("stack", ["tunewise", "plain"])
 def test_method_ordering_for_8b(stack):
-    peaks = {m: estimate(L8B, MemoryConfig(m, stack=stack)).peak_allocated_gib for m in ["qlora", "lora", "spectrum", "full"]}
+    peaks = {
+        m: estimate(L8B, MemoryConfig(m, stack=stack)).peak_allocated_gib
+        for m in ["qlora", "lora", "spectrum", "full"]
+    }
     assert peaks["qlora"] < peaks["lora"] < peaks["spectrum"] < peaks["full"]
 
 
-@pytest.mark.parametrize("stack, why", [("tunewise", "RMSNorm and SwiGLU"), ("plain", "fused linear cross-entropy")])
+@pytest.mark.parametrize(
+    "stack, why", [("tunewise", "RMSNorm and SwiGLU"), ("plain", "fused linear cross-entropy")]
+)
 def test_liger_and_checkpointing_advice_state_the_saving(stack, why):
     e = estimate(L8B, MemoryConfig("lora", grad_ckpt=False, stack=stack))
     liger = estimate(L8B, MemoryConfig("lora", grad_ckpt=False, liger=True, stack=stack)).peak_allocated_gib
-    assert any(a.startswith(f"--liger saves {e.peak_allocated_gib - liger:.1f} GiB") and why in a for a in e.advice)
+    assert any(
+        a.startswith(f"--liger saves {e.peak_allocated_gib - liger:.1f} GiB") and why in a for a in e.advice
+    )
     assert any("gradient checkpointing" in a for a in e.advice)
 
 
@@ -139,7 +162,9 @@ def test_sharding_divides_weights_and_states_not_activations():
     eight = estimate(L8B, MemoryConfig("full", liger=True, n_gpus=8, distributed="fsdp"))
     # accelerate upcasts FSDP's trainable shards to fp32 under bf16 mixed precision: m and v are fp32, as the
     # single GPU's with fp32 master weights, then divided by 8 (bench/memory_trace_fsdp.py)
-    assert eight.breakdown["optimizer_states"] == pytest.approx(one.breakdown["optimizer_states"] / 8, rel=0.01)
+    assert eight.breakdown["optimizer_states"] == pytest.approx(
+        one.breakdown["optimizer_states"] / 8, rel=0.01
+    )
     assert eight.peak_allocated_gib < one.peak_allocated_gib / 3
     ddp = estimate(L8B, MemoryConfig("full", liger=True, n_gpus=8, distributed="ddp"))
     assert ddp.peak_allocated_gib > one.peak_allocated_gib  # replicated, plus gradient buckets
@@ -149,12 +174,17 @@ def test_paged_optimizer_states_leave_the_allocator_count():
     plain = estimate(L8B, MemoryConfig("full", optimizer="adamw_8bit"))
     paged = estimate(L8B, MemoryConfig("full", optimizer="paged_adamw_8bit"))
     assert "optimizer_states" not in paged.breakdown
-    assert paged.overhead["paged_optimizer_states"] == pytest.approx(plain.breakdown["optimizer_states"], rel=0.01)
+    assert paged.overhead["paged_optimizer_states"] == pytest.approx(
+        plain.breakdown["optimizer_states"], rel=0.01
+    )
 
 
 def test_gemma2_runs_eager_attention():
     g = resolve_model("gemma-2-2b")
-    assert estimate(g, MemoryConfig("lora")).peak_allocated_gib == estimate(g, MemoryConfig("lora", attn="eager")).peak_allocated_gib
+    assert (
+        estimate(g, MemoryConfig("lora")).peak_allocated_gib
+        == estimate(g, MemoryConfig("lora", attn="eager")).peak_allocated_gib
+    )
 
 
 def test_packed_eager_attention_spans_the_row_it_runs_in():
@@ -171,9 +201,20 @@ def test_packed_eager_attention_spans_the_row_it_runs_in():
     assert plain < rows
 
 
-@pytest.mark.parametrize("change", [dict(method="dora"), dict(rank=0), dict(batch_size=0), dict(seq_len=-1),
-                                    dict(spectrum_fraction=1.5), dict(optimizer="sgd"), dict(attn="xformers"),
-                                    dict(distributed="tp"), dict(stack="deepspeed")])
+@pytest.mark.parametrize(
+    "change",
+    [
+        dict(method="dora"),
+        dict(rank=0),
+        dict(batch_size=0),
+        dict(seq_len=-1),
+        dict(spectrum_fraction=1.5),
+        dict(optimizer="sgd"),
+        dict(attn="xformers"),
+        dict(distributed="tp"),
+        dict(stack="deepspeed"),
+    ],
+)
 def test_bad_configs_are_user_errors(change):
     with pytest.raises(UserError):
         estimate(L8B, replace(MemoryConfig("lora"), **change))
@@ -194,7 +235,9 @@ def test_fit_search_reports_what_does_not_fit():
 
 METHODS = st.sampled_from(["lora", "qlora", "spectrum", "full"])
 STACKS = st.sampled_from(["tunewise", "plain"])
-MODELS = st.sampled_from(["llama-3.2-1b", "llama-3.1-8b", "qwen2.5-7b", "phi-3-mini", "gemma-2-9b", "mistral-7b"])
+MODELS = st.sampled_from(
+    ["llama-3.2-1b", "llama-3.1-8b", "qwen2.5-7b", "phi-3-mini", "gemma-2-9b", "mistral-7b"]
+)
 
 
 @settings(max_examples=60, deadline=None)

@@ -30,15 +30,51 @@ pytestmark = pytest.mark.slow
 BS, SEQ = 2, 96
 
 SHAPES = {
-    "llama": dict(model_type="llama", vocab_size=512, hidden_size=128, intermediate_size=448, num_hidden_layers=2,
-                  num_attention_heads=4, num_key_value_heads=1, head_dim=32, tie_word_embeddings=False),
-    "qwen2": dict(model_type="qwen2", vocab_size=512, hidden_size=128, intermediate_size=352, num_hidden_layers=2,
-                  num_attention_heads=4, num_key_value_heads=2, tie_word_embeddings=True),
-    "phi3": dict(model_type="phi3", vocab_size=512, hidden_size=128, intermediate_size=320, num_hidden_layers=2,
-                 num_attention_heads=4, num_key_value_heads=4, tie_word_embeddings=False, pad_token_id=0),
-    "gemma2": dict(model_type="gemma2", vocab_size=512, hidden_size=128, intermediate_size=384, num_hidden_layers=2,
-                   num_attention_heads=4, num_key_value_heads=2, head_dim=48, tie_word_embeddings=True,
-                   attn_logit_softcapping=50.0, final_logit_softcapping=30.0),
+    "llama": dict(
+        model_type="llama",
+        vocab_size=512,
+        hidden_size=128,
+        intermediate_size=448,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=1,
+        head_dim=32,
+        tie_word_embeddings=False,
+    ),
+    "qwen2": dict(
+        model_type="qwen2",
+        vocab_size=512,
+        hidden_size=128,
+        intermediate_size=352,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        tie_word_embeddings=True,
+    ),
+    "phi3": dict(
+        model_type="phi3",
+        vocab_size=512,
+        hidden_size=128,
+        intermediate_size=320,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=4,
+        tie_word_embeddings=False,
+        pad_token_id=0,
+    ),
+    "gemma2": dict(
+        model_type="gemma2",
+        vocab_size=512,
+        hidden_size=128,
+        intermediate_size=384,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        head_dim=48,
+        tie_word_embeddings=True,
+        attn_logit_softcapping=50.0,
+        final_logit_softcapping=30.0,
+    ),
 }
 
 
@@ -51,8 +87,9 @@ def _build(shape: dict, attn: str):
     return AutoModelForCausalLM.from_config(cfg, dtype=torch.bfloat16, attn_implementation=attn)
 
 
-def _saved_in_layer1(model, decoder, *, autocast: bool = False, packed: bool = False, one_doc: bool = False,
-                     row_docs: int = 0) -> int:
+def _saved_in_layer1(
+    model, decoder, *, autocast: bool = False, packed: bool = False, one_doc: bool = False, row_docs: int = 0
+) -> int:
     """Bytes saved inside decoder layer 1 for one forward + backward. `autocast`: under bf16 autocast,
     as accelerate wraps the Trainer's forward. `packed`: the BS sequences as one flattened padding-free row
     with restarting position ids (TRL's layout); with `one_doc`, that row is one document. `row_docs`: BS
@@ -83,7 +120,9 @@ def _saved_in_layer1(model, decoder, *, autocast: bool = False, packed: bool = F
         kw["position_ids"] = torch.arange(SEQ // row_docs).repeat(row_docs).repeat(BS, 1)
     if packed:
         x = x.reshape(1, BS * SEQ)
-        kw["position_ids"] = (torch.arange(BS * SEQ) if one_doc else torch.arange(SEQ).repeat(BS)).unsqueeze(0)
+        kw["position_ids"] = (torch.arange(BS * SEQ) if one_doc else torch.arange(SEQ).repeat(BS)).unsqueeze(
+            0
+        )
     amp = torch.autocast("cpu", dtype=torch.bfloat16) if autocast else contextlib.nullcontext()
     with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
         with amp:
@@ -95,14 +134,21 @@ def _saved_in_layer1(model, decoder, *, autocast: bool = False, packed: bool = F
 def _lora(model, rank=8):
     from peft import LoraConfig, get_peft_model
 
-    return get_peft_model(model, LoraConfig(r=rank, lora_alpha=2 * rank, lora_dropout=0.0,
-                                            target_modules="all-linear", task_type="CAUSAL_LM"))
+    return get_peft_model(
+        model,
+        LoraConfig(
+            r=rank, lora_alpha=2 * rank, lora_dropout=0.0, target_modules="all-linear", task_type="CAUSAL_LM"
+        ),
+    )
 
 
 def _check(shape: dict, cfg: MemoryConfig, measured: int):
     facts = facts_from_config(shape, name="tiny", source="local")
-    predicted = (layer_saved_bytes_per_token(facts, cfg) * BS * SEQ + lora_weight_casts_per_layer(facts, cfg)
-                 + attn_mask_bytes_per_layer(facts, cfg))
+    predicted = (
+        layer_saved_bytes_per_token(facts, cfg) * BS * SEQ
+        + lora_weight_casts_per_layer(facts, cfg)
+        + attn_mask_bytes_per_layer(facts, cfg)
+    )
     assert predicted == pytest.approx(measured, rel=0.005), (predicted, measured)
 
 
@@ -143,10 +189,19 @@ def _load_4bit(tmp_path):
     from transformers import AutoModelForCausalLM, BitsAndBytesConfig
 
     _build(SHAPES["llama"], "sdpa").save_pretrained(tmp_path)
-    q = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
-                           bnb_4bit_compute_dtype=torch.bfloat16)
-    return AutoModelForCausalLM.from_pretrained(tmp_path, quantization_config=q, dtype=torch.bfloat16,
-                                                device_map={"": "cpu"}, attn_implementation="sdpa")
+    q = BitsAndBytesConfig(
+        load_in_4bit=True,
+        bnb_4bit_quant_type="nf4",
+        bnb_4bit_use_double_quant=True,
+        bnb_4bit_compute_dtype=torch.bfloat16,
+    )
+    return AutoModelForCausalLM.from_pretrained(
+        tmp_path,
+        quantization_config=q,
+        dtype=torch.bfloat16,
+        device_map={"": "cpu"},
+        attn_implementation="sdpa",
+    )
 
 
 def test_qlora_runs_activations_in_fp32(tmp_path):
@@ -159,6 +214,7 @@ def test_qlora_runs_activations_in_fp32(tmp_path):
 
 
 # The tunewise stack: the job launcher/train.py runs through TRL's SFTTrainer.
+
 
 def _tunewise(method: str, flat: bool = True, **kw) -> MemoryConfig:
     """The job's settings; `flat`: its micro-batch flattened into one row, as `packed=True` measures."""
@@ -206,7 +262,10 @@ def test_tunewise_packed_sdpa_repeats_kv_and_keeps_an_additive_mask():
     model = _lora(_build(shape, "sdpa"))
     measured = _saved_in_layer1(model, model.base_model.model.model, autocast=True, packed=True)
     cfg = _tunewise("lora", rank=8, lora_dropout=0.0)
-    assert attn_mask_bytes_per_layer(facts_from_config(shape, name="tiny", source="local"), cfg) == (BS * SEQ) ** 2 * 2
+    assert (
+        attn_mask_bytes_per_layer(facts_from_config(shape, name="tiny", source="local"), cfg)
+        == (BS * SEQ) ** 2 * 2
+    )
     _check(shape, cfg, measured)
 
 
@@ -216,9 +275,18 @@ def test_tunewise_micro_batch_1_mask_follows_the_documents_in_the_row(one_doc):
     # k/v copies) exactly like micro-batch 2+; a row that is one document runs SDPA unmasked.
     shape = {**SHAPES["llama"], "num_key_value_heads": 2}
     model = _lora(_build(shape, "sdpa"))
-    measured = _saved_in_layer1(model, model.base_model.model.model, autocast=True, packed=True, one_doc=one_doc)
-    cfg = MemoryConfig("lora", rank=8, lora_dropout=0.0, seq_len=BS * SEQ, batch_size=1, stack="tunewise",
-                       packed_docs=not one_doc)
+    measured = _saved_in_layer1(
+        model, model.base_model.model.model, autocast=True, packed=True, one_doc=one_doc
+    )
+    cfg = MemoryConfig(
+        "lora",
+        rank=8,
+        lora_dropout=0.0,
+        seq_len=BS * SEQ,
+        batch_size=1,
+        stack="tunewise",
+        packed_docs=not one_doc,
+    )
     mask = attn_mask_bytes_per_layer(facts_from_config(shape, name="tiny", source="local"), cfg)
     assert mask == (0 if one_doc else (BS * SEQ) ** 2 * 2)
     _check(shape, cfg, measured)

@@ -62,7 +62,9 @@ def test_dpo_needs_more_than_sft_at_the_same_micro_batch(llama8b):
         assert dpo.peak_allocated_gib > sft.peak_allocated_gib, method
     full = estimate(llama8b, MemoryConfig("full", seq_len=2048, batch_size=4, stage="dpo"))
     assert full.breakdown["reference_weights"] == pytest.approx(4 * llama8b.params_total / GiB, abs=0.01)
-    comp = estimate(llama8b, MemoryConfig("full", seq_len=2048, batch_size=4, stage="dpo", precision="bf16-compensated"))
+    comp = estimate(
+        llama8b, MemoryConfig("full", seq_len=2048, batch_size=4, stage="dpo", precision="bf16-compensated")
+    )
     assert comp.breakdown["reference_weights"] == pytest.approx(2 * llama8b.params_total / GiB, abs=0.01)
 
 
@@ -72,9 +74,20 @@ def test_reference_forward_outgrows_the_loss_when_its_layer_is_wide():
     # (The first layer's backward, with its gradient working set, stays larger still.)
     from advisor.models import facts_from_config
 
-    m = facts_from_config(dict(model_type="llama", vocab_size=4096, hidden_size=1024, intermediate_size=16384,
-                               num_hidden_layers=2, num_attention_heads=8, num_key_value_heads=8,
-                               max_position_embeddings=4096), name="wide", source="local")
+    m = facts_from_config(
+        dict(
+            model_type="llama",
+            vocab_size=4096,
+            hidden_size=1024,
+            intermediate_size=16384,
+            num_hidden_layers=2,
+            num_attention_heads=8,
+            num_key_value_heads=8,
+            max_position_embeddings=4096,
+        ),
+        name="wide",
+        source="local",
+    )
     cfg = MemoryConfig("lora", seq_len=2048, batch_size=4, grad_ckpt=False, stage="dpo", lora_dropout=0.0)
     p = step_parts(m, cfg)
     assert p.phase_totals[REFERENCE_PHASE] > p.phase_totals["loss"]
@@ -98,9 +111,18 @@ def _persona_plan(**changes):
     from advisor.answers import parse_answers
     from advisor.recommend import recommend
 
-    answers = {"task": "chat", "goals": ["tone-style"], "clear_task": True, "tried_prompting": True,
-               "needs_citations": False, "knowledge_changes_often": False, "examples": 3000,
-               "preference_pairs": 800, "model": "meta-llama/Llama-3.1-8B", "gpus": [{"memory_gib": 24}]}
+    answers = {
+        "task": "chat",
+        "goals": ["tone-style"],
+        "clear_task": True,
+        "tried_prompting": True,
+        "needs_citations": False,
+        "knowledge_changes_often": False,
+        "examples": 3000,
+        "preference_pairs": 800,
+        "model": "meta-llama/Llama-3.1-8B",
+        "gpus": [{"memory_gib": 24}],
+    }
     return recommend(parse_answers({**answers, **changes}), detect_gpus=False)
 
 
@@ -150,14 +172,19 @@ def test_the_jobs_dpo_config_runs_the_dpo_batch(tmp_path):
     args = argparse.Namespace(max_steps=None, save_steps=None)
     dpo = trainer_config(p, "dpo", tmp_path / "dpo", None, None, args, cuda=False)
     assert type(dpo).__name__ == "DPOConfig"
-    assert (dpo.per_device_train_batch_size, dpo.gradient_accumulation_steps) == (p.dpo.micro_batch_size,
-                                                                                  p.dpo.grad_accum)
+    assert (dpo.per_device_train_batch_size, dpo.gradient_accumulation_steps) == (
+        p.dpo.micro_batch_size,
+        p.dpo.grad_accum,
+    )
     assert dpo.per_device_eval_batch_size == p.dpo.micro_batch_size
     from datasets import Dataset
 
     ds = Dataset.from_dict({"messages": [[{"role": "user", "content": "hi"}]]})
     sft = trainer_config(p, "sft", tmp_path / "sft", ds, None, args, cuda=False)
-    assert (sft.per_device_train_batch_size, sft.gradient_accumulation_steps) == (p.micro_batch_size, p.grad_accum)
+    assert (sft.per_device_train_batch_size, sft.gradient_accumulation_steps) == (
+        p.micro_batch_size,
+        p.grad_accum,
+    )
 
 
 def test_oom_ladder_lowering_the_plan_batch_also_lowers_dpo():
@@ -174,7 +201,10 @@ def test_dpo_after_sft_holds_a_frozen_fp32_copy_of_the_adapter(llama8b):
     assert after.resident - fresh.resident == pytest.approx(4 * fresh.trainable_params)
     assert after.phase_totals[REFERENCE_PHASE] > fresh.phase_totals[REFERENCE_PHASE]  # the "ref" adapter runs
     full = MemoryConfig("full", seq_len=1024, batch_size=2, stage="dpo")
-    assert step_parts(llama8b, replace(full, dpo_ref_adapter=True)).resident == step_parts(llama8b, full).resident
+    assert (
+        step_parts(llama8b, replace(full, dpo_ref_adapter=True)).resident
+        == step_parts(llama8b, full).resident
+    )
 
 
 def test_a_dpo_only_plan_predicts_the_dpo_step(llama8b):
@@ -186,7 +216,10 @@ def test_a_dpo_only_plan_predicts_the_dpo_step(llama8b):
     assert p.stage == "dpo"
     dpo = estimate(llama8b, replace(config_for_plan(p, "dpo"), spectrum_fraction=0.3))
     sft = estimate(llama8b, replace(config_for_plan(p, "sft"), spectrum_fraction=0.3))
-    assert p.predicted_peak_gib == round(dpo.peak_allocated_gib, 2) and p.predicted_peak_gib > sft.peak_allocated_gib
+    assert (
+        p.predicted_peak_gib == round(dpo.peak_allocated_gib, 2)
+        and p.predicted_peak_gib > sft.peak_allocated_gib
+    )
     assert "for the DPO step" in p.reasons["predicted_peak_gib"]
 
 
@@ -199,7 +232,12 @@ def test_an_sft_then_dpo_plan_carries_the_dpo_steps_prediction(llama8b):
     assert p.stage == "sft+dpo"
     dpo = estimate(llama8b, replace(config_for_plan(p, "dpo"), spectrum_fraction=0.3))
     sft = estimate(llama8b, replace(config_for_plan(p, "sft"), spectrum_fraction=0.3))
-    assert (p.dpo.predicted_peak_gib, p.dpo.predicted_device_gib) == (round(dpo.peak_allocated_gib, 2),
-                                                                      round(dpo.device_gib, 2))
-    assert p.predicted_peak_gib != p.dpo.predicted_peak_gib and abs(p.predicted_peak_gib - sft.peak_allocated_gib) < 0.05
+    assert (p.dpo.predicted_peak_gib, p.dpo.predicted_device_gib) == (
+        round(dpo.peak_allocated_gib, 2),
+        round(dpo.device_gib, 2),
+    )
+    assert (
+        p.predicted_peak_gib != p.dpo.predicted_peak_gib
+        and abs(p.predicted_peak_gib - sft.peak_allocated_gib) < 0.05
+    )
     assert "predicted_peak_gib" in p.to_yaml().split("dpo:")[1]

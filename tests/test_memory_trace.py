@@ -86,4 +86,7 @@ def test_traced_dpo_step_peak_matches_the_estimate(bench, tmp_path, arch, size, 
     assert row["pred_phase"] == row["traced_phase"], row["traced_phase_raw"]
     assert row["autocast"], "the DPOTrainer's policy forward ran without bf16 autocast"
     # the reference forward's own moment, though not the peak here
-    assert abs(row["ref_pred_mib"] / row["ref_traced_mib"] - 1) <= TOLERANCE, (row["ref_pred_mib"], row["ref_traced_mib"])
+    assert abs(row["ref_pred_mib"] / row["ref_traced_mib"] - 1) <= TOLERANCE, (
+        row["ref_pred_mib"],
+        row["ref_traced_mib"],
+    )

@@ -29,10 +29,14 @@ def test_every_package_in_the_tree_is_declared():
     """The package list is written out (two data packages are mapped from top-level folders); it must
     name every folder with an `__init__.py` under the three layers, and nothing else."""
     declared = set(_declared()["packages"])
-    in_tree = {".".join(p.parent.relative_to(ROOT).parts) for top in ("tunewise", "launcher", "advisor")
-               for p in (ROOT / top).rglob("__init__.py") if "__pycache__" not in p.parts}
+    in_tree = {
+        ".".join(p.parent.relative_to(ROOT).parts)
+        for top in ("tunewise", "launcher", "advisor")
+        for p in (ROOT / top).rglob("__init__.py")
+        if "__pycache__" not in p.parts
+    }
     mapped = set(_declared()["package-dir"])
-    assert in_tree and in_tree == declared - mapped, (in_tree ^ (declared - mapped))
+    assert in_tree and in_tree == declared - mapped, in_tree ^ (declared - mapped)
     for pkg, folder in _declared()["package-dir"].items():
         assert (ROOT / folder / "__init__.py").is_file(), pkg
 
@@ -50,47 +54,102 @@ def installed(tmp_path_factory) -> Path:
         if (ROOT / rel).is_file():
             (src / rel).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(ROOT / rel, src / rel)
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w",
-                    str(tmp / "dist"), str(src)], check=True, capture_output=True, timeout=300)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--no-deps",
+            "--no-build-isolation",
+            "-q",
+            "-w",
+            str(tmp / "dist"),
+            str(src),
+        ],
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )
     wheel = next((tmp / "dist").glob("tunewise-*.whl"))
     venv = tmp / "venv"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=300)
     py = venv / "bin" / "python"
-    site = Path(subprocess.run([str(py), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-                               capture_output=True, text=True, check=True).stdout.strip())
+    site = Path(
+        subprocess.run(
+            [str(py), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+    )
     (site / "deps.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
-    subprocess.run([str(py), "-m", "pip", "install", "--no-deps", "-q", str(wheel)], check=True,
-                   capture_output=True, timeout=300)
+    subprocess.run(
+        [str(py), "-m", "pip", "install", "--no-deps", "-q", str(wheel)],
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )
     return venv
 
 
 def _env() -> dict:
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH",)}
-    return dict(env, HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", HF_HUB_DISABLE_TELEMETRY="1",
-                TERM="xterm", COLUMNS="100", LINES="40", PROMPT_TOOLKIT_NO_CPR="1")
+    return dict(
+        env,
+        HF_HUB_OFFLINE="1",
+        HF_DATASETS_OFFLINE="1",
+        HF_HUB_DISABLE_TELEMETRY="1",
+        TERM="xterm",
+        COLUMNS="100",
+        LINES="40",
+        PROMPT_TOOLKIT_NO_CPR="1",
+    )
 
 
 def _tw(venv: Path, cwd: Path, *args: str, timeout: int = 300) -> subprocess.CompletedProcess:
-    return subprocess.run([str(venv / "bin" / "tunewise"), *args], cwd=cwd, env=_env(), capture_output=True,
-                          text=True, timeout=timeout)
+    return subprocess.run(
+        [str(venv / "bin" / "tunewise"), *args],
+        cwd=cwd,
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 def test_the_wheel_holds_the_data_it_needs(installed):
     wheel = next(installed.parent.glob("dist/tunewise-*.whl"))
     names = zipfile.ZipFile(wheel).namelist()
-    for needed in ("advisor/_rules/thresholds.yaml", "advisor/_rules/models.yaml",
-                   "advisor/_examples/demo/answers.yaml", "advisor/_examples/demo/train.jsonl",
-                   "advisor/_examples/demo/tokenizer/tokenizer.json",
-                   "advisor/_examples/answers/brand-voice-chatbot-24gb.yaml",
-                   "launcher/templates/launch.sh", "launcher/templates/slurm.sbatch", "tunewise/commands/wizard.py"):
+    for needed in (
+        "advisor/_rules/thresholds.yaml",
+        "advisor/_rules/models.yaml",
+        "advisor/_examples/demo/answers.yaml",
+        "advisor/_examples/demo/train.jsonl",
+        "advisor/_examples/demo/tokenizer/tokenizer.json",
+        "advisor/_examples/answers/brand-voice-chatbot-24gb.yaml",
+        "launcher/templates/launch.sh",
+        "launcher/templates/slurm.sbatch",
+        "tunewise/commands/wizard.py",
+    ):
         assert needed in names, needed
     assert sum(n.startswith("advisor/_rules/") and n.endswith(".yaml") for n in names) > 80
 
 
 def test_installed_command_line_from_outside_the_checkout(installed, tmp_path):
-    where = subprocess.run([str(installed / "bin" / "python"), "-c", "import tunewise, advisor, launcher; "
-                            "print(tunewise.__file__, advisor.__file__, launcher.__file__)"],
-                           cwd=tmp_path, env=_env(), capture_output=True, text=True, check=True).stdout
+    where = subprocess.run(
+        [
+            str(installed / "bin" / "python"),
+            "-c",
+            "import tunewise, advisor, launcher; "
+            "print(tunewise.__file__, advisor.__file__, launcher.__file__)",
+        ],
+        cwd=tmp_path,
+        env=_env(),
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     assert str(ROOT) not in where and where.count(str(installed)) == 3, where
 
     r = _tw(installed, tmp_path, "--help")
@@ -102,16 +161,28 @@ def test_installed_command_line_from_outside_the_checkout(installed, tmp_path):
     r = _tw(installed, tmp_path, "recommend", "--answers", "answers.yaml", "--no-detect", "--format", "json")
     assert r.returncode == 0, r.stderr
     assert '"approach": "fine-tune"' in r.stdout
-    r = subprocess.run([str(installed / "bin" / "python"), "-m", "tunewise", "--version"], cwd=tmp_path,
-                       env=_env(), capture_output=True, text=True)
+    r = subprocess.run(
+        [str(installed / "bin" / "python"), "-m", "tunewise", "--version"],
+        cwd=tmp_path,
+        env=_env(),
+        capture_output=True,
+        text=True,
+    )
     assert r.returncode == 0 and r.stdout.startswith("tunewise "), r.stderr
 
 
 def test_installed_demo_wizard_and_smoke_run(installed, tmp_path):
     """`wizard --demo` through a pty from an empty folder: the demo's answers, data and tokenizer come from
     the installed package; it writes the run directory, then `launch --smoke` trains the stand-in."""
-    child = pexpect.spawn(str(installed / "bin" / "tunewise"), ["wizard", "--demo", "--no-detect"], cwd=str(tmp_path),
-                          env=_env(), dimensions=(40, 100), encoding="utf-8", timeout=120)
+    child = pexpect.spawn(
+        str(installed / "bin" / "tunewise"),
+        ["wizard", "--demo", "--no-detect"],
+        cwd=str(tmp_path),
+        env=_env(),
+        dimensions=(40, 100),
+        encoding="utf-8",
+        timeout=120,
+    )
     child.expect("Use these answers")
     child.send("\r")
     child.expect("usable rows")
@@ -126,9 +197,18 @@ def test_installed_demo_wizard_and_smoke_run(installed, tmp_path):
     child.expect(pexpect.EOF)
     child.close()
     assert child.exitstatus == 0, child.before
-    demo = subprocess.run([str(installed / "bin" / "python"), "-c",
-                           "from advisor.bundled import demo_answers_path; print(demo_answers_path())"],
-                          cwd=tmp_path, env=_env(), capture_output=True, text=True, check=True).stdout.strip()
+    demo = subprocess.run(
+        [
+            str(installed / "bin" / "python"),
+            "-c",
+            "from advisor.bundled import demo_answers_path; print(demo_answers_path())",
+        ],
+        cwd=tmp_path,
+        env=_env(),
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
     assert str(installed) in demo
     r = _tw(installed, tmp_path, "recommend", "--answers", demo, "--no-detect", "--out", "runs/demo")
     assert r.returncode == 0, r.stderr

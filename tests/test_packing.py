@@ -17,8 +17,10 @@ DOCS = ([30, 50, 20], [64, 30], [10, 10, 10, 60])  # three BFD rows of several d
 
 def _examples():
     g = torch.Generator().manual_seed(0)
-    return [{"input_ids": torch.randint(3, 512, (sum(lens),), generator=g).tolist(), "seq_lengths": lens}
-            for lens in DOCS]
+    return [
+        {"input_ids": torch.randint(3, 512, (sum(lens),), generator=g).tolist(), "seq_lengths": lens}
+        for lens in DOCS
+    ]
 
 
 def _flat(examples):
@@ -47,8 +49,15 @@ def test_rows_keep_tokens_documents_and_targets():
 def test_rows_compute_the_flattened_rows_loss_and_gradients(attn):
     from transformers import AutoModelForCausalLM, LlamaConfig
 
-    cfg = LlamaConfig(vocab_size=512, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-                      num_attention_heads=4, num_key_value_heads=2, use_cache=False)
+    cfg = LlamaConfig(
+        vocab_size=512,
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        use_cache=False,
+    )
     ex = _examples()
     results = []
     for batch in (_flat(ex), PackedRowsCollator(pad_token_id=0)(ex)):
@@ -96,7 +105,9 @@ def test_job_trains_on_rows_and_matches_the_flattened_job(base, tmp_path, monkey
     monkeypatch.setattr(PackedRowsCollator, "__call__", recording)
     runs = {}
     for name, flat in (("rows", False), ("flat", True)):
-        rd = make_run(tmp_path / name, base, "lora", max_steps=2, eval_steps=100, save_steps=100, padding_free=flat)
+        rd = make_run(
+            tmp_path / name, base, "lora", max_steps=2, eval_steps=100, save_steps=100, padding_free=flat
+        )
         assert train.main([str(rd)]) == 0
         runs[name] = json.loads((rd / "summary.json").read_text())
         if name == "rows":

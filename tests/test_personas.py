@@ -56,7 +56,9 @@ def _recommend(path: Path):
 
     answers = load_answers(path)
     if answers.gpus is None:  # the demo plans for the wizard's default GPU, never for this machine's
-        answers = answers.model_copy(update={"gpus": [GPUAnswer(name="NVIDIA GeForce RTX 4090", memory_gib=24)]})
+        answers = answers.model_copy(
+            update={"gpus": [GPUAnswer(name="NVIDIA GeForce RTX 4090", memory_gib=24)]}
+        )
     return recommend(answers, detect_gpus=False)
 
 
@@ -100,8 +102,11 @@ def test_persona_report_matches_snapshot(name, path, monkeypatch):
     assert snap.is_file(), f"no snapshot {snap.name}; create it with TUNEWISE_UPDATE_SNAPSHOTS=1"
     expected = snap.read_text(encoding="utf-8")
     if md != expected:
-        diff = "".join(difflib.unified_diff(expected.splitlines(True), md.splitlines(True),
-                                            f"snapshots/{snap.name}", "rendered"))
+        diff = "".join(
+            difflib.unified_diff(
+                expected.splitlines(True), md.splitlines(True), f"snapshots/{snap.name}", "rendered"
+            )
+        )
         pytest.fail(f"report for {name} changed (TUNEWISE_UPDATE_SNAPSHOTS=1 to accept):\n{diff}")
 
 

@@ -8,11 +8,34 @@ from advisor.answers import parse_answers
 from advisor.plan import TrainingPlan
 from advisor.recommend import recommend
 
-BASE = {"task": "chat", "goals": ["tone-style"], "clear_task": True, "tried_prompting": True,
-        "needs_citations": False, "knowledge_changes_often": False}
-MUST_EXPLAIN = {"model", "method", "stage", "max_length", "micro_batch_size", "grad_accum", "learning_rate", "epochs",
-                "packing", "gradient_checkpointing", "early_stopping_patience", "eval_steps", "bf16", "n_gpus",
-                "data.validation_fraction", "warmup_ratio", "lr_scheduler", "completion_only_loss"}
+BASE = {
+    "task": "chat",
+    "goals": ["tone-style"],
+    "clear_task": True,
+    "tried_prompting": True,
+    "needs_citations": False,
+    "knowledge_changes_often": False,
+}
+MUST_EXPLAIN = {
+    "model",
+    "method",
+    "stage",
+    "max_length",
+    "micro_batch_size",
+    "grad_accum",
+    "learning_rate",
+    "epochs",
+    "packing",
+    "gradient_checkpointing",
+    "early_stopping_patience",
+    "eval_steps",
+    "bf16",
+    "n_gpus",
+    "data.validation_fraction",
+    "warmup_ratio",
+    "lr_scheduler",
+    "completion_only_loss",
+}
 
 
 def _rec(**kw):
@@ -55,12 +78,20 @@ def test_spectrum_plan_keeps_top_percent_and_leaves_the_scan_list_empty_with_a_r
 
 
 def test_preference_data_adds_a_dpo_section():
-    p = _rec(examples=3000, preference_pairs=800, model="meta-llama/Llama-3.2-1B", gpus=[{"memory_gib": 24}]).plan
+    p = _rec(
+        examples=3000, preference_pairs=800, model="meta-llama/Llama-3.2-1B", gpus=[{"memory_gib": 24}]
+    ).plan
     assert p.stage == "sft+dpo" and p.dpo.beta == 0.1 and "dpo.beta" in p.reasons
 
 
-@pytest.mark.parametrize("kw", [{"examples": 30}, {"examples": 5000, "clear_task": False},
-                                {"examples": 5000, "goals": [], "tried_prompting": False}])
+@pytest.mark.parametrize(
+    "kw",
+    [
+        {"examples": 30},
+        {"examples": 5000, "clear_task": False},
+        {"examples": 5000, "goals": [], "tried_prompting": False},
+    ],
+)
 def test_no_plan_without_fine_tuning(kw):
     rec = _rec(model="meta-llama/Llama-3.2-1B", gpus=[{"memory_gib": 24}], **kw)
     assert rec.decision.approach == "prompting" and rec.plan is None and rec.decision.method is None

@@ -15,8 +15,14 @@ from advisor.errors import UserError
 from advisor.memory import MemoryConfig, estimate
 from advisor.recommend import recommend, recommendation_json
 
-BASE = {"task": "chat", "goals": ["tone-style"], "clear_task": True, "tried_prompting": True,
-        "model": "meta-llama/Llama-3.1-8B", "gpus": [{"name": "NVIDIA GeForce RTX 4090", "memory_gib": 24}]}
+BASE = {
+    "task": "chat",
+    "goals": ["tone-style"],
+    "clear_task": True,
+    "tried_prompting": True,
+    "model": "meta-llama/Llama-3.1-8B",
+    "gpus": [{"name": "NVIDIA GeForce RTX 4090", "memory_gib": 24}],
+}
 
 
 def _jsonl(path, rows):
@@ -26,11 +32,23 @@ def _jsonl(path, rows):
 
 @pytest.fixture
 def files(tmp_path):
-    sft = [{"messages": [{"role": "user", "content": f"How do I reset router {i}?"},
-                         {"role": "assistant", "content": f"Hold the reset button for {i % 9 + 3} seconds."}]}
-           for i in range(1200)]
-    pref = [{"prompt": f"Explain bill line {i}.", "chosen": f"Line {i} is your plan fee of {i % 50} dollars.",
-             "rejected": "No idea."} for i in range(300)]
+    sft = [
+        {
+            "messages": [
+                {"role": "user", "content": f"How do I reset router {i}?"},
+                {"role": "assistant", "content": f"Hold the reset button for {i % 9 + 3} seconds."},
+            ]
+        }
+        for i in range(1200)
+    ]
+    pref = [
+        {
+            "prompt": f"Explain bill line {i}.",
+            "chosen": f"Line {i} is your plan fee of {i % 50} dollars.",
+            "rejected": "No idea.",
+        }
+        for i in range(300)
+    ]
     return _jsonl(tmp_path / "sft.jsonl", sft), _jsonl(tmp_path / "pref.jsonl", pref)
 
 
@@ -46,13 +64,28 @@ def test_pairs_alone_plan_dpo_from_an_instruction_tuned_checkpoint_with_dpo_figu
     # the plan is what the job runs: the DPO rate and epochs, no SFT-only settings
     assert (p.learning_rate, p.epochs, p.packing, p.completion_only_loss) == (5e-6, 1.0, False, False)
     # the memory figures are the DPO step's at the plan's batch (chosen + rejected rows, reference forward)
-    cfg = MemoryConfig(method=p.method, rank=p.lora.r, seq_len=p.max_length, batch_size=p.micro_batch_size,
-                       lora_dropout=p.lora.dropout, stage="dpo", spectrum_fraction=0.3)
+    cfg = MemoryConfig(
+        method=p.method,
+        rank=p.lora.r,
+        seq_len=p.max_length,
+        batch_size=p.micro_batch_size,
+        lora_dropout=p.lora.dropout,
+        stage="dpo",
+        spectrum_fraction=0.3,
+    )
     e = estimate(rec.facts.model, cfg)
     assert rec.decision.candidates[p.method].device_gib == pytest.approx(e.device_gib, abs=0.01)
     assert p.predicted_device_gib == pytest.approx(e.device_gib, abs=0.01)
-    sft = estimate(rec.facts.model, MemoryConfig(method=p.method, rank=p.lora.r, seq_len=p.max_length,
-                                                 batch_size=p.micro_batch_size, lora_dropout=p.lora.dropout))
+    sft = estimate(
+        rec.facts.model,
+        MemoryConfig(
+            method=p.method,
+            rank=p.lora.r,
+            seq_len=p.max_length,
+            batch_size=p.micro_batch_size,
+            lora_dropout=p.lora.dropout,
+        ),
+    )
     assert e.device_gib > sft.device_gib  # the figure shown is not the SFT step's
     steps = -(-int(2000 * 0.8) // p.effective_batch)
     assert f"{steps:,} steps per epoch" in p.reasons["eval_steps"]
@@ -98,17 +131,35 @@ def test_a_preference_dataset_that_holds_no_pairs_is_an_error_naming_the_key(fil
 
 def test_preference_dataset_is_resolved_against_the_answers_file_and_checked_by_the_cli(files, tmp_path):
     sft, pref = files
-    (tmp_path / "a.yaml").write_text(yaml.safe_dump({**BASE, "dataset": "sft.jsonl",
-                                                     "preference_dataset": "pref.jsonl"}))
+    (tmp_path / "a.yaml").write_text(
+        yaml.safe_dump({**BASE, "dataset": "sft.jsonl", "preference_dataset": "pref.jsonl"})
+    )
     assert load_answers(tmp_path / "a.yaml").preference_dataset == pref
-    out = subprocess.run([sys.executable, "-m", "tunewise", "recommend", "--answers", str(tmp_path / "a.yaml"),
-                          "--format", "json"], capture_output=True, text=True, timeout=120)
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "tunewise",
+            "recommend",
+            "--answers",
+            str(tmp_path / "a.yaml"),
+            "--format",
+            "json",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert out.returncode == 0, out.stderr
     d = json.loads(out.stdout)
     assert d["stage"] == "sft+dpo" and d["plan"]["dpo"]["source"] == pref
     (tmp_path / "b.yaml").write_text(yaml.safe_dump({**BASE, "preference_dataset": "  "}))
-    bad = subprocess.run([sys.executable, "-m", "tunewise", "recommend", "--answers", str(tmp_path / "b.yaml")],
-                         capture_output=True, text=True, timeout=120)
+    bad = subprocess.run(
+        [sys.executable, "-m", "tunewise", "recommend", "--answers", str(tmp_path / "b.yaml")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert bad.returncode == 2 and "preference_dataset" in bad.stderr and "Traceback" not in bad.stderr
 
 
@@ -123,20 +174,52 @@ def test_sft_then_dpo_from_two_files_trains_both_stages_on_cpu(tmp_path):
     """The real pipeline: recommend --out splits both files, and a smoke launch (a tiny stand-in of the model's
     family, TRL's SFTTrainer then DPOTrainer) trains SFT on the dataset and DPO on the pairs, with DPO
     evaluated on the pairs' own validation split."""
-    sft = [{"messages": [{"role": "user", "content": f"How do I reset router {i}?"},
-                         {"role": "assistant", "content": f"Hold the reset button for {i % 9 + 3} seconds."}]}
-           for i in range(150)]
-    pref = [{"prompt": f"Explain bill line {i}.", "chosen": f"Line {i} is your plan fee of {i % 50} dollars.",
-             "rejected": "No idea."} for i in range(120)]
-    answers = {**BASE, "dataset": _jsonl(tmp_path / "sft.jsonl", sft),
-               "preference_dataset": _jsonl(tmp_path / "pref.jsonl", pref)}
+    sft = [
+        {
+            "messages": [
+                {"role": "user", "content": f"How do I reset router {i}?"},
+                {"role": "assistant", "content": f"Hold the reset button for {i % 9 + 3} seconds."},
+            ]
+        }
+        for i in range(150)
+    ]
+    pref = [
+        {
+            "prompt": f"Explain bill line {i}.",
+            "chosen": f"Line {i} is your plan fee of {i % 50} dollars.",
+            "rejected": "No idea.",
+        }
+        for i in range(120)
+    ]
+    answers = {
+        **BASE,
+        "dataset": _jsonl(tmp_path / "sft.jsonl", sft),
+        "preference_dataset": _jsonl(tmp_path / "pref.jsonl", pref),
+    }
     (tmp_path / "a.yaml").write_text(yaml.safe_dump(answers))
     run = tmp_path / "run"
-    out = subprocess.run([sys.executable, "-m", "tunewise", "recommend", "--answers", str(tmp_path / "a.yaml"),
-                          "--out", str(run)], capture_output=True, text=True, timeout=300)
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "tunewise",
+            "recommend",
+            "--answers",
+            str(tmp_path / "a.yaml"),
+            "--out",
+            str(run),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert out.returncode == 0, out.stderr
-    out = subprocess.run([sys.executable, "-m", "tunewise", "launch", str(run), "--smoke", "--max-steps", "2"],
-                         capture_output=True, text=True, timeout=600)
+    out = subprocess.run(
+        [sys.executable, "-m", "tunewise", "launch", str(run), "--smoke", "--max-steps", "2"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
     events = [json.loads(x) for x in (run / "smoke" / "metrics.jsonl").read_text().splitlines()]
     stages = {e.get("stage") for e in events}

@@ -16,13 +16,40 @@ import yaml
 from advisor.answers import parse_answers
 from advisor.recommend import recommend
 
-WORDS = ["apple", "river", "stone", "cloud", "tiger", "maple", "ocean", "pencil", "garden", "silver", "candle",
-         "window", "forest", "rocket", "button", "ladder", "mirror", "planet", "violin", "harbor"]
+WORDS = [
+    "apple",
+    "river",
+    "stone",
+    "cloud",
+    "tiger",
+    "maple",
+    "ocean",
+    "pencil",
+    "garden",
+    "silver",
+    "candle",
+    "window",
+    "forest",
+    "rocket",
+    "button",
+    "ladder",
+    "mirror",
+    "planet",
+    "violin",
+    "harbor",
+]
 
 
 def _answers(**extra) -> dict:
-    return {"task": "extraction", "clear_task": True, "tried_prompting": True, "examples": 2000, "gpus": [],
-            "success": {"metric": "exact_match", "target": 0.8}, **extra}
+    return {
+        "task": "extraction",
+        "clear_task": True,
+        "tried_prompting": True,
+        "examples": 2000,
+        "gpus": [],
+        "success": {"metric": "exact_match", "target": 0.8},
+        **extra,
+    }
 
 
 def test_a_probe_that_meets_the_target_makes_it_prompting_and_cites_the_figure():
@@ -45,8 +72,14 @@ def test_a_probe_that_misses_keeps_fine_tuning_and_says_by_how_much():
 
 def _run(args, cwd):
     env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
-    return subprocess.run([sys.executable, "-m", "tunewise", *args], cwd=cwd, capture_output=True, text=True,
-                          env=env, timeout=600)
+    return subprocess.run(
+        [sys.executable, "-m", "tunewise", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+    )
 
 
 @pytest.mark.slow
@@ -57,13 +90,16 @@ def test_probe_on_a_real_model_flips_an_easy_task_to_prompting(tmp_path, smollm2
         w = f"{rng.choice(WORDS)}{i}"
         rows.append({"prompt": f"Repeat this word exactly: {w}", "completion": w})
     realmodel.write_jsonl(tmp_path / "copy.jsonl", rows)
-    (tmp_path / "answers.yaml").write_text(yaml.safe_dump(
-        _answers(dataset="copy.jsonl", model=str(smollm2_dir), examples=None)), encoding="utf-8")
+    (tmp_path / "answers.yaml").write_text(
+        yaml.safe_dump(_answers(dataset="copy.jsonl", model=str(smollm2_dir), examples=None)),
+        encoding="utf-8",
+    )
     plain = _run(["recommend", "--answers", "answers.yaml", "--format", "json", "--no-detect"], tmp_path)
     assert plain.returncode == 0, plain.stderr
     assert json.loads(plain.stdout)["approach"] == "fine-tune"
-    probed = _run(["recommend", "--answers", "answers.yaml", "--probe", "--format", "markdown", "--no-detect"],
-                  tmp_path)
+    probed = _run(
+        ["recommend", "--answers", "answers.yaml", "--probe", "--format", "markdown", "--no-detect"], tmp_path
+    )
     assert probed.returncode == 0, probed.stderr
     assert "TW121" in probed.stdout and "5-shot prompting of the base model scores" in probed.stdout
     assert "meets your target of 0.8" in probed.stdout
@@ -74,11 +110,17 @@ def test_probe_errors_are_exit_2_without_a_traceback(tmp_path):
     (tmp_path / "a.yaml").write_text(yaml.safe_dump(_answers(model="/no/such/model")), encoding="utf-8")
     r = _run(["recommend", "--answers", "a.yaml", "--probe", "--no-detect"], tmp_path)
     assert r.returncode == 2 and "--probe needs a dataset" in r.stderr and "Traceback" not in r.stderr
-    realmodel.write_jsonl(tmp_path / "d.jsonl", [{"prompt": f"q{i}", "completion": f"a{i}"} for i in range(200)])
-    (tmp_path / "b.yaml").write_text(yaml.safe_dump(_answers(dataset="d.jsonl", examples=None)), encoding="utf-8")
+    realmodel.write_jsonl(
+        tmp_path / "d.jsonl", [{"prompt": f"q{i}", "completion": f"a{i}"} for i in range(200)]
+    )
+    (tmp_path / "b.yaml").write_text(
+        yaml.safe_dump(_answers(dataset="d.jsonl", examples=None)), encoding="utf-8"
+    )
     r = _run(["recommend", "--answers", "b.yaml", "--probe", "--no-detect"], tmp_path)
     assert r.returncode == 2 and "--probe needs the model" in r.stderr and "Traceback" not in r.stderr
-    (tmp_path / "c.yaml").write_text(yaml.safe_dump(_answers(dataset="d.jsonl", examples=None,
-                                                             model=str(tmp_path / "nope"))), encoding="utf-8")
+    (tmp_path / "c.yaml").write_text(
+        yaml.safe_dump(_answers(dataset="d.jsonl", examples=None, model=str(tmp_path / "nope"))),
+        encoding="utf-8",
+    )
     r = _run(["recommend", "--answers", "c.yaml", "--probe", "--no-detect"], tmp_path)
     assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr

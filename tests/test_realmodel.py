@@ -20,22 +20,28 @@ def loaded(smollm2_dir):
 def greedy(tok, model, questions: list[str], max_new_tokens: int = 12) -> list[str]:
     import torch
 
-    prompts = [tok.apply_chat_template([{"role": "user", "content": q}], tokenize=False, add_generation_prompt=True)
-               for q in questions]
+    prompts = [
+        tok.apply_chat_template([{"role": "user", "content": q}], tokenize=False, add_generation_prompt=True)
+        for q in questions
+    ]
     enc = tok(prompts, return_tensors="pt", padding=True, add_special_tokens=False)
     with torch.no_grad():
         out = model.generate(**enc, max_new_tokens=max_new_tokens, do_sample=False)
-    return [tok.decode(o[enc.input_ids.shape[1]:], skip_special_tokens=True).strip() for o in out]
+    return [tok.decode(o[enc.input_ids.shape[1] :], skip_special_tokens=True).strip() for o in out]
 
 
 def test_fixture_is_a_plain_real_instruct_model(smollm2_dir, loaded):
     tok, model = loaded
-    assert (smollm2_dir / "model.safetensors").is_file() and not (smollm2_dir / "SmolLM2-135M-Instruct.Q4_1.gguf").exists()
+    assert (smollm2_dir / "model.safetensors").is_file() and not (
+        smollm2_dir / "SmolLM2-135M-Instruct.Q4_1.gguf"
+    ).exists()
     assert model.config.model_type == "llama" and getattr(model.config, "quantization_config", None) is None
     assert 130e6 < model.num_parameters() < 140e6
     # The chat template came along and closes turns with the EOS token generation stops on.
     assert tok.chat_template
-    text = tok.apply_chat_template([{"role": "user", "content": "hi"}], tokenize=False, add_generation_prompt=True)
+    text = tok.apply_chat_template(
+        [{"role": "user", "content": "hi"}], tokenize=False, add_generation_prompt=True
+    )
     assert text.endswith("<|im_start|>assistant\n") and tok.eos_token == "<|im_end|>"
     assert model.generation_config.eos_token_id == tok.eos_token_id
     # Real weights (random ones would not know this), and they survived the dequantised copy.
@@ -62,7 +68,9 @@ def test_date_task_is_deterministic_valid_and_distinct():
     for iso in isos:
         datetime.date.fromisoformat(iso)  # a real calendar date
     assert realmodel.date_in_words(1992, 3, 14) == "the fourteenth of March, nineteen ninety-two"
-    assert realmodel.date_in_words(2005, 2, 22, style=1) == "February the twenty-second, two thousand and five"
+    assert (
+        realmodel.date_in_words(2005, 2, 22, style=1) == "February the twenty-second, two thousand and five"
+    )
     assert realmodel.date_in_words(1909, 12, 31) == "the thirty-first of December, nineteen oh-nine"
 
 

@@ -26,8 +26,17 @@ def _json(capsys, argv) -> tuple[int, dict]:
 
 
 def test_json_has_the_design_keys(capsys):
-    rc, j = _json(capsys, ["recommend", "--answers", str(PERSONAS / "brand-voice-chatbot-24gb.yaml"),
-                           "--format", "json", "--no-detect"])
+    rc, j = _json(
+        capsys,
+        [
+            "recommend",
+            "--answers",
+            str(PERSONAS / "brand-voice-chatbot-24gb.yaml"),
+            "--format",
+            "json",
+            "--no-detect",
+        ],
+    )
     assert rc == 0
     assert {"approach", "method", "stage", "model", "fired", "warnings", "candidates", "plan"} <= set(j)
     assert (j["approach"], j["model"]) == ("fine-tune", "meta-llama/Llama-3.1-8B")
@@ -39,8 +48,17 @@ def test_json_has_the_design_keys(capsys):
 
 
 def test_prompting_has_null_method_stage_plan(capsys, tmp_path):
-    rc, j = _json(capsys, ["recommend", "--answers", _answers(tmp_path, task="chat", examples=40),
-                           "--format", "json", "--no-detect"])
+    rc, j = _json(
+        capsys,
+        [
+            "recommend",
+            "--answers",
+            _answers(tmp_path, task="chat", examples=40),
+            "--format",
+            "json",
+            "--no-detect",
+        ],
+    )
     assert rc == 0 and j["approach"] == "prompting"
     assert (j["method"], j["stage"], j["plan"]) == (None, None, None)
     assert "TW101-few-examples-prompting" in j["fired"]
@@ -52,12 +70,15 @@ def test_forced_method_that_does_not_fit_exits_1_but_still_prints(capsys):
     assert rc == 1 and json.loads(out.out)["method"] == "full" and "does not fit" in out.err
 
 
-@pytest.mark.parametrize(("data", "needle"), [
-    ({"task": "poetry"}, "'task'"),
-    ({"examples": -3}, "'examples'"),
-    ({"colour": "blue"}, "unknown key 'colour'"),
-    ({"model": "no-such-org/NoSuchModel-9B", "examples": 2000}, "NoSuchModel"),
-])
+@pytest.mark.parametrize(
+    ("data", "needle"),
+    [
+        ({"task": "poetry"}, "'task'"),
+        ({"examples": -3}, "'examples'"),
+        ({"colour": "blue"}, "unknown key 'colour'"),
+        ({"model": "no-such-org/NoSuchModel-9B", "examples": 2000}, "NoSuchModel"),
+    ],
+)
 def test_bad_answers_exit_2_with_a_message(capsys, tmp_path, data, needle):
     rc = main(["recommend", "--answers", _answers(tmp_path, **data), "--no-detect"])
     err = capsys.readouterr().err
@@ -87,7 +108,10 @@ def test_out_writes_a_run_directory_and_never_overwrites(capsys, tmp_path):
 def test_rules_list_one_rule_and_unknown_id(capsys):
     assert main(["rules"]) == 0
     listing = capsys.readouterr().out
-    assert "TW101-few-examples-prompting" in listing and "[When to Fine-Tune Versus Alternative Approaches]" in listing
+    assert (
+        "TW101-few-examples-prompting" in listing
+        and "[When to Fine-Tune Versus Alternative Approaches]" in listing
+    )
     assert main(["rules", "TW101"]) == 0
     full = capsys.readouterr().out
     for part in ("## What it does", "## Why", "## Example", "## Source", "t.min_examples_peft = 100"):
@@ -120,7 +144,10 @@ def test_json_on_stdout_is_the_plan_written_with_out(capsys, tmp_path):
     data["dataset"] = str(demo.parent / data["dataset"])
     data["gpus"] = [{"name": "RTX 4090", "memory_gib": 24}]
     out = tmp_path / "run"
-    assert main(["recommend", "--answers", _answers(tmp_path, **data), "--out", str(out), "--format", "json"]) == 0
+    assert (
+        main(["recommend", "--answers", _answers(tmp_path, **data), "--out", str(out), "--format", "json"])
+        == 0
+    )
     printed = json.loads(capsys.readouterr().out)
     assert printed == json.loads((out / "report.json").read_text())
     assert printed["plan"]["data"]["train"] == "data/train.jsonl"
@@ -128,8 +155,16 @@ def test_json_on_stdout_is_the_plan_written_with_out(capsys, tmp_path):
 
 def test_report_is_still_printed_when_out_cannot_be_completed(capsys, tmp_path):
     # Spectrum on a hub id needs local weights to scan: --out fails (exit 2) but the report is shown.
-    answers = _answers(tmp_path, task="chat", examples=3000, clear_task=True, tried_prompting=True,
-                       model="meta-llama/Llama-3.2-1B", gpus=[{"memory_gib": 80}], method="spectrum")
+    answers = _answers(
+        tmp_path,
+        task="chat",
+        examples=3000,
+        clear_task=True,
+        tried_prompting=True,
+        model="meta-llama/Llama-3.2-1B",
+        gpus=[{"memory_gib": 80}],
+        method="spectrum",
+    )
     rc = main(["recommend", "--answers", answers, "--out", str(tmp_path / "run"), "--format", "json"])
     out = capsys.readouterr()
     assert rc == 2 and "Spectrum needs a scan" in out.err

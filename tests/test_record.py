@@ -33,7 +33,9 @@ def test_a_job_that_fails_before_training_records_failed_and_why(base, tmp_path)
     cfg = json.loads((model / "config.json").read_text())
     (model / "config.json").write_text(json.dumps({**cfg, "model_type": "no-such-architecture"}))
     rd = make_run(tmp_path, model, "lora")
-    with pytest.raises(ValueError, match="no-such-architecture"):  # a crash, not bad input: the job shows the traceback
+    with pytest.raises(
+        ValueError, match="no-such-architecture"
+    ):  # a crash, not bad input: the job shows the traceback
         train.main([str(rd)])
     s = json.loads((rd / "summary.json").read_text())
     assert s["status"] == "failed" and s["stage"] == "sft" and s["method"] == "lora"
@@ -43,8 +45,18 @@ def test_a_job_that_fails_before_training_records_failed_and_why(base, tmp_path)
 @pytest.mark.parametrize(("warmup", "scheduler"), [(0.03, "cosine"), (0.3, "linear")])
 def test_no_optimizer_step_runs_at_learning_rate_0(base, tmp_path, warmup, scheduler):
     # 12 steps with a 3% warm-up used to round up to one whole step at lr 0 (the 12-step plan)
-    rd = make_run(tmp_path, base, "lora", max_steps=12, logging_steps=1, eval_steps=12, save_steps=12,
-                  warmup_ratio=warmup, lr_scheduler=scheduler, learning_rate=1e-3)
+    rd = make_run(
+        tmp_path,
+        base,
+        "lora",
+        max_steps=12,
+        logging_steps=1,
+        eval_steps=12,
+        save_steps=12,
+        warmup_ratio=warmup,
+        lr_scheduler=scheduler,
+        learning_rate=1e-3,
+    )
     assert train.main([str(rd)]) == 0
     rows = [json.loads(x) for x in (rd / "metrics.jsonl").read_text().splitlines()]
     lrs = [r["learning_rate"] for r in rows if "learning_rate" in r and "loss" in r]

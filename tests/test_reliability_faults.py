@@ -65,17 +65,37 @@ def test_recommend_out_on_a_full_disk_leaves_no_run_directory(tmp_path, monkeypa
     earlier.mkdir(parents=True)
     (earlier / "plan.yaml").write_text("mine\n")
     _full_disk_after(monkeypatch, n_ok)
-    rc, err = _cli(["recommend", "--answers", str(demo_answers), "--out", str(tmp_path / "runs" / "new"),
-                    "--format", "json"])
+    rc, err = _cli(
+        [
+            "recommend",
+            "--answers",
+            str(demo_answers),
+            "--out",
+            str(tmp_path / "runs" / "new"),
+            "--format",
+            "json",
+        ]
+    )
     assert rc == 2 and "No space left on device" in err and "Traceback" not in err
-    assert sorted(p.name for p in (tmp_path / "runs").iterdir()) == ["keep"]  # nothing half-written, no temp files
+    assert sorted(p.name for p in (tmp_path / "runs").iterdir()) == [
+        "keep"
+    ]  # nothing half-written, no temp files
     assert (earlier / "plan.yaml").read_text() == "mine\n"  # an existing run is never touched
 
 
 def test_recommend_out_where_a_file_blocks_the_folder(tmp_path, demo_answers):
     (tmp_path / "blocker").write_text("x")
-    rc, err = _cli(["recommend", "--answers", str(demo_answers), "--out", str(tmp_path / "blocker" / "run"),
-                    "--format", "json"])
+    rc, err = _cli(
+        [
+            "recommend",
+            "--answers",
+            str(demo_answers),
+            "--out",
+            str(tmp_path / "blocker" / "run"),
+            "--format",
+            "json",
+        ]
+    )
     assert rc == 2 and "cannot create" in err and "blocker" in err
     assert (tmp_path / "blocker").read_text() == "x"
 
@@ -104,12 +124,19 @@ def test_save_answers_on_a_full_disk_keeps_the_previous_file(tmp_path, monkeypat
 def test_spectrum_yaml_on_a_full_disk_keeps_the_previous_file(tmp_path, monkeypatch):
     from advisor.spectrum import write_unfrozen_yaml
 
-    result = types.SimpleNamespace(model_dir="m", top_percent=30.0, total_params=10, trainable_params=3,
-                                   unfrozen=["^model.layers.1.mlp.down_proj.weight$"],
-                                   types={"model.layers.1.mlp.down_proj": "mlp.down_proj"},
-                                   selected={"mlp.down_proj": [(1, 2.0)]}, by_type={"mlp.down_proj": [(1, 2.0), (0, 1.0)]})
+    result = types.SimpleNamespace(
+        model_dir="m",
+        top_percent=30.0,
+        total_params=10,
+        trainable_params=3,
+        unfrozen=["^model.layers.1.mlp.down_proj.weight$"],
+        types={"model.layers.1.mlp.down_proj": "mlp.down_proj"},
+        selected={"mlp.down_proj": [(1, 2.0)]},
+        by_type={"mlp.down_proj": [(1, 2.0), (0, 1.0)]},
+    )
     target = tmp_path / "spectrum_30.yaml"
     target.write_text("unfrozen_parameters: [old]\n")
+
     def full_at_flush(fd):  # the bytes went to the temporary file; the disk is full when they are flushed
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
@@ -117,7 +144,9 @@ def test_spectrum_yaml_on_a_full_disk_keeps_the_previous_file(tmp_path, monkeypa
     with pytest.raises(UserError, match="cannot write"):
         write_unfrozen_yaml(result, target)
     monkeypatch.undo()
-    assert target.read_text() == "unfrozen_parameters: [old]\n" and [p.name for p in tmp_path.iterdir()] == [target.name]
+    assert target.read_text() == "unfrozen_parameters: [old]\n" and [p.name for p in tmp_path.iterdir()] == [
+        target.name
+    ]
     write_unfrozen_yaml(result, target)
     assert yaml.safe_load(target.read_text())["unfrozen_parameters"] == result.unfrozen
 

@@ -48,6 +48,7 @@ def base(tmp_path_factory):
 
 # ---- YAML the user writes: answers file and plan.yaml -------------------------------------------------
 
+
 def test_duplicate_keys_in_the_answers_file_are_an_error(tmp_path):
     """Was: silently accepted, the last one winning."""
     f = tmp_path / "answers.yaml"
@@ -66,7 +67,9 @@ def test_plan_yaml_duplicate_keys_alias_bomb_and_huge_numbers(base, tmp_path):
         TrainingPlan.load(plan)
     # Was: minutes and gigabytes before a MemoryError.
     bomb = 'a: &a ["x","x","x","x","x","x","x","x","x"]\n' + "".join(
-        f"{c}: &{c} [*{p},*{p},*{p},*{p},*{p},*{p},*{p},*{p},*{p}]\n" for p, c in zip("abcdefgh", "bcdefghi", strict=True))
+        f"{c}: &{c} [*{p},*{p},*{p},*{p},*{p},*{p},*{p},*{p},*{p}]\n"
+        for p, c in zip("abcdefgh", "bcdefghi", strict=True)
+    )
     plan.write_text(bomb + text)
     t0 = time.time()
     with pytest.raises(UserError, match="YAML aliases"):
@@ -103,11 +106,14 @@ def test_home_and_environment_variables_in_answers_paths(tmp_path, monkeypatch):
 
 # ---- data files --------------------------------------------------------------------------------------
 
+
 def test_a_huge_integer_in_a_dataset_row(tmp_path):
     """Was: a traceback (json raises ValueError past 4,300 digits); now the row is reported as unreadable."""
     rows = DEMO.read_text().splitlines()[:20]
-    for name, text in (("data.jsonl", "\n".join([*rows, f'{{"text": {BIG_INT}}}']) + "\n"),
-                       ("data.json", "[" + ",".join([*rows, f'{{"text": {BIG_INT}}}']) + "]")):
+    for name, text in (
+        ("data.jsonl", "\n".join([*rows, f'{{"text": {BIG_INT}}}']) + "\n"),
+        ("data.json", "[" + ",".join([*rows, f'{{"text": {BIG_INT}}}']) + "]"),
+    ):
         f = tmp_path / name
         f.write_text(text)
         rc, out, err = _main(["inspect", str(f), "--format", "json"])
@@ -118,12 +124,16 @@ def test_a_huge_integer_in_a_dataset_row(tmp_path):
 
 def test_process_substitution_and_stdin_are_read_whole(tmp_path):
     """Was: `inspect <(cat train.jsonl)` dropped the first 64 KiB (289 of 400 rows counted, exit 0)."""
-    rows = [json.dumps({"prompt": f"question {i} " + "x" * 200, "completion": f"answer {i}"}) for i in range(400)]
+    rows = [
+        json.dumps({"prompt": f"question {i} " + "x" * 200, "completion": f"answer {i}"}) for i in range(400)
+    ]
     f = tmp_path / "train.jsonl"
     f.write_text("\n".join(rows) + "\n")
     assert f.stat().st_size > 65536
-    for shell in (f"{sys.executable} -m {CLI} inspect <(cat {f}) --format json",
-                  f"cat {f} | {sys.executable} -m {CLI} inspect - --format json"):
+    for shell in (
+        f"{sys.executable} -m {CLI} inspect <(cat {f}) --format json",
+        f"cat {f} | {sys.executable} -m {CLI} inspect - --format json",
+    ):
         r = subprocess.run(["bash", "-c", shell], capture_output=True, text=True, timeout=120)
         assert r.returncode == 0, r.stderr
         assert json.loads(r.stdout)["rows"] == 400
@@ -154,12 +164,17 @@ def test_a_broken_dataset_dict_json(tmp_path):
 
 def test_a_path_component_over_255_characters(tmp_path):
     long = "a" * 300
-    for argv in (["inspect", f"{long}.jsonl"], ["launch", str(tmp_path / long)],
-                 ["recommend", "--answers", f"{long}.yaml"], ["spectrum", "scan", long]):
+    for argv in (
+        ["inspect", f"{long}.jsonl"],
+        ["launch", str(tmp_path / long)],
+        ["recommend", "--answers", f"{long}.yaml"],
+        ["spectrum", "scan", long],
+    ):
         _refused(argv, "too long")
 
 
 # ---- model folders -----------------------------------------------------------------------------------
+
 
 def test_a_huge_integer_in_config_json(tmp_path):
     model = tmp_path / "model"
@@ -168,10 +183,14 @@ def test_a_huge_integer_in_config_json(tmp_path):
     _refused(["estimate", "--model", str(model), "--method", "lora"], "config.json")
 
 
-@pytest.mark.parametrize("template", [
-    "{% for a in range(100000) %}{% for b in range(100000) %}{% endfor %}{% endfor %}{{ messages[0]['content'] }}",
-    "{% set ns = namespace(s='x') %}{% for i in range(60) %}{% set ns.s = ns.s ~ ns.s %}{% endfor %}{{ ns.s }}",
-], ids=["nested-loops", "growing-string"])
+@pytest.mark.parametrize(
+    "template",
+    [
+        "{% for a in range(100000) %}{% for b in range(100000) %}{% endfor %}{% endfor %}{{ messages[0]['content'] }}",
+        "{% set ns = namespace(s='x') %}{% for i in range(60) %}{% set ns.s = ns.s ~ ns.s %}{% endfor %}{{ ns.s }}",
+    ],
+    ids=["nested-loops", "growing-string"],
+)
 def test_a_runaway_chat_template_is_refused(base, tmp_path, monkeypatch, template):
     """Was: `inspect` and `recommend` hung for hours on a model folder's chat template."""
     from advisor.data import template_guard
@@ -197,12 +216,19 @@ def test_a_malformed_spectrum_cache_record_is_a_cache_miss(tmp_path):
     from advisor.spectrum import cache as spectrum_cache
 
     sig = [["model.safetensors", 10]]
-    good = {"modules": {"model.layers.0.mlp.down_proj": {"type": "mlp.down_proj", "layer": 0, "score": 1.5}},
-            "device": "cpu", "key": "k" * 40}
+    good = {
+        "modules": {"model.layers.0.mlp.down_proj": {"type": "mlp.down_proj", "layer": 0, "score": 1.5}},
+        "device": "cpu",
+        "key": "k" * 40,
+    }
     assert spectrum_cache.cache_store(tmp_path, sig, "k" * 40, good) is not None
     assert spectrum_cache.cache_load(tmp_path, sig, "k" * 40) is not None
-    for bad in ({"modules": {"m": {"type": "t", "layer": "0", "score": 1.0}}},
-                {"modules": {"m": {"type": "t", "layer": 0, "score": None}}},
-                {"modules": {"m": [1, 2]}}, {"device": 5}, {"modules": {}}):
+    for bad in (
+        {"modules": {"m": {"type": "t", "layer": "0", "score": 1.0}}},
+        {"modules": {"m": {"type": "t", "layer": 0, "score": None}}},
+        {"modules": {"m": [1, 2]}},
+        {"device": 5},
+        {"modules": {}},
+    ):
         spectrum_cache.cache_store(tmp_path, sig, "k" * 40, {**good, **bad})
         assert spectrum_cache.cache_load(tmp_path, sig, "k" * 40) is None, bad

@@ -30,13 +30,24 @@ def base(tmp_path_factory):
 
 
 def _run(args, env=None, timeout=300):
-    return subprocess.run([sys.executable, *args], capture_output=True, text=True, timeout=timeout,
-                          env={**os.environ, **(env or {})})
+    return subprocess.run(
+        [sys.executable, *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, **(env or {})},
+    )
 
 
 def _start(args, env=None):
-    return subprocess.Popen([sys.executable, *args], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            env={**os.environ, **(env or {})}, start_new_session=True)
+    return subprocess.Popen(
+        [sys.executable, *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env={**os.environ, **(env or {})},
+        start_new_session=True,
+    )
 
 
 def _wait_for(pred, proc, timeout=180):
@@ -91,7 +102,10 @@ def test_a_half_written_checkpoint_is_set_aside(trained, tmp_path, damage):
     and kept under another name (was: resume always took the highest number and failed for good)."""
     rd = _unfinished_copy(trained, tmp_path)
     out = rd / "output" / "sft"
-    assert checkpoints.problem(out / "checkpoint-4") is None and (out / "checkpoint-4" / checkpoints.RECORD).is_file()
+    assert (
+        checkpoints.problem(out / "checkpoint-4") is None
+        and (out / "checkpoint-4" / checkpoints.RECORD).is_file()
+    )
     DAMAGE[damage](out / "checkpoint-4")
     ckpt, notes = checkpoints.newest_complete(out)
     assert ckpt == out / "checkpoint-2"
@@ -166,13 +180,23 @@ def test_slurm_job_gets_no_token_and_no_run_dir_on_sys_path(base, tmp_path):
     rd = make_run(tmp_path, base)
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
-    (bin_dir / "srun").write_text(f"#!/bin/sh\nenv > {tmp_path / 'job.env'}\necho \"$@\" > {tmp_path / 'job.args'}\n")
+    (bin_dir / "srun").write_text(
+        f'#!/bin/sh\nenv > {tmp_path / "job.env"}\necho "$@" > {tmp_path / "job.args"}\n'
+    )
     (bin_dir / "scontrol").write_text("#!/bin/sh\necho node1\n")
     for f in bin_dir.iterdir():
         f.chmod(0o755)
-    env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "SLURM_SUBMIT_DIR": str(rd),
-           "SLURM_JOB_NODELIST": "node1", "HF_TOKEN": "hf_plantedsecret123", "WANDB_API_KEY": "wandbsecret123"}
-    r = subprocess.run(["bash", str(rd / "slurm.sbatch")], env=env, capture_output=True, text=True, timeout=60)
+    env = {
+        **os.environ,
+        "PATH": f"{bin_dir}:{os.environ['PATH']}",
+        "SLURM_SUBMIT_DIR": str(rd),
+        "SLURM_JOB_NODELIST": "node1",
+        "HF_TOKEN": "hf_plantedsecret123",
+        "WANDB_API_KEY": "wandbsecret123",
+    }
+    r = subprocess.run(
+        ["bash", str(rd / "slurm.sbatch")], env=env, capture_output=True, text=True, timeout=60
+    )
     assert r.returncode == 0, r.stderr
     job_env_text = (tmp_path / "job.env").read_text()
     assert "plantedsecret" not in job_env_text and "wandbsecret" not in job_env_text
@@ -282,7 +306,9 @@ def test_a_live_job_refuses_a_second_launch(base, tmp_path):
     try:
         _wait_for(lambda: len(_steps(rd)) >= 1, job)
         r = _run(["-m", CLI, "launch", str(rd), "--cpu"])
-        assert r.returncode == 2 and "already being trained" in r.stderr and "Traceback" not in r.stderr, r.stderr
+        assert r.returncode == 2 and "already being trained" in r.stderr and "Traceback" not in r.stderr, (
+            r.stderr
+        )
         os.killpg(job.pid, signal.SIGTERM)
         out, _ = job.communicate(timeout=120)
         assert job.returncode == 130, out
@@ -332,7 +358,9 @@ def test_symlinks_planted_in_the_run_directory_are_never_written_through(base, t
         outside.write_text("precious\n")
     (rd / name).symlink_to(outside)
     r = _run(["-m", CLI, "launch", str(rd), "--cpu"])
-    assert r.returncode == 2 and "is a symlink" in r.stderr and "Traceback" not in r.stderr, r.stdout + r.stderr
+    assert r.returncode == 2 and "is a symlink" in r.stderr and "Traceback" not in r.stderr, (
+        r.stdout + r.stderr
+    )
     assert "fix:" in r.stderr
     if name == "output":
         assert list(outside.iterdir()) == []
@@ -417,16 +445,29 @@ def test_export_merge_stays_offline_without_allow_network(trained, tmp_path):
     done = threading.Event()
     t = threading.Thread(target=accept, daemon=True)
     t.start()
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE",
-                                                                     "TRANSFORMERS_OFFLINE"))}
-    env.update(HF_ENDPOINT=f"http://127.0.0.1:{server.getsockname()[1]}", HF_TOKEN="hf_plantedtoken12345",
-               HF_HOME=str(tmp_path / "hf-home"))
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE"))
+    }
+    env.update(
+        HF_ENDPOINT=f"http://127.0.0.1:{server.getsockname()[1]}",
+        HF_TOKEN="hf_plantedtoken12345",
+        HF_HOME=str(tmp_path / "hf-home"),
+    )
     try:
-        r = subprocess.run([sys.executable, "-m", CLI, "export", str(rd), "--merge"], capture_output=True, text=True,
-                           timeout=300, env=env)
+        r = subprocess.run(
+            [sys.executable, "-m", CLI, "export", str(rd), "--merge"],
+            capture_output=True,
+            text=True,
+            timeout=300,
+            env=env,
+        )
     finally:
         done.set()
         t.join(timeout=5)
         server.close()
-    assert r.returncode == 2 and "not available locally" in r.stderr and "--allow-network" in r.stderr, r.stderr
+    assert r.returncode == 2 and "not available locally" in r.stderr and "--allow-network" in r.stderr, (
+        r.stderr
+    )
     assert hits == []

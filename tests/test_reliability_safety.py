@@ -53,29 +53,57 @@ def test_sources_use_safe_yaml_argument_lists_and_no_eval():
         rel = path.relative_to(ROOT)
         for node, owner, name in _calls(ast.parse(path.read_text(encoding="utf-8"))):
             where = f"{rel}:{node.lineno}"
-            if owner == "yaml" and name in ("load", "load_all", "unsafe_load", "full_load", "unsafe_load_all"):
+            if owner == "yaml" and name in (
+                "load",
+                "load_all",
+                "unsafe_load",
+                "full_load",
+                "unsafe_load_all",
+            ):
                 problems.append(f"{where}: yaml.{name}")
             if any(k.arg == "Loader" for k in node.keywords):
                 problems.append(f"{where}: Loader= (use yaml.safe_load)")
-            if any(k.arg == "shell" and not (isinstance(k.value, ast.Constant) and k.value.value is False)
-                   for k in node.keywords):
+            if any(
+                k.arg == "shell" and not (isinstance(k.value, ast.Constant) and k.value.value is False)
+                for k in node.keywords
+            ):
                 problems.append(f"{where}: shell=")
-            if (owner, name) in (("os", "system"), ("os", "popen")) or (owner == "" and name in ("eval", "exec")):
+            if (owner, name) in (("os", "system"), ("os", "popen")) or (
+                owner == "" and name in ("eval", "exec")
+            ):
                 problems.append(f"{where}: {owner + '.' if owner else ''}{name}")
-            if owner == "subprocess" and name in ("run", "Popen", "call", "check_call", "check_output") and node.args:
+            if (
+                owner == "subprocess"
+                and name in ("run", "Popen", "call", "check_call", "check_output")
+                and node.args
+            ):
                 if isinstance(node.args[0], ast.Constant | ast.JoinedStr | ast.BinOp):
                     problems.append(f"{where}: subprocess.{name} with a command string")
-            if any(k.arg == "trust_remote_code" and isinstance(k.value, ast.Constant) and k.value.value is True
-                   for k in node.keywords):
+            if any(
+                k.arg == "trust_remote_code" and isinstance(k.value, ast.Constant) and k.value.value is True
+                for k in node.keywords
+            ):
                 problems.append(f"{where}: trust_remote_code=True hard-coded")
     assert len(SOURCES) > 60 and problems == []
 
 
 def _recommend_md(tmp_path: Path, **answers) -> str:
     p = tmp_path / "answers.yaml"
-    p.write_text(yaml.safe_dump({"task": "chat", "goals": ["tone-style"], "clear_task": True, "tried_prompting": True,
-                                 "examples": 3000, "model": "llama-3.1-8b",
-                                 "gpus": [{"memory_gib": 80}], **answers}), encoding="utf-8")
+    p.write_text(
+        yaml.safe_dump(
+            {
+                "task": "chat",
+                "goals": ["tone-style"],
+                "clear_task": True,
+                "tried_prompting": True,
+                "examples": 3000,
+                "model": "llama-3.1-8b",
+                "gpus": [{"memory_gib": 80}],
+                **answers,
+            }
+        ),
+        encoding="utf-8",
+    )
     out = io.StringIO()
     with contextlib.redirect_stdout(out):
         assert main(["recommend", "--answers", str(p), "--no-detect", "--format", "markdown"]) == 0
@@ -103,8 +131,9 @@ def test_launch_sh_quotes_a_hostile_run_dir_and_model(tmp_path):
     stub.chmod(stub.stat().st_mode | stat.S_IEXEC)
     args_out = tmp_path / "args.txt"
     env = {**os.environ, "PATH": f"{stub_dir}{os.pathsep}{os.environ['PATH']}", "ARGS_OUT": str(args_out)}
-    subprocess.run(["bash", str(rd / "launch.sh"), "--max-steps", "3; touch PWNED4"], check=True, env=env,
-                   cwd=tmp_path)
+    subprocess.run(
+        ["bash", str(rd / "launch.sh"), "--max-steps", "3; touch PWNED4"], check=True, env=env, cwd=tmp_path
+    )
     assert args_out.read_text().splitlines() == ["launch", str(rd), "--max-steps", "3; touch PWNED4"]
     assert not list(tmp_path.rglob("PWNED*"))
     for name in ("launch.sh", "slurm.sbatch", "plan.yaml"):
@@ -115,17 +144,24 @@ def test_launch_sh_quotes_a_hostile_run_dir_and_model(tmp_path):
     assert jobfiles.train_command(rd, plan)[-1] == str(rd)  # argument list: the path is one argument
 
 
-@pytest.mark.parametrize("dataset,needle", [
-    ("missing.jsonl", "dataset file not found: "),  # named at the answers folder (checked below)
-    ("sub", "is a directory"),                       # a directory where a file is expected
-    ("../outside.jsonl", "outside.jsonl"),           # `..` resolves against the answers file's folder
-])
+@pytest.mark.parametrize(
+    "dataset,needle",
+    [
+        ("missing.jsonl", "dataset file not found: "),  # named at the answers folder (checked below)
+        ("sub", "is a directory"),  # a directory where a file is expected
+        ("../outside.jsonl", "outside.jsonl"),  # `..` resolves against the answers file's folder
+    ],
+)
 def test_dataset_paths_from_answers_are_resolved_and_checked(tmp_path, dataset, needle):
     (tmp_path / "a" / "sub").mkdir(parents=True)
     (tmp_path / "outside.jsonl").write_text('{"text": "hello there"}\n' * 3, encoding="utf-8")
     answers = tmp_path / "a" / "answers.yaml"
-    answers.write_text(yaml.safe_dump({"task": "chat", "dataset": dataset, "model": "llama-3.2-1b",
-                                       "gpus": [{"memory_gib": 24}]}), encoding="utf-8")
+    answers.write_text(
+        yaml.safe_dump(
+            {"task": "chat", "dataset": dataset, "model": "llama-3.2-1b", "gpus": [{"memory_gib": 24}]}
+        ),
+        encoding="utf-8",
+    )
     out, err = io.StringIO(), io.StringIO()
     with contextlib.chdir(ROOT), contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
         rc = main(["recommend", "--answers", str(answers), "--no-detect", "--format", "json"])

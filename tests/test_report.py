@@ -24,26 +24,80 @@ GUIDE = "Essential Parameter-Efficient Fine-Tuning Methods"
 
 
 def _model() -> ModelFacts:
-    return ModelFacts(name="meta-llama/Llama-3.1-8B", family="llama", vocab_size=128256, hidden_size=4096,
-                      intermediate_size=14336, num_layers=32, num_heads=32, num_kv_heads=8, head_dim=128,
-                      tie_word_embeddings=False, params_total=8_030_261_248)
+    return ModelFacts(
+        name="meta-llama/Llama-3.1-8B",
+        family="llama",
+        vocab_size=128256,
+        hidden_size=4096,
+        intermediate_size=14336,
+        num_layers=32,
+        num_heads=32,
+        num_kv_heads=8,
+        head_dim=128,
+        tie_word_embeddings=False,
+        params_total=8_030_261_248,
+    )
 
 
-def make_rec(*, approach="fine-tune", gpus_gib=(24.0,), method="qlora", trc=False, user_method="auto") -> Recommendation:
+def make_rec(
+    *, approach="fine-tune", gpus_gib=(24.0,), method="qlora", trc=False, user_method="auto"
+) -> Recommendation:
     trace = [
-        RuleResult("enough-examples", "Enough examples", "fired", message="2,500 examples with a clear task",
-                   source="When to Fine-Tune Versus Alternative Approaches", then={"recommend": {"approach": "fine-tune"}}),
-        RuleResult("qlora-tight-memory", "QLoRA on tight memory", "fired", message="24 GiB is tight for 8B LoRA",
-                   source=GUIDE, then={"prefer": {"method": "qlora"}}),
-        RuleResult("lr-default", "Learning rate", "fired", message="2e-4 for adapters",
-                   source="Practical Tools and Getting Started", then={"set": {"learning_rate": 2e-4}}),
-        RuleResult("lora-fits", "LoRA must fit", "fired", message="LoRA needs 25.3 GiB; the GPU has 24 GiB",
-                   source="measurement", then={"exclude": {"method": "lora"}}),
-        RuleResult("no-prompting-yet", "Try prompting", "fired", message="You have not tried prompting yet.",
-                   source="When to Fine-Tune Versus Alternative Approaches", then={"warn": True}),
-        RuleResult("method-for-rag", "LoRA default", "fired", message="LoRA by default", applied=False,
-                   source=GUIDE, then={"recommend": {"method": "lora"}}),
-        RuleResult("citations-rag", "Citations need RAG", "not_fired", source="When to Fine-Tune Versus Alternative Approaches"),
+        RuleResult(
+            "enough-examples",
+            "Enough examples",
+            "fired",
+            message="2,500 examples with a clear task",
+            source="When to Fine-Tune Versus Alternative Approaches",
+            then={"recommend": {"approach": "fine-tune"}},
+        ),
+        RuleResult(
+            "qlora-tight-memory",
+            "QLoRA on tight memory",
+            "fired",
+            message="24 GiB is tight for 8B LoRA",
+            source=GUIDE,
+            then={"prefer": {"method": "qlora"}},
+        ),
+        RuleResult(
+            "lr-default",
+            "Learning rate",
+            "fired",
+            message="2e-4 for adapters",
+            source="Practical Tools and Getting Started",
+            then={"set": {"learning_rate": 2e-4}},
+        ),
+        RuleResult(
+            "lora-fits",
+            "LoRA must fit",
+            "fired",
+            message="LoRA needs 25.3 GiB; the GPU has 24 GiB",
+            source="measurement",
+            then={"exclude": {"method": "lora"}},
+        ),
+        RuleResult(
+            "no-prompting-yet",
+            "Try prompting",
+            "fired",
+            message="You have not tried prompting yet.",
+            source="When to Fine-Tune Versus Alternative Approaches",
+            then={"warn": True},
+        ),
+        RuleResult(
+            "method-for-rag",
+            "LoRA default",
+            "fired",
+            message="LoRA by default",
+            applied=False,
+            source=GUIDE,
+            then={"recommend": {"method": "lora"}},
+        ),
+        RuleResult(
+            "citations-rag",
+            "Citations need RAG",
+            "not_fired",
+            source="When to Fine-Tune Versus Alternative Approaches",
+        ),
         RuleResult("dpo-pairs", "Preference pairs", "skipped", missing=["preference_pairs"]),
     ]
     cands = {
@@ -53,33 +107,68 @@ def make_rec(*, approach="fine-tune", gpus_gib=(24.0,), method="qlora", trc=Fals
     }
     ft = "fine-tune" in approach
     decision = Decision(
-        approach=approach, method=method if ft else None, stage="sft" if ft else None,
-        model="meta-llama/Llama-3.1-8B", fired=[r.id for r in trace if r.status == "fired"], trace=trace,
-        warnings=["You have not tried prompting yet."], excluded={"lora": ["lora-fits"]},
-        would_change=["With a GPU of 32 GiB or more, LoRA would fit."], candidates=cands if ft else {},
+        approach=approach,
+        method=method if ft else None,
+        stage="sft" if ft else None,
+        model="meta-llama/Llama-3.1-8B",
+        fired=[r.id for r in trace if r.status == "fired"],
+        trace=trace,
+        warnings=["You have not tried prompting yet."],
+        excluded={"lora": ["lora-fits"]},
+        would_change=["With a GPU of 32 GiB or more, LoRA would fit."],
+        candidates=cands if ft else {},
         eval_plan=["Task metric: exact match", "System metric: latency p95"],
-        checklist=[{"item": "Define a clear task", "status": "done", "detail": "you said so"},
-                   {"item": "Prepare ~1,000 examples", "status": "todo", "detail": "you have 2,500"}],
+        checklist=[
+            {"item": "Define a clear task", "status": "done", "detail": "you said so"},
+            {"item": "Prepare ~1,000 examples", "status": "todo", "detail": "you have 2,500"},
+        ],
         suggestions=["Iterate on Llama-3.2-1B first."],
     )
     plan = None
     if ft:
-        plan = TrainingPlan(model="meta-llama/Llama-3.1-8B", method=method, stage="sft",
-                            data=DataSpec(source=None, format="messages"), lora=LoraSpec(r=16, alpha=32),
-                            quantization=QuantSpec() if method == "qlora" else None, trust_remote_code=trc,
-                            reasons={"learning_rate": "The guide's 2e-4 for adapters.",
-                                     "max_length": "Start at 512–1,024 tokens."},
-                            predicted_peak_gib=11.0)
+        plan = TrainingPlan(
+            model="meta-llama/Llama-3.1-8B",
+            method=method,
+            stage="sft",
+            data=DataSpec(source=None, format="messages"),
+            lora=LoraSpec(r=16, alpha=32),
+            quantization=QuantSpec() if method == "qlora" else None,
+            trust_remote_code=trc,
+            reasons={
+                "learning_rate": "The guide's 2e-4 for adapters.",
+                "max_length": "Start at 512–1,024 tokens.",
+            },
+            predicted_peak_gib=11.0,
+        )
     answers = parse_answers({"task": "chat", "examples": 2500, "method": user_method})
-    gpus = [GPU(name="NVIDIA GeForce RTX 4090", memory_gib=g, index=i, source="answers")
-            for i, g in enumerate(gpus_gib)]
-    facts = Facts(values={"examples": 2500}, answers=answers, model=_model(), gpus=gpus,
-                  gpu_note=None if gpus else "no driver", data=None)
+    gpus = [
+        GPU(name="NVIDIA GeForce RTX 4090", memory_gib=g, index=i, source="answers")
+        for i, g in enumerate(gpus_gib)
+    ]
+    facts = Facts(
+        values={"examples": 2500},
+        answers=answers,
+        model=_model(),
+        gpus=gpus,
+        gpu_note=None if gpus else "no driver",
+        data=None,
+    )
     return Recommendation(facts, decision, plan)
 
 
-SECTION_ORDER = ["recommendation", "why", "ruled-out", "would-change", "memory", "plan", "evaluation",
-                 "checklist", "suggestions", "warnings", "sources"]
+SECTION_ORDER = [
+    "recommendation",
+    "why",
+    "ruled-out",
+    "would-change",
+    "memory",
+    "plan",
+    "evaluation",
+    "checklist",
+    "suggestions",
+    "warnings",
+    "sources",
+]
 
 
 def test_sections_follow_the_explain_order():
@@ -89,9 +178,19 @@ def test_sections_follow_the_explain_order():
 def test_markdown_has_every_part_in_order():
     md = render(make_rec(), "markdown")
     heads = [line[3:] for line in md.splitlines() if line.startswith("## ")]
-    assert heads == ["Recommendation", "Why", "Ruled out", "What would change the decision",
-                     "Estimated peak memory per method", "Training plan", "Evaluation plan",
-                     "Getting-started checklist", "Suggestions and notes", "Warnings", "Sources"]
+    assert heads == [
+        "Recommendation",
+        "Why",
+        "Ruled out",
+        "What would change the decision",
+        "Estimated peak memory per method",
+        "Training plan",
+        "Evaluation plan",
+        "Getting-started checklist",
+        "Suggestions and notes",
+        "Warnings",
+        "Sources",
+    ]
     # fired rules with their messages and sources; the skipped one only counted
     assert "`lora-fits` — LoRA needs 25.3 GiB; the GPU has 24 GiB _(measurement)_" in md
     assert "citations-rag" not in md.split("## Sources")[0]
@@ -178,8 +277,15 @@ def test_text_and_rich_console_agree():
     buf = io.StringIO()
     print_report(Console(file=buf, width=100), rec)
     text = render(rec, "text")
-    for needle in ("tunewise recommendation", "Why", "lora-fits", "does not fit", "1.3 GiB over",
-                   "Getting-started checklist", "16,384"):
+    for needle in (
+        "tunewise recommendation",
+        "Why",
+        "lora-fits",
+        "does not fit",
+        "1.3 GiB over",
+        "Getting-started checklist",
+        "16,384",
+    ):
         assert needle in buf.getvalue() and needle in text
     assert "\x1b[" not in text
     assert max(len(line) for line in text.splitlines()) <= 100
@@ -194,7 +300,9 @@ def test_user_text_with_rich_markup_is_escaped():
 def test_json_is_the_contract_plus_the_trace(monkeypatch):
     import advisor.report.full as full
 
-    monkeypatch.setattr(full, "recommendation_json", lambda rec: {"approach": rec.decision.approach, "fired": []})
+    monkeypatch.setattr(
+        full, "recommendation_json", lambda rec: {"approach": rec.decision.approach, "fired": []}
+    )
     out = json.loads(render(make_rec(), "json"))
     assert out["approach"] == "fine-tune"
     assert [t["status"] for t in out["trace"]][-2:] == ["not_fired", "skipped"]

@@ -29,7 +29,9 @@ def _recommend(path: Path, gpus: bool = True):
 
     answers = load_answers(path)
     if gpus and answers.gpus is None:
-        answers = answers.model_copy(update={"gpus": [GPUAnswer(name="NVIDIA GeForce RTX 4090", memory_gib=24)]})
+        answers = answers.model_copy(
+            update={"gpus": [GPUAnswer(name="NVIDIA GeForce RTX 4090", memory_gib=24)]}
+        )
     return recommend(answers, detect_gpus=False)
 
 
@@ -45,11 +47,14 @@ def _flat(text: str) -> str:
 
 
 def _unmark(text: str) -> str:
-    return re.sub(r"\*\*|`|_\(|\)_", lambda m: "(" if m.group() == "_(" else ")" if m.group() == ")_" else "",
-                  text)
+    return re.sub(
+        r"\*\*|`|_\(|\)_", lambda m: "(" if m.group() == "_(" else ")" if m.group() == ")_" else "", text
+    )
 
 
-CASES = [(p.stem, p, True) for p in PERSONAS] + [("demo-no-gpu", ROOT / "examples" / "demo" / "answers.yaml", False)]
+CASES = [(p.stem, p, True) for p in PERSONAS] + [
+    ("demo-no-gpu", ROOT / "examples" / "demo" / "answers.yaml", False)
+]
 
 
 @pytest.fixture(scope="module", params=CASES, ids=[c[0] for c in CASES])
@@ -109,8 +114,11 @@ def test_chosen_method_memory_line_is_the_tables(persona):
     if not rec.decision.method or not rec.decision.candidates:
         assert "Memory per GPU" in brief
         return
-    rows = [[c.strip() for c in line.strip("|").split("|")] for line in _section(md, "Estimated peak memory per method")
-            if line.startswith("| ") and "(chosen)" in line]
+    rows = [
+        [c.strip() for c in line.strip("|").split("|")]
+        for line in _section(md, "Estimated peak memory per method")
+        if line.startswith("| ") and "(chosen)" in line
+    ]
     assert len(rows) == 1, name
     label, shape, _peak, device, gpu, fit, margin = rows[0]
     line = next(x for x in brief.splitlines() if x.strip().startswith(label + ":"))
@@ -146,7 +154,9 @@ def test_plan_values_are_the_full_reports(persona):
     arithmetic = table["Sequences per optimizer step"][2]
     assert arithmetic.split(" (")[0] in seq
     if rec.plan.lora:
-        assert any("LoRA rank / alpha" in x and f"{rec.plan.lora.r} / {rec.plan.lora.alpha}" in x for x in plan)
+        assert any(
+            "LoRA rank / alpha" in x and f"{rec.plan.lora.r} / {rec.plan.lora.alpha}" in x for x in plan
+        )
 
 
 def test_rules_shown_are_deciding_rules_of_the_full_report(persona):
@@ -156,7 +166,9 @@ def test_rules_shown_are_deciding_rules_of_the_full_report(persona):
     picked, n_deciding = brief_rules(rec)
     assert len(block) == len(picked) and 1 <= len(picked) <= 5, name
     assert len(picked) == min(5, n_deciding)
-    assert {dim for dim, _ in picked} == {dim for dim in ("approach", "method", "stage") if f"**{dim.capitalize()}**" in why}
+    assert {dim for dim, _ in picked} == {
+        dim for dim in ("approach", "method", "stage") if f"**{dim.capitalize()}**" in why
+    }
     for line, (dim, rule) in zip(block, picked, strict=True):
         assert f"**{dim.capitalize()}**: `{rule.id}`" in why, (name, rule.id)
         assert line.split()[:2] == [dim, short_id(rule.id)], (name, line)
@@ -167,19 +179,37 @@ def test_plan_rows_kept_by_the_brief_view_still_exist():
     """The brief view picks plan rows by their label: a renamed row must fail here, not vanish."""
     rec = make_rec(method="qlora")
     labels = [row[0] for row in plan_rows(rec.plan, None, 2500)[0]]
-    for name in ("Sequences per optimizer step", "Tokens per optimizer step", "Max sequence length",
-                 "Learning rate", "Epochs", "Total steps", "LoRA rank / alpha"):
+    for name in (
+        "Sequences per optimizer step",
+        "Tokens per optimizer step",
+        "Max sequence length",
+        "Learning rate",
+        "Epochs",
+        "Total steps",
+        "LoRA rank / alpha",
+    ):
         assert name in BRIEF_PLAN_ROWS and any(label.startswith(name) for label in labels), name
 
 
 def test_a_dropped_warning_would_be_caught():
     """Many warnings, long ones, at a narrow width: every one is there, whole, each starting its line."""
     rec = make_rec()
-    long = ("The dataset has 41 duplicated rows and 3 rows longer than the maximum sequence length; "
-            "they will be truncated, which can cut the answers the model should learn")
+    long = (
+        "The dataset has 41 duplicated rows and 3 rows longer than the maximum sequence length; "
+        "they will be truncated, which can cut the answers the model should learn"
+    )
     rec.decision.warnings += ["Second engine warning.", long]
-    rec.facts.data = type("Data", (), {"warnings": ["Data warning: 12 empty responses."], "path": None, "rows": 10,
-                                       "format": "messages", "token_stats": None})()
+    rec.facts.data = type(
+        "Data",
+        (),
+        {
+            "warnings": ["Data warning: 12 empty responses."],
+            "path": None,
+            "rows": 10,
+            "format": "messages",
+            "token_stats": None,
+        },
+    )()
     for width in (100, 70):
         brief = render_brief(rec, width=width)
         shown = brief.split("\nWarnings (")[1]
@@ -202,7 +232,10 @@ def test_no_gpu_and_no_training_are_said_not_crashed():
 
 def test_the_last_line_says_where_the_full_report_is():
     assert render_brief(make_rec()).splitlines()[-1].startswith("Full report: tunewise recommend --answers")
-    assert render_brief(make_rec(), "Full report: runs/x/report.md").splitlines()[-1] == "Full report: runs/x/report.md"
+    assert (
+        render_brief(make_rec(), "Full report: runs/x/report.md").splitlines()[-1]
+        == "Full report: runs/x/report.md"
+    )
 
 
 def test_recommend_brief_cli(capsys, tmp_path, monkeypatch):
@@ -217,7 +250,9 @@ def test_recommend_brief_cli(capsys, tmp_path, monkeypatch):
     assert main(["recommend", "--answers", str(PERSONAS[0]), "--no-detect", "--brief", "--out", "run"]) == 0
     captured = capsys.readouterr()
     assert "wrote run" in captured.err and (tmp_path / "run" / "report.md").is_file()
-    assert _flat(captured.out).endswith(f"Full report: run/report.md, or tunewise recommend --answers {PERSONAS[0]}")
+    assert _flat(captured.out).endswith(
+        f"Full report: run/report.md, or tunewise recommend --answers {PERSONAS[0]}"
+    )
 
 
 @pytest.mark.parametrize("fmt", ["markdown", "json"])

@@ -17,8 +17,14 @@ def base(tmp_path_factory):
 
 
 def _start(args, env):
-    return subprocess.Popen([sys.executable, *args], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            env={**os.environ, **env}, start_new_session=True)
+    return subprocess.Popen(
+        [sys.executable, *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env={**os.environ, **env},
+        start_new_session=True,
+    )
 
 
 def _wait_for(pred, proc, timeout=180):
@@ -63,11 +69,15 @@ def test_kill_9_then_launch_resumes_and_a_changed_plan_is_refused(base, tmp_path
     # A changed plan is refused, naming the change; the checkpoints stay.
     plan_text = (rd / "plan.yaml").read_text()
     (rd / "plan.yaml").write_text(plan_text.replace("learning_rate: 0.001", "learning_rate: 0.002"))
-    r = subprocess.run([sys.executable, "-m", "tunewise", "launch", str(rd), "--cpu"], capture_output=True, text=True)
+    r = subprocess.run(
+        [sys.executable, "-m", "tunewise", "launch", str(rd), "--cpu"], capture_output=True, text=True
+    )
     assert r.returncode == 2 and "learning_rate" in r.stderr and "Traceback" not in r.stderr
     (rd / "plan.yaml").write_text(plan_text)
 
-    r = subprocess.run([sys.executable, "-m", "tunewise", "launch", str(rd), "--cpu"], capture_output=True, text=True)
+    r = subprocess.run(
+        [sys.executable, "-m", "tunewise", "launch", str(rd), "--cpu"], capture_output=True, text=True
+    )
     assert r.returncode == 0, r.stdout + r.stderr
     s = json.loads((rd / "summary.json").read_text())
     assert s["status"] == "completed" and s["steps"] == 6
@@ -77,10 +87,14 @@ def test_kill_9_then_launch_resumes_and_a_changed_plan_is_refused(base, tmp_path
     steps = _logged_steps(rd)
     resumed_step = int(resumed.rsplit("-", 1)[1])
     assert 2 <= resumed_step <= killed_at
-    assert steps[-(6 - resumed_step):] == list(range(resumed_step + 1, 7))
+    assert steps[-(6 - resumed_step) :] == list(range(resumed_step + 1, 7))
 
     # Changed data is refused too.
     with open(rd / "data" / "train.jsonl", "a") as f:
-        f.write('{"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}]}\n')
-    r = subprocess.run([sys.executable, "-m", "tunewise", "launch", str(rd), "--cpu"], capture_output=True, text=True)
+        f.write(
+            '{"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}]}\n'
+        )
+    r = subprocess.run(
+        [sys.executable, "-m", "tunewise", "launch", str(rd), "--cpu"], capture_output=True, text=True
+    )
     assert r.returncode == 2 and "train data file changed" in r.stderr

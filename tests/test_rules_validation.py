@@ -59,13 +59,18 @@ CASES = [
     ({"then": {"launch": True}}, "unknown effect 'launch'"),
     ({"then": {"set": {"learning_rate": 0.0002}}}, "numeric literal 0.0002"),
     ({"then": {"set": {"learnin_rate": "t.lr_peft"}}}, "unknown plan field 'learnin_rate'"),
-    ({"when": "fine_tuning && examples > t.min_examples_peft", "then": {"recommend": {"approach": "rag"}}},
-     "cannot change it"),
+    (
+        {"when": "fine_tuning && examples > t.min_examples_peft", "then": {"recommend": {"approach": "rag"}}},
+        "cannot change it",
+    ),
     ({"source": "Chapter 3"}, "must be a guide section heading"),
     ({"id": "my rule"}, "must look like TW123-kebab-case-name"),
     ({"message": "{exampels} examples"}, "message: unknown fact 'exampels'"),
     ({"examples": {"fires": []}}, "examples must have exactly the keys"),
-    ({"examples": {"fires": [], "does_not_fire": [{"examples": 3}]}}, "examples.fires must be a non-empty list"),
+    (
+        {"examples": {"fires": [], "does_not_fire": [{"examples": 3}]}},
+        "examples.fires must be a non-empty list",
+    ),
 ]
 
 
@@ -90,9 +95,13 @@ def test_every_problem_in_every_file_is_reported_at_once(root):
     _write(root, "c/TW904-dup.yaml", {**GOOD, "id": "TW904-dup"})
     _write(root, "c/TW904-dup-again.yaml", {**GOOD, "id": "TW904-dup"})
     msg = _problems(root)
-    for needle in ("a/TW901-one.yaml: unknown key 'colour'", "a/TW901-one.yaml: when: CEL does not compile",
-                   "b/TW902-two.yaml: source 'blog'", "b/TW903-three.yaml: not valid YAML",
-                   "number TW904 already used"):
+    for needle in (
+        "a/TW901-one.yaml: unknown key 'colour'",
+        "a/TW901-one.yaml: when: CEL does not compile",
+        "b/TW902-two.yaml: source 'blog'",
+        "b/TW903-three.yaml: not valid YAML",
+        "number TW904 already used",
+    ):
         assert needle in msg, (needle, msg)
     assert msg.startswith("5 problem(s)")  # two in TW901, one in each of the others
 
@@ -106,7 +115,9 @@ def test_two_rules_with_one_number_are_refused(root):
 
 
 def test_bad_thresholds_file(root):
-    (root / "thresholds.yaml").write_text("x: {value: lots, source: measurement, note: n}\n", encoding="utf-8")
+    (root / "thresholds.yaml").write_text(
+        "x: {value: lots, source: measurement, note: n}\n", encoding="utf-8"
+    )
     _write(root, "TW999-test-rule.yaml", GOOD)
     assert "'x'.value must be a number" in _problems(root)
 

@@ -15,11 +15,16 @@ from launcher.rundir import atomic_write, new_run_dir, write_recommendation, wri
 
 
 def _plan(method="lora", n_gpus=1, **kw):
-    return TrainingPlan(model="meta-llama/Llama-3.1-8B", method=method, stage="sft", n_gpus=n_gpus,
-                        lora=LoraSpec() if method in ("lora", "qlora") else None,
-                        quantization=QuantSpec() if method == "qlora" else None,
-                        spectrum=SpectrumSpec(unfrozen_parameters=["^lm_head.weight$"]) if method == "spectrum" else None,
-                        **kw)
+    return TrainingPlan(
+        model="meta-llama/Llama-3.1-8B",
+        method=method,
+        stage="sft",
+        n_gpus=n_gpus,
+        lora=LoraSpec() if method in ("lora", "qlora") else None,
+        quantization=QuantSpec() if method == "qlora" else None,
+        spectrum=SpectrumSpec(unfrozen_parameters=["^lm_head.weight$"]) if method == "spectrum" else None,
+        **kw,
+    )
 
 
 def test_existing_directory_is_never_touched(tmp_path):
@@ -46,8 +51,9 @@ def test_run_files_single_gpu(tmp_path):
     assert not list(rd.glob(".*tmp"))  # no temporary files left behind
 
 
-@pytest.mark.parametrize("method,mode", [("lora", "MULTI_GPU"), ("qlora", "FSDP"), ("spectrum", "FSDP"),
-                                         ("full", "FSDP")])
+@pytest.mark.parametrize(
+    "method,mode", [("lora", "MULTI_GPU"), ("qlora", "FSDP"), ("spectrum", "FSDP"), ("full", "FSDP")]
+)
 def test_accelerate_config_for_several_gpus(tmp_path, method, mode):
     write_run_files(tmp_path, _plan(method, n_gpus=4), {})
     cfg = yaml.safe_load((tmp_path / "accelerate.yaml").read_text())
@@ -93,14 +99,21 @@ def test_write_recommendation_splits_data_and_writes_the_reports(tmp_path, monke
         out_dir.mkdir(parents=True)
         (out_dir / "train.jsonl").write_text(path.read_text())
         (out_dir / "validation.jsonl").write_text(path.read_text())
-        return types.SimpleNamespace(train=out_dir / "train.jsonl", validation=out_dir / "validation.jsonl",
-                                     format="text")
+        return types.SimpleNamespace(
+            train=out_dir / "train.jsonl", validation=out_dir / "validation.jsonl", format="text"
+        )
 
     monkeypatch.setitem(sys.modules, "advisor.data", types.SimpleNamespace(write_split=write_split))
-    monkeypatch.setitem(sys.modules, "advisor.report", types.SimpleNamespace(render=lambda rec, fmt: f"# {fmt}\n"))
-    monkeypatch.setitem(sys.modules, "advisor.recommend",
-                        types.SimpleNamespace(recommendation_json=lambda rec: {"approach": "fine-tune"},
-                                              spectrum_scan_missing=lambda plan: None))
+    monkeypatch.setitem(
+        sys.modules, "advisor.report", types.SimpleNamespace(render=lambda rec, fmt: f"# {fmt}\n")
+    )
+    monkeypatch.setitem(
+        sys.modules,
+        "advisor.recommend",
+        types.SimpleNamespace(
+            recommendation_json=lambda rec: {"approach": "fine-tune"}, spectrum_scan_missing=lambda plan: None
+        ),
+    )
     plan = _plan(data=DataSpec(source=str(data)))
     (tmp_path / "out").mkdir()
     rd = write_recommendation(types.SimpleNamespace(plan=plan), tmp_path / "out")

@@ -24,8 +24,14 @@ SECRETS = {
 
 def _tunewise(*args, cwd: Path) -> subprocess.CompletedProcess:
     env = {**os.environ, **SECRETS}
-    return subprocess.run([sys.executable, "-m", "tunewise", *map(str, args)], capture_output=True, text=True,
-                          timeout=600, env=env, cwd=cwd)
+    return subprocess.run(
+        [sys.executable, "-m", "tunewise", *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=env,
+        cwd=cwd,
+    )
 
 
 def _leaks(root: Path) -> list[str]:
@@ -44,7 +50,9 @@ def test_planted_secrets_never_reach_run_files_or_output(tmp_path):
     answers["gpus"] = [{"name": "NVIDIA GeForce RTX 4090", "memory_gib": 24}]
     (tmp_path / "answers.yaml").write_text(yaml.safe_dump(answers), encoding="utf-8")
 
-    rec = _tunewise("recommend", "--answers", "answers.yaml", "--out", "run", "--format", "markdown", cwd=tmp_path)
+    rec = _tunewise(
+        "recommend", "--answers", "answers.yaml", "--out", "run", "--format", "markdown", cwd=tmp_path
+    )
     assert rec.returncode == 0, rec.stderr
     run = tmp_path / "run"
     assert {"plan.yaml", "launch.sh", "report.md", "report.json"} <= {p.name for p in run.iterdir()}
@@ -78,7 +86,9 @@ def test_offline_jobs_do_not_inherit_tokens(monkeypatch):
     for name, value in SECRETS.items():
         monkeypatch.setenv(name, value)
     probe = [sys.executable, "-c", "import json, os; print(json.dumps(dict(os.environ)))"]
-    seen = json.loads(subprocess.run(probe, env=job_env(False), capture_output=True, text=True, check=True).stdout)
+    seen = json.loads(
+        subprocess.run(probe, env=job_env(False), capture_output=True, text=True, check=True).stdout
+    )
     assert not set(SECRETS) & set(seen) and not [v for v in SECRETS.values() if v in json.dumps(seen)]
     assert seen["HF_HUB_OFFLINE"] == "1" and seen.get("TOKENIZERS_PARALLELISM") == "false"
     # --allow-network keeps HF_TOKEN: a gated model's download needs it.
@@ -95,11 +105,18 @@ def test_network_jobs_write_train_log_through_a_redacting_pump(tmp_path):
     (hook / "sitecustomize.py").write_text(  # only in the job: TUNEWISE_ATTEMPT is set by job_env
         "import os, sys\nif os.environ.get('TUNEWISE_ATTEMPT'):\n"
         "    print('library debug: token', os.environ.get('HF_TOKEN'), flush=True)\n"
-        "    print('to stderr', os.environ.get('WANDB_API_KEY'), file=sys.stderr, flush=True)\n")
+        "    print('to stderr', os.environ.get('WANDB_API_KEY'), file=sys.stderr, flush=True)\n"
+    )
     run = make_run(tmp_path, tiny_base(tmp_path / "base"), max_steps=2, eval_steps=100, save_steps=100)
     env = {**os.environ, **SECRETS, "PYTHONPATH": str(hook)}
-    p = subprocess.run([sys.executable, "-m", "tunewise", "launch", str(run), "--cpu", "--allow-network"],
-                       capture_output=True, text=True, timeout=600, env=env, cwd=tmp_path)
+    p = subprocess.run(
+        [sys.executable, "-m", "tunewise", "launch", str(run), "--cpu", "--allow-network"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=env,
+        cwd=tmp_path,
+    )
     assert p.returncode == 0, p.stdout[-2000:] + p.stderr[-2000:]
     log = (run / "train.log").read_text()
     assert "library debug: token [redacted]" in log and "to stderr [redacted]" in log  # the hook ran

@@ -20,8 +20,15 @@ def local_model(tmp_path_factory) -> Path:
 
     path = tmp_path_factory.mktemp("base") / "tiny-llama"
     torch.manual_seed(0)
-    cfg = LlamaConfig(vocab_size=2048, hidden_size=64, intermediate_size=128, num_hidden_layers=4,
-                      num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512)
+    cfg = LlamaConfig(
+        vocab_size=2048,
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=4,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=512,
+    )
     LlamaForCausalLM(cfg).save_pretrained(path)
     AutoTokenizer.from_pretrained(ROOT / "examples/demo/tokenizer").save_pretrained(path)
     return path
@@ -29,10 +36,20 @@ def local_model(tmp_path_factory) -> Path:
 
 def test_recommend_out_scans_and_the_smoke_run_trains_the_chosen_layers(tmp_path, local_model, capsys):
     answers = tmp_path / "answers.yaml"
-    answers.write_text(yaml.safe_dump({
-        "task": "chat", "goals": ["tone-style"], "clear_task": True, "tried_prompting": True,
-        "dataset": str(ROOT / "examples/demo/train.jsonl"), "model": str(local_model), "method": "spectrum",
-        "gpus": [{"name": "NVIDIA A100-SXM4-80GB", "memory_gib": 80}]}))
+    answers.write_text(
+        yaml.safe_dump(
+            {
+                "task": "chat",
+                "goals": ["tone-style"],
+                "clear_task": True,
+                "tried_prompting": True,
+                "dataset": str(ROOT / "examples/demo/train.jsonl"),
+                "model": str(local_model),
+                "method": "spectrum",
+                "gpus": [{"name": "NVIDIA A100-SXM4-80GB", "memory_gib": 80}],
+            }
+        )
+    )
     out = tmp_path / "run"
     assert main(["recommend", "--answers", str(answers), "--out", str(out), "--no-detect"]) == 0
     plan = yaml.safe_load((out / "plan.yaml").read_text())
@@ -53,10 +70,20 @@ def test_recommend_out_scans_and_the_smoke_run_trains_the_chosen_layers(tmp_path
 
 def test_spectrum_on_a_hub_id_without_local_weights_is_a_clear_error(tmp_path, capsys):
     answers = tmp_path / "answers.yaml"
-    answers.write_text(yaml.safe_dump({
-        "task": "chat", "goals": ["tone-style"], "clear_task": True, "tried_prompting": True, "examples": 5000,
-        "model": "meta-llama/Llama-3.1-8B", "method": "spectrum",
-        "gpus": [{"name": "NVIDIA H100", "memory_gib": 80}]}))
+    answers.write_text(
+        yaml.safe_dump(
+            {
+                "task": "chat",
+                "goals": ["tone-style"],
+                "clear_task": True,
+                "tried_prompting": True,
+                "examples": 5000,
+                "model": "meta-llama/Llama-3.1-8B",
+                "method": "spectrum",
+                "gpus": [{"name": "NVIDIA H100", "memory_gib": 80}],
+            }
+        )
+    )
     code = main(["recommend", "--answers", str(answers), "--out", str(tmp_path / "run"), "--no-detect"])
     err = capsys.readouterr().err
     assert code == 2 and "not a local directory" in err and "spectrum scan" in err

@@ -32,8 +32,15 @@ def llama(tmp_path_factory):
     from transformers import LlamaConfig, LlamaForCausalLM
 
     torch.manual_seed(0)
-    cfg = LlamaConfig(hidden_size=64, intermediate_size=160, num_hidden_layers=6, num_attention_heads=4,
-                      num_key_value_heads=2, vocab_size=300, tie_word_embeddings=False)
+    cfg = LlamaConfig(
+        hidden_size=64,
+        intermediate_size=160,
+        num_hidden_layers=6,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        vocab_size=300,
+        tie_word_embeddings=False,
+    )
     model = LlamaForCausalLM(cfg)
     d = _save(model, tmp_path_factory.mktemp("llama"), shard="150KB")
     assert (d / "model.safetensors.index.json").exists()
@@ -45,8 +52,15 @@ def phi3(tmp_path_factory):
     from transformers import Phi3Config, Phi3ForCausalLM
 
     torch.manual_seed(1)
-    cfg = Phi3Config(hidden_size=64, intermediate_size=128, num_hidden_layers=4, num_attention_heads=4,
-                     num_key_value_heads=4, vocab_size=300, pad_token_id=0)
+    cfg = Phi3Config(
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=4,
+        num_attention_heads=4,
+        num_key_value_heads=4,
+        vocab_size=300,
+        pad_token_id=0,
+    )
     model = Phi3ForCausalLM(cfg)
     return model, _save(model, tmp_path_factory.mktemp("phi3"))
 
@@ -106,7 +120,7 @@ def test_cache_hit_is_keyed_by_content_not_mtime(tmp_path, llama):
     f = d / "model.safetensors"
     st = f.stat()
     header = int.from_bytes(f.read_bytes()[:8], "little")
-    meta = json.loads(f.read_bytes()[8:8 + header])["model.layers.2.mlp.down_proj.weight"]
+    meta = json.loads(f.read_bytes()[8 : 8 + header])["model.layers.2.mlp.down_proj.weight"]
     with open(f, "r+b") as fh:
         fh.seek(8 + header + meta["data_offsets"][0] + 10)
         b = fh.read(1)
@@ -181,8 +195,12 @@ def test_yaml_round_trip_and_axolotl_shape(tmp_path, llama):
 
 
 def test_select_unfrozen_semantics():
-    names = ["model.layers.1.mlp.down_proj.weight", "model.layers.10.mlp.down_proj.weight",
-             "model.layers.1.mlp.up_proj.weight", "modelXlayers.1.mlp.down_proj.weight"]
+    names = [
+        "model.layers.1.mlp.down_proj.weight",
+        "model.layers.10.mlp.down_proj.weight",
+        "model.layers.1.mlp.up_proj.weight",
+        "modelXlayers.1.mlp.down_proj.weight",
+    ]
     # dots are literal, matching is anchored at the start (Axolotl), so layer 1 never catches layer 10
     assert select_unfrozen(names, ["^model.layers.1.mlp.down_proj.weight$"]) == names[:1]
     assert select_unfrozen(names, ["model.layers.1.mlp"]) == [names[0], names[2]]
@@ -213,8 +231,22 @@ def _write(path: Path, tensors: dict) -> None:
     save_file(tensors, str(path))
 
 
-@pytest.mark.parametrize("case", ["missing", "file", "empty", "bad-index", "missing-shard", "truncated",
-                                  "two-files", "quantized", "nan", "no-layers", "bad-device"])
+@pytest.mark.parametrize(
+    "case",
+    [
+        "missing",
+        "file",
+        "empty",
+        "bad-index",
+        "missing-shard",
+        "truncated",
+        "two-files",
+        "quantized",
+        "nan",
+        "no-layers",
+        "bad-device",
+    ],
+)
 def test_bad_inputs_are_user_errors(tmp_path, case):
     d = tmp_path / "m"
     d.mkdir()
@@ -228,7 +260,9 @@ def test_bad_inputs_are_user_errors(tmp_path, case):
     elif case == "bad-index":
         (d / "model.safetensors.index.json").write_text("{not json")
     elif case == "missing-shard":
-        (d / "model.safetensors.index.json").write_text(json.dumps({"weight_map": {"a": "model-1.safetensors"}}))
+        (d / "model.safetensors.index.json").write_text(
+            json.dumps({"weight_map": {"a": "model-1.safetensors"}})
+        )
     elif case == "truncated":
         (d / "model.safetensors").write_bytes(b"\xff" * 20)
     elif case == "two-files":
@@ -237,7 +271,10 @@ def test_bad_inputs_are_user_errors(tmp_path, case):
     elif case == "quantized":
         _write(d / "model.safetensors", {**w, "model.layers.0.mlp.down_proj.weight_scale_inv": torch.ones(1)})
     elif case == "nan":
-        _write(d / "model.safetensors", {"model.layers.0.mlp.down_proj.weight": torch.full((8, 16), float("nan"))})
+        _write(
+            d / "model.safetensors",
+            {"model.layers.0.mlp.down_proj.weight": torch.full((8, 16), float("nan"))},
+        )
     elif case == "no-layers":
         _write(d / "model.safetensors", {"lm_head.weight": torch.randn(8, 16)})
     elif case == "bad-device":
@@ -271,13 +308,17 @@ def test_score_independent_of_storage_dtype_but_not_of_scale(tmp_path):
     w = (torch.randn(24, 40) * 0.02).to(torch.bfloat16)
     for dt, sub in ((torch.bfloat16, "a"), (torch.float32, "b")):
         (tmp_path / sub).mkdir()
-        _write(tmp_path / sub / "model.safetensors", {f"model.layers.{i}.mlp.up_proj.weight": (w * (i + 1)).to(dt)
-                                                      for i in range(2)})
+        _write(
+            tmp_path / sub / "model.safetensors",
+            {f"model.layers.{i}.mlp.up_proj.weight": (w * (i + 1)).to(dt) for i in range(2)},
+        )
     a = scan(tmp_path / "a", top_percent=50, device="cpu", use_cache=False)
     b = scan(tmp_path / "b", top_percent=50, device="cpu", use_cache=False)
     assert a.scores == pytest.approx(b.scores, rel=1e-12)
     # (signal / noise) is scale-free, the division by S[0] is not: doubling W halves the score.
-    assert np.isclose(a.scores["model.layers.0.mlp.up_proj"], 2 * a.scores["model.layers.1.mlp.up_proj"], rtol=1e-9)
+    assert np.isclose(
+        a.scores["model.layers.0.mlp.up_proj"], 2 * a.scores["model.layers.1.mlp.up_proj"], rtol=1e-9
+    )
 
 
 def test_threaded_scoring_and_overlapped_hashing_match_sequential(tmp_path, monkeypatch, llama):

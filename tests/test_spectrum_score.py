@@ -50,7 +50,11 @@ def _cases():
     # Values down to 1e-12 of the largest: the Gram matrix cannot resolve them.
     yield "decay-1e12", with_spectrum(64, 128, np.logspace(0, -12, 64), 4), "svd"
     yield "rank-3", with_spectrum(64, 96, np.array([5.0, 1.0, 0.3]), 5), "svd"
-    yield "rank-3-plus-1e-9-noise", with_spectrum(64, 96, np.array([5.0, 1.0, 0.3]), 6) + 1e-9 * rng.standard_normal((64, 96)), "svd"
+    yield (
+        "rank-3-plus-1e-9-noise",
+        with_spectrum(64, 96, np.array([5.0, 1.0, 0.3]), 6) + 1e-9 * rng.standard_normal((64, 96)),
+        "svd",
+    )
     dup = rng.standard_normal((8, 64))
     yield "duplicated-rows", np.repeat(dup, 8, axis=0), "svd"
     yield "rank-1", np.outer(rng.standard_normal(40), rng.standard_normal(70)), "svd"
@@ -102,11 +106,17 @@ def test_no_value_below_threshold_uses_noise_one():
 
 
 @settings(max_examples=40, deadline=None)
-@given(n=st.integers(2, 40), m=st.integers(2, 60), decades=st.floats(0, 15), zeros=st.integers(0, 8),
-       seed=st.integers(0, 2**31 - 1), scale=st.sampled_from([1e-3, 1.0, 1e3]))
+@given(
+    n=st.integers(2, 40),
+    m=st.integers(2, 60),
+    decades=st.floats(0, 15),
+    zeros=st.integers(0, 8),
+    seed=st.integers(0, 2**31 - 1),
+    scale=st.sampled_from([1e-3, 1.0, 1e3]),
+)
 def test_property_agrees_with_numpy(n, m, decades, zeros, seed, scale):
     k = min(n, m)
     s = scale * np.logspace(0, -decades, k)
-    s[k - min(zeros, k - 1):] = 0.0
+    s[k - min(zeros, k - 1) :] = 0.0
     w = with_spectrum(n, m, s, seed)
     assert matrix_score(torch.from_numpy(w)).score == pytest.approx(reference_score(w), rel=RTOL, abs=1e-9)

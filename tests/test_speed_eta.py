@@ -24,14 +24,24 @@ def base(tmp_path_factory):
 
 def test_job_measures_its_speed_after_warm_up_and_records_it(base, tmp_path, capsys):
     steps = SPEED_WARMUP_STEPS + SPEED_WINDOW_STEPS + 1
-    speed = SpeedSpec(gpu="H200", tokens_per_s={"sft": 50000.0}, step_s={"sft": 0.005}, steps={"sft": 2 * steps},
-                      stage_s={"sft": [12.0, 10.4, 14.1]}, run_s=[12.0, 10.4, 14.1])
-    rd = make_run(tmp_path, base, "lora", n_rows=40, max_steps=steps, eval_steps=100, save_steps=100, speed=speed)
+    speed = SpeedSpec(
+        gpu="H200",
+        tokens_per_s={"sft": 50000.0},
+        step_s={"sft": 0.005},
+        steps={"sft": 2 * steps},
+        stage_s={"sft": [12.0, 10.4, 14.1]},
+        run_s=[12.0, 10.4, 14.1],
+    )
+    rd = make_run(
+        tmp_path, base, "lora", n_rows=40, max_steps=steps, eval_steps=100, save_steps=100, speed=speed
+    )
     assert train.main([str(rd)]) == 0
     s = json.loads((rd / "summary.json").read_text())
     assert s["tokens_per_s_predicted"] == 50000.0 and s["step_s_predicted"] == 0.005
     assert s["step_s_measured"] > 0 and s["tokens_per_s_measured"] > 0 and s["wall_s_measured"] > 0
-    assert s["wall_s_predicted"] == pytest.approx(12.0 * steps / (2 * steps))  # the plan's stage time, pro rata
+    assert s["wall_s_predicted"] == pytest.approx(
+        12.0 * steps / (2 * steps)
+    )  # the plan's stage time, pro rata
     rows = [json.loads(x) for x in (rd / "metrics.jsonl").read_text().splitlines()]
     probe = [r for r in rows if r.get("event") == "speed"]
     assert len(probe) == 1
@@ -42,8 +52,9 @@ def test_job_measures_its_speed_after_warm_up_and_records_it(base, tmp_path, cap
 
 
 def test_a_plan_without_a_forecast_still_measures(base, tmp_path):
-    rd = make_run(tmp_path, base, "lora", n_rows=40, max_steps=SPEED_WARMUP_STEPS + 2, eval_steps=100,
-                  save_steps=100)
+    rd = make_run(
+        tmp_path, base, "lora", n_rows=40, max_steps=SPEED_WARMUP_STEPS + 2, eval_steps=100, save_steps=100
+    )
     assert train.main([str(rd)]) == 0
     s = json.loads((rd / "summary.json").read_text())
     assert s["tokens_per_s_predicted"] is None and s["wall_s_predicted"] is None
@@ -51,15 +62,17 @@ def test_a_plan_without_a_forecast_still_measures(base, tmp_path):
 
 
 def _state(step, max_steps=100, tokens=0):
-    return SimpleNamespace(global_step=step, max_steps=max_steps, num_input_tokens_seen=tokens,
-                           is_world_process_zero=True)
+    return SimpleNamespace(
+        global_step=step, max_steps=max_steps, num_input_tokens_seen=tokens, is_world_process_zero=True
+    )
 
 
 def test_probe_skips_warm_up_and_compares_with_the_forecast(tmp_path, capsys, monkeypatch):
     clock = iter(range(1000))
     monkeypatch.setattr("launcher.callbacks.time.monotonic", lambda: float(next(clock)))
-    probe = SpeedProbe(tmp_path / "m.jsonl", "sft", predicted_step_s=0.5, predicted_tokens_per_s=2000.0,
-                       warmup=2, window=3)
+    probe = SpeedProbe(
+        tmp_path / "m.jsonl", "sft", predicted_step_s=0.5, predicted_tokens_per_s=2000.0, warmup=2, window=3
+    )
     args = SimpleNamespace(world_size=2)
     probe.on_train_begin(args, _state(0), None)
     tokens = 0
@@ -69,7 +82,9 @@ def test_probe_skips_warm_up_and_compares_with_the_forecast(tmp_path, capsys, mo
         probe.on_step_end(args, _state(step + 1, tokens=tokens), None)
     assert probe.measured["step_s_measured"] == 1.0
     assert probe.measured["tokens_per_s_measured"] == 1000.0  # 500 tokens per step per process x 2 processes
-    assert probe.measured["eta_s"] == pytest.approx(95 * 5 / 3, abs=0.1)  # wall clock per timed step, evaluation included
+    assert probe.measured["eta_s"] == pytest.approx(
+        95 * 5 / 3, abs=0.1
+    )  # wall clock per timed step, evaluation included
     out = capsys.readouterr().out
     assert "+100%" in out and "a large difference" in out
 
@@ -93,8 +108,12 @@ def test_progress_eta_is_the_forecast_until_measured():
 
 
 def test_launch_flags_a_large_difference_only():
-    close = {"tokens_per_s_measured": 6200.0, "tokens_per_s_predicted": 6400.0, "wall_s_measured": 600.0,
-             "wall_s_predicted": 580.0}
+    close = {
+        "tokens_per_s_measured": 6200.0,
+        "tokens_per_s_predicted": 6400.0,
+        "wall_s_measured": 600.0,
+        "wall_s_predicted": 580.0,
+    }
     far = dict(close, tokens_per_s_measured=3000.0)
     assert "-3%" in speed_comparison(close) and "large" not in speed_comparison(close)
     assert "-53%" in speed_comparison(far) and "large difference" in speed_comparison(far)

@@ -55,12 +55,19 @@ def test_default_price_is_the_dated_table_and_said_to_be_no_quote(tmp_path):
 def test_unknown_card_gives_unknown_time_with_the_reason(tmp_path):
     j = _recommend(tmp_path, gpus=[{"name": "Mystery Accelerator", "memory_gib": 24}])
     assert j["plan"]["speed"] is None
-    assert j["plan"]["reasons"]["speed"].startswith("time unknown: unknown throughput for GPU 'Mystery Accelerator'")
+    assert j["plan"]["reasons"]["speed"].startswith(
+        "time unknown: unknown throughput for GPU 'Mystery Accelerator'"
+    )
 
 
 def test_sft_then_dpo_times_both_stages(tmp_path):
-    j = _recommend(tmp_path, preference_pairs=800, goals=["tone-style"], examples=2500,
-                   gpus=[{"name": "NVIDIA A100-SXM4-80GB", "memory_gib": 80}])
+    j = _recommend(
+        tmp_path,
+        preference_pairs=800,
+        goals=["tone-style"],
+        examples=2500,
+        gpus=[{"name": "NVIDIA A100-SXM4-80GB", "memory_gib": 80}],
+    )
     if j["stage"] != "sft+dpo":
         pytest.skip(f"the rules chose {j['stage']}")
     sp = j["plan"]["speed"]
@@ -68,7 +75,9 @@ def test_sft_then_dpo_times_both_stages(tmp_path):
     assert sp["run_s"][0] == pytest.approx(sp["stage_s"]["sft"][0] + sp["stage_s"]["dpo"][0], abs=0.2)
 
 
-@pytest.mark.parametrize("value, needle", [(True, "not true/false"), (-1, "greater than 0"), ("cheap", "number")])
+@pytest.mark.parametrize(
+    "value, needle", [(True, "not true/false"), (-1, "greater than 0"), ("cheap", "number")]
+)
 def test_gpu_hour_price_is_validated(value, needle):
     with pytest.raises(UserError, match="gpu_hour_price") as e:
         parse_answers({"gpu_hour_price": value})
@@ -95,26 +104,67 @@ def test_brief_view_puts_time_beside_the_memory_verdict(tmp_path):
 
 # --- tunewise estimate --gpu ----------------------------------------------------------------------------
 
+
 def test_estimate_json_gives_tokens_per_s_and_step_s():
-    j = json.loads(_cli("estimate", "--model", "llama-3.1-8b", "--method", "lora", "--gpu", "A100-80GB",
-                        "--tokens", "10000000", "--format", "json").stdout)
+    j = json.loads(
+        _cli(
+            "estimate",
+            "--model",
+            "llama-3.1-8b",
+            "--method",
+            "lora",
+            "--gpu",
+            "A100-80GB",
+            "--tokens",
+            "10000000",
+            "--format",
+            "json",
+        ).stdout
+    )
     assert j["step_s"] == pytest.approx(4 * 1024 / j["tokens_per_s"], rel=1e-3)
     assert j["run_s"][0] == pytest.approx(1e7 / j["tokens_per_s"], rel=1e-3)
     assert j["throughput"]["gpu"] == "A100-80GB" and j["plain_tokens_per_s"] > 0
-    plain = json.loads(_cli("estimate", "--model", "llama-3.1-8b", "--method", "lora", "--gpu", "A100-80GB",
-                            "--stack", "plain", "--format", "json").stdout)
+    plain = json.loads(
+        _cli(
+            "estimate",
+            "--model",
+            "llama-3.1-8b",
+            "--method",
+            "lora",
+            "--gpu",
+            "A100-80GB",
+            "--stack",
+            "plain",
+            "--format",
+            "json",
+        ).stdout
+    )
     assert plain["throughput"]["efficiency_key"] == "plain:adapters" and "plain_tokens_per_s" not in plain
 
 
 def test_estimate_text_names_speed_and_time():
-    out = _cli("estimate", "--model", "llama-3.1-8b", "--method", "qlora", "--gpu", "NVIDIA GeForce RTX 4090",
-               "--tokens", "2000000").stdout
+    out = _cli(
+        "estimate",
+        "--model",
+        "llama-3.1-8b",
+        "--method",
+        "qlora",
+        "--gpu",
+        "NVIDIA GeForce RTX 4090",
+        "--tokens",
+        "2000000",
+    ).stdout
     assert "tokens/s" in out and "s per step" in out and "2,000,000 tokens:" in out and "speed-up" in out
 
 
-@pytest.mark.parametrize("args, needle", [(["--gpu", "NVIDIA A10G"], "unknown throughput"),
-                                          (["--tokens", "100"], "--tokens needs --gpu"),
-                                          (["--gpu", "T4", "--method", "full"], "fp32")])
+@pytest.mark.parametrize(
+    "args, needle",
+    [
+        (["--gpu", "NVIDIA A10G"], "unknown throughput"),
+        (["--tokens", "100"], "--tokens needs --gpu"),
+        (["--gpu", "T4", "--method", "full"], "fp32"),
+    ],
+)
 def test_estimate_speed_errors_exit_2_with_a_fix(args, needle):
     base = ["estimate", "--model", "llama-3.2-1b"]
     if "--method" not in args:
@@ -124,6 +174,7 @@ def test_estimate_speed_errors_exit_2_with_a_fix(args, needle):
 
 
 # --- Slurm's --time ---------------------------------------------------------------------------------------
+
 
 def _plan(speed=None) -> TrainingPlan:
     return TrainingPlan(model="m", method="lora", stage="sft", lora=LoraSpec(), speed=speed)
@@ -146,8 +197,15 @@ def test_slurm_time_without_a_forecast_says_so():
 
 
 def test_plan_yaml_round_trips_the_forecast(tmp_path):
-    sp = SpeedSpec(gpu="H100", tokens_per_s={"sft": 5000.0}, step_s={"sft": 3.2}, steps={"sft": 10},
-                   stage_s={"sft": [40.0, 35.0, 47.0]}, run_s=[40.0, 35.0, 47.0], cost_usd=[0.1, 0.09, 0.12])
+    sp = SpeedSpec(
+        gpu="H100",
+        tokens_per_s={"sft": 5000.0},
+        step_s={"sft": 3.2},
+        steps={"sft": 10},
+        stage_s={"sft": [40.0, 35.0, 47.0]},
+        run_s=[40.0, 35.0, 47.0],
+        cost_usd=[0.1, 0.09, 0.12],
+    )
     p = tmp_path / "plan.yaml"
     p.write_text(_plan(sp).to_yaml())
     assert TrainingPlan.load(p).speed == sp
@@ -156,17 +214,34 @@ def test_plan_yaml_round_trips_the_forecast(tmp_path):
 def test_the_oom_ladder_moves_the_forecast_with_the_plan():
     from launcher.oom import next_step
 
-    sp = SpeedSpec(gpu="H100", tokens_per_s={"sft": 6000.0}, step_s={"sft": 2.0}, steps={"sft": 100},
-                   stage_s={"sft": [210.0, 180.0, 250.0]}, run_s=[210.0, 180.0, 250.0], cost_usd=[1.0, 0.9, 1.2])
-    plan = TrainingPlan(model="llama-3.1-8b", method="lora", stage="sft", lora=LoraSpec(), micro_batch_size=1,
-                        grad_accum=16, gradient_checkpointing=False, speed=sp)
+    sp = SpeedSpec(
+        gpu="H100",
+        tokens_per_s={"sft": 6000.0},
+        step_s={"sft": 2.0},
+        steps={"sft": 100},
+        stage_s={"sft": [210.0, 180.0, 250.0]},
+        run_s=[210.0, 180.0, 250.0],
+        cost_usd=[1.0, 0.9, 1.2],
+    )
+    plan = TrainingPlan(
+        model="llama-3.1-8b",
+        method="lora",
+        stage="sft",
+        lora=LoraSpec(),
+        micro_batch_size=1,
+        grad_accum=16,
+        gradient_checkpointing=False,
+        speed=sp,
+    )
     step = next_step(plan)
     assert step.change == "gradient checkpointing on"
     new = step.plan.speed
     ratio = new.step_s["sft"] / 2.0
     assert 1.3 < ratio < 1.5  # one more decoder forward: 6 passes' worth of FLOPs instead of 4, roughly
     assert new.tokens_per_s["sft"] == pytest.approx(6000.0 / ratio, rel=1e-3)
-    assert new.run_s[0] == pytest.approx(210.0 * ratio, rel=1e-3) and new.cost_usd[0] == pytest.approx(ratio, rel=0.01)
+    assert new.run_s[0] == pytest.approx(210.0 * ratio, rel=1e-3) and new.cost_usd[0] == pytest.approx(
+        ratio, rel=0.01
+    )
     assert "step × " in step.plan.reasons["speed"]
     q = next_step(step.plan)  # LoRA -> QLoRA: the dequantisation traffic makes each step a little slower
     assert q.plan.method == "qlora" and q.plan.speed.step_s["sft"] > new.step_s["sft"]

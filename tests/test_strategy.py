@@ -16,8 +16,14 @@ from advisor.models import resolve_model
 from advisor.recommend import recommend
 from advisor.strategy import fallback_models, layouts, series
 
-BASE = {"task": "chat", "goals": ["tone-style"], "clear_task": True, "tried_prompting": True,
-        "needs_citations": False, "knowledge_changes_often": False}
+BASE = {
+    "task": "chat",
+    "goals": ["tone-style"],
+    "clear_task": True,
+    "tried_prompting": True,
+    "needs_citations": False,
+    "knowledge_changes_often": False,
+}
 
 
 def _rec(**kw):
@@ -39,7 +45,9 @@ def test_layouts_try_every_mode_and_the_larger_cards_alone():
 def test_offload_moves_shards_gradients_and_optimizer_to_host_memory():
     m = resolve_model("meta-llama/Llama-3.1-70B")
     on_gpu = estimate(m, MemoryConfig(method="qlora", batch_size=1, n_gpus=2, distributed="fsdp"))
-    off = estimate(m, MemoryConfig(method="qlora", batch_size=1, n_gpus=2, distributed="fsdp", cpu_offload=True))
+    off = estimate(
+        m, MemoryConfig(method="qlora", batch_size=1, n_gpus=2, distributed="fsdp", cpu_offload=True)
+    )
     # the 4-bit shards (~18 GiB each) leave the GPU; the gathered root and layers and the activations stay
     assert off.device_gib < on_gpu.device_gib - 15 and off.host_offload_gib > 15
     assert on_gpu.host_offload_gib == 0 and "optimizer_states" not in off.breakdown
@@ -53,7 +61,9 @@ def test_70b_with_enough_data_on_two_24gb_cards_gets_qlora_fsdp_with_offload_nev
     rec = _rec(examples=5000, model="meta-llama/Llama-3.1-70B", gpus=_gpus(24, 24))
     d, p = rec.decision, rec.plan
     assert (d.approach, d.method, p.model) == ("fine-tune", "qlora", "meta-llama/Llama-3.1-70B")
-    assert (p.distributed, p.cpu_offload, p.n_gpus) == ("fsdp", True, 2) and rec.facts.candidates["qlora"].fits
+    assert (p.distributed, p.cpu_offload, p.n_gpus) == ("fsdp", True, 2) and rec.facts.candidates[
+        "qlora"
+    ].fits
     assert p.predicted_device_gib <= 24 * 0.95 and "PCIe" in p.reasons["cpu_offload"]
     assert "host RAM" in p.reasons["cpu_offload"] and rec.facts.candidates["qlora"].host_gib > 30
     assert not any("1,000" in s for s in d.suggestions)
@@ -94,9 +104,16 @@ def test_gpu_indices_reach_the_job_environment(tmp_path, monkeypatch):
 
     monkeypatch.setattr(launch.subprocess, "Popen", fake_popen)
     with pytest.raises(Stop):
-        launch._run_once(tmp_path, rec.plan, attempt=1, max_steps=None, save_steps=None,
-                         console=__import__("rich.console").console.Console(file=open("/dev/null", "w")),
-                         allow_network=False, cpu=False)
+        launch._run_once(
+            tmp_path,
+            rec.plan,
+            attempt=1,
+            max_steps=None,
+            save_steps=None,
+            console=__import__("rich.console").console.Console(file=open("/dev/null", "w")),
+            allow_network=False,
+            cpu=False,
+        )
     assert seen["CUDA_VISIBLE_DEVICES"] == "1"
 
 
@@ -121,7 +138,11 @@ def test_a_million_examples_get_a_capped_validation_set_and_an_evaluation_every_
     steps = -(-995_000 // p.effective_batch)
     assert p.eval_steps >= 0.05 * steps and p.save_steps == p.eval_steps
     small = _rec(examples=2000, model="meta-llama/Llama-3.1-8B", gpus=_gpus(80, name="H100")).plan
-    assert small.eval_steps <= 50 and small.data.validation_max_rows == 5000 and small.train_examples(2000) == 1600
+    assert (
+        small.eval_steps <= 50
+        and small.data.validation_max_rows == 5000
+        and small.train_examples(2000) == 1600
+    )
 
 
 def test_many_gpus_keep_the_global_batch_and_say_when_they_cannot():
@@ -145,19 +166,45 @@ def test_the_validation_split_honours_the_cap(tmp_path):
 
 
 def _estimate(*args):
-    out = subprocess.run([sys.executable, "-m", "tunewise", "estimate", *args, "--format", "json"],
-                         capture_output=True, text=True, timeout=120)
+    out = subprocess.run(
+        [sys.executable, "-m", "tunewise", "estimate", *args, "--format", "json"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert out.returncode in (0, 1), out.stderr
     return json.loads(out.stdout)
 
 
 def test_estimate_gpus_defaults_to_the_planners_layout_and_its_advice_fits_it():
-    full = _estimate("--model", "meta-llama/Llama-3.1-8B", "--method", "full", "--gpus", "2", "--gpu-memory", "80",
-                     "--batch-size", "8")
+    full = _estimate(
+        "--model",
+        "meta-llama/Llama-3.1-8B",
+        "--method",
+        "full",
+        "--gpus",
+        "2",
+        "--gpu-memory",
+        "80",
+        "--batch-size",
+        "8",
+    )
     assert full["config"]["distributed"] == "fsdp" and full["device_gib"] < 70
-    ddp = _estimate("--model", "meta-llama/Llama-3.1-70B", "--method", "lora", "--gpus", "2", "--distributed", "ddp",
-                    "--gpu-memory", "24")
+    ddp = _estimate(
+        "--model",
+        "meta-llama/Llama-3.1-70B",
+        "--method",
+        "lora",
+        "--gpus",
+        "2",
+        "--distributed",
+        "ddp",
+        "--gpu-memory",
+        "24",
+    )
     advice = " ".join(ddp["advice"])
     assert "--distributed fsdp" in advice and "more GPUs" not in advice
-    big = _estimate("--model", "meta-llama/Llama-3.1-70B", "--method", "qlora", "--gpus", "2", "--gpu-memory", "24")
+    big = _estimate(
+        "--model", "meta-llama/Llama-3.1-70B", "--method", "qlora", "--gpus", "2", "--gpu-memory", "24"
+    )
     assert big["config"]["cpu_offload"] is True and big["device_gib"] <= 24

@@ -28,7 +28,9 @@ BASE = MemoryConfig(method="lora", seq_len=1024, batch_size=4, packed_docs=False
 
 
 def _bench():
-    spec = importlib.util.spec_from_file_location("throughput_accuracy", ROOT / "bench" / "throughput_accuracy.py")
+    spec = importlib.util.spec_from_file_location(
+        "throughput_accuracy", ROOT / "bench" / "throughput_accuracy.py"
+    )
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
     return mod
@@ -36,15 +38,33 @@ def _bench():
 
 # --- catalog -------------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("name, expected", [
-    ("NVIDIA H100 80GB HBM3", "H100"), ("NVIDIA H100 PCIe", "H100 PCIe"), ("NVIDIA H100 NVL", "H100 NVL"),
-    ("NVIDIA H200", "H200"), ("h200", "H200"), ("NVIDIA A100-SXM4-80GB", "A100-80GB"),
-    ("A100-80GB", "A100-80GB"), ("NVIDIA A100 80GB PCIe", "A100-80GB PCIe"), ("NVIDIA A100-SXM4-40GB", "A100-40GB"),
-    ("NVIDIA A100 40GB", "A100-40GB"), ("NVIDIA GeForce RTX 4090", "RTX 4090"), ("RTX 4090", "RTX 4090"),
-    ("NVIDIA L40S", "L40S"), ("NVIDIA L40", "L40"), ("NVIDIA L4", "L4"), ("Tesla T4", "T4"),
-    ("NVIDIA T4 (Colab)", "T4"), ("Tesla V100-SXM2-32GB", "V100"), ("NVIDIA RTX 6000 Ada Generation", "RTX 6000 Ada"),
-    ("NVIDIA RTX A6000", "RTX A6000"), ("NVIDIA GeForce RTX 3090", "RTX 3090"),
-])
+
+@pytest.mark.parametrize(
+    "name, expected",
+    [
+        ("NVIDIA H100 80GB HBM3", "H100"),
+        ("NVIDIA H100 PCIe", "H100 PCIe"),
+        ("NVIDIA H100 NVL", "H100 NVL"),
+        ("NVIDIA H200", "H200"),
+        ("h200", "H200"),
+        ("NVIDIA A100-SXM4-80GB", "A100-80GB"),
+        ("A100-80GB", "A100-80GB"),
+        ("NVIDIA A100 80GB PCIe", "A100-80GB PCIe"),
+        ("NVIDIA A100-SXM4-40GB", "A100-40GB"),
+        ("NVIDIA A100 40GB", "A100-40GB"),
+        ("NVIDIA GeForce RTX 4090", "RTX 4090"),
+        ("RTX 4090", "RTX 4090"),
+        ("NVIDIA L40S", "L40S"),
+        ("NVIDIA L40", "L40"),
+        ("NVIDIA L4", "L4"),
+        ("Tesla T4", "T4"),
+        ("NVIDIA T4 (Colab)", "T4"),
+        ("Tesla V100-SXM2-32GB", "V100"),
+        ("NVIDIA RTX 6000 Ada Generation", "RTX 6000 Ada"),
+        ("NVIDIA RTX A6000", "RTX A6000"),
+        ("NVIDIA GeForce RTX 3090", "RTX 3090"),
+    ],
+)
 def test_gpu_names_resolve_to_their_row(name, expected):
     assert find_gpu(name).name == expected
 
@@ -83,6 +103,7 @@ def test_price_table_is_dated_and_only_for_rows_it_names():
 
 # --- FLOPs of a step -------------------------------------------------------------------------------------
 
+
 def test_checkpointing_adds_one_decoder_forward():
     on, off = step_work(M8, BASE), step_work(M8, replace(BASE, grad_ckpt=False))
     assert on.flops - off.flops == pytest.approx(on.parts["recompute"])
@@ -93,7 +114,9 @@ def test_checkpointing_adds_one_decoder_forward():
 
 def test_weight_gradients_only_where_weights_train():
     lora = step_work(M8, BASE).parts["weight_gradients"]
-    spectrum = step_work(M8, replace(BASE, method="spectrum", spectrum_fraction=0.3)).parts["weight_gradients"]
+    spectrum = step_work(M8, replace(BASE, method="spectrum", spectrum_fraction=0.3)).parts[
+        "weight_gradients"
+    ]
     full = step_work(M8, replace(BASE, method="full")).parts["weight_gradients"]
     assert lora < 0.05 * spectrum < spectrum < full
     assert spectrum / full == pytest.approx(0.3 * 0.93, rel=0.05)  # 30% of the linears, the head untrained
@@ -114,12 +137,17 @@ def test_dpo_runs_both_rows_and_a_reference_forward():
 def test_attention_follows_the_row_layout():
     full_rows = step_work(M8, replace(BASE, seq_len=4096)).flops
     packed = step_work(M8, replace(BASE, seq_len=4096, packed_docs=True)).flops  # masked: no causal skip
-    flat = step_work(M8, replace(BASE, seq_len=4096, packed_docs=True, padding_free=True)).flops  # span 4 rows
-    varlen = step_work(M8, replace(BASE, seq_len=4096, attn="flash", padding_free=True), mean_doc_tokens=256).flops
+    flat = step_work(
+        M8, replace(BASE, seq_len=4096, packed_docs=True, padding_free=True)
+    ).flops  # span 4 rows
+    varlen = step_work(
+        M8, replace(BASE, seq_len=4096, attn="flash", padding_free=True), mean_doc_tokens=256
+    ).flops
     assert varlen < full_rows < packed < flat
 
 
 # --- speed -----------------------------------------------------------------------------------------------
+
 
 def test_tokens_per_s_scales_with_the_card_and_keeps_its_assumptions():
     measured = replace(BASE, liger=True)  # as the job's points ran
@@ -171,10 +199,14 @@ def test_unknown_card_and_fp32_training_are_unknown_throughput():
 
 def test_bigger_batches_amortise_the_optimizer_step():
     spec = replace(BASE, method="spectrum")
-    assert tokens_per_s(M8, spec, "H200", grad_accum=8).tokens_per_s > tokens_per_s(M8, spec, "H200").tokens_per_s
+    assert (
+        tokens_per_s(M8, spec, "H200", grad_accum=8).tokens_per_s
+        > tokens_per_s(M8, spec, "H200").tokens_per_s
+    )
 
 
 # --- the fit against the committed GPU measurements -----------------------------------------------------
+
 
 def test_rules_file_holds_what_the_benchmark_fits():
     res = _bench().run()
@@ -192,8 +224,12 @@ def test_rules_file_holds_what_the_benchmark_fits():
 
 def test_benchmark_writes_its_table_with_the_command(tmp_path):
     out = tmp_path / "t.txt"
-    subprocess.run([sys.executable, str(ROOT / "bench" / "throughput_accuracy.py"), "--out", str(out)],
-                   check=True, capture_output=True, cwd=ROOT)
+    subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "throughput_accuracy.py"), "--out", str(out)],
+        check=True,
+        capture_output=True,
+        cwd=ROOT,
+    )
     text = out.read_text()
     assert text.startswith("# python bench/throughput_accuracy.py --out") and "blind" in text
     committed = (ROOT / "bench" / "results" / "throughput-accuracy-2026-12-06.txt").read_text()

@@ -27,8 +27,9 @@ def test_demo_tokenizer_loads_offline_and_masks_assistant_turns():
     assert tok.pad_token and tok.eos_token and tok.bos_token and tok.pad_token_id != tok.eos_token_id
     assert "{% generation %}" in tok.chat_template
     row = json.loads((DEMO / "train.jsonl").read_text(encoding="utf-8").splitlines()[0])
-    out = tok.apply_chat_template(row["messages"], tokenize=True, return_dict=True,
-                                  return_assistant_tokens_mask=True)
+    out = tok.apply_chat_template(
+        row["messages"], tokenize=True, return_dict=True, return_assistant_tokens_mask=True
+    )
     mask = out["assistant_masks"]
     assert 0 < sum(mask) < len(mask)
     kept = tok.decode([i for i, m in zip(out["input_ids"], mask, strict=True) if m])
@@ -37,8 +38,10 @@ def test_demo_tokenizer_loads_offline_and_masks_assistant_turns():
 
 
 def test_make_demo_is_deterministic(tmp_path):
-    subprocess.run([sys.executable, str(DEMO / "make_demo.py"), "--out", str(tmp_path)], check=True,
-                   capture_output=True)
+    subprocess.run(
+        [sys.executable, str(DEMO / "make_demo.py"), "--out", str(tmp_path)], check=True, capture_output=True
+    )
     assert (tmp_path / "train.jsonl").read_bytes() == (DEMO / "train.jsonl").read_bytes()
-    assert (json.loads((tmp_path / "tokenizer" / "tokenizer.json").read_text())
-            == json.loads((DEMO / "tokenizer" / "tokenizer.json").read_text()))
+    assert json.loads((tmp_path / "tokenizer" / "tokenizer.json").read_text()) == json.loads(
+        (DEMO / "tokenizer" / "tokenizer.json").read_text()
+    )

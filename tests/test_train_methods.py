@@ -64,8 +64,12 @@ def test_full_fine_tune_changes_every_parameter(base, tmp_path):
 
 
 def test_qlora_on_prompt_completion_rows(base, tmp_path):
-    rows = [json.dumps({"prompt": f"Question {i}: how do I add a domain?", "completion": " Add it under Networking."})
-            for i in range(16)]
+    rows = [
+        json.dumps(
+            {"prompt": f"Question {i}: how do I add a domain?", "completion": " Add it under Networking."}
+        )
+        for i in range(16)
+    ]
     rd = make_run(tmp_path, base, "qlora", rows=rows)
     assert train.main([str(rd)]) == 0
     weights = load_file(rd / "adapter" / "adapter_model.safetensors")
@@ -96,7 +100,10 @@ def test_sft_then_dpo_continues_from_the_sft_adapter(base, tmp_path):
     assert s["status"] == "completed" and s["stage"] == "dpo"
     # The DPO stage is compared with the DPO step's estimate (twice the rows, the reference forward) that the
     # plan carries (`dpo.predicted_*`), not with the plan's own figure, the SFT step's.
-    assert s["peak_gib_predicted"] == round(dpo_est.peak_allocated_gib, 2) and s["device_gib_predicted"] is not None
+    assert (
+        s["peak_gib_predicted"] == round(dpo_est.peak_allocated_gib, 2)
+        and s["device_gib_predicted"] is not None
+    )
     sft = estimate(resolve_model(str(base)), config_for_plan(plan, "sft"))
     assert dpo_est.peak_allocated_gib > sft.peak_allocated_gib
     rows = [json.loads(x) for x in (rd / "metrics.jsonl").read_text().splitlines()]
@@ -117,7 +124,9 @@ def test_precision_follows_the_plan_and_the_gpu():
     lora = TrainingPlan(model="m", method="lora", stage="sft", lora=LoraSpec())
     spectrum = TrainingPlan(model="m", method="spectrum", stage="sft", spectrum=SpectrumSpec(["^x$"]))
     full = TrainingPlan(model="m", method="full", stage="sft")
-    assert effective(lora, cuda=True) == ("bf16-mixed", "") and load_dtype(lora, "bf16-mixed") == torch.bfloat16
+    assert (
+        effective(lora, cuda=True) == ("bf16-mixed", "") and load_dtype(lora, "bf16-mixed") == torch.bfloat16
+    )
     assert effective(lora, cuda=False) == ("fp32", "")
     assert effective(spectrum, cuda=True)[0] == "bf16-mixed"  # never the pure-bf16 AdamW of old
     assert load_dtype(spectrum, "bf16-mixed") == torch.bfloat16  # frozen bf16; the selection is upcast
@@ -137,8 +146,9 @@ def test_plan_torch_compile_trains_the_same_first_step(base, tmp_path):
     # plan.yaml's torch_compile (off unless a user or the bench turns it on) reaches the Trainer and the
     # compiled job computes what the eager one does: same seed, no dropout, same losses over two steps.
     eager = make_run(tmp_path / "eager", base, "lora", max_steps=2, eval_steps=100, save_steps=100)
-    compiled = make_run(tmp_path / "compiled", base, "lora", max_steps=2, eval_steps=100, save_steps=100,
-                        torch_compile=True)
+    compiled = make_run(
+        tmp_path / "compiled", base, "lora", max_steps=2, eval_steps=100, save_steps=100, torch_compile=True
+    )
     from torch._dynamo.utils import counters
 
     counters.clear()

@@ -19,11 +19,14 @@ def _answers(folder: Path, **data) -> Path:
     return p
 
 
-@pytest.mark.parametrize(("data", "key"), [
-    ({"task": "chat", "examples": True}, "'examples'"),          # was read as 1 example
-    ({"task": "chat", "preference_pairs": True}, "'preference_pairs'"),
-    ({"task": "chat", "gpus": [{"memory_gib": True}]}, "'gpus.0.memory_gib'"),  # was a 1 GiB GPU
-])
+@pytest.mark.parametrize(
+    ("data", "key"),
+    [
+        ({"task": "chat", "examples": True}, "'examples'"),  # was read as 1 example
+        ({"task": "chat", "preference_pairs": True}, "'preference_pairs'"),
+        ({"task": "chat", "gpus": [{"memory_gib": True}]}, "'gpus.0.memory_gib'"),  # was a 1 GiB GPU
+    ],
+)
 def test_true_false_where_a_number_belongs_is_an_error(capsys, tmp_path, data, key):
     rc = main(["recommend", "--answers", str(_answers(tmp_path, **data)), "--no-detect"])
     err = capsys.readouterr().err
@@ -31,9 +34,16 @@ def test_true_false_where_a_number_belongs_is_an_error(capsys, tmp_path, data, k
 
 
 def test_numbers_still_accepted(capsys, tmp_path):
-    rc = main(["recommend", "--answers", str(_answers(tmp_path, task="chat", examples=40,
-                                                       gpus=[{"memory_gib": 24}])), "--no-detect",
-               "--format", "json"])
+    rc = main(
+        [
+            "recommend",
+            "--answers",
+            str(_answers(tmp_path, task="chat", examples=40, gpus=[{"memory_gib": 24}])),
+            "--no-detect",
+            "--format",
+            "json",
+        ]
+    )
     assert rc == 0, capsys.readouterr().err
 
 
@@ -51,8 +61,13 @@ def test_missing_relative_dataset_is_named_at_the_answers_folder(capsys, tmp_pat
 def _pref_rows(n: int) -> str:
     import json
 
-    return "".join(json.dumps({"prompt": f"Question {i}?", "chosen": f"A careful answer {i}.",
-                               "rejected": "Read the docs."}) + "\n" for i in range(n))
+    return "".join(
+        json.dumps(
+            {"prompt": f"Question {i}?", "chosen": f"A careful answer {i}.", "rejected": "Read the docs."}
+        )
+        + "\n"
+        for i in range(n)
+    )
 
 
 def test_dpo_alone_does_not_get_instruction_data_warnings(capsys, tmp_path):
@@ -61,8 +76,16 @@ def test_dpo_alone_does_not_get_instruction_data_warnings(capsys, tmp_path):
     import json
 
     (tmp_path / "pref.jsonl").write_text(_pref_rows(300), encoding="utf-8")
-    answers = _answers(tmp_path, task="chat", goals=["tone-style"], clear_task=True, tried_prompting=True,
-                       dataset="pref.jsonl", model="llama-3.2-1b", gpus=[{"memory_gib": 80}])
+    answers = _answers(
+        tmp_path,
+        task="chat",
+        goals=["tone-style"],
+        clear_task=True,
+        tried_prompting=True,
+        dataset="pref.jsonl",
+        model="llama-3.2-1b",
+        gpus=[{"memory_gib": 80}],
+    )
     assert main(["recommend", "--answers", str(answers), "--no-detect", "--format", "json"]) == 0
     j = json.loads(capsys.readouterr().out)
     assert j["stage"] == "dpo" and "TW302-dpo-only" in j["fired"]
@@ -73,8 +96,16 @@ def test_dpo_alone_does_not_get_instruction_data_warnings(capsys, tmp_path):
 def test_small_sft_data_still_gets_them(capsys, tmp_path):
     import json
 
-    answers = _answers(tmp_path, task="chat", goals=["tone-style"], clear_task=True, tried_prompting=True,
-                       examples=400, model="llama-3.2-1b", gpus=[{"memory_gib": 80}])
+    answers = _answers(
+        tmp_path,
+        task="chat",
+        goals=["tone-style"],
+        clear_task=True,
+        tried_prompting=True,
+        examples=400,
+        model="llama-3.2-1b",
+        gpus=[{"memory_gib": 80}],
+    )
     assert main(["recommend", "--answers", str(answers), "--no-detect", "--format", "json"]) == 0
     j = json.loads(capsys.readouterr().out)
     assert j["stage"] == "sft"

@@ -6,8 +6,18 @@ import pytest
 
 from tunewise.cli import main
 
-VERBS = [["wizard"], ["recommend"], ["estimate"], ["inspect"], ["spectrum"], ["spectrum", "scan"],
-         ["launch"], ["export"], ["rules"], ["env"]]
+VERBS = [
+    ["wizard"],
+    ["recommend"],
+    ["estimate"],
+    ["inspect"],
+    ["spectrum"],
+    ["spectrum", "scan"],
+    ["launch"],
+    ["export"],
+    ["rules"],
+    ["env"],
+]
 
 
 @pytest.mark.parametrize("verb", VERBS, ids=" ".join)

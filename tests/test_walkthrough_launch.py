@@ -17,9 +17,11 @@ from launcher.summary import write_summary
 
 def _stopped_job(monkeypatch):
     """The job stops as after Ctrl-C: summary says stopped, exit 130 (the real job is in test_resume)."""
+
     def fake_run_once(run_dir, plan, **kw):
         write_summary(run_dir, status="stopped", steps=3)
         return launch.EXIT_STOPPED
+
     monkeypatch.setattr(launch, "_run_once", fake_run_once)
 
 
@@ -61,8 +63,21 @@ def test_launching_a_prompting_recommendation_says_there_is_no_job(tmp_path, cap
 
     answers = tmp_path / "a.yaml"
     answers.write_text(yaml.safe_dump({"task": "chat", "examples": 40}), encoding="utf-8")
-    assert main(["recommend", "--answers", str(answers), "--out", str(tmp_path / "run"), "--no-detect",
-                 "--format", "json"]) == 0
+    assert (
+        main(
+            [
+                "recommend",
+                "--answers",
+                str(answers),
+                "--out",
+                str(tmp_path / "run"),
+                "--no-detect",
+                "--format",
+                "json",
+            ]
+        )
+        == 0
+    )
     capsys.readouterr()
     assert main(["launch", str(tmp_path / "run"), "--smoke"]) == 2
     err = capsys.readouterr().err
@@ -100,9 +115,16 @@ def test_a_base_model_not_on_disk_is_named_with_the_fix_and_no_traceback(tmp_pat
 
     rd = make_run(tmp_path, tiny_base(tmp_path / "base"), model="nobody/no-such-model")
     (rd / "train.log").write_text("Traceback (most recent call last):\n  an earlier launch's crash\n")
-    p = subprocess.run([sys.executable, "-m", "tunewise", "launch", str(rd), "--cpu"], capture_output=True,
-                       text=True, timeout=300, cwd=ROOT)
+    p = subprocess.run(
+        [sys.executable, "-m", "tunewise", "launch", str(rd), "--cpu"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=ROOT,
+    )
     out = p.stdout + p.stderr
     assert p.returncode == 2, out
-    assert "'nobody/no-such-model' is not available locally" in out and "hf download nobody/no-such-model" in out
+    assert (
+        "'nobody/no-such-model' is not available locally" in out and "hf download nobody/no-such-model" in out
+    )
     assert "Traceback" not in out and "[red]" not in out

@@ -11,12 +11,15 @@ import pytest
 from tunewise.cli import main
 
 
-@pytest.mark.parametrize(("config_cls", "needle"), [
-    ("MixtralConfig", "mixture-of-experts model (num_local_experts=8"),
-    ("Qwen2MoeConfig", "mixture-of-experts model (num_experts="),
-    ("GPTNeoXConfig", "'gpt_neox' model: its MLP has two projections"),
-    ("PhiConfig", "'phi' model: its MLP has two projections"),
-])
+@pytest.mark.parametrize(
+    ("config_cls", "needle"),
+    [
+        ("MixtralConfig", "mixture-of-experts model (num_local_experts=8"),
+        ("Qwen2MoeConfig", "mixture-of-experts model (num_experts="),
+        ("GPTNeoXConfig", "'gpt_neox' model: its MLP has two projections"),
+        ("PhiConfig", "'phi' model: its MLP has two projections"),
+    ],
+)
 def test_unmodelled_architecture_is_refused_by_estimate(capsys, tmp_path, config_cls, needle):
     import transformers
 

@@ -23,9 +23,13 @@ def _moves_like_fp32(r: dict, ref: dict) -> bool:
 
 @pytest.mark.parametrize("method", ["spectrum", "full"])
 def test_plan_precision_moves_the_weights_like_fp32_and_pure_bf16_does_not(method):
-    res = weights_move.measure(STEPS, LR, HIDDEN, methods=(method,),
-                               precisions=("bf16-mixed", "bf16-pure") + (("bf16-compensated",) if method == "spectrum"
-                                                                         else ()))[method]
+    res = weights_move.measure(
+        STEPS,
+        LR,
+        HIDDEN,
+        methods=(method,),
+        precisions=("bf16-mixed", "bf16-pure") + (("bf16-compensated",) if method == "spectrum" else ()),
+    )[method]
     ref = res["fp32"]
     assert ref["changed"] > 0.5 and ref["update"] == 1.0
     assert _moves_like_fp32(res["bf16-mixed"], ref), res["bf16-mixed"]  # fp32 master weights

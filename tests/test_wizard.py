@@ -61,26 +61,44 @@ def run(prefill: Answers, replies: dict, detection=NO_GPU, probe=None) -> tuple[
 
 
 def test_from_scratch_asks_everything_and_builds_valid_answers():
-    replies = {"What should the model do": "code", "Which of these": ["new-capability"],
-               "cite": False, "change often": False, "clear task": True, "tried prompt": True,
-               "Training data": "", "How many training examples": "3,000", "preference pairs": "0",
-               "Which base model": "meta-llama/Llama-3.1-8B", "Which GPU": 0, "How many of them": "1",
-               "zero extra": False, "Training method": "auto", "success criterion": "exact_match",
-               "Target exact match": "0.7"}
+    replies = {
+        "What should the model do": "code",
+        "Which of these": ["new-capability"],
+        "cite": False,
+        "change often": False,
+        "clear task": True,
+        "tried prompt": True,
+        "Training data": "",
+        "How many training examples": "3,000",
+        "preference pairs": "0",
+        "Which base model": "meta-llama/Llama-3.1-8B",
+        "Which GPU": 0,
+        "How many of them": "1",
+        "zero extra": False,
+        "Training method": "auto",
+        "success criterion": "exact_match",
+        "Target exact match": "0.7",
+    }
     answers, script, said = run(Answers(), replies)
     assert answers.task == "code" and answers.examples == 3000 and answers.goals == ["new-capability"]
     assert (answers.success.metric, answers.success.target) == ("exact_match", 0.7)
     assert answers.gpus[0].memory_gib == 16.0 and answers.gpus[0].name.startswith("NVIDIA T4")
     assert any("No GPU detected" in s for s in said)
-    assert len(script.asked) == 18  # the success criterion (metric, target), the price per GPU-hour last and the preference file (both skipped: Enter)
+    assert (
+        len(script.asked) == 18
+    )  # the success criterion (metric, target), the price per GPU-hour last and the preference file (both skipped: Enter)
     assert answers.preference_dataset is None and answers.preference_pairs == 0
     # what the wizard built is a valid answers file
     assert parse_answers(__import__("yaml").safe_load(dump_answers(answers))) == answers
 
 
 def test_success_criterion_is_asked_only_with_a_clear_task_and_checks_the_target():
-    base = {"What should the model do": "classification", "clear task": True, "success criterion": "macro_f1",
-            "Target macro-F1": "0.85"}
+    base = {
+        "What should the model do": "classification",
+        "clear task": True,
+        "success criterion": "macro_f1",
+        "Target macro-F1": "0.85",
+    }
     answers, script, _ = run(Answers(), base)
     assert (answers.success.metric, answers.success.target) == ("macro_f1", 0.85)
     menu = next(q for q in script.asked if "success criterion" in q)
@@ -94,10 +112,21 @@ def test_success_criterion_is_asked_only_with_a_clear_task_and_checks_the_target
 
 
 def test_accepted_prefill_is_not_asked_again():
-    prefill = parse_answers({"task": "chat", "goals": ["tone-style"], "needs_citations": False,
-                             "knowledge_changes_often": False, "clear_task": True, "tried_prompting": True,
-                             "examples": 2000, "preference_pairs": 0, "model": "meta-llama/Llama-3.1-8B",
-                             "gpus": [{"name": "RTX 4090", "memory_gib": 24}], "zero_latency": False})
+    prefill = parse_answers(
+        {
+            "task": "chat",
+            "goals": ["tone-style"],
+            "needs_citations": False,
+            "knowledge_changes_often": False,
+            "clear_task": True,
+            "tried_prompting": True,
+            "examples": 2000,
+            "preference_pairs": 0,
+            "model": "meta-llama/Llama-3.1-8B",
+            "gpus": [{"name": "RTX 4090", "memory_gib": 24}],
+            "zero_latency": False,
+        }
+    )
     answers, script, _ = run(prefill, {"Use these answers": True})
     # only the confirmation was asked; the method keeps its default
     assert script.asked == ["Use these answers? (No: review each one, with these as defaults)"]
@@ -106,13 +135,25 @@ def test_accepted_prefill_is_not_asked_again():
 
 def test_accepted_prefill_still_asks_what_the_recommendation_needs():
     prefill = parse_answers({"goals": ["privacy"], "tried_prompting": True})
-    answers, script, _ = run(prefill, {"Use these answers": True, "What should the model": "extraction",
-                                       "How many training examples": "800", "Which GPU": 4})
+    answers, script, _ = run(
+        prefill,
+        {
+            "Use these answers": True,
+            "What should the model": "extraction",
+            "How many training examples": "800",
+            "Which GPU": 4,
+        },
+    )
     asked = [q.split("?")[0] for q in script.asked]
-    assert asked == ["Use these answers", "What should the model do",
-                     "Training data file or folder (Enter to skip if you have none yet):",
-                     "How many training examples do you have (or can you write)", "Which base model",
-                     "Which GPU will you train on", "How many of them"]
+    assert asked == [
+        "Use these answers",
+        "What should the model do",
+        "Training data file or folder (Enter to skip if you have none yet):",
+        "How many training examples do you have (or can you write)",
+        "Which base model",
+        "Which GPU will you train on",
+        "How many of them",
+    ]
     assert answers.task == "extraction" and answers.examples == 800 and answers.gpus[0].memory_gib == 80
 
 
@@ -134,16 +175,26 @@ def test_detected_gpus_are_confirmed_not_asked():
 
 def test_planning_for_another_machine_when_detection_is_declined():
     det = Detection([GPU("NVIDIA GeForce RTX 3060", 12.0, free_gib=11.0)])
-    answers, _, _ = run(Answers(), {"Plan for these GPUs": False, "Which GPU": "__other__",
-                                    "GPU memory in GiB": "48", "How many of them": "2",
-                                    "How many training examples": "10"}, detection=det)
+    answers, _, _ = run(
+        Answers(),
+        {
+            "Plan for these GPUs": False,
+            "Which GPU": "__other__",
+            "GPU memory in GiB": "48",
+            "How many of them": "2",
+            "How many training examples": "10",
+        },
+        detection=det,
+    )
     assert [g.memory_gib for g in answers.gpus] == [48.0, 48.0]
 
 
 def test_dataset_answers_the_example_count(tmp_path, monkeypatch):
     data = tmp_path / "train.jsonl"
     data.write_text('{"text": "a"}\n')
-    fake = SimpleNamespace(inspect_dataset=lambda p: SimpleNamespace(valid=1234, format="text", preference_rows=0))
+    fake = SimpleNamespace(
+        inspect_dataset=lambda p: SimpleNamespace(valid=1234, format="text", preference_rows=0)
+    )
     monkeypatch.setitem(sys.modules, "advisor.data", fake)
     answers, script, said = run(Answers(), {"Training data": str(data), "Which GPU": 1})
     assert not any("How many training examples" in q for q in script.asked)
@@ -154,8 +205,9 @@ def test_dataset_answers_the_example_count(tmp_path, monkeypatch):
 
 
 def test_training_questions_are_skipped_when_no_fine_tuning_is_coming():
-    answers, script, said = run(Answers(), {"How many training examples": "20", "Which GPU": 1},
-                                probe=lambda a: "prompting")
+    answers, script, said = run(
+        Answers(), {"How many training examples": "20", "Which GPU": 1}, probe=lambda a: "prompting"
+    )
     assert not any("Training method" in q or "zero extra" in q for q in script.asked)
     assert any("skipping the training questions" in s for s in said)
 
@@ -164,8 +216,15 @@ def test_trust_remote_code_is_asked_only_for_custom_code(tmp_path):
     model = tmp_path / "m"
     model.mkdir()
     (model / "config.json").write_text('{"model_type": "x", "auto_map": {"AutoModel": "m.M"}}')
-    prefill = parse_answers({"task": "chat", "examples": 2000, "model": str(model),
-                             "gpus": [{"memory_gib": 24}], "method": "lora"})
+    prefill = parse_answers(
+        {
+            "task": "chat",
+            "examples": 2000,
+            "model": str(model),
+            "gpus": [{"memory_gib": 24}],
+            "method": "lora",
+        }
+    )
     answers, script, _ = run(prefill, {"Use these answers": True, "trust_remote_code": True})
     assert answers.trust_remote_code is True
     (model / "config.json").write_text('{"model_type": "llama"}')
@@ -173,15 +232,18 @@ def test_trust_remote_code_is_asked_only_for_custom_code(tmp_path):
     assert not any("trust_remote_code" in q for q in script.asked)
 
 
-@pytest.mark.parametrize(("check", "good", "bad", "says"), [
-    (int_validator(), "2,500", "lots", "not a whole number"),
-    (int_validator(1, 64), "8", "0", "out of range"),
-    (float_validator(0, 4096), "24", "-3", "out of range"),
-    (float_validator(0, 4096), "80.5", "big", "not a number"),
-    (model_validator, "meta-llama/Llama-3.1-8B", "./nowhere", "has no config.json"),
-    (model_validator, "Qwen/Qwen2.5-7B", "acme/unknown-7b", "not in the offline catalog"),
-    (dataset_validator, "", "/no/such/file.jsonl", "no file or folder"),
-])
+@pytest.mark.parametrize(
+    ("check", "good", "bad", "says"),
+    [
+        (int_validator(), "2,500", "lots", "not a whole number"),
+        (int_validator(1, 64), "8", "0", "out of range"),
+        (float_validator(0, 4096), "24", "-3", "out of range"),
+        (float_validator(0, 4096), "80.5", "big", "not a number"),
+        (model_validator, "meta-llama/Llama-3.1-8B", "./nowhere", "has no config.json"),
+        (model_validator, "Qwen/Qwen2.5-7B", "acme/unknown-7b", "not in the offline catalog"),
+        (dataset_validator, "", "/no/such/file.jsonl", "no file or folder"),
+    ],
+)
 def test_validators_accept_and_reject(check, good, bad, says):
     assert check(good) is None
     assert says in check(bad)
@@ -191,8 +253,9 @@ def test_save_answers_round_trips_with_a_relative_dataset(tmp_path):
     data = tmp_path / "d" / "train.jsonl"
     data.parent.mkdir()
     data.write_text("{}\n")
-    answers = parse_answers({"task": "chat", "dataset": str(data), "gpus": [{"name": "A", "memory_gib": 24}],
-                             "method": "lora"})
+    answers = parse_answers(
+        {"task": "chat", "dataset": str(data), "gpus": [{"name": "A", "memory_gib": 24}], "method": "lora"}
+    )
     out = save_answers(answers, str(tmp_path / "answers.yaml"))
     assert "dataset: d/train.jsonl" in out.read_text()
     assert load_answers(out) == answers
@@ -315,13 +378,29 @@ def test_a_preference_file_is_asked_beside_the_dataset_and_counts_the_pairs(tmp_
     import json
 
     pref = tmp_path / "pairs.jsonl"
-    pref.write_text("".join(json.dumps({"prompt": f"Q{i}?", "chosen": f"Good answer {i}.", "rejected": "No."}) + "\n"
-                            for i in range(150)), encoding="utf-8")
-    replies = {"What should the model do": "chat", "Which of these": ["tone-style"], "cite": False,
-               "change often": False, "clear task": True, "tried prompt": True, "Training data": "",
-               "How many training examples": "3,000", "Preference pairs file": str(pref),
-               "Which base model": "meta-llama/Llama-3.1-8B", "Which GPU": 0, "How many of them": "1",
-               "zero extra": False, "Training method": "auto"}
+    pref.write_text(
+        "".join(
+            json.dumps({"prompt": f"Q{i}?", "chosen": f"Good answer {i}.", "rejected": "No."}) + "\n"
+            for i in range(150)
+        ),
+        encoding="utf-8",
+    )
+    replies = {
+        "What should the model do": "chat",
+        "Which of these": ["tone-style"],
+        "cite": False,
+        "change often": False,
+        "clear task": True,
+        "tried prompt": True,
+        "Training data": "",
+        "How many training examples": "3,000",
+        "Preference pairs file": str(pref),
+        "Which base model": "meta-llama/Llama-3.1-8B",
+        "Which GPU": 0,
+        "How many of them": "1",
+        "zero extra": False,
+        "Training method": "auto",
+    }
     answers, script, said = run(Answers(), replies)
     assert answers.preference_dataset == str(pref) and answers.preference_pairs is None
     assert not any("How many preference pairs" in q for q in script.asked)

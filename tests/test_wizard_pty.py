@@ -20,15 +20,30 @@ pytestmark = pytest.mark.slow
 
 
 def _env() -> dict:
-    env = dict(os.environ, TERM="xterm", COLUMNS="100", LINES="40", PROMPT_TOOLKIT_NO_CPR="1",
-               HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", HF_HUB_DISABLE_TELEMETRY="1")
+    env = dict(
+        os.environ,
+        TERM="xterm",
+        COLUMNS="100",
+        LINES="40",
+        PROMPT_TOOLKIT_NO_CPR="1",
+        HF_HUB_OFFLINE="1",
+        HF_DATASETS_OFFLINE="1",
+        HF_HUB_DISABLE_TELEMETRY="1",
+    )
     env.pop("NO_COLOR", None)
     return env
 
 
 def spawn(*args: str, cwd: Path = ROOT) -> pexpect.spawn:
-    child = pexpect.spawn(sys.executable, ["-m", "tunewise", "wizard", "--no-detect", *args], cwd=str(cwd),
-                          env=_env(), dimensions=(40, 100), encoding="utf-8", timeout=60)
+    child = pexpect.spawn(
+        sys.executable,
+        ["-m", "tunewise", "wizard", "--no-detect", *args],
+        cwd=str(cwd),
+        env=_env(),
+        dimensions=(40, 100),
+        encoding="utf-8",
+        timeout=60,
+    )
     child.logfile_read = _Log()
     return child
 
@@ -93,8 +108,15 @@ def test_yes_to_the_full_report_shows_it_before_the_launch_offer():
     child.expect("tunewise recommendation \\(brief\\)")
     child.expect("Show the full report here")
     child.send("y")
-    for part in ("Ruled out", "What would change the decision", "Estimated peak memory per method",
-                 "Training plan", "Evaluation plan", "Getting-started checklist", "Sources"):
+    for part in (
+        "Ruled out",
+        "What would change the decision",
+        "Estimated peak memory per method",
+        "Training plan",
+        "Evaluation plan",
+        "Getting-started checklist",
+        "Sources",
+    ):
         child.expect(part)
     child.expect("Write the run directory and launch now")
     child.send("n")
@@ -108,8 +130,13 @@ def test_yes_to_the_full_report_shows_it_before_the_launch_offer():
 def test_from_scratch_with_arrow_keys_typing_and_a_rejected_number(tmp_path):
     saved = tmp_path / "answers.yaml"
     pairs = tmp_path / "pairs.jsonl"
-    pairs.write_text("".join(json.dumps({"prompt": f"Q{i}?", "chosen": f"Answer {i}.", "rejected": "No."}) + "\n"
-                             for i in range(120)), encoding="utf-8")
+    pairs.write_text(
+        "".join(
+            json.dumps({"prompt": f"Q{i}?", "chosen": f"Answer {i}.", "rejected": "No."}) + "\n"
+            for i in range(120)
+        ),
+        encoding="utf-8",
+    )
     child = spawn("--save-answers", str(saved))
     child.expect("What should the model do")
     child.send(DOWN)  # chat -> question-answering
@@ -167,7 +194,11 @@ def test_from_scratch_with_arrow_keys_typing_and_a_rejected_number(tmp_path):
     assert [g.memory_gib for g in a.gpus] == [48.0, 48.0]
     assert a.method == "qlora" and a.zero_latency is False and a.gpu_hour_price == 2.5
     assert (a.needs_citations, a.knowledge_changes_often, a.clear_task, a.tried_prompting) == (
-        False, False, True, True)
+        False,
+        False,
+        True,
+        True,
+    )
     assert (a.success.metric, a.success.target) == ("exact_match", 0.75)
     # the saved file, given back to the wizard, is accepted as it is
     child = spawn("--answers", str(saved))
@@ -194,8 +225,15 @@ def test_ctrl_c_exits_130_without_a_traceback(tmp_path):
 
 
 def test_no_tty_is_a_clear_error():
-    r = subprocess.run([sys.executable, "-m", "tunewise", "wizard", "--demo"], cwd=ROOT, env=_env(),
-                       stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=60)
+    r = subprocess.run(
+        [sys.executable, "-m", "tunewise", "wizard", "--demo"],
+        cwd=ROOT,
+        env=_env(),
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert r.returncode == 2
     assert "needs an interactive terminal" in r.stderr and "tunewise recommend --answers FILE" in r.stderr
     assert "Traceback" not in r.stderr

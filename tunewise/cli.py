@@ -14,7 +14,18 @@ import sys
 from advisor import __version__
 from advisor.errors import TunewiseError, path_error
 
-COMMANDS = ["wizard", "recommend", "estimate", "inspect", "spectrum", "launch", "eval", "export", "rules", "env"]
+COMMANDS = [
+    "wizard",
+    "recommend",
+    "estimate",
+    "inspect",
+    "spectrum",
+    "launch",
+    "eval",
+    "export",
+    "rules",
+    "env",
+]
 
 
 class _Parser(argparse.ArgumentParser):
@@ -26,8 +37,11 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="tunewise", description="Decide whether and how to fine-tune a language model, "
-                     "following a practitioner's guide; then run the job.")
+    parser = _Parser(
+        prog="tunewise",
+        description="Decide whether and how to fine-tune a language model, "
+        "following a practitioner's guide; then run the job.",
+    )
     parser.add_argument("--version", action="version", version=f"tunewise {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     for name in COMMANDS:

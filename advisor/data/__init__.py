@@ -16,5 +16,13 @@ from advisor.data.preflight import inspect_dataset
 from advisor.data.report import DataReport, Finding
 from advisor.data.split import SplitResult, write_split
 
-__all__ = ["FORMATS", "NORMALISED", "DataReport", "Finding", "SplitResult", "inspect_dataset",
-           "parse_column_map", "write_split"]
+__all__ = [
+    "FORMATS",
+    "NORMALISED",
+    "DataReport",
+    "Finding",
+    "SplitResult",
+    "inspect_dataset",
+    "parse_column_map",
+    "write_split",
+]

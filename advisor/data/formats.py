@@ -18,17 +18,45 @@ from typing import Any
 from advisor.errors import UserError
 
 FORMATS = ("alpaca", "messages", "sharegpt", "prompt-completion", "preference", "text")
-NORMALISED = {"alpaca": "messages", "sharegpt": "messages", "messages": "messages",
-              "prompt-completion": "prompt-completion", "preference": "preference", "text": "text"}
+NORMALISED = {
+    "alpaca": "messages",
+    "sharegpt": "messages",
+    "messages": "messages",
+    "prompt-completion": "prompt-completion",
+    "preference": "preference",
+    "text": "text",
+}
 # The names `--column-map` may map onto (canonical name = user's column).
-CANONICAL = ("instruction", "input", "output", "system", "messages", "conversations", "prompt",
-             "completion", "chosen", "rejected", "text", "label")
+CANONICAL = (
+    "instruction",
+    "input",
+    "output",
+    "system",
+    "messages",
+    "conversations",
+    "prompt",
+    "completion",
+    "chosen",
+    "rejected",
+    "text",
+    "label",
+)
 LABEL_COLUMNS = ("label", "labels", "category", "class", "intent")
 ROLES = ("system", "user", "assistant", "tool")
-SHAREGPT_ROLES = {"system": "system", "human": "user", "user": "user", "gpt": "assistant",
-                  "assistant": "assistant", "chatgpt": "assistant", "bing": "assistant",
-                  "bard": "assistant", "tool": "tool", "observation": "tool",
-                  "function_call": "assistant", "function": "tool"}
+SHAREGPT_ROLES = {
+    "system": "system",
+    "human": "user",
+    "user": "user",
+    "gpt": "assistant",
+    "assistant": "assistant",
+    "chatgpt": "assistant",
+    "bing": "assistant",
+    "bard": "assistant",
+    "tool": "tool",
+    "observation": "tool",
+    "function_call": "assistant",
+    "function": "tool",
+}
 
 
 @dataclass
@@ -51,8 +79,10 @@ def parse_column_map(text: str | None) -> dict[str, str] | None:
         key, sep, value = part.partition("=")
         key, value = key.strip(), value.strip()
         if not sep or not key or not value:
-            raise UserError(f"--column-map entry {part.strip()!r} is not NAME=COLUMN",
-                            "write it like prompt=question,completion=answer")
+            raise UserError(
+                f"--column-map entry {part.strip()!r} is not NAME=COLUMN",
+                "write it like prompt=question,completion=answer",
+            )
         out[key] = value
     check_column_map(out)
     return out
@@ -62,8 +92,9 @@ def check_column_map(column_map: dict[str, str] | None) -> None:
     """Reject mappings onto names no format uses."""
     for key in column_map or {}:
         if key not in CANONICAL:
-            raise UserError(f"--column-map maps onto unknown name {key!r}",
-                            f"map onto one of: {', '.join(CANONICAL)}")
+            raise UserError(
+                f"--column-map maps onto unknown name {key!r}", f"map onto one of: {', '.join(CANONICAL)}"
+            )
 
 
 def apply_column_map(value: dict, column_map: dict[str, str] | None) -> dict:
@@ -109,15 +140,22 @@ def detect_format(sample: list[dict], column_map: dict[str, str] | None) -> str:
             if missing:
                 # Name the file's own columns, not the canonical names the map renamed them to.
                 own = sorted({column_map.get(k, k) for row in sample for k in row})[:20]
-                raise UserError(f"--column-map names column(s) the data does not have: {', '.join(missing)}",
-                                f"the columns are: {', '.join(own) or '(none)'}")
-        raise UserError(f"cannot tell the dataset format from its columns: {', '.join(columns) or '(none)'}",
-                        "use alpaca (instruction/input/output), messages, sharegpt (conversations), "
-                        "prompt/completion, prompt/chosen/rejected or text columns, or map yours with "
-                        "--column-map prompt=question,completion=answer")
+                raise UserError(
+                    f"--column-map names column(s) the data does not have: {', '.join(missing)}",
+                    f"the columns are: {', '.join(own) or '(none)'}",
+                )
+        raise UserError(
+            f"cannot tell the dataset format from its columns: {', '.join(columns) or '(none)'}",
+            "use alpaca (instruction/input/output), messages, sharegpt (conversations), "
+            "prompt/completion, prompt/chosen/rejected or text columns, or map yours with "
+            "--column-map prompt=question,completion=answer",
+        )
     best = max(votes.values())
-    return next(f for f in ("messages", "sharegpt", "preference", "alpaca", "prompt-completion", "text")
-                if votes.get(f) == best)
+    return next(
+        f
+        for f in ("messages", "sharegpt", "preference", "alpaca", "prompt-completion", "text")
+        if votes.get(f) == best
+    )
 
 
 def check_row(value: Any, fmt: str) -> Checked:
@@ -128,8 +166,11 @@ def check_row(value: Any, fmt: str) -> Checked:
     if other and other != fmt and "preference" in (other, fmt):
         # Preference pairs and SFT rows train different stages: one file holds one kind.
         what = "a preference pair (prompt/chosen/rejected)" if other == "preference" else f"a {other} row"
-        fix = ("move preference pairs to their own file and name it as `preference_dataset` in the answers"
-               if other == "preference" else "keep SFT rows in the `dataset` file and pairs in `preference_dataset`")
+        fix = (
+            "move preference pairs to their own file and name it as `preference_dataset` in the answers"
+            if other == "preference"
+            else "keep SFT rows in the `dataset` file and pairs in `preference_dataset`"
+        )
         return Checked(problems=[("other-format", f"{what} in a {fmt} file: {fix}")])
     out = _CHECKERS[fmt](value)
     if out.row is not None and not out.problems:
@@ -143,12 +184,20 @@ def check_row(value: Any, fmt: str) -> Checked:
 
 
 def _typename(v: Any) -> str:
-    return {dict: "object", list: "array", str: "string", bool: "boolean", int: "number",
-            float: "number", type(None): "null"}.get(type(v), type(v).__name__)
+    return {
+        dict: "object",
+        list: "array",
+        str: "string",
+        bool: "boolean",
+        int: "number",
+        float: "number",
+        type(None): "null",
+    }.get(type(v), type(v).__name__)
 
 
-def _text_field(value: dict, name: str, c: Checked, *, required: bool = True,
-                allow_empty: bool = False) -> str | None:
+def _text_field(
+    value: dict, name: str, c: Checked, *, required: bool = True, allow_empty: bool = False
+) -> str | None:
     if name not in value or value[name] is None:
         if required:
             c.problems.append(("missing-field", f"missing field {name!r}"))
@@ -220,9 +269,13 @@ def _message_list(v: Any, key: str, c: Checked, *, sharegpt: bool) -> list[dict]
             role = SHAREGPT_ROLES.get(role.lower(), role)
         if role not in ROLES:
             shown = f"{role!r}" if role is not None else "missing"
-            c.problems.append(("wrong-type" if role is not None else "missing-field",
-                               f"{key}[{i}] has role {shown}; expected one of "
-                               f"{', '.join(SHAREGPT_ROLES) if sharegpt else ', '.join(ROLES)}"))
+            c.problems.append(
+                (
+                    "wrong-type" if role is not None else "missing-field",
+                    f"{key}[{i}] has role {shown}; expected one of "
+                    f"{', '.join(SHAREGPT_ROLES) if sharegpt else ', '.join(ROLES)}",
+                )
+            )
             return None
         content = turn.get(content_key)
         msg = {"role": role, "content": content}
@@ -230,8 +283,12 @@ def _message_list(v: Any, key: str, c: Checked, *, sharegpt: bool) -> list[dict]
             msg["tool_calls"] = turn["tool_calls"]
         elif not isinstance(content, str):
             what = "missing" if content is None else f"a {_typename(content)}"
-            c.problems.append(("missing-field" if content is None else "wrong-type",
-                               f"{key}[{i}] ({role}) content is {what}, expected a string"))
+            c.problems.append(
+                (
+                    "missing-field" if content is None else "wrong-type",
+                    f"{key}[{i}] ({role}) content is {what}, expected a string",
+                )
+            )
             return None
         elif not content.strip():
             kind = "empty-assistant" if role == "assistant" else "empty-field"
@@ -241,8 +298,9 @@ def _message_list(v: Any, key: str, c: Checked, *, sharegpt: bool) -> list[dict]
     return out
 
 
-def _check_order(msgs: list[dict], key: str, c: Checked, *, need_assistant: bool,
-                 trailing_note: bool = True) -> None:
+def _check_order(
+    msgs: list[dict], key: str, c: Checked, *, need_assistant: bool, trailing_note: bool = True
+) -> None:
     """System first (if at all), then user first, then user and assistant taking turns."""
     prev = None
     for i, m in enumerate(msgs, start=1):
@@ -302,7 +360,9 @@ def _preference(value: dict) -> Checked:
     if c.problems:
         return c
     if chosen == rejected:
-        c.problems.append(("chosen-equals-rejected", "chosen and rejected are identical: no preference to learn"))
+        c.problems.append(
+            ("chosen-equals-rejected", "chosen and rejected are identical: no preference to learn")
+        )
         return c
     if prompt is None:
         prompt, chosen, rejected = _common_prefix(chosen, rejected)
@@ -319,7 +379,9 @@ def _preference_messages(value: dict, c: Checked) -> Checked:
     if chosen is None or rejected is None or c.problems:
         return c
     if chosen == rejected:
-        c.problems.append(("chosen-equals-rejected", "chosen and rejected are identical: no preference to learn"))
+        c.problems.append(
+            ("chosen-equals-rejected", "chosen and rejected are identical: no preference to learn")
+        )
         return c
     if prompt is None:  # implicit prompt: the turns chosen and rejected share (TRL's extract_prompt)
         prompt, chosen, rejected = _common_prefix(chosen, rejected)
@@ -351,5 +413,11 @@ def _text(value: dict) -> Checked:
     return c
 
 
-_CHECKERS = {"alpaca": _alpaca, "messages": _messages, "sharegpt": _sharegpt,
-             "prompt-completion": _prompt_completion, "preference": _preference, "text": _text}
+_CHECKERS = {
+    "alpaca": _alpaca,
+    "messages": _messages,
+    "sharegpt": _sharegpt,
+    "prompt-completion": _prompt_completion,
+    "preference": _preference,
+    "text": _text,
+}

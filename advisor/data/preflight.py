@@ -32,8 +32,9 @@ MAX_LABELS = 50  # a short answer with at most this many values is treated as a 
 MAX_LABEL_CHARS = 40
 
 
-def checked_rows(source: Source, column_map: dict[str, str] | None,
-                 max_rows: int | None = None) -> tuple[str | None, Iterator[tuple[Record, Checked | None]]]:
+def checked_rows(
+    source: Source, column_map: dict[str, str] | None, max_rows: int | None = None
+) -> tuple[str | None, Iterator[tuple[Record, Checked | None]]]:
     """The detected format and an iterator of (record, check); check is None for unparsable records."""
     check_column_map(column_map)
     records = source.records()
@@ -82,8 +83,9 @@ class Scan:
     dups: Duplicates | None = None
 
 
-def scan(path: str, column_map: dict[str, str] | None, max_rows: int | None, *,
-         sample_size: int = 0, seed: int = 0) -> Scan:
+def scan(
+    path: str, column_map: dict[str, str] | None, max_rows: int | None, *, sample_size: int = 0, seed: int = 0
+) -> Scan:
     """One streaming pass: check every row, hash the valid ones, keep a reservoir sample of them."""
     source = resolve_source(path)
     fmt, rows = checked_rows(source, column_map, max_rows)
@@ -149,9 +151,15 @@ def _label_column(value, column_map) -> str | None:
     return (column_map or {}).get("label")
 
 
-def inspect_dataset(path: str, *, tokenizer=None, max_length: int | None = None,
-                    column_map: dict[str, str] | None = None, max_rows: int | None = None,
-                    validation: str | None = None) -> DataReport:
+def inspect_dataset(
+    path: str,
+    *,
+    tokenizer=None,
+    max_length: int | None = None,
+    column_map: dict[str, str] | None = None,
+    max_rows: int | None = None,
+    validation: str | None = None,
+) -> DataReport:
     """Inspect a dataset file before any GPU time is spent.
 
     Args:
@@ -166,30 +174,57 @@ def inspect_dataset(path: str, *, tokenizer=None, max_length: int | None = None,
     Raises:
         UserError: missing/unreadable file, not UTF-8, unknown format, bad column map or tokenizer.
     """
-    report, _ = _inspect(path, tokenizer=tokenizer, max_length=max_length, column_map=column_map,
-                         max_rows=max_rows, validation=validation)
+    report, _ = _inspect(
+        path,
+        tokenizer=tokenizer,
+        max_length=max_length,
+        column_map=column_map,
+        max_rows=max_rows,
+        validation=validation,
+    )
     return report
 
 
-def _inspect(path, *, tokenizer=None, max_length=None, column_map=None, max_rows=None, validation=None,
-             sample_size: int | None = None) -> tuple[DataReport, tuple[Scan, Scan | None]]:
+def _inspect(
+    path,
+    *,
+    tokenizer=None,
+    max_length=None,
+    column_map=None,
+    max_rows=None,
+    validation=None,
+    sample_size: int | None = None,
+) -> tuple[DataReport, tuple[Scan, Scan | None]]:
     if max_length is not None and max_length <= 0:
-        raise UserError(f"max_length must be a positive number of tokens, got {max_length}",
-                        "pass e.g. --max-length 1024")
+        raise UserError(
+            f"max_length must be a positive number of tokens, got {max_length}", "pass e.g. --max-length 1024"
+        )
     tok = tokens.load_tokenizer(tokenizer)
     size = (sample_size or tokens.SAMPLE_ROWS) if tok is not None else 0
     s = scan(path, column_map, max_rows, sample_size=size)
     _fail_on_encoding(s, path)
-    r = DataReport(path=str(path), format=s.format, rows=s.rows, valid=len(s.hashes), invalid=s.invalid,
-                   invalid_count=s.invalid_count, normalized_format=NORMALISED.get(s.format or ""),
-                   unit=s.source.unit, label_column=s.label_column, labels=len(s.label_names))
+    r = DataReport(
+        path=str(path),
+        format=s.format,
+        rows=s.rows,
+        valid=len(s.hashes),
+        invalid=s.invalid,
+        invalid_count=s.invalid_count,
+        normalized_format=NORMALISED.get(s.format or ""),
+        unit=s.source.unit,
+        label_column=s.label_column,
+        labels=len(s.label_names),
+    )
     dups = s.dups = find_duplicates(s.hashes)
     lines = s.hashes.line
     for p, q in zip(dups.exact_pos, dups.exact_of, strict=True):
         s.log.add("duplicate", lines[p], f"repeats {r.unit} {lines[q]} exactly")
     for p, q in zip(dups.near_pos, dups.near_of, strict=True):
-        s.log.add("near-duplicate", lines[p], f"nearly repeats {r.unit} {lines[q]} (after normalising case, "
-                  "punctuation and spaces)")
+        s.log.add(
+            "near-duplicate",
+            lines[p],
+            f"nearly repeats {r.unit} {lines[q]} (after normalising case, punctuation and spaces)",
+        )
     r.duplicates, r.near_duplicates = len(dups.exact_pos), len(dups.near_pos)
     if s.format == "preference":
         r.preference_rows = r.valid - r.duplicates
@@ -208,24 +243,31 @@ def _inspect(path, *, tokenizer=None, max_length=None, column_map=None, max_rows
 
 def _fail_on_encoding(s: Scan, path) -> None:
     if s.encoding_errors and s.encoding_errors == s.invalid_count == s.rows:
-        raise UserError(f"{path} is not UTF-8 text: no row could be decoded",
-                        "re-encode it as UTF-8, e.g. `iconv -f latin1 -t utf-8 in > out`")
+        raise UserError(
+            f"{path} is not UTF-8 text: no row could be decoded",
+            "re-encode it as UTF-8, e.g. `iconv -f latin1 -t utf-8 in > out`",
+        )
 
 
 def _validation(r: DataReport, s: Scan, validation: str, column_map) -> Scan:
     v = scan(validation, column_map, None)
     _fail_on_encoding(v, validation)
     if v.format and s.format and NORMALISED[v.format] != NORMALISED[s.format]:
-        raise UserError(f"the validation file is {v.format} but the training file is {s.format}",
-                        "give both files the same format")
+        raise UserError(
+            f"the validation file is {v.format} but the training file is {s.format}",
+            "give both files the same format",
+        )
     r.validation_path, r.validation_rows, r.validation_valid = str(validation), v.rows, len(v.hashes)
     for f in v.log.kept:
         s.log.add(f"validation-{f.kind}", f.line, f"(validation file) {f.message}")
     leaks = find_leaks(s.hashes, v.hashes)
     r.leaked_rows = len(leaks)
     for vp, tp in leaks:
-        s.log.add("leakage", v.hashes.line[vp], f"validation {v.source.unit} {v.hashes.line[vp]} repeats "
-                  f"training {r.unit} {s.hashes.line[tp]}")
+        s.log.add(
+            "leakage",
+            v.hashes.line[vp],
+            f"validation {v.source.unit} {v.hashes.line[vp]} repeats training {r.unit} {s.hashes.line[tp]}",
+        )
     return v
 
 
@@ -243,7 +285,8 @@ def _tokens(r: DataReport, s: Scan, tok, max_length: int | None) -> None:
     r.token_histogram = tokens.histogram(res.lengths)
     model_max = getattr(tok, "model_max_length", None)
     r.recommended_max_length, r.max_length_reason = tokens.recommend_max_length(
-        r.token_stats, model_max if isinstance(model_max, int) and model_max < 10**7 else None)
+        r.token_stats, model_max if isinstance(model_max, int) and model_max < 10**7 else None
+    )
     limit = max_length or r.recommended_max_length
     r.max_length = limit
     truncated = zero = 0
@@ -251,8 +294,12 @@ def _tokens(r: DataReport, s: Scan, tok, max_length: int | None) -> None:
         truncated += n > limit
         if p >= limit:
             zero += 1
-            s.log.add("zero-trainable", line, f"the prompt alone is {p:,} tokens, at least max_length {limit:,}: "
-                      "no trainable token is left")
+            s.log.add(
+                "zero-trainable",
+                line,
+                f"the prompt alone is {p:,} tokens, at least max_length {limit:,}: "
+                "no trainable token is left",
+            )
         elif n > limit:
             s.log.add("truncated", line, f"{n:,} tokens, longer than max_length {limit:,}")
     sampled = len(s.sample) < r.valid

@@ -47,8 +47,14 @@ class Source:
 
     def records(self) -> Iterator[Record]:
         """Iterate the records (a fresh pass each call; reading is deterministic)."""
-        reader = {"jsonl": _jsonl, "json": _json_array, "csv": _csv, "parquet": _parquet,
-                  "arrow-dir": _arrow_dir, "hub": _hub}[self.kind]
+        reader = {
+            "jsonl": _jsonl,
+            "json": _json_array,
+            "csv": _csv,
+            "parquet": _parquet,
+            "arrow-dir": _arrow_dir,
+            "hub": _hub,
+        }[self.kind]
         return reader(self.path)
 
 
@@ -68,20 +74,31 @@ def resolve_source(path: str | os.PathLike) -> Source:
         return _spool(text, p)
     special = _special_kind(p)
     if special:
-        raise UserError(f"{text} is {special}, not a data file; tunewise reads regular files",
-                        "save the data to a file and pass that, or pipe it in: `... | tunewise inspect -`")
+        raise UserError(
+            f"{text} is {special}, not a data file; tunewise reads regular files",
+            "save the data to a file and pass that, or pipe it in: `... | tunewise inspect -`",
+        )
     if not p.exists():
         # "data/train" next to an existing data/ folder is a mistyped local file, not a hub id to fetch.
         local_folder = p.parent != Path(".") and p.parent.is_dir()
-        if _HUB_ID.match(text) and not local_folder and not text.endswith((".jsonl", ".json", ".csv", ".parquet")):
+        if (
+            _HUB_ID.match(text)
+            and not local_folder
+            and not text.endswith((".jsonl", ".json", ".csv", ".parquet"))
+        ):
             return _hub_source(text)
-        raise UserError(f"dataset file not found: {text}", "check the path (relative paths are "
-                        "resolved from the current directory; in an answers file, from its folder)")
+        raise UserError(
+            f"dataset file not found: {text}",
+            "check the path (relative paths are "
+            "resolved from the current directory; in an answers file, from its folder)",
+        )
     if p.is_dir():
         if (p / "state.json").exists() or (p / "dataset_dict.json").exists():
             return Source(str(p), "arrow-dir", "row")
-        raise UserError(f"{text} is a directory but not one written by `datasets.save_to_disk`",
-                        "pass a .jsonl, .json, .csv or .parquet file, or a save_to_disk directory")
+        raise UserError(
+            f"{text} is a directory but not one written by `datasets.save_to_disk`",
+            "pass a .jsonl, .json, .csv or .parquet file, or a save_to_disk directory",
+        )
     if not os.access(p, os.R_OK):
         raise UserError(f"cannot read {text}: permission denied", "check the file's permissions")
     suffix = p.suffix.lower()
@@ -91,8 +108,10 @@ def resolve_source(path: str | os.PathLike) -> Source:
         return Source(str(p), "csv", "line")
     head = _head(p)
     if head.startswith((b"\xff\xfe", b"\xfe\xff")) or b"\x00" in head[:4096]:
-        raise UserError(f"{text} is not UTF-8 text (it looks like UTF-16 or a binary file)",
-                        "re-encode it as UTF-8, e.g. `iconv -f UTF-16 -t UTF-8 in > out`")
+        raise UserError(
+            f"{text} is not UTF-8 text (it looks like UTF-16 or a binary file)",
+            "re-encode it as UTF-8, e.g. `iconv -f UTF-16 -t UTF-8 in > out`",
+        )
     if head.lstrip(b"\xef\xbb\xbf \t\r\n").startswith(b"["):
         return Source(str(p), "json", "line")
     return Source(str(p), "jsonl", "line")
@@ -110,7 +129,7 @@ def _realpath(text: str) -> str:
 
 
 def _special_kind(p: Path) -> str | None:
-    """"a device", "a named pipe", ... for what is neither a regular file nor a folder (links followed)."""
+    """ "a device", "a named pipe", ... for what is neither a regular file nor a folder (links followed)."""
     try:
         mode = p.stat().st_mode
     except (OSError, ValueError):
@@ -142,8 +161,10 @@ def _spool(text: str, p: Path) -> Source:
     import tempfile
 
     if text == "-" and sys.stdin.isatty():
-        raise UserError("`-` reads the data from standard input, but nothing is piped in",
-                        "pipe the data in (`cat data.jsonl | tunewise inspect -`) or pass a file")
+        raise UserError(
+            "`-` reads the data from standard input, but nothing is piped in",
+            "pipe the data in (`cat data.jsonl | tunewise inspect -`) or pass a file",
+        )
     folder = tempfile.mkdtemp(prefix="tunewise-stdin-")
     atexit.register(shutil.rmtree, folder, True)
     copy = Path(folder) / "data"
@@ -154,11 +175,15 @@ def _spool(text: str, p: Path) -> Source:
             while block := src.read(_CHUNK):
                 size += len(block)
                 if size > MAX_SPOOL:
-                    raise UserError(f"{text}: more than {MAX_SPOOL >> 30} GiB came through the pipe",
-                                    "save the data to a file and pass the file")
+                    raise UserError(
+                        f"{text}: more than {MAX_SPOOL >> 30} GiB came through the pipe",
+                        "save the data to a file and pass the file",
+                    )
                 out.write(block)
     except OSError as e:
-        raise UserError(f"cannot read {text}: {e.strerror or e}", "save the data to a file and pass that") from None
+        raise UserError(
+            f"cannot read {text}: {e.strerror or e}", "save the data to a file and pass that"
+        ) from None
     head = _head(copy)
     body = head.lstrip(b"\xef\xbb\xbf \t\r\n")
     if head.startswith(b"PAR1"):
@@ -181,13 +206,17 @@ def _head(p: Path) -> bytes:
 
 
 def _hub_source(name: str) -> Source:
-    offline = any(os.environ.get(v, "").strip().lower() in ("1", "true", "yes")
-                  for v in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE"))
+    offline = any(
+        os.environ.get(v, "").strip().lower() in ("1", "true", "yes")
+        for v in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE")
+    )
     if offline:
-        raise UserError(f"{name} is not a local file; it looks like a hub dataset id, but the hub is "
-                        "offline here (HF_HUB_OFFLINE / HF_DATASETS_OFFLINE)",
-                        f"download it where you are online (e.g. `datasets.load_dataset('{name}', "
-                        "split='train').to_json('train.jsonl')`) and pass the local file")
+        raise UserError(
+            f"{name} is not a local file; it looks like a hub dataset id, but the hub is "
+            "offline here (HF_HUB_OFFLINE / HF_DATASETS_OFFLINE)",
+            f"download it where you are online (e.g. `datasets.load_dataset('{name}', "
+            "split='train').to_json('train.jsonl')`) and pass the local file",
+        )
     return Source(name, "hub", "row")
 
 
@@ -317,8 +346,11 @@ def _csv(path: str) -> Iterator[Record]:
                 if any(_has_surrogates(v, 0, len(v)) for v in fields):
                     yield Record(index, start, error="not valid UTF-8", kind="not-utf8")
                 elif len(fields) != len(header):
-                    yield Record(index, start, error=f"malformed CSV: {len(fields)} fields, the header "
-                                 f"has {len(header)}")
+                    yield Record(
+                        index,
+                        start,
+                        error=f"malformed CSV: {len(fields)} fields, the header has {len(header)}",
+                    )
                 else:
                     yield Record(index, start, dict(zip(header, fields, strict=True)))
                 index += 1
@@ -350,8 +382,10 @@ def _arrow_dir(path: str) -> Iterator[Record]:
             if not isinstance(splits, list) or not all(isinstance(x, str) for x in splits):
                 raise ValueError("`splits` is not a list of names")
         except (OSError, ValueError, AttributeError, RecursionError) as e:
-            raise UserError(f"cannot read {p / 'dataset_dict.json'}: {_first_line(e)}",
-                            "re-save the dataset with save_to_disk") from None
+            raise UserError(
+                f"cannot read {p / 'dataset_dict.json'}: {_first_line(e)}",
+                "re-save the dataset with save_to_disk",
+            ) from None
         split = "train" if "train" in splits else (splits[0] if splits else None)
         if split is None:
             raise UserError(f"{path} holds no splits", "save a dataset with at least one split")
@@ -359,10 +393,15 @@ def _arrow_dir(path: str) -> Iterator[Record]:
     try:
         state = json.loads((p / "state.json").read_text(encoding="utf-8"))
         files = [p / d["filename"] for d in state["_data_files"]]
-        if any(Path(d["filename"]).is_absolute() or ".." in Path(d["filename"]).parts for d in state["_data_files"]):
+        if any(
+            Path(d["filename"]).is_absolute() or ".." in Path(d["filename"]).parts
+            for d in state["_data_files"]
+        ):
             raise ValueError("a data file name points outside the dataset folder")
     except (OSError, ValueError, KeyError, TypeError, AttributeError, RecursionError) as e:
-        raise UserError(f"cannot read {p / 'state.json'}: {e}", "re-save the dataset with save_to_disk") from e
+        raise UserError(
+            f"cannot read {p / 'state.json'}: {e}", "re-save the dataset with save_to_disk"
+        ) from e
     index = 0
     for fname in files:
         try:
@@ -383,5 +422,6 @@ def _hub(name: str) -> Iterator[Record]:  # pragma: no cover - needs the network
         for index, row in enumerate(stream):
             yield Record(index, index + 1, row)
     except Exception as e:
-        raise UserError(f"cannot load hub dataset {name}: {e}",
-                        "download it and pass the local file, or check the id") from e
+        raise UserError(
+            f"cannot load hub dataset {name}: {e}", "download it and pass the local file, or check the id"
+        ) from e

@@ -61,22 +61,31 @@ def _tokens(r: DataReport) -> Group:
     st = r.token_stats
     sample = f", sample of {r.token_sample:,}" if r.token_sample else ""
     lines: list[RenderableType] = [
-        Text(f"Token lengths ({r.tokenizer}{sample}): p50 {st['p50']:,}  p95 {st['p95']:,}  "
-             f"max {st['max']:,}  mean {st['mean']:,}", style="bold")]
+        Text(
+            f"Token lengths ({r.tokenizer}{sample}): p50 {st['p50']:,}  p95 {st['p95']:,}  "
+            f"max {st['max']:,}  mean {st['mean']:,}",
+            style="bold",
+        )
+    ]
     top = max(b["count"] for b in r.token_histogram) or 1
     for b in r.token_histogram:
         bar = "█" * round(_BAR * b["count"] / top)
         if b["count"] and not bar:
             bar = "▏"
         over = r.max_length is not None and b["hi"] > r.max_length
-        lines.append(Text(f"{b['lo']:>7,}–{b['hi']:<7,} {bar:<{_BAR}} {b['count']:,}",
-                          style="red" if over else ""))
+        lines.append(
+            Text(f"{b['lo']:>7,}–{b['hi']:<7,} {bar:<{_BAR}} {b['count']:,}", style="red" if over else "")
+        )
     if r.recommended_max_length:
         lines.append(Text(f"recommended max_length: {r.recommended_max_length:,}", style="bold green"))
         lines.append(Text(f"  {r.max_length_reason}", style="dim"))
     if r.max_length is not None:
-        lines.append(Text(f"at max_length {r.max_length:,}: {r.truncated_rows:,} rows truncated, "
-                          f"{r.zero_trainable_rows:,} with no trainable tokens"))
+        lines.append(
+            Text(
+                f"at max_length {r.max_length:,}: {r.truncated_rows:,} rows truncated, "
+                f"{r.zero_trainable_rows:,} with no trainable tokens"
+            )
+        )
     return Group(*lines)
 
 

@@ -10,8 +10,18 @@ MAX_INVALID = 1000  # rows kept in `DataReport.invalid`; the counts stay exact
 MAX_PER_KIND = 200  # findings kept per kind; the counts stay exact
 
 # Kinds whose rows are dropped from the split (the rest are kept and only reported).
-INVALID_KINDS = ("malformed", "not-utf8", "wrong-type", "missing-field", "empty-field", "empty-assistant",
-                 "no-assistant", "role-order", "chosen-equals-rejected", "other-format")
+INVALID_KINDS = (
+    "malformed",
+    "not-utf8",
+    "wrong-type",
+    "missing-field",
+    "empty-field",
+    "empty-assistant",
+    "no-assistant",
+    "role-order",
+    "chosen-equals-rejected",
+    "other-format",
+)
 
 
 @dataclass
@@ -99,11 +109,15 @@ def summarise(r: DataReport) -> list[str]:
     if r.duplicates:
         out.append(f"{r.duplicates:,} rows repeat an earlier row exactly and are left out of the split")
     if r.near_duplicates:
-        out.append(f"{r.near_duplicates:,} rows nearly repeat an earlier row (same words after lowercasing "
-                   "and removing punctuation): review them")
+        out.append(
+            f"{r.near_duplicates:,} rows nearly repeat an earlier row (same words after lowercasing "
+            "and removing punctuation): review them"
+        )
     if r.leaked_rows:
-        out.append(f"{r.leaked_rows:,} validation rows also appear in the training data (leakage): "
-                   "they are left out of the validation split")
+        out.append(
+            f"{r.leaked_rows:,} validation rows also appear in the training data (leakage): "
+            "they are left out of the validation split"
+        )
     c = r.finding_counts
     if c.get("trailing-turn"):
         out.append(f"{c['trailing-turn']:,} conversations end with a turn nothing answers")
@@ -115,11 +129,15 @@ def summarise(r: DataReport) -> list[str]:
     est = " (estimated from a sample)" if r.token_sample else ""
     if r.truncated_rows:
         pct = 100 * r.truncated_rows / max(r.valid, 1)
-        out.append(f"{r.truncated_rows:,} rows ({pct:.1f}%) are longer than max_length {r.max_length:,} "
-                   f"tokens and will be truncated{est}")
+        out.append(
+            f"{r.truncated_rows:,} rows ({pct:.1f}%) are longer than max_length {r.max_length:,} "
+            f"tokens and will be truncated{est}"
+        )
     if r.zero_trainable_rows:
-        out.append(f"{r.zero_trainable_rows:,} rows keep no trainable tokens at max_length {r.max_length:,} "
-                   f"(the prompt alone fills it){est}")
+        out.append(
+            f"{r.zero_trainable_rows:,} rows keep no trainable tokens at max_length {r.max_length:,} "
+            f"(the prompt alone fills it){est}"
+        )
     if r.token_sample:
         out.append(f"token statistics come from a random sample of {r.token_sample:,} of {r.valid:,} rows")
     if not r.usable:

@@ -51,8 +51,16 @@ class SplitResult:
         return d
 
 
-def write_split(path, out_dir, *, column_map: dict[str, str] | None = None, val_fraction: float = 0.2,
-                seed: int = 42, validation: str | None = None, val_max_rows: int | None = None) -> SplitResult:
+def write_split(
+    path,
+    out_dir,
+    *,
+    column_map: dict[str, str] | None = None,
+    val_fraction: float = 0.2,
+    seed: int = 42,
+    validation: str | None = None,
+    val_max_rows: int | None = None,
+) -> SplitResult:
     """Split `path` into `out_dir/train.jsonl` and `out_dir/validation.jsonl`.
 
     Args:
@@ -73,8 +81,10 @@ def write_split(path, out_dir, *, column_map: dict[str, str] | None = None, val_
     report, (s, v) = _inspect(path, column_map=column_map, validation=validation)
     if not report.usable:
         first = report.warnings[0] if report.warnings else "no rows"
-        raise CheckFailed(f"{path} has no usable rows to split: {first}",
-                          f"run `tunewise inspect {path}` to see every problem")
+        raise CheckFailed(
+            f"{path} has no usable rows to split: {first}",
+            f"run `tunewise inspect {path}` to see every problem",
+        )
     fmt = NORMALISED[s.format]
     dup_idx = {s.hashes.index[p] for p in s.dups.exact_pos}
     out = Path(out_dir)
@@ -82,9 +92,20 @@ def write_split(path, out_dir, *, column_map: dict[str, str] | None = None, val_
         out.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise UserError(f"cannot create {out}: {e.strerror}", "choose a writable directory") from e
-    result = SplitResult(out / TRAIN_FILE, out / VALIDATION_FILE, fmt, 0, 0, report.invalid_count,
-                         len(dup_idx), source_format=s.format, seed=seed, val_fraction=val_fraction,
-                         label_column=s.label_column, report=report)
+    result = SplitResult(
+        out / TRAIN_FILE,
+        out / VALIDATION_FILE,
+        fmt,
+        0,
+        0,
+        report.invalid_count,
+        len(dup_idx),
+        source_format=s.format,
+        seed=seed,
+        val_fraction=val_fraction,
+        label_column=s.label_column,
+        report=report,
+    )
     if v is None:
         val_idx = _choose_validation(s, dup_idx, val_fraction, seed, val_max_rows)
         result.stratified = s.label_column is not None
@@ -141,7 +162,7 @@ def _choose_validation(s, dup_idx: set[int], frac: float, seed: int, cap: int | 
     for k in keys:
         members = strata[k][:]
         rng.shuffle(members)
-        chosen.update(members[:take[k]])
+        chosen.update(members[: take[k]])
     # Near-duplicates follow the row they repeat, so no near-copy straddles the split.
     for p, q in zip(s.dups.near_pos, s.dups.near_of, strict=True):
         if idx[p] not in dup_idx:

@@ -21,8 +21,11 @@ PROBE_SECONDS = 10.0  # a normal template renders a short conversation in well u
 ROW_SECONDS = 5.0
 MAX_OUTPUT = 4 << 20  # characters: a rendered row longer than 4 MiB is no training example
 _PROBE_MEMORY = 1 << 30  # extra address space the probe may use
-_PROBE = [{"role": "system", "content": "You are helpful."}, {"role": "user", "content": "Hello, how are you?"},
-          {"role": "assistant", "content": "Fine, thanks. How can I help?"}]
+_PROBE = [
+    {"role": "system", "content": "You are helpful."},
+    {"role": "user", "content": "Hello, how are you?"},
+    {"role": "assistant", "content": "Fine, thanks. How can I help?"},
+]
 
 
 class TemplateLimit(Exception):
@@ -60,17 +63,25 @@ def probe(tok, name: str = "the tokenizer") -> None:
     else:
         os.kill(pid, signal.SIGKILL)
         os.waitpid(pid, 0)
-        raise UserError(f"the chat template of {name} did not finish rendering a 3-message conversation in "
-                        f"{PROBE_SECONDS:g} s (it loops without end, or nearly)",
-                        "fix the template (tokenizer_config.json `chat_template` or chat_template.jinja), or "
-                        "use a model or --tokenizer with a standard one")
+        raise UserError(
+            f"the chat template of {name} did not finish rendering a 3-message conversation in "
+            f"{PROBE_SECONDS:g} s (it loops without end, or nearly)",
+            "fix the template (tokenizer_config.json `chat_template` or chat_template.jinja), or "
+            "use a model or --tokenizer with a standard one",
+        )
     code = os.waitstatus_to_exitcode(status)
     if code in (3, 4) or code < 0:
-        what = (f"writes more than {MAX_OUTPUT >> 20} MiB" if code == 3 else
-                f"needs more than {_PROBE_MEMORY >> 30} GiB of memory")
-        raise UserError(f"the chat template of {name} {what} for a 3-message conversation (its output grows "
-                        "without bound)", "fix the template (tokenizer_config.json `chat_template` or "
-                        "chat_template.jinja), or use a model or --tokenizer with a standard one")
+        what = (
+            f"writes more than {MAX_OUTPUT >> 20} MiB"
+            if code == 3
+            else f"needs more than {_PROBE_MEMORY >> 30} GiB of memory"
+        )
+        raise UserError(
+            f"the chat template of {name} {what} for a 3-message conversation (its output grows "
+            "without bound)",
+            "fix the template (tokenizer_config.json `chat_template` or "
+            "chat_template.jinja), or use a model or --tokenizer with a standard one",
+        )
 
 
 @contextmanager

@@ -29,9 +29,11 @@ def load_tokenizer(spec: Any, *, what: str = "tokenizer"):
     try:
         return AutoTokenizer.from_pretrained(spec, local_files_only=True, trust_remote_code=False)
     except Exception as e:  # transformers raises OSError, ValueError, and others for missing files
-        raise UserError(f"cannot load a {what} from {spec!r} locally: {str(e).splitlines()[0]}",
-                        "pass a directory holding tokenizer files (tokenizer.json / tokenizer_config.json), "
-                        "or a model already in the Hugging Face cache") from e
+        raise UserError(
+            f"cannot load a {what} from {spec!r} locally: {str(e).splitlines()[0]}",
+            "pass a directory holding tokenizer files (tokenizer.json / tokenizer_config.json), "
+            "or a model already in the Hugging Face cache",
+        ) from e
 
 
 @dataclass
@@ -51,16 +53,26 @@ def measure(rows: list[tuple[int, dict]], fmt: str, tok) -> TokenResult:
     if conversational and has_template:
         from advisor.data.template_guard import probe
 
-        probe(tok, repr(getattr(tok, "name_or_path", None) or "the tokenizer"))  # a runaway template: UserError
+        probe(
+            tok, repr(getattr(tok, "name_or_path", None) or "the tokenizer")
+        )  # a runaway template: UserError
     if conversational and not has_template:
-        res.notes.append(("chat-template", "the tokenizer has no chat template; TRL needs one for "
-                          "conversational data (lengths below use a plain 'role: content' layout)"))
+        res.notes.append(
+            (
+                "chat-template",
+                "the tokenizer has no chat template; TRL needs one for "
+                "conversational data (lengths below use a plain 'role: content' layout)",
+            )
+        )
     fulls, prompts, lines, owner = [], [], [], []
     for line, row in rows:
         # A preference pair is two sequences (prompt + chosen, prompt + rejected), both truncated to
         # max_length: each side is measured and the pair counts as its longer one, in tokens.
-        sides = [dict(row, chosen=row[k], rejected=row[k]) for k in ("chosen", "rejected")] \
-            if fmt == "preference" else [row]
+        sides = (
+            [dict(row, chosen=row[k], rejected=row[k]) for k in ("chosen", "rejected")]
+            if fmt == "preference"
+            else [row]
+        )
         try:
             rendered = [_render(side, fmt, tok, has_template) for side in sides]
         except Exception as e:  # a Jinja template can raise anything (TemplateError, TypeError, ...)
@@ -75,9 +87,9 @@ def measure(rows: list[tuple[int, dict]], fmt: str, tok) -> TokenResult:
     eos_extra = 0 if conversational else 1  # TRL appends EOS to plain text and completions
     lengths, prompt_lengths = [0] * len(lines), [0] * len(lines)
     for i in range(0, len(fulls), _BATCH):
-        f_ids = tok(fulls[i:i + _BATCH], add_special_tokens=special)["input_ids"]
-        p_ids = tok(prompts[i:i + _BATCH], add_special_tokens=special)["input_ids"]
-        for j, (f, p, text) in enumerate(zip(f_ids, p_ids, prompts[i:i + _BATCH], strict=True)):
+        f_ids = tok(fulls[i : i + _BATCH], add_special_tokens=special)["input_ids"]
+        p_ids = tok(prompts[i : i + _BATCH], add_special_tokens=special)["input_ids"]
+        for j, (f, p, text) in enumerate(zip(f_ids, p_ids, prompts[i : i + _BATCH], strict=True)):
             k = owner[i + j]
             lengths[k] = max(lengths[k], len(f) + eos_extra)
             prompt_lengths[k] = max(prompt_lengths[k], len(p) if text else 0)
@@ -89,6 +101,7 @@ def measure(rows: list[tuple[int, dict]], fmt: str, tok) -> TokenResult:
 
 def _render(row: dict, fmt: str, tok, has_template: bool) -> tuple[str, str]:
     """(full text, prompt text) as the trainer will see them."""
+
     def chat(msgs, gen=False):
         if has_template:
             from advisor.data.template_guard import render
@@ -112,8 +125,9 @@ def _render(row: dict, fmt: str, tok, has_template: bool) -> tuple[str, str]:
 def _check_eos(tok, fulls: list[str], rows, fmt: str, conversational: bool, res: TokenResult) -> None:
     eos = getattr(tok, "eos_token", None)
     if not eos:
-        res.notes.append(("missing-eos", "the tokenizer has no end-of-sequence token: the model may not "
-                          "learn to stop"))
+        res.notes.append(
+            ("missing-eos", "the tokenizer has no end-of-sequence token: the model may not learn to stop")
+        )
         return
     if not conversational or not fulls or not getattr(tok, "chat_template", None):
         return
@@ -123,9 +137,14 @@ def _check_eos(tok, fulls: list[str], rows, fmt: str, conversational: bool, res:
     last = next((m.get("content") for m in reversed(msgs) if m["role"] == "assistant"), None)
     text = fulls[0]
     at = text.rfind(last) if last else -1
-    if at >= 0 and eos not in text[at + len(last):]:
-        res.notes.append(("missing-eos", f"the chat template does not close assistant turns with the EOS "
-                          f"token {eos!r}: the model may not learn to stop"))
+    if at >= 0 and eos not in text[at + len(last) :]:
+        res.notes.append(
+            (
+                "missing-eos",
+                f"the chat template does not close assistant turns with the EOS "
+                f"token {eos!r}: the model may not learn to stop",
+            )
+        )
 
 
 def percentile(sorted_vals: list[int], q: float) -> int:
@@ -136,8 +155,12 @@ def percentile(sorted_vals: list[int], q: float) -> int:
 
 def stats(lengths: list[int]) -> dict:
     s = sorted(lengths)
-    return {"p50": percentile(s, 0.50), "p95": percentile(s, 0.95), "max": s[-1],
-            "mean": round(sum(s) / len(s), 1)}
+    return {
+        "p50": percentile(s, 0.50),
+        "p95": percentile(s, 0.95),
+        "max": s[-1],
+        "mean": round(sum(s) / len(s), 1),
+    }
 
 
 def histogram(lengths: list[int], bins: int = 12) -> list[dict]:
@@ -155,13 +178,22 @@ def recommend_max_length(st: dict, model_max: int | None = None) -> tuple[int, s
     p95 = st["p95"]
     step = 64 if p95 <= 1024 else 128
     rec = max(step, math.ceil(p95 / step) * step)
-    why = (f"95% of rows fit in {p95:,} tokens (p95), rounded up to a multiple of {step}: {rec:,}; "
-           f"the guide suggests starting with 512–1,024 tokens (\"{GUIDE}\")")
+    why = (
+        f"95% of rows fit in {p95:,} tokens (p95), rounded up to a multiple of {step}: {rec:,}; "
+        f'the guide suggests starting with 512–1,024 tokens ("{GUIDE}")'
+    )
     cap = MAX_RECOMMENDED
     if model_max and 0 < model_max < cap:
         cap = model_max
     if rec > cap:
-        why += f"; capped at {cap:,} (" + ("the model's limit" if cap == model_max else
-                                            "longer rows are better split into shorter examples") + ")"
+        why += (
+            f"; capped at {cap:,} ("
+            + (
+                "the model's limit"
+                if cap == model_max
+                else "longer rows are better split into shorter examples"
+            )
+            + ")"
+        )
         rec = cap
     return rec, why

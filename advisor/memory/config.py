@@ -74,13 +74,20 @@ def validate(cfg: MemoryConfig) -> None:
         if not ok:
             raise UserError(f"invalid {what}: {value!r}", f"use {allowed}")
     if cfg.cpu_offload and cfg.distributed != "fsdp":
-        raise UserError("CPU offload is modelled for FSDP only", "add --distributed fsdp (and --gpus 2 or more)")
+        raise UserError(
+            "CPU offload is modelled for FSDP only", "add --distributed fsdp (and --gpus 2 or more)"
+        )
     from advisor.precision import check
 
     bad = check(cfg.method, cfg.precision, legacy=True)
     if bad:
-        raise UserError(f"invalid {bad}", "bf16-mixed (fp32 master weights) is the default; bf16-compensated for "
-                        "Spectrum/full when that does not fit; fp32 or fp16-mixed on GPUs without bf16")
+        raise UserError(
+            f"invalid {bad}",
+            "bf16-mixed (fp32 master weights) is the default; bf16-compensated for "
+            "Spectrum/full when that does not fit; fp32 or fp16-mixed on GPUs without bf16",
+        )
     if cfg.stage == "dpo" and cfg.stack != "tunewise":
-        raise UserError(f"the {cfg.stack!r} stack has no DPO step to estimate (stage 'dpo')",
-                        "estimate the DPO stage on the tunewise stack (the job's DPOTrainer)")
+        raise UserError(
+            f"the {cfg.stack!r} stack has no DPO step to estimate (stage 'dpo')",
+            "estimate the DPO stage on the tunewise stack (the job's DPOTrainer)",
+        )

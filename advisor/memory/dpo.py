@@ -113,7 +113,9 @@ def reference_head_bytes(m: ModelFacts, cfg: MemoryConfig, rows) -> float:
     """The reference's fused head: its final hidden states, the copy the head scores, one logits tile."""
     s = stream_bytes(cfg)
     tokens = rows.batch_size * rows.seq_len
-    return 2 * m.hidden_size * residual_bytes(cfg) * tokens + min(tokens, TRL_HEAD_TOKENS) * TRL_HEAD_VOCAB * s
+    return (
+        2 * m.hidden_size * residual_bytes(cfg) * tokens + min(tokens, TRL_HEAD_TOKENS) * TRL_HEAD_VOCAB * s
+    )
 
 
 def dpo_step_parts(m: ModelFacts, cfg: MemoryConfig) -> Parts:
@@ -126,13 +128,17 @@ def dpo_step_parts(m: ModelFacts, cfg: MemoryConfig) -> Parts:
     # At the reference forward the policy holds what it saved for backward (as at the loss) and the hidden
     # states its fused head saved.
     held = phases["loss"]["activations"] + m.hidden_size * residual_bytes(cfg) * tokens
-    ref = {"activations": held,
-           "reference_forward": max(reference_layer_bytes(m, cfg, rows), reference_head_bytes(m, cfg, rows))}
+    ref = {
+        "activations": held,
+        "reference_forward": max(reference_layer_bytes(m, cfg, rows), reference_head_bytes(m, cfg, rows)),
+    }
     if residual_bytes(cfg) == 4 and stream_bytes(cfg) == 2:
         # fp32 master weights under bf16 autocast: the policy forward's cached bf16 casts of its trainable
         # matmul weights live until the autocast region ends, after the reference forward (CPU trace)
         c = count_params(m)
-        ref["reference_forward"] += 2 * (c["linear"] + c["lm_head"] + (c["embed"] if m.tie_word_embeddings else 0))
+        ref["reference_forward"] += 2 * (
+            c["linear"] + c["lm_head"] + (c["embed"] if m.tie_word_embeddings else 0)
+        )
         # and the policy's fused head keeps a bf16 cast of its fp32 output weight for backward, from its forward
         # through the loss (the CPU trace of the DPO step; the SFT step's head shows none)
         head = 2 * m.vocab_size * m.hidden_size
@@ -151,6 +157,14 @@ def dpo_step_parts(m: ModelFacts, cfg: MemoryConfig) -> Parts:
     at_peak = dict(resident)
     for k, v in phases[phase].items():
         at_peak[k] = at_peak.get(k, 0.0) + v
-    return Parts(at_peak=at_peak, phase=phase, loss_blocks=p.loss_blocks, paged_bytes=p.paged_bytes,
-                 trainable_params=p.trainable_params, phase_totals=totals,
-                 resident=p.resident + ref_weights, phase_parts=phases, host_bytes=p.host_bytes)
+    return Parts(
+        at_peak=at_peak,
+        phase=phase,
+        loss_blocks=p.loss_blocks,
+        paged_bytes=p.paged_bytes,
+        trainable_params=p.trainable_params,
+        phase_totals=totals,
+        resident=p.resident + ref_weights,
+        phase_parts=phases,
+        host_bytes=p.host_bytes,
+    )

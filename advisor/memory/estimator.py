@@ -47,13 +47,20 @@ class MemoryEstimate:
     precision: str = "bf16-mixed"
     bytes_per_param: dict[str, float] = field(default_factory=dict)  # advisor.memory.parts.param_bytes
 
-
     def to_dict(self) -> dict:
-        return {"peak_allocated_gib": self.peak_allocated_gib, "device_gib": self.device_gib,
-                "breakdown": self.breakdown, "dominant": self.dominant, "advice": self.advice,
-                "overhead": self.overhead, "phase": self.phase, "trainable_params": self.trainable_params,
-                "host_offload_gib": self.host_offload_gib, "precision": self.precision,
-                "bytes_per_param": self.bytes_per_param}
+        return {
+            "peak_allocated_gib": self.peak_allocated_gib,
+            "device_gib": self.device_gib,
+            "breakdown": self.breakdown,
+            "dominant": self.dominant,
+            "advice": self.advice,
+            "overhead": self.overhead,
+            "phase": self.phase,
+            "trainable_params": self.trainable_params,
+            "host_offload_gib": self.host_offload_gib,
+            "precision": self.precision,
+            "bytes_per_param": self.bytes_per_param,
+        }
 
 
 @dataclass(frozen=True)
@@ -74,13 +81,23 @@ def config_for_plan(plan, stage: str = "sft") -> MemoryConfig:
     caller's. The DPO stage runs its own batch, and after SFT it keeps a frozen copy of the SFT adapter."""
     attn = {"flash_attention_2": "flash", "eager": "eager"}.get(plan.attn_implementation, "sdpa")
     lora = plan.lora if plan.method in ("lora", "qlora") else None
-    return MemoryConfig(method=plan.method, rank=lora.r if lora else 16, seq_len=plan.max_length,
-                        batch_size=plan.stage_batch(stage)[0], grad_ckpt=plan.gradient_checkpointing, liger=plan.liger,
-                        n_gpus=plan.n_gpus, distributed=plan.distributed_mode, attn=attn,
-                        lora_dropout=lora.dropout if lora else 0.0,
-                        padding_free=plan.flat_packing, stage=stage, cpu_offload=plan.cpu_offload,
-                        precision=plan_precision(plan),
-                        dpo_ref_adapter=stage == "dpo" and plan.stage == "sft+dpo")
+    return MemoryConfig(
+        method=plan.method,
+        rank=lora.r if lora else 16,
+        seq_len=plan.max_length,
+        batch_size=plan.stage_batch(stage)[0],
+        grad_ckpt=plan.gradient_checkpointing,
+        liger=plan.liger,
+        n_gpus=plan.n_gpus,
+        distributed=plan.distributed_mode,
+        attn=attn,
+        lora_dropout=lora.dropout if lora else 0.0,
+        padding_free=plan.flat_packing,
+        stage=stage,
+        cpu_offload=plan.cpu_offload,
+        precision=plan_precision(plan),
+        dpo_ref_adapter=stage == "dpo" and plan.stage == "sft+dpo",
+    )
 
 
 def plan_precision(plan) -> str:
@@ -113,11 +130,18 @@ def _estimate(model: ModelFacts, cfg: MemoryConfig) -> MemoryEstimate:
         overhead["paged_optimizer_states"] = round(p.paged_bytes / GiB, 3)
     breakdown = {k: round(v / GiB, 3) for k, v in p.at_peak.items() if v > 0}
     dominant = max(breakdown, key=breakdown.get) if breakdown else ""
-    return MemoryEstimate(peak_allocated_gib=round(peak, 3), device_gib=round(peak + sum(overhead.values()), 3),
-                          breakdown=breakdown, dominant=dominant, overhead=overhead, phase=p.phase,
-                          trainable_params=p.trainable_params, host_offload_gib=round(p.host_bytes / GiB, 3),
-                          precision=cfg.precision,
-                          bytes_per_param=param_bytes(cfg))
+    return MemoryEstimate(
+        peak_allocated_gib=round(peak, 3),
+        device_gib=round(peak + sum(overhead.values()), 3),
+        breakdown=breakdown,
+        dominant=dominant,
+        overhead=overhead,
+        phase=p.phase,
+        trainable_params=p.trainable_params,
+        host_offload_gib=round(p.host_bytes / GiB, 3),
+        precision=cfg.precision,
+        bytes_per_param=param_bytes(cfg),
+    )
 
 
 def _as_method(cfg: MemoryConfig, method: str) -> MemoryConfig:
@@ -126,7 +150,11 @@ def _as_method(cfg: MemoryConfig, method: str) -> MemoryConfig:
 
     if check(method, cfg.precision, legacy=True) is None:
         return replace(cfg, method=method)
-    return replace(cfg, method=method, precision="fp16-mixed" if cfg.precision in ("fp32", "fp16-mixed") else "bf16-mixed")
+    return replace(
+        cfg,
+        method=method,
+        precision="fp16-mixed" if cfg.precision in ("fp32", "fp16-mixed") else "bf16-mixed",
+    )
 
 
 def _advice(model: ModelFacts, cfg: MemoryConfig, est: MemoryEstimate, gpu_gib: float | None) -> list[str]:
@@ -134,24 +162,33 @@ def _advice(model: ModelFacts, cfg: MemoryConfig, est: MemoryEstimate, gpu_gib: 
     if not cfg.liger:
         saved = est.peak_allocated_gib - _estimate(model, replace(cfg, liger=True)).peak_allocated_gib
         if saved >= 0.1:
-            why = ("its RMSNorm and SwiGLU kernels keep less for backward" if cfg.stack == "tunewise"
-                   else "fused linear cross-entropy never builds the fp32 logits")
+            why = (
+                "its RMSNorm and SwiGLU kernels keep less for backward"
+                if cfg.stack == "tunewise"
+                else "fused linear cross-entropy never builds the fp32 logits"
+            )
             out.append(f"--liger saves {saved:.1f} GiB ({why})")
     if not cfg.grad_ckpt:
         saved = est.peak_allocated_gib - _estimate(model, replace(cfg, grad_ckpt=True)).peak_allocated_gib
         if saved >= 0.1:
-            out.append(f"gradient checkpointing (drop --no-grad-ckpt) saves {saved:.1f} GiB for ~30% more compute")
+            out.append(
+                f"gradient checkpointing (drop --no-grad-ckpt) saves {saved:.1f} GiB for ~30% more compute"
+            )
     if cfg.method == "lora" and est.breakdown.get("weights", 0) > 0.5 * est.peak_allocated_gib:
         q = _estimate(model, _as_method(cfg, "qlora")).peak_allocated_gib
         if q < est.peak_allocated_gib - 0.5:
-            out.append(f"--method qlora stores the weights in 4 bits: {q:.1f} GiB peak instead of "
-                       f"{est.peak_allocated_gib:.1f} GiB")
+            out.append(
+                f"--method qlora stores the weights in 4 bits: {q:.1f} GiB peak instead of "
+                f"{est.peak_allocated_gib:.1f} GiB"
+            )
     if cfg.method in ("full", "spectrum"):
         # Trainable weights carry gradients and AdamW's two moments: a frozen base with adapters drops them.
         lo = _estimate(model, _as_method(cfg, "lora")).peak_allocated_gib
         if lo < est.peak_allocated_gib - 0.5:
-            out.append(f"--method lora trains adapters on frozen weights (no gradients or optimizer states for "
-                       f"the base): {lo:.1f} GiB peak instead of {est.peak_allocated_gib:.1f} GiB")
+            out.append(
+                f"--method lora trains adapters on frozen weights (no gradients or optimizer states for "
+                f"the base): {lo:.1f} GiB peak instead of {est.peak_allocated_gib:.1f} GiB"
+            )
     if gpu_gib:
         fits = est.device_gib <= gpu_gib
         best = _largest_batch(model, cfg, gpu_gib, limit=max(64, cfg.batch_size))
@@ -162,16 +199,25 @@ def _advice(model: ModelFacts, cfg: MemoryConfig, est: MemoryEstimate, gpu_gib: 
                 msg += f"; batch {best[0]} would still fit ({best[1]:.1f} GiB to spare)"
             out.append(msg)
         elif best:
-            out.append(f"does not fit {gpu_gib:g} GiB at batch {cfg.batch_size}; batch {best[0]} fits with "
-                       f"{best[1]:.1f} GiB to spare (raise gradient accumulation to keep the effective batch)")
+            out.append(
+                f"does not fit {gpu_gib:g} GiB at batch {cfg.batch_size}; batch {best[0]} fits with "
+                f"{best[1]:.1f} GiB to spare (raise gradient accumulation to keep the effective batch)"
+            )
         else:
-            levers = ["shorten sequences"] + [x for x, off in (("add --liger", not cfg.liger),
-                                                                 ("drop --no-grad-ckpt", not cfg.grad_ckpt)) if off]
+            levers = ["shorten sequences"] + [
+                x
+                for x, off in (("add --liger", not cfg.liger), ("drop --no-grad-ckpt", not cfg.grad_ckpt))
+                if off
+            ]
             if cfg.method != "qlora":
                 levers.append("use --method qlora")
             levers += _layout_levers(cfg)
-            out.append(f"does not fit {gpu_gib:g} GiB even at batch 1 with sequence length {cfg.seq_len}: "
-                       + ", ".join(levers[:-1]) + " or " + levers[-1])
+            out.append(
+                f"does not fit {gpu_gib:g} GiB even at batch 1 with sequence length {cfg.seq_len}: "
+                + ", ".join(levers[:-1])
+                + " or "
+                + levers[-1]
+            )
     return out
 
 
@@ -189,7 +235,9 @@ def _layout_levers(cfg: MemoryConfig) -> list[str]:
     return out
 
 
-def _largest_batch(model: ModelFacts, cfg: MemoryConfig, gpu_gib: float, *, limit: int) -> tuple[int, float] | None:
+def _largest_batch(
+    model: ModelFacts, cfg: MemoryConfig, gpu_gib: float, *, limit: int
+) -> tuple[int, float] | None:
     """The largest batch (≤ limit) whose device figure fits `gpu_gib`, with the GiB to spare."""
     best = None
     b = 1
@@ -202,9 +250,15 @@ def _largest_batch(model: ModelFacts, cfg: MemoryConfig, gpu_gib: float, *, limi
     return best
 
 
-def fit_search(model: ModelFacts, cfg: MemoryConfig, gpu_gib: float, *, margin: float = 0.10,
-               target_effective_batch: int = 16,
-               seq_lens: tuple[int, ...] = (256, 512, 1024, 2048, 4096, 8192, 16384, 32768)) -> FitResult:
+def fit_search(
+    model: ModelFacts,
+    cfg: MemoryConfig,
+    gpu_gib: float,
+    *,
+    margin: float = 0.10,
+    target_effective_batch: int = 16,
+    seq_lens: tuple[int, ...] = (256, 512, 1024, 2048, 4096, 8192, 16384, 32768),
+) -> FitResult:
     """The longest sequence (≤ cfg.seq_len) and then the largest micro-batch that fit `gpu_gib` with
     `margin` kept free, and the gradient accumulation that keeps the effective batch.
 
@@ -230,16 +284,27 @@ def fit_search(model: ModelFacts, cfg: MemoryConfig, gpu_gib: float, *, margin: 
             e = dev(seq, b)
             if e.device_gib <= usable:
                 accum = max(1, math.ceil(target_effective_batch / b))
-                note = (f"micro-batch {b} × accumulation {accum} = effective batch {b * accum} at {seq} tokens; "
-                        f"{e.device_gib:.1f} of {gpu_gib:g} GiB ({margin:.0%} kept free)")
+                note = (
+                    f"micro-batch {b} × accumulation {accum} = effective batch {b * accum} at {seq} tokens; "
+                    f"{e.device_gib:.1f} of {gpu_gib:g} GiB ({margin:.0%} kept free)"
+                )
                 if seq < cfg.seq_len:
                     note += f"; {cfg.seq_len} tokens does not fit even at micro-batch 1"
-                return FitResult(b, accum, seq, e.peak_allocated_gib, e.device_gib, True, note, e.host_offload_gib)
+                return FitResult(
+                    b, accum, seq, e.peak_allocated_gib, e.device_gib, True, note, e.host_offload_gib
+                )
     e = dev(wanted[-1], 1)
-    return FitResult(1, max(1, target_effective_batch), wanted[-1], e.peak_allocated_gib, e.device_gib, False,
-                     f"does not fit: {e.device_gib:.1f} GiB needed at micro-batch 1 and {wanted[-1]} tokens, "
-                     f"{usable:.1f} of {gpu_gib:g} GiB usable; use qlora, --liger, more GPUs or a smaller model",
-                     e.host_offload_gib)
+    return FitResult(
+        1,
+        max(1, target_effective_batch),
+        wanted[-1],
+        e.peak_allocated_gib,
+        e.device_gib,
+        False,
+        f"does not fit: {e.device_gib:.1f} GiB needed at micro-batch 1 and {wanted[-1]} tokens, "
+        f"{usable:.1f} of {gpu_gib:g} GiB usable; use qlora, --liger, more GPUs or a smaller model",
+        e.host_offload_gib,
+    )
 
 
 def carry_prediction(old, new) -> None:
@@ -261,7 +326,14 @@ def carry_prediction(old, new) -> None:
     for was, now, stage in pairs:
         if was.predicted_peak_gib is None:
             continue
-        before, after = estimate(facts, config_for_plan(old, stage)), estimate(facts, config_for_plan(new, stage))
-        now.predicted_peak_gib = round(was.predicted_peak_gib + after.peak_allocated_gib - before.peak_allocated_gib, 3)
+        before, after = (
+            estimate(facts, config_for_plan(old, stage)),
+            estimate(facts, config_for_plan(new, stage)),
+        )
+        now.predicted_peak_gib = round(
+            was.predicted_peak_gib + after.peak_allocated_gib - before.peak_allocated_gib, 3
+        )
         if was.predicted_device_gib is not None:
-            now.predicted_device_gib = round(was.predicted_device_gib + after.device_gib - before.device_gib, 3)
+            now.predicted_device_gib = round(
+                was.predicted_device_gib + after.device_gib - before.device_gib, 3
+            )

@@ -99,11 +99,21 @@ def param_bytes(cfg: MemoryConfig) -> dict:
     pb = base_weight_bytes(cfg)
     w = 4 if fsdp_sharded(cfg) else adapter_bytes(cfg) if lora else pb.weight
     states = 2 * w if cfg.optimizer == "adamw" else ADAM8_BYTES_PER_PARAM
-    if cfg.optimizer == "adamw" and precision_of(cfg) == "bf16-compensated" and not lora and not fsdp_sharded(cfg):
+    if (
+        cfg.optimizer == "adamw"
+        and precision_of(cfg) == "bf16-compensated"
+        and not lora
+        and not fsdp_sharded(cfg)
+    ):
         states += 2
     frozen = NF4_BYTES_PER_PARAM if cfg.method == "qlora" else pb.frozen
-    return {"weight": w, "gradient": w, "optimizer": round(states, 3), "trainable_total": round(2 * w + states, 3),
-            "frozen": round(frozen, 3)}
+    return {
+        "weight": w,
+        "gradient": w,
+        "optimizer": round(states, 3),
+        "trainable_total": round(2 * w + states, 3),
+        "frozen": round(frozen, 3),
+    }
 
 
 def adapter_bytes(cfg: MemoryConfig) -> int:
@@ -232,7 +242,9 @@ def layer_saved_bytes_per_token(m: ModelFacts, cfg: MemoryConfig, *, mask_bytes:
     if frac:
         total += frac * sum(_distinct_inputs(m, cfg)) * s
         if cfg.method == "full":
-            total += m.norms_per_layer * h * residual_bytes(cfg)  # trainable norm weights save the normalised input
+            total += (
+                m.norms_per_layer * h * residual_bytes(cfg)
+            )  # trainable norm weights save the normalised input
     # LoRA adapters.
     if cfg.method in ("lora", "qlora"):
         mods = lora_modules(m)
@@ -322,8 +334,16 @@ def fsdp_fp32_params(m: ModelFacts, cfg: MemoryConfig, n_train: int) -> int:
     return 0
 
 
-def fsdp_moments(m: ModelFacts, cfg: MemoryConfig, phases: dict, *, per_layer: float, upcast: int, grads: float,
-                 lm_head_grad: float) -> None:
+def fsdp_moments(
+    m: ModelFacts,
+    cfg: MemoryConfig,
+    phases: dict,
+    *,
+    per_layer: float,
+    upcast: int,
+    grads: float,
+    lm_head_grad: float,
+) -> None:
     """FSDP1 as accelerate wraps the job (FULL_SHARD, one unit per decoder layer, BACKWARD_PRE), in place.
 
     Gathered bf16 weights: the root unit (embeddings, lm_head, final norm) from the forward's start to
@@ -342,7 +362,9 @@ def fsdp_moments(m: ModelFacts, cfg: MemoryConfig, phases: dict, *, per_layer: f
         phases["end of backward"]["gradients"] = grads + layer_grad
         return
     shards = cfg.n_gpus
-    at_layer0 = dict(phases["end of backward"], gradients=grads - 4 * root_params(m) / shards + lm_head_grad + layer_grad)
+    at_layer0 = dict(
+        phases["end of backward"], gradients=grads - 4 * root_params(m) / shards + lm_head_grad + layer_grad
+    )
     # then the root's: every sharded gradient, its own unsharded one in bf16 and layer 0's weights released
     at_root = {"weights": root, "gradients": grads + 2 * root_params(m)}
     phases["end of backward"] = max(at_layer0, at_root, key=lambda d: sum(d.values()))
@@ -397,8 +419,11 @@ def sft_step_parts(m: ModelFacts, cfg: MemoryConfig) -> Parts:
         resident = {k: 0.0 for k in resident}
 
     # Activations.
-    layer = (layer_saved_bytes_per_token(m, cfg) * tokens + lora_weight_casts_per_layer(m, cfg)
-             + attn_mask_bytes_per_layer(m, cfg))
+    layer = (
+        layer_saved_bytes_per_token(m, cfg) * tokens
+        + lora_weight_casts_per_layer(m, cfg)
+        + attn_mask_bytes_per_layer(m, cfg)
+    )
     boundaries = L * h * residual_bytes(cfg) * tokens  # gradient checkpointing keeps each layer's input
     mask = attn_mask_bytes(m, cfg)
     saved = boundaries + layer if cfg.grad_ckpt else L * layer
@@ -427,20 +452,39 @@ def sft_step_parts(m: ModelFacts, cfg: MemoryConfig) -> Parts:
     if host:  # offloaded: each unit's gradient leaves for the CPU after its reduce-scatter
         grads = 0.0
     phases = {
-        "loss": {"activations": (boundaries if cfg.grad_ckpt else L * layer) + mask + final, "logits_loss": loss},
-        "first layer backward": {"activations": saved + final, "backward_work": work,
-                                 "gradients": top_layer_grads},
-        "end of backward": {"activations": ((h * s * tokens + layer) if cfg.grad_ckpt else layer) + mask,
-                            "backward_work": work, "gradients": grads + ddp_buckets},
+        "loss": {
+            "activations": (boundaries if cfg.grad_ckpt else L * layer) + mask + final,
+            "logits_loss": loss,
+        },
+        "first layer backward": {
+            "activations": saved + final,
+            "backward_work": work,
+            "gradients": top_layer_grads,
+        },
+        "end of backward": {
+            "activations": ((h * s * tokens + layer) if cfg.grad_ckpt else layer) + mask,
+            "backward_work": work,
+            "gradients": grads + ddp_buckets,
+        },
     }
     if fsdp:
-        fsdp_moments(m, cfg, phases, per_layer=per_layer, upcast=upcast, grads=grads, lm_head_grad=lm_head_grad)
+        fsdp_moments(
+            m, cfg, phases, per_layer=per_layer, upcast=upcast, grads=grads, lm_head_grad=lm_head_grad
+        )
     totals = {k: sum(v.values()) for k, v in phases.items()}
     phase = max(totals, key=totals.get)
     at_peak = dict(resident)
     for k, v in phases[phase].items():  # a moment's "weights" (FSDP's gathered units) add to the shards
         at_peak[k] = at_peak.get(k, 0.0) + v
     big_fp32_logits = cfg.stack == "plain" and not cfg.liger
-    return Parts(at_peak=at_peak, phase=phase, loss_blocks=loss if big_fp32_logits else 0.0, paged_bytes=paged,
-                 trainable_params=n_train, phase_totals=totals, resident=sum(resident.values()),
-                 phase_parts=phases, host_bytes=host)
+    return Parts(
+        at_peak=at_peak,
+        phase=phase,
+        loss_blocks=loss if big_fp32_logits else 0.0,
+        paged_bytes=paged,
+        trainable_params=n_train,
+        phase_totals=totals,
+        resident=sum(resident.values()),
+        phase_parts=phases,
+        host_bytes=host,
+    )

@@ -36,9 +36,18 @@ from advisor.report.plan_table import plan_rows
 
 MAX_RULES = 5
 # Training-plan rows the brief view keeps (by the start of their "Setting" label), in this order.
-BRIEF_PLAN_ROWS = ("Sequences per optimizer step", "Tokens per optimizer step", "Max sequence length",
-                   "Learning rate", "Epochs", "Total steps", "Optimizer steps", "LoRA rank / alpha", "Spectrum",
-                   "DPO")
+BRIEF_PLAN_ROWS = (
+    "Sequences per optimizer step",
+    "Tokens per optimizer step",
+    "Max sequence length",
+    "Learning rate",
+    "Epochs",
+    "Total steps",
+    "Optimizer steps",
+    "LoRA rank / alpha",
+    "Spectrum",
+    "DPO",
+)
 DEFAULT_WHERE = "Full report: `tunewise recommend --answers FILE`"
 _RULE_REF = re.compile(r"\[(TW\d+)[\w-]*; ([^\]]+)\]")  # how plan reasons cite a rule: [TW500-...; Source]
 _RULE_ID = re.compile(r"\b(TW\d+)")
@@ -61,8 +70,10 @@ def brief_rules(rec, limit: int = MAX_RULES) -> tuple[list[tuple[str, Any]], int
     (rules that chose a value before rules that excluded one), then more in the same order.
     Returns ([(dimension, rule)] in report order, how many deciding rules there were)."""
     decided, _ = deciding_rules(rec)
-    queues = {dim: sorted((r for d, r in decided if d == dim), key=lambda r, d=dim: not _chose(r, d))
-              for dim in _DECISIVE}
+    queues = {
+        dim: sorted((r for d, r in decided if d == dim), key=lambda r, d=dim: not _chose(r, d))
+        for dim in _DECISIVE
+    }
     picked: list[tuple[str, Any]] = []
     while len(picked) < limit and any(queues.values()):
         for dim in _DECISIVE:
@@ -96,14 +107,22 @@ def _memory_lines(rec) -> list[str]:
     if not rows:
         return [no_memory_line(rec)]
     if not rec.facts.gpus:  # nothing to hold the estimates against: the figures alone
-        lines = [f"{r.label}: {r.device} GiB at {r.shape} ({r.fit} to check against)" for r in rows if r.chosen]
+        lines = [
+            f"{r.label}: {r.device} GiB at {r.shape} ({r.fit} to check against)" for r in rows if r.chosen
+        ]
         others = [f"{r.label} {r.device} GiB" for r in rows if not r.chosen]
     else:
-        lines = [f"{r.label}: **{r.fit}** — {r.device} of {r.gpu} GiB at {r.shape}, {r.margin}"
-                 for r in rows if r.chosen]
+        lines = [
+            f"{r.label}: **{r.fit}** — {r.device} of {r.gpu} GiB at {r.shape}, {r.margin}"
+            for r in rows
+            if r.chosen
+        ]
         # a fit is enough for the others; a misfit says by how much
-        others = [f"{r.label} {r.fit} ({r.margin if r.fit == 'does not fit' else r.device + ' GiB'})"
-                  for r in rows if not r.chosen]
+        others = [
+            f"{r.label} {r.fit} ({r.margin if r.fit == 'does not fit' else r.device + ' GiB'})"
+            for r in rows
+            if not r.chosen
+        ]
     if others:
         lines.append(("Others: " if lines else "No method chosen; estimates: ") + "; ".join(others))
     return lines + _time_lines(rec)
@@ -120,10 +139,21 @@ def _time_lines(rec) -> list[str]:
     if sp is None:
         return [f"Time: unknown ({plan.reasons.get('speed', 'no forecast').removeprefix('time unknown: ')})"]
     cost = cost_text(sp)
-    return [f"Time: **{time_range(sp.run_s)}** on {sp.n_gpus} × {sp.gpu}; cost "
-            + (cost.split(" at ", 1)[0] + f" at ${sp.usd_per_gpu_hour:,.2f}/GPU-hour (" +
-               ("yours" if sp.price_source == "gpu_hour_price in the answers" else "a dated market midpoint, not a quote")
-               + ")" if cost else "unknown (set `gpu_hour_price`)")]
+    return [
+        f"Time: **{time_range(sp.run_s)}** on {sp.n_gpus} × {sp.gpu}; cost "
+        + (
+            cost.split(" at ", 1)[0]
+            + f" at ${sp.usd_per_gpu_hour:,.2f}/GPU-hour ("
+            + (
+                "yours"
+                if sp.price_source == "gpu_hour_price in the answers"
+                else "a dated market midpoint, not a quote"
+            )
+            + ")"
+            if cost
+            else "unknown (set `gpu_hour_price`)"
+        )
+    ]
 
 
 def _plan_note(why: str) -> str:
@@ -183,18 +213,31 @@ def brief_renderables(rec, where: str | None = None, width: int = 100) -> list:
         t.no_wrap, t.overflow = True, "ellipsis"
         return t
 
-    out: list = [Panel(Group(*[_rich(line) for line in _decision_lines(rec)]),
-                       title="[bold]tunewise recommendation (brief)", title_align="left", border_style="green")]
+    out: list = [
+        Panel(
+            Group(*[_rich(line) for line in _decision_lines(rec)]),
+            title="[bold]tunewise recommendation (brief)",
+            title_align="left",
+            border_style="green",
+        )
+    ]
     picked, n_deciding = brief_rules(rec)
     fired = sum(r.status == "fired" for r in rec.decision.trace)
-    shown = (f"{len(picked)} of the {n_deciding} rules that decided it" if n_deciding > len(picked)
-             else "the rules that decided it")
+    shown = (
+        f"{len(picked)} of the {n_deciding} rules that decided it"
+        if n_deciding > len(picked)
+        else "the rules that decided it"
+    )
     out.append(heading(f"Why — {shown} ({fired} of {len(rec.decision.trace)} rules fired)"))
     if picked:
         dims, ids = [d for d, _ in picked], [short_id(r.id) for _, r in picked]
         used = 2 + max(map(len, dims)) + max(map(len, ids)) + 4  # indent, columns and the gaps between
-        rules = grid(fixed(dims, style="bold"), fixed(ids, style="cyan"), {"ratio": 1, "min_width": 16},
-                     source_column([r.source or "" for _, r in picked], used))
+        rules = grid(
+            fixed(dims, style="bold"),
+            fixed(ids, style="cyan"),
+            {"ratio": 1, "min_width": 16},
+            source_column([r.source or "" for _, r in picked], used),
+        )
         for dim, r in picked:  # id and source are never cut; a long title is
             rules.add_row("", dim, short_id(r.id), one_line(r.title or r.message), r.source or "")
         out.append(rules)
@@ -221,8 +264,11 @@ def brief_renderables(rec, where: str | None = None, width: int = 100) -> list:
         # never cut: a warning too long for the line wraps inside its column
         mark = fixed([short_id(r.id) for r in rules_w], style="yellow")
         if rules_w:
-            warn = grid(mark, {"ratio": 1, "min_width": 16},
-                        source_column([r.source or "" for r in rules_w], 2 + mark["min_width"] + 3))
+            warn = grid(
+                mark,
+                {"ratio": 1, "min_width": 16},
+                source_column([r.source or "" for r in rules_w], 2 + mark["min_width"] + 3),
+            )
             for r in rules_w:  # the title says it in one line; the message is in the full report
                 warn.add_row("", short_id(r.id), _rich(r.title or r.message), r.source or "")
             out.append(warn)
@@ -250,6 +296,9 @@ def render_brief(rec, where: str | None = None, width: int = 100) -> str:
     from rich.console import Console
 
     buf = io.StringIO()
-    print_brief(Console(file=buf, width=width, color_system=None, force_terminal=False, legacy_windows=False),
-                rec, where)
+    print_brief(
+        Console(file=buf, width=width, color_system=None, force_terminal=False, legacy_windows=False),
+        rec,
+        where,
+    )
     return "\n".join(line.rstrip() for line in buf.getvalue().splitlines()) + "\n"

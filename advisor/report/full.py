@@ -30,10 +30,17 @@ APPROACH_WORDS = {
     "fine-tune": "fine-tuning",
     "rag+fine-tune": "RAG plus fine-tuning",
 }
-METHOD_WORDS = {"lora": "LoRA", "qlora": "QLoRA (4-bit base, LoRA adapters)", "spectrum": "Spectrum",
-                "full": "full fine-tuning"}
-STAGE_WORDS = {"sft": "instruction tuning (SFT)", "dpo": "preference alignment (DPO)",
-               "sft+dpo": "instruction tuning (SFT), then DPO"}
+METHOD_WORDS = {
+    "lora": "LoRA",
+    "qlora": "QLoRA (4-bit base, LoRA adapters)",
+    "spectrum": "Spectrum",
+    "full": "full fine-tuning",
+}
+STAGE_WORDS = {
+    "sft": "instruction tuning (SFT)",
+    "dpo": "preference alignment (DPO)",
+    "sft+dpo": "instruction tuning (SFT), then DPO",
+}
 # then-keys that decide the approach, method or stage, as opposed to plan values and warnings.
 _DECISIVE = ("approach", "method", "stage")
 
@@ -93,15 +100,22 @@ def _headline(rec) -> Section:
     model = rec.facts.model
     name = model_name(rec)
     if name:
-        size = f" — {model.params_total:,} parameters ({model.family})" if model and model.params_total else ""
+        size = (
+            f" — {model.params_total:,} parameters ({model.family})" if model and model.params_total else ""
+        )
         lines.append(f"**Model:** `{name}`{size}")
     lines.append(f"**GPUs:** {gpu_line(rec)}")
     answers = _answers(rec)
     chosen = answers.method
     if chosen and chosen != "auto":
         by_rules = d.method_by_rules
-        view = (f"the rules would choose {METHOD_WORDS.get(by_rules, by_rules)}" if by_rules and by_rules != chosen
-                else "the rules agree" if by_rules else "the rules' view and the fit are shown below")
+        view = (
+            f"the rules would choose {METHOD_WORDS.get(by_rules, by_rules)}"
+            if by_rules and by_rules != chosen
+            else "the rules agree"
+            if by_rules
+            else "the rules' view and the fit are shown below"
+        )
         lines.append(f"**Your method choice:** `{chosen}` ({view})")
     for problem in rec.problems:
         lines.append(f"**Problem:** {problem}")
@@ -109,8 +123,14 @@ def _headline(rec) -> Section:
     if data is not None:
         lines.append(f"**Data:** `{show_path(data.path)}` — {data.rows:,} rows, format {data.format}")
     trc = bool(rec.plan.trust_remote_code if rec.plan else answers.trust_remote_code)
-    lines.append("**trust_remote_code:** " + ("on — the model's own Python code will run; you asked for it"
-                                              if trc else "off (the model's repository code is never run)"))
+    lines.append(
+        "**trust_remote_code:** "
+        + (
+            "on — the model's own Python code will run; you asked for it"
+            if trc
+            else "off (the model's repository code is never run)"
+        )
+    )
     return Section("recommendation", "Recommendation", lines)
 
 
@@ -164,19 +184,34 @@ def _why(rec) -> Section:
     if not lines:
         lines = ["No rule decided the approach."]
     n_skip = sum(r.status == "skipped" for r in rec.decision.trace)
-    after = [f"{len(fired)} of {len(rec.decision.trace)} rules fired"
-             + (f"; {n_skip} skipped for a missing fact (see `--format json` for the full trace)." if n_skip else ".")]
+    after = [
+        f"{len(fired)} of {len(rec.decision.trace)} rules fired"
+        + (
+            f"; {n_skip} skipped for a missing fact (see `--format json` for the full trace)."
+            if n_skip
+            else "."
+        )
+    ]
     if outweighed:
-        after.append("Outweighed by the rules above (their recommendation was not taken): "
-                     + ", ".join(outweighed) + ".")
+        after.append(
+            "Outweighed by the rules above (their recommendation was not taken): "
+            + ", ".join(outweighed)
+            + "."
+        )
     sets = [r.id for r in applied if _kind(r) == "sets"]
     if sets:
-        after.append("Rules that set plan values (" + ", ".join(f"`{i}`" for i in sets)
-                     + ") are quoted in the training plan; warnings and advice follow below.")
+        after.append(
+            "Rules that set plan values ("
+            + ", ".join(f"`{i}`" for i in sets)
+            + ") are quoted in the training plan; warnings and advice follow below."
+        )
     idle = [r.id for r in fired if not r.applied]
     if idle:
-        after.append("Fired without effect here (they concern training, which is not recommended): "
-                     + ", ".join(f"`{i}`" for i in idle) + ".")
+        after.append(
+            "Fired without effect here (they concern training, which is not recommended): "
+            + ", ".join(f"`{i}`" for i in idle)
+            + "."
+        )
     return Section("why", "Why", lines, after=after)
 
 
@@ -184,12 +219,16 @@ def _ruled_out(rec) -> Section:
     idx = _rule_index(rec)
     lines = []
     for option, rule_ids in rec.decision.excluded.items():
-        reasons = "; ".join(f"`{rid}` — {(idx[rid].message or idx[rid].title).rstrip('.')}" if rid in idx
-                            else f"`{rid}`" for rid in rule_ids)
+        reasons = "; ".join(
+            f"`{rid}` — {(idx[rid].message or idx[rid].title).rstrip('.')}" if rid in idx else f"`{rid}`"
+            for rid in rule_ids
+        )
         lines.append(f"**{_option(option)}**: {reasons}")
     for m, c in rec.decision.candidates.items():
         if not c.fits and m not in rec.decision.excluded:
-            lines.append(f"**{_option(m)}**: the memory estimate ({gib(c.device_gib)} GiB) does not fit the GPU")
+            lines.append(
+                f"**{_option(m)}**: the memory estimate ({gib(c.device_gib)} GiB) does not fit the GPU"
+            )
     return Section("ruled-out", "Ruled out", lines or ["Nothing was ruled out."])
 
 
@@ -198,8 +237,11 @@ def _option(name: str) -> str:
 
 
 def _would_change(rec) -> Section:
-    return Section("would-change", "What would change the decision",
-                   list(rec.decision.would_change) or ["No single change in the answers would alter it."])
+    return Section(
+        "would-change",
+        "What would change the decision",
+        list(rec.decision.would_change) or ["No single change in the answers would alter it."],
+    )
 
 
 @dataclass
@@ -243,13 +285,27 @@ def memory_rows(rec) -> list[MemoryRow]:
         if c.cpu_offload:
             layout += " + CPU offload"
         if c.gpu_indices and len(c.gpu_indices) < len(gpus):
-            layout += f", GPU {', '.join(map(str, c.gpu_indices))} alone" if len(c.gpu_indices) == 1 else \
-                f", GPUs {', '.join(map(str, c.gpu_indices))}"
+            layout += (
+                f", GPU {', '.join(map(str, c.gpu_indices))} alone"
+                if len(c.gpu_indices) == 1
+                else f", GPUs {', '.join(map(str, c.gpu_indices))}"
+            )
         label = _option(m)
         mb, seq = c.micro_batch, c.seq_len
         shape = f"{mb} × {seq:,}" if mb and seq else "—"
-        rows.append(MemoryRow(m, label[:1].upper() + label[1:] + layout + (" (chosen)" if chosen else ""), shape,
-                              gib(c.peak_gib), gib(c.device_gib), gib(mem), fit, margin, chosen))
+        rows.append(
+            MemoryRow(
+                m,
+                label[:1].upper() + label[1:] + layout + (" (chosen)" if chosen else ""),
+                shape,
+                gib(c.peak_gib),
+                gib(c.device_gib),
+                gib(mem),
+                fit,
+                margin,
+                chosen,
+            )
+        )
     return rows
 
 
@@ -262,19 +318,25 @@ def _memory(rec) -> Section:
     if not rec.decision.candidates:
         return Section("memory", "Estimated peak memory", [no_memory_line(rec)])
     rows = [[r.label, r.shape, r.peak, r.device, r.gpu, r.fit, r.margin] for r in memory_rows(rec)]
-    table = Table(["Method", "Batch × seq", "Peak GiB", "Device GiB", "GPU GiB", "Verdict",
-                   "Margin"], rows)
-    after = ["Per GPU, for one training step at the largest micro-batch and sequence length that fit each "
-             "method (so methods can differ in batch). Peak: what PyTorch allocates; device: plus the CUDA "
-             "context and allocator reserve, which decides the verdict."]
+    table = Table(["Method", "Batch × seq", "Peak GiB", "Device GiB", "GPU GiB", "Verdict", "Margin"], rows)
+    after = [
+        "Per GPU, for one training step at the largest micro-batch and sequence length that fit each "
+        "method (so methods can differ in batch). Peak: what PyTorch allocates; device: plus the CUDA "
+        "context and allocator reserve, which decides the verdict."
+    ]
     return Section("memory", "Estimated peak memory per method", table=table, after=after)
 
 
 def _plan(rec) -> Section:
     if rec.plan is None:
-        return Section("plan", "Training plan",
-                       [f"No training plan: {APPROACH_WORDS.get(rec.decision.approach, rec.decision.approach)} "
-                        "does not train a model."])
+        return Section(
+            "plan",
+            "Training plan",
+            [
+                f"No training plan: {APPROACH_WORDS.get(rec.decision.approach, rec.decision.approach)} "
+                "does not train a model."
+            ],
+        )
     rows, notes = plan_rows(rec.plan, rec.facts.data, _examples(rec))
     return Section("plan", "Training plan", table=Table(["Setting", "Value", "Why"], rows), after=notes)
 
@@ -292,9 +354,15 @@ def _examples(rec) -> int | None:
 
 def _evaluation(rec) -> Section:
     rules = [r for r in _applied(rec) if _kind(r) == "evaluates"]
-    after = ["Chosen by " + ", ".join(f"`{r.id}`" for r in rules)
-             + f" _({rules[0].source})_: one or two task metrics plus two or three system metrics, five at most."
-             ] if rules else []
+    after = (
+        [
+            "Chosen by "
+            + ", ".join(f"`{r.id}`" for r in rules)
+            + f" _({rules[0].source})_: one or two task metrics plus two or three system metrics, five at most."
+        ]
+        if rules
+        else []
+    )
     return Section("evaluation", "Evaluation plan", list(rec.decision.eval_plan) or ["(none)"], after=after)
 
 
@@ -302,16 +370,33 @@ def _checklist(rec) -> Section:
     items = []
     for it in rec.decision.checklist:
         status = str(it.get("status", "")).lower()
-        done = True if status in ("done", "ok", "yes", "true") else None if status in ("", "n/a", "na") else False
+        done = (
+            True
+            if status in ("done", "ok", "yes", "true")
+            else None
+            if status in ("", "n/a", "na")
+            else False
+        )
         detail = it.get("detail")
         # "planned": tunewise's plan covers it; "unknown": the answers do not say
         tag = f"{status}: " if status in ("planned", "unknown") else ""
-        items.append((done, f"{it.get('item', '')}" + (f" — {tag}{detail}" if detail else
-                                                        f" — {status}" if tag else "")))
-    return Section("checklist", "Getting-started checklist", checklist=items,
-                   lines=[] if items else ["(no checklist)"],
-                   after=["From the guide's getting-started checklist _(Your Learning Path)_, "
-                          "filled in from your answers."] if items else [])
+        items.append(
+            (
+                done,
+                f"{it.get('item', '')}" + (f" — {tag}{detail}" if detail else f" — {status}" if tag else ""),
+            )
+        )
+    return Section(
+        "checklist",
+        "Getting-started checklist",
+        checklist=items,
+        lines=[] if items else ["(no checklist)"],
+        after=[
+            "From the guide's getting-started checklist _(Your Learning Path)_, filled in from your answers."
+        ]
+        if items
+        else [],
+    )
 
 
 def _said(rec, kinds: tuple[str, ...], extra: list[str]) -> tuple[list, list[str]]:
@@ -359,8 +444,10 @@ def _sources(rec) -> Section:
         if r.status == "fired" and r.source:
             by_source.setdefault(r.source, []).append(r.id)
     lines = [f"**{src}** — {', '.join(f'`{i}`' for i in ids)}" for src, ids in by_source.items()]
-    note = ("Guide: \"The Machine Learning Practitioner's Guide to Fine-Tuning Language Models\"; "
-            "\"measurement\" means tunewise's own memory estimator.")
+    note = (
+        'Guide: "The Machine Learning Practitioner\'s Guide to Fine-Tuning Language Models"; '
+        '"measurement" means tunewise\'s own memory estimator.'
+    )
     return Section("sources", "Sources", lines or ["No rule fired."], after=[note])
 
 
@@ -404,8 +491,9 @@ def render(rec, fmt: str = "text") -> str:
         from rich.console import Console
 
         buf = io.StringIO()
-        print_report(Console(file=buf, width=100, color_system=None, force_terminal=False,
-                             legacy_windows=False), rec)
+        print_report(
+            Console(file=buf, width=100, color_system=None, force_terminal=False, legacy_windows=False), rec
+        )
         return "\n".join(line.rstrip() for line in buf.getvalue().splitlines()) + "\n"
     raise UserError(f"unknown report format {fmt!r}", f"use one of: {', '.join(FORMATS)}")
 

@@ -65,8 +65,14 @@ def renderables(sections: list[Section]) -> list:
     out: list = []
     for s in sections:
         if s.key == "recommendation":
-            out.append(Panel(Group(*[_rich(line) for line in s.lines]), title="[bold]tunewise recommendation",
-                             title_align="left", border_style="green"))
+            out.append(
+                Panel(
+                    Group(*[_rich(line) for line in s.lines]),
+                    title="[bold]tunewise recommendation",
+                    title_align="left",
+                    border_style="green",
+                )
+            )
             continue
         out.append(Text(""))
         out.append(Text(s.title, style="bold underline"))
@@ -75,8 +81,10 @@ def renderables(sections: list[Section]) -> list:
             bullet.append_text(_rich(line))
             out.append(bullet)
         for done, text in s.checklist:
-            box = Text("[x] " if done else "[ ] " if done is False else "[-] ",
-                       style="green" if done else "yellow" if done is False else "dim")
+            box = Text(
+                "[x] " if done else "[ ] " if done is False else "[-] ",
+                style="green" if done else "yellow" if done is False else "dim",
+            )
             box.append_text(_rich(text))
             out.append(box)
         if s.table:

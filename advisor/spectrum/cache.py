@@ -48,8 +48,12 @@ def cache_load(model_dir: Path, sig: list[list], key: str) -> dict | None:
             rec = json.loads(p.read_text(encoding="utf-8"))
         except (OSError, ValueError, RecursionError):
             continue
-        if isinstance(rec, dict) and rec.get("key") == key and rec.get("cache_version") == CACHE_VERSION \
-                and _well_formed(rec):
+        if (
+            isinstance(rec, dict)
+            and rec.get("key") == key
+            and rec.get("cache_version") == CACHE_VERSION
+            and _well_formed(rec)
+        ):
             return rec
     return None
 
@@ -62,10 +66,15 @@ def _well_formed(rec: dict) -> bool:
     if not isinstance(rec.get("methods", {}), dict):
         return False
     for row in modules.values():
-        if not (isinstance(row, dict) and isinstance(row.get("type"), str)
-                and isinstance(row.get("layer"), int) and not isinstance(row.get("layer"), bool)
-                and isinstance(row.get("score"), int | float) and not isinstance(row.get("score"), bool)
-                and math.isfinite(row["score"])):
+        if not (
+            isinstance(row, dict)
+            and isinstance(row.get("type"), str)
+            and isinstance(row.get("layer"), int)
+            and not isinstance(row.get("layer"), bool)
+            and isinstance(row.get("score"), int | float)
+            and not isinstance(row.get("score"), bool)
+            and math.isfinite(row["score"])
+        ):
             return False
     return True
 

@@ -76,17 +76,32 @@ class ScanResult:
     def to_json(self) -> dict:
         """The `--format json` object: `scores` and `unfrozen` (the contract) plus context."""
         return {
-            "model_dir": self.model_dir, "top_percent": self.top_percent, "n_layers": self.n_layers,
-            "scores": self.scores, "unfrozen": self.unfrozen,
+            "model_dir": self.model_dir,
+            "top_percent": self.top_percent,
+            "n_layers": self.n_layers,
+            "scores": self.scores,
+            "unfrozen": self.unfrozen,
             "selected": {t: [[i, s] for i, s in v] for t, v in self.selected.items()},
-            "trainable_params": self.trainable_params, "total_params": self.total_params,
-            "seconds": round(self.seconds, 3), "hash_seconds": round(self.hash_seconds, 3),
-            "cache_hit": self.cache_hit, "device": self.device, "methods": self.methods,
+            "trainable_params": self.trainable_params,
+            "total_params": self.total_params,
+            "seconds": round(self.seconds, 3),
+            "hash_seconds": round(self.hash_seconds, 3),
+            "cache_hit": self.cache_hit,
+            "device": self.device,
+            "methods": self.methods,
         }
 
 
-def scan(model_dir: str | Path, *, top_percent: float = 30.0, device: str = "auto", progress: Progress | None = None,
-         use_cache: bool = True, include_embeddings: bool = False, workers: int | None = None) -> ScanResult:
+def scan(
+    model_dir: str | Path,
+    *,
+    top_percent: float = 30.0,
+    device: str = "auto",
+    progress: Progress | None = None,
+    use_cache: bool = True,
+    include_embeddings: bool = False,
+    workers: int | None = None,
+) -> ScanResult:
     """Score the model's layer weights (or reuse the cached scores) and select the top `top_percent`.
 
     Args:
@@ -101,7 +116,10 @@ def scan(model_dir: str | Path, *, top_percent: float = 30.0, device: str = "aut
             1 on CPU (torch already uses every core for one matrix).
     """
     if not (isinstance(top_percent, int | float) and 0 < top_percent <= 100):
-        raise UserError(f"--top-percent {top_percent!r} is out of range", "use a number in (0, 100]; the guide suggests 30")
+        raise UserError(
+            f"--top-percent {top_percent!r} is out of range",
+            "use a number in (0, 100]; the guide suggests 30",
+        )
     if device not in ("auto", "cpu") and not re.fullmatch(r"cuda(:\d+)?", str(device)):
         raise UserError(f"--device {device!r} is not known", "use cpu, cuda or auto")
     t0 = time.perf_counter()
@@ -109,15 +127,21 @@ def scan(model_dir: str | Path, *, top_percent: float = 30.0, device: str = "aut
     tensors = list_tensors(d)
     matrices = layer_matrices(tensors)
     if not matrices:
-        raise UserError(f"no 2-D weights inside numbered layers in {d}",
-                        "Spectrum scans decoder checkpoints (names like model.layers.0.self_attn.q_proj.weight)")
+        raise UserError(
+            f"no 2-D weights inside numbered layers in {d}",
+            "Spectrum scans decoder checkpoints (names like model.layers.0.self_attn.q_proj.weight)",
+        )
     sig = files_signature(d, files)
     key, record, t_hash, hit = "", None, 0.0, False
 
     def hash_files() -> tuple[str, float]:
         t = time.perf_counter()
-        k = content_key(d, files, extra=f"tunewise-spectrum-v{SCORER_VERSION}",
-                        progress=(lambda a, b: progress("hash", a, b)) if progress else None)
+        k = content_key(
+            d,
+            files,
+            extra=f"tunewise-spectrum-v{SCORER_VERSION}",
+            progress=(lambda a, b: progress("hash", a, b)) if progress else None,
+        )
         return k, time.perf_counter() - t
 
     dev = None
@@ -141,7 +165,12 @@ def scan(model_dir: str | Path, *, top_percent: float = 30.0, device: str = "aut
         cache_store(d, sig, key, record)
     shapes = {t.name: list(t.shape) for t in tensors}
     result = _select(str(d), record, shapes, top_percent, include_embeddings)
-    result.seconds, result.cache_hit, result.hash_seconds, result.key = time.perf_counter() - t0, hit, t_hash, key
+    result.seconds, result.cache_hit, result.hash_seconds, result.key = (
+        time.perf_counter() - t0,
+        hit,
+        t_hash,
+        key,
+    )
     return result
 
 
@@ -160,8 +189,9 @@ def _resolve_device(device: str) -> str:
     return device
 
 
-def _score_all(d: Path, matrices: list[LayerMatrix], device: str, progress: Progress | None,
-               workers: int | None = None) -> dict:
+def _score_all(
+    d: Path, matrices: list[LayerMatrix], device: str, progress: Progress | None, workers: int | None = None
+) -> dict:
     """Score every matrix; on CUDA several at once, each worker thread on its own stream."""
     import torch
 
@@ -186,8 +216,10 @@ def _score_all(d: Path, matrices: list[LayerMatrix], device: str, progress: Prog
 
     def collect(m: LayerMatrix, ms) -> None:
         if isinstance(ms, ValueError):
-            raise UserError(f"weight {m.info.name} in {d / m.info.file} {ms}",
-                            "the checkpoint is corrupt or was saved mid-divergence; use a clean copy")
+            raise UserError(
+                f"weight {m.info.name} in {d / m.info.file} {ms}",
+                "the checkpoint is corrupt or was saved mid-divergence; use a clean copy",
+            )
         rows[m.module] = {"type": m.type, "layer": m.layer, "score": ms.score, "method": ms.method}
         if progress:
             progress("score", len(rows), len(matrices))
@@ -215,12 +247,19 @@ def _score_all(d: Path, matrices: list[LayerMatrix], device: str, progress: Prog
                 collect(*f.result())
         rows = {m.module: rows[m.module] for m in matrices}  # file order, whatever finished first
     methods = {k: sum(r["method"] == k for r in rows.values()) for k in ("gram", "svd")}
-    return {"version": SCORER_VERSION, "device": device, "workers": workers,
-            "scan_seconds": time.perf_counter() - t0, "methods": methods, "modules": rows}
+    return {
+        "version": SCORER_VERSION,
+        "device": device,
+        "workers": workers,
+        "scan_seconds": time.perf_counter() - t0,
+        "methods": methods,
+        "modules": rows,
+    }
 
 
-def _select(model_dir: str, record: dict, shapes: dict[str, list[int]], top_percent: float,
-            include_embeddings: bool) -> ScanResult:
+def _select(
+    model_dir: str, record: dict, shapes: dict[str, list[int]], top_percent: float, include_embeddings: bool
+) -> ScanResult:
     rows = record["modules"]
     by_type: dict[str, list[tuple[int, float]]] = {}
     for r in rows.values():
@@ -231,19 +270,31 @@ def _select(model_dir: str, record: dict, shapes: dict[str, list[int]], top_perc
         selected[t] = v[: int(len(v) * top_percent / 100)]
     if not any(selected.values()):
         fewest = min(len(v) for v in by_type.values())
-        raise UserError(f"--top-percent {top_percent:g} of {fewest} layers rounds down to no layer at all",
-                        f"use --top-percent {math.ceil(100 / fewest)} or more for this model")
+        raise UserError(
+            f"--top-percent {top_percent:g} of {fewest} layers rounds down to no layer at all",
+            f"use --top-percent {math.ceil(100 / fewest)} or more for this model",
+        )
     module_of = {(r["type"], r["layer"]): name for name, r in rows.items()}
     chosen = [module_of[(t, i)] for t in sorted(selected) for i, _ in selected[t]]
     names = [p for m in chosen for p in (f"{m}.weight", f"{m}.bias") if p in shapes]
     if include_embeddings:
         names = [p for p in EMBEDDING_NAMES if p in shapes] + names
     return ScanResult(
-        model_dir=model_dir, top_percent=float(top_percent),
-        scores={k: r["score"] for k, r in rows.items()}, types={k: r["type"] for k, r in rows.items()},
-        layers={k: r["layer"] for k, r in rows.items()}, n_layers=max(len(v) for v in by_type.values()),
-        by_type=by_type, selected=selected, unfrozen=[f"^{p}$" for p in names], param_shapes=shapes,
-        seconds=0.0, cache_hit=False, device=record["device"], methods=dict(record.get("methods", {})))
+        model_dir=model_dir,
+        top_percent=float(top_percent),
+        scores={k: r["score"] for k, r in rows.items()},
+        types={k: r["type"] for k, r in rows.items()},
+        layers={k: r["layer"] for k, r in rows.items()},
+        n_layers=max(len(v) for v in by_type.values()),
+        by_type=by_type,
+        selected=selected,
+        unfrozen=[f"^{p}$" for p in names],
+        param_shapes=shapes,
+        seconds=0.0,
+        cache_hit=False,
+        device=record["device"],
+        methods=dict(record.get("methods", {})),
+    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -271,19 +322,25 @@ def select_unfrozen(param_names: Iterable[str], patterns: Sequence[str], *, stri
     """
     patterns = list(patterns)
     if not patterns:
-        raise UserError("the Spectrum selection is empty (no unfrozen_parameters)",
-                        "run `tunewise spectrum scan MODEL_DIR`; an empty list would train nothing")
+        raise UserError(
+            "the Spectrum selection is empty (no unfrozen_parameters)",
+            "run `tunewise spectrum scan MODEL_DIR`; an empty list would train nothing",
+        )
     compiled = []
     for p in patterns:
         if not isinstance(p, str) or not p:
             raise UserError(f"unfrozen_parameters entry {p!r} is not a pattern string", "regenerate the scan")
         if _RANGE.match(p):
-            raise UserError(f"unfrozen_parameters entry {p!r} uses a [start:end] row range",
-                            "tunewise unfreezes whole tensors; drop the range")
+            raise UserError(
+                f"unfrozen_parameters entry {p!r} uses a [start:end] row range",
+                "tunewise unfreezes whole tensors; drop the range",
+            )
         try:
             compiled.append(re.compile(re.sub(r"\.(?!\+)", r"\\.", p)))
         except re.error as e:
-            raise UserError(f"unfrozen_parameters entry {p!r} is not a valid regex ({e})", "fix or regenerate it") from None
+            raise UserError(
+                f"unfrozen_parameters entry {p!r} is not a valid regex ({e})", "fix or regenerate it"
+            ) from None
     names = list(param_names)
     used = [False] * len(compiled)
     keep = []
@@ -295,13 +352,17 @@ def select_unfrozen(param_names: Iterable[str], patterns: Sequence[str], *, stri
             keep.append(name)
     unused = [p for p, u in zip(patterns, used, strict=True) if not u]
     if strict and unused:
-        raise UserError(f"{len(unused)} unfrozen_parameters pattern(s) match no parameter of this model, "
-                        f"e.g. {unused[0]!r}", "the scan belongs to another model: rerun `tunewise spectrum scan` on this one")
+        raise UserError(
+            f"{len(unused)} unfrozen_parameters pattern(s) match no parameter of this model, "
+            f"e.g. {unused[0]!r}",
+            "the scan belongs to another model: rerun `tunewise spectrum scan` on this one",
+        )
     return keep
 
 
-def count_unfrozen_params(model_dir_or_shapes: str | Path | Mapping[str, Sequence[int] | int],
-                          unfrozen: Sequence[str]) -> int:
+def count_unfrozen_params(
+    model_dir_or_shapes: str | Path | Mapping[str, Sequence[int] | int], unfrozen: Sequence[str]
+) -> int:
     """Trainable parameter count under `unfrozen` (for `MemoryConfig.spectrum_trainable_params`).
 
     `model_dir_or_shapes` is a checkpoint directory (only headers are read) or a mapping of
@@ -318,6 +379,7 @@ def count_unfrozen_params(model_dir_or_shapes: str | Path | Mapping[str, Sequenc
 # ---------------------------------------------------------------------------------------------
 # The unfrozen_parameters YAML (the key Axolotl reads; the plan's spectrum.scan_file)
 
+
 def default_out_path(model_dir: str | Path, top_percent: float) -> Path:
     """`<model_dir>/spectrum_<P>.yaml`, or the same name in the current directory when not writable."""
     name = f"spectrum_{top_percent:g}.yaml"
@@ -331,10 +393,12 @@ def write_unfrozen_yaml(result: ScanResult, path: str | Path) -> Path:
     if p.is_dir():
         raise UserError(f"--out {p} is a directory", "give a file name, e.g. spectrum_30.yaml")
     total, train = result.total_params, result.trainable_params
-    lines = [f"# Spectrum selection for {result.model_dir}: top {result.top_percent:g}% of layers per module type",
-             "# by signal-to-noise ratio (tunewise spectrum scan). Patterns use Axolotl's dialect.",
-             f"# trainable parameters: {train:,} of {total:,} ({100 * train / max(total, 1):.1f}%)",
-             "unfrozen_parameters:"]
+    lines = [
+        f"# Spectrum selection for {result.model_dir}: top {result.top_percent:g}% of layers per module type",
+        "# by signal-to-noise ratio (tunewise spectrum scan). Patterns use Axolotl's dialect.",
+        f"# trainable parameters: {train:,} of {total:,} ({100 * train / max(total, 1):.1f}%)",
+        "unfrozen_parameters:",
+    ]
     listed = set()
     for pat in result.unfrozen:
         if pat.strip("^$") in EMBEDDING_NAMES:
@@ -359,13 +423,19 @@ def load_unfrozen_yaml(path: str | Path) -> list[str]:
     try:
         data = yaml.safe_load(p.read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise UserError(f"no Spectrum scan file at {p}", "run `tunewise spectrum scan MODEL_DIR --out FILE`") from None
+        raise UserError(
+            f"no Spectrum scan file at {p}", "run `tunewise spectrum scan MODEL_DIR --out FILE`"
+        ) from None
     except (yaml.YAMLError, UnicodeDecodeError) as e:
-        raise UserError(f"{p}: not valid YAML ({type(e).__name__})", "regenerate it with `tunewise spectrum scan`") from None
+        raise UserError(
+            f"{p}: not valid YAML ({type(e).__name__})", "regenerate it with `tunewise spectrum scan`"
+        ) from None
     pats = data.get("unfrozen_parameters") if isinstance(data, dict) else None
     if not isinstance(pats, list) or not pats or not all(isinstance(x, str) for x in pats):
-        raise UserError(f"{p}: needs a non-empty 'unfrozen_parameters' list of strings",
-                        "regenerate it with `tunewise spectrum scan`")
+        raise UserError(
+            f"{p}: needs a non-empty 'unfrozen_parameters' list of strings",
+            "regenerate it with `tunewise spectrum scan`",
+        )
     return pats
 
 
@@ -373,8 +443,11 @@ def to_plan_spec(result: ScanResult, scan_file: str | Path | None = None):
     """The plan's `SpectrumSpec` for this selection (the launcher reads nothing else)."""
     from advisor.plan import SpectrumSpec
 
-    return SpectrumSpec(top_percent=result.top_percent, unfrozen_parameters=list(result.unfrozen),
-                        scan_file=str(scan_file) if scan_file else None)
+    return SpectrumSpec(
+        top_percent=result.top_percent,
+        unfrozen_parameters=list(result.unfrozen),
+        scan_file=str(scan_file) if scan_file else None,
+    )
 
 
 def scan_summary(result: ScanResult) -> dict:
@@ -382,10 +455,23 @@ def scan_summary(result: ScanResult) -> dict:
     out = {}
     for t, ranked in result.by_type.items():
         k = len(result.selected[t])
-        out[t] = {"selected": [i for i, _ in result.selected[t]], "scores": dict(ranked),
-                  "cutoff": ranked[k - 1][1] if k else None, "best_rejected": ranked[k][1] if k < len(ranked) else None}
+        out[t] = {
+            "selected": [i for i, _ in result.selected[t]],
+            "scores": dict(ranked),
+            "cutoff": ranked[k - 1][1] if k else None,
+            "best_rejected": ranked[k][1] if k < len(ranked) else None,
+        }
     return out
 
 
-__all__ = ["ScanResult", "scan", "select_unfrozen", "count_unfrozen_params", "write_unfrozen_yaml",
-           "load_unfrozen_yaml", "default_out_path", "scan_summary", "to_plan_spec"]
+__all__ = [
+    "ScanResult",
+    "scan",
+    "select_unfrozen",
+    "count_unfrozen_params",
+    "write_unfrozen_yaml",
+    "load_unfrozen_yaml",
+    "default_out_path",
+    "scan_summary",
+    "to_plan_spec",
+]

@@ -25,8 +25,18 @@ HASH_CHUNK = 64 << 20  # bytes per hashed chunk; chunks are hashed in parallel t
 
 # Tensor names that only appear in quantized checkpoints (GPTQ/AWQ, bitsandbytes, FP8 block scales):
 # their "weights" are not the matrices the score is defined on.
-QUANT_MARKERS = (".qweight", ".qzeros", ".scales", ".weight_scale", ".weight_scale_inv", ".SCB",
-                 ".absmax", ".quant_map", ".quant_state", ".g_idx")
+QUANT_MARKERS = (
+    ".qweight",
+    ".qzeros",
+    ".scales",
+    ".weight_scale",
+    ".weight_scale_inv",
+    ".SCB",
+    ".absmax",
+    ".quant_map",
+    ".quant_state",
+    ".g_idx",
+)
 FLOAT_DTYPES = {"F64", "F32", "F16", "BF16"}
 
 
@@ -74,12 +84,16 @@ def weight_files(model_dir: str | Path) -> tuple[Path, list[str]]:
                 raise TypeError("weight_map is empty or not a mapping")
             files = sorted({str(f) for f in weight_map.values()})
         except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError) as e:
-            raise UserError(f"{index}: not a valid safetensors index ({type(e).__name__}: {e})",
-                            "re-download the model or remove the broken index file") from None
+            raise UserError(
+                f"{index}: not a valid safetensors index ({type(e).__name__}: {e})",
+                "re-download the model or remove the broken index file",
+            ) from None
         missing = [f for f in files if not (d / f).is_file()]
         if missing:
-            raise UserError(f"{index} names {len(missing)} missing shard(s): {', '.join(missing[:3])}",
-                            "finish downloading the model (all shards the index lists)")
+            raise UserError(
+                f"{index} names {len(missing)} missing shard(s): {', '.join(missing[:3])}",
+                "finish downloading the model (all shards the index lists)",
+            )
         return d, files
     if (d / SINGLE_NAME).is_file():
         return d, [SINGLE_NAME]
@@ -87,10 +101,14 @@ def weight_files(model_dir: str | Path) -> tuple[Path, list[str]]:
     if len(found) == 1:
         return d, found
     if not found:
-        raise UserError(f"no safetensors weights in {d}",
-                        "download the model's *.safetensors files (pytorch_model.bin is not read)")
-    raise UserError(f"{d} holds {len(found)} safetensors files but no {INDEX_NAME}",
-                    f"add the index, or keep only the model's weights ({', '.join(found[:3])} ...)")
+        raise UserError(
+            f"no safetensors weights in {d}",
+            "download the model's *.safetensors files (pytorch_model.bin is not read)",
+        )
+    raise UserError(
+        f"{d} holds {len(found)} safetensors files but no {INDEX_NAME}",
+        f"add the index, or keep only the model's weights ({', '.join(found[:3])} ...)",
+    )
 
 
 def list_tensors(model_dir: str | Path) -> list[TensorInfo]:
@@ -113,8 +131,9 @@ def list_tensors(model_dir: str | Path) -> list[TensorInfo]:
                 if name != "__metadata__":
                     out.append(TensorInfo(name, tuple(int(x) for x in meta["shape"]), str(meta["dtype"]), f))
         except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
-            raise UserError(f"{p}: not a readable safetensors file ({type(e).__name__}: {e})",
-                            "re-download this file") from None
+            raise UserError(
+                f"{p}: not a readable safetensors file ({type(e).__name__}: {e})", "re-download this file"
+            ) from None
     return out
 
 
@@ -129,8 +148,10 @@ def layer_matrices(tensors: list[TensorInfo]) -> list[LayerMatrix]:
     """
     quant = [t.name for t in tensors if t.name.endswith(QUANT_MARKERS) or ".quant_state." in t.name]
     if quant:
-        raise UserError(f"quantized checkpoint (e.g. tensor {quant[0]}): the score needs the original weights",
-                        "scan the bf16/fp16 release of this model; a LoRA/QLoRA run can still use this one")
+        raise UserError(
+            f"quantized checkpoint (e.g. tensor {quant[0]}): the score needs the original weights",
+            "scan the bf16/fp16 release of this model; a LoRA/QLoRA run can still use this one",
+        )
     found: list[LayerMatrix] = []
     for t in tensors:
         if len(t.shape) != 2 or not t.name.endswith(".weight"):
@@ -140,16 +161,24 @@ def layer_matrices(tensors: list[TensorInfo]) -> list[LayerMatrix]:
         if idx is None or idx == len(parts) - 1:
             continue
         if t.dtype not in FLOAT_DTYPES:
-            raise UserError(f"tensor {t.name} has dtype {t.dtype}, not a float type",
-                            "scan the bf16/fp16 release of this model")
-        found.append(LayerMatrix(".".join(parts), ".".join(parts[:idx]), int(parts[idx]), ".".join(parts[idx + 1:]), t))
+            raise UserError(
+                f"tensor {t.name} has dtype {t.dtype}, not a float type",
+                "scan the bf16/fp16 release of this model",
+            )
+        found.append(
+            LayerMatrix(
+                ".".join(parts), ".".join(parts[:idx]), int(parts[idx]), ".".join(parts[idx + 1 :]), t
+            )
+        )
     prefixes = {m.prefix for m in found}
     if len(prefixes) > 1:
         found = [LayerMatrix(m.module, m.prefix, m.layer, f"{m.prefix}/{m.type}", m.info) for m in found]
     return found
 
 
-def read_matrices(model_dir: Path, matrices: list[LayerMatrix], *, ahead: int = 2) -> Iterator[tuple[LayerMatrix, object]]:
+def read_matrices(
+    model_dir: Path, matrices: list[LayerMatrix], *, ahead: int = 2
+) -> Iterator[tuple[LayerMatrix, object]]:
     """Yield `(matrix, torch tensor)` one at a time, reading up to `ahead` tensors in advance.
 
     A reader thread queues at most `ahead` tensors (plus the one it is handing over), so peak
@@ -183,8 +212,10 @@ def read_matrices(model_dir: Path, matrices: list[LayerMatrix], *, ahead: int = 
             if item is None:
                 return
             if isinstance(item, BaseException):
-                raise UserError(f"reading weights from {model_dir} failed ({type(item).__name__}: {item})",
-                                "re-download the model files") from None
+                raise UserError(
+                    f"reading weights from {model_dir} failed ({type(item).__name__}: {item})",
+                    "re-download the model files",
+                ) from None
             yield item
     finally:
         stop.set()
@@ -196,8 +227,14 @@ def read_matrices(model_dir: Path, matrices: list[LayerMatrix], *, ahead: int = 
         th.join()
 
 
-def content_key(model_dir: Path, files: list[str], *, extra: str = "",
-                progress: Callable[[int, int], None] | None = None, workers: int | None = None) -> str:
+def content_key(
+    model_dir: Path,
+    files: list[str],
+    *,
+    extra: str = "",
+    progress: Callable[[int, int], None] | None = None,
+    workers: int | None = None,
+) -> str:
     """SHA-256 tree hash of the weight files' bytes (64 MiB chunks hashed in parallel threads).
 
     The key changes whenever any byte of any weight file (or the index) changes; size and mtime

@@ -9,5 +9,15 @@ from advisor.throughput.flops import StepWork, step_work
 from advisor.throughput.gpus import GpuSpec, catalog, default_price, find_gpu, require_gpu
 from advisor.throughput.model import Throughput, UnknownThroughput, tokens_per_s
 
-__all__ = ["GpuSpec", "StepWork", "Throughput", "UnknownThroughput", "catalog", "default_price", "find_gpu",
-           "require_gpu", "step_work", "tokens_per_s"]
+__all__ = [
+    "GpuSpec",
+    "StepWork",
+    "Throughput",
+    "UnknownThroughput",
+    "catalog",
+    "default_price",
+    "find_gpu",
+    "require_gpu",
+    "step_work",
+    "tokens_per_s",
+]

@@ -104,5 +104,10 @@ def step_work(m: ModelFacts, cfg, *, mean_doc_tokens: float | None = None) -> St
     passes = 2 + cfg.grad_ckpt + dpo  # forward, backward (+ recompute, + the reference forward)
     dequant = lin * (NF4_BYTES_PER_PARAM + 2) * passes if cfg.method == "qlora" else 0.0
     elem = adapter_bytes(cfg) if adapters else 2
-    return StepWork(tokens=tokens, flops=sum(parts.values()), parts=parts, dequant_bytes=dequant,
-                    optimizer_bytes=ADAMW_ACCESSES * elem * trained)
+    return StepWork(
+        tokens=tokens,
+        flops=sum(parts.values()),
+        parts=parts,
+        dequant_bytes=dequant,
+        optimizer_bytes=ADAMW_ACCESSES * elem * trained,
+    )

@@ -55,13 +55,28 @@ class Forecast:
         return tuple(s / 3600 * self.n_gpus * self.price[0] for s in self.seconds)  # type: ignore[return-value]
 
     def to_dict(self) -> dict:
-        d = {"gpu": self.gpu, "n_gpus": self.n_gpus, "unknown": self.unknown,
-             "seconds": _r(self.seconds), "assumptions": list(self.assumptions),
-             "stages": [{"stage": s.stage, "steps": s.steps, "step_s": round(s.step_s, 3),
-                         "tokens_per_s": round(s.tokens_per_s, 1), "eval_s": round(s.eval_s, 1),
-                         "seconds": _r(s.seconds), "how": s.how} for s in self.stages],
-             "usd_per_gpu_hour": self.price[0] if self.price else None,
-             "price_source": self.price[1] if self.price else None, "cost_usd": _r(self.cost, 2)}
+        d = {
+            "gpu": self.gpu,
+            "n_gpus": self.n_gpus,
+            "unknown": self.unknown,
+            "seconds": _r(self.seconds),
+            "assumptions": list(self.assumptions),
+            "stages": [
+                {
+                    "stage": s.stage,
+                    "steps": s.steps,
+                    "step_s": round(s.step_s, 3),
+                    "tokens_per_s": round(s.tokens_per_s, 1),
+                    "eval_s": round(s.eval_s, 1),
+                    "seconds": _r(s.seconds),
+                    "how": s.how,
+                }
+                for s in self.stages
+            ],
+            "usd_per_gpu_hour": self.price[0] if self.price else None,
+            "price_source": self.price[1] if self.price else None,
+            "cost_usd": _r(self.cost, 2),
+        }
         return d
 
 
@@ -81,17 +96,19 @@ def duration(seconds: float) -> str:
 
 
 def time_range(run_s: list[float] | tuple) -> str:
-    """"2 h 05 min (1 h 49 min to 2 h 27 min)" from [predicted, shortest, longest]."""
+    """ "2 h 05 min (1 h 49 min to 2 h 27 min)" from [predicted, shortest, longest]."""
     return f"{duration(run_s[0])} ({duration(run_s[1])} to {duration(run_s[2])})"
 
 
 def cost_text(spec) -> str | None:
-    """"$4.10 ($3.60 to $4.80) at $3.00 per GPU-hour (source)" for a SpeedSpec with a price, else None."""
+    """ "$4.10 ($3.60 to $4.80) at $3.00 per GPU-hour (source)" for a SpeedSpec with a price, else None."""
     if not spec or not spec.cost_usd:
         return None
     lo, hi = spec.cost_usd[1], spec.cost_usd[2]
-    return (f"${spec.cost_usd[0]:,.2f} (${lo:,.2f} to ${hi:,.2f}) at ${spec.usd_per_gpu_hour:,.2f} per GPU-hour "
-            f"× {spec.n_gpus} GPU{'s' if spec.n_gpus > 1 else ''}, {spec.price_source}")
+    return (
+        f"${spec.cost_usd[0]:,.2f} (${lo:,.2f} to ${hi:,.2f}) at ${spec.usd_per_gpu_hour:,.2f} per GPU-hour "
+        f"× {spec.n_gpus} GPU{'s' if spec.n_gpus > 1 else ''}, {spec.price_source}"
+    )
 
 
 def _r(t, nd: int = 0):
@@ -108,8 +125,17 @@ def price_per_gpu_hour(answer: float | None, gpu_name: str | None) -> tuple[floa
     return default_price(spec) if spec else None
 
 
-def forecast(plan, model, gpu_name: str | None, *, sft_examples: int | None, preference_pairs: int | None,
-             mean_tokens: float | None = None, bf16: bool = True, price: float | None = None) -> Forecast:
+def forecast(
+    plan,
+    model,
+    gpu_name: str | None,
+    *,
+    sft_examples: int | None,
+    preference_pairs: int | None,
+    mean_tokens: float | None = None,
+    bf16: bool = True,
+    price: float | None = None,
+) -> Forecast:
     """The plan's run time on `gpu_name` (× plan.n_gpus) and its cost; `price` is the answers' gpu_hour_price."""
     from advisor.models import ModelFacts
 
@@ -139,8 +165,9 @@ def forecast(plan, model, gpu_name: str | None, *, sft_examples: int | None, pre
     return out
 
 
-def _stage(plan, model, gpu_name: str, stage: str, examples: int | None, mean_tokens: float | None,
-           bf16: bool):
+def _stage(
+    plan, model, gpu_name: str, stage: str, examples: int | None, mean_tokens: float | None, bf16: bool
+):
     from advisor.memory import config_for_plan
     from advisor.throughput.model import tokens_per_s
 
@@ -155,7 +182,9 @@ def _stage(plan, model, gpu_name: str, stage: str, examples: int | None, mean_to
     if plan.max_steps:
         steps, how = plan.max_steps, f"max_steps {plan.max_steps:,}"
     elif not examples:
-        return f"no count of {what} for the {stage.upper()} stage: give `dataset` or `examples` in the answers"
+        return (
+            f"no count of {what} for the {stage.upper()} stage: give `dataset` or `examples` in the answers"
+        )
     else:
         train = plan.train_examples(examples)
         seqs = plan.sequences_per_epoch(train, mean_tokens) if stage == "sft" else train
@@ -163,22 +192,34 @@ def _stage(plan, model, gpu_name: str, stage: str, examples: int | None, mean_to
         per_epoch = max(1, math.ceil(seqs / per_step))
         steps = math.ceil(per_epoch * epochs)
         rows = 2 if stage == "dpo" else 1  # a pair is a chosen and a rejected row
-        how = (f"{seqs * rows * plan.max_length:,} tokens per epoch; ⌈{seqs:,} {unit} / {per_step:,} per step⌉ × "
-               f"{epochs:g} epoch{'s' if epochs != 1 else ''} = {steps:,} steps")
+        how = (
+            f"{seqs * rows * plan.max_length:,} tokens per epoch; ⌈{seqs:,} {unit} / {per_step:,} per step⌉ × "
+            f"{epochs:g} epoch{'s' if epochs != 1 else ''} = {steps:,} steps"
+        )
 
     t = tokens_per_s(model, cfg, gpu_name, grad_accum=accum, mean_doc_tokens=mean_tokens, bf16=bf16)
     train_s = steps * t.step_s
     eval_s = _eval_seconds(plan, model, cfg, t, steps, examples, mean_tokens, stage)
     mid = train_s + eval_s
     epoch = f"; one epoch {duration(mid * per_epoch / steps)}" if per_epoch and epochs != 1 else ""
-    return StageTime(stage=stage, steps=steps, step_s=t.step_s, tokens_per_s=t.tokens_per_s, eval_s=eval_s,
-                   seconds=(mid, mid * t.tokens_per_s / t.tokens_per_s_high, mid * t.tokens_per_s / t.tokens_per_s_low),
-                   how=f"{how} × {t.step_s:.2f} s per step ({t.tokens_per_s:,.0f} tokens/s on "
-                       f"{t.n_gpus} × {t.gpu})" + (f" + {eval_s / 60:,.0f} min of evaluation" if eval_s >= 30 else "")
-                       + (" (an upper bound: without token counts each example counts as a whole sequence)"
-                          if stage == "sft" and plan.packing and not mean_tokens and not plan.max_steps else "")
-                       + epoch,
-                   assumptions=list(t.assumptions))
+    return StageTime(
+        stage=stage,
+        steps=steps,
+        step_s=t.step_s,
+        tokens_per_s=t.tokens_per_s,
+        eval_s=eval_s,
+        seconds=(mid, mid * t.tokens_per_s / t.tokens_per_s_high, mid * t.tokens_per_s / t.tokens_per_s_low),
+        how=f"{how} × {t.step_s:.2f} s per step ({t.tokens_per_s:,.0f} tokens/s on "
+        f"{t.n_gpus} × {t.gpu})"
+        + (f" + {eval_s / 60:,.0f} min of evaluation" if eval_s >= 30 else "")
+        + (
+            " (an upper bound: without token counts each example counts as a whole sequence)"
+            if stage == "sft" and plan.packing and not mean_tokens and not plan.max_steps
+            else ""
+        )
+        + epoch,
+        assumptions=list(t.assumptions),
+    )
 
 
 def _eval_seconds(plan, model, cfg, t, steps: int, examples: int | None, mean_tokens, stage: str) -> float:
@@ -202,14 +243,18 @@ def speed_spec(fc: Forecast):
 
     if fc.seconds is None:
         return None
-    return SpeedSpec(gpu=fc.gpu or "", tokens_per_s={s.stage: round(s.tokens_per_s, 1) for s in fc.stages},
-                     step_s={s.stage: round(s.step_s, 4) for s in fc.stages},
-                     steps={s.stage: s.steps for s in fc.stages},
-                     stage_s={s.stage: [round(x, 1) for x in s.seconds] for s in fc.stages},
-                     run_s=[round(x, 1) for x in fc.seconds], n_gpus=fc.n_gpus,
-                     usd_per_gpu_hour=fc.price[0] if fc.price else None,
-                     price_source=fc.price[1] if fc.price else None,
-                     cost_usd=[round(x, 2) for x in fc.cost] if fc.cost else None)
+    return SpeedSpec(
+        gpu=fc.gpu or "",
+        tokens_per_s={s.stage: round(s.tokens_per_s, 1) for s in fc.stages},
+        step_s={s.stage: round(s.step_s, 4) for s in fc.stages},
+        steps={s.stage: s.steps for s in fc.stages},
+        stage_s={s.stage: [round(x, 1) for x in s.seconds] for s in fc.stages},
+        run_s=[round(x, 1) for x in fc.seconds],
+        n_gpus=fc.n_gpus,
+        usd_per_gpu_hour=fc.price[0] if fc.price else None,
+        price_source=fc.price[1] if fc.price else None,
+        cost_usd=[round(x, 2) for x in fc.cost] if fc.cost else None,
+    )
 
 
 def plan_forecast(plan, facts) -> Forecast:
@@ -218,9 +263,16 @@ def plan_forecast(plan, facts) -> Forecast:
     stats = getattr(facts.data, "token_stats", None) or {}
     mean = stats.get("mean") if isinstance(stats, dict) else None
     gpu = facts.gpus[0].name if facts.gpus else None
-    return forecast(plan, facts.model, gpu, sft_examples=v.get("sft_examples"),
-                    preference_pairs=v.get("preference_pairs"), mean_tokens=mean,
-                    bf16=v.get("gpu_bf16") is not False, price=getattr(facts.answers, "gpu_hour_price", None))
+    return forecast(
+        plan,
+        facts.model,
+        gpu,
+        sft_examples=v.get("sft_examples"),
+        preference_pairs=v.get("preference_pairs"),
+        mean_tokens=mean,
+        bf16=v.get("gpu_bf16") is not False,
+        price=getattr(facts.answers, "gpu_hour_price", None),
+    )
 
 
 def forecast_reason(fc: Forecast) -> str:
@@ -228,8 +280,10 @@ def forecast_reason(fc: Forecast) -> str:
     if fc.unknown:
         return f"time unknown: {fc.unknown}"
     parts = [f"{s.stage.upper()}: {s.how}" for s in fc.stages]
-    text = ("; ".join(parts) + "; the range is the throughput model's spread (its largest blind-check error, "
-            "bench/results/throughput-accuracy-2026-12-06.txt; measurement), widened where an assumption below says")
+    text = (
+        "; ".join(parts) + "; the range is the throughput model's spread (its largest blind-check error, "
+        "bench/results/throughput-accuracy-2026-12-06.txt; measurement), widened where an assumption below says"
+    )
     if fc.assumptions:
         text += "; assumed: " + "; ".join(fc.assumptions)
     return text
@@ -250,23 +304,35 @@ def rescale_speed(old, new, model) -> None:
     try:
         ratios = {}
         for stage in sp.step_s:
-            before = tokens_per_s(model, config_for_plan(old, stage), sp.gpu, grad_accum=old.stage_batch(stage)[1])
-            after = tokens_per_s(model, config_for_plan(new, stage), sp.gpu, grad_accum=new.stage_batch(stage)[1])
+            before = tokens_per_s(
+                model, config_for_plan(old, stage), sp.gpu, grad_accum=old.stage_batch(stage)[1]
+            )
+            after = tokens_per_s(
+                model, config_for_plan(new, stage), sp.gpu, grad_accum=new.stage_batch(stage)[1]
+            )
             ratios[stage] = after.step_s / before.step_s  # same tokens per optimizer step before and after
     except UserError as e:
         new.speed = None
-        new.reasons["speed"] = f"time unknown: the plan changed and its forecast could not be redone ({e.message})"
+        new.reasons["speed"] = (
+            f"time unknown: the plan changed and its forecast could not be redone ({e.message})"
+        )
         return
     stage_s = {k: [x * ratios[k] for x in v] for k, v in sp.stage_s.items()}
     run_s = [round(sum(v[i] for v in stage_s.values()), 1) for i in range(3)] if stage_s else sp.run_s
     scale = run_s[0] / sp.run_s[0] if sp.run_s and sp.run_s[0] else 1.0
-    new.speed = dc_replace(sp, step_s={k: round(v * ratios[k], 4) for k, v in sp.step_s.items()},
-                           tokens_per_s={k: round(v / ratios[k], 1) for k, v in sp.tokens_per_s.items()},
-                           stage_s={k: [round(x, 1) for x in v] for k, v in stage_s.items()}, run_s=run_s,
-                           cost_usd=[round(c * scale, 2) for c in sp.cost_usd] if sp.cost_usd else None)
-    new.reasons["speed"] = (old.reasons.get("speed", "") + "; then moved by the throughput model for the step "
-                            "down after running out of memory: " + ", ".join(f"{k.upper()} step × {r:.2f}"
-                                                                             for k, r in ratios.items()))
+    new.speed = dc_replace(
+        sp,
+        step_s={k: round(v * ratios[k], 4) for k, v in sp.step_s.items()},
+        tokens_per_s={k: round(v / ratios[k], 1) for k, v in sp.tokens_per_s.items()},
+        stage_s={k: [round(x, 1) for x in v] for k, v in stage_s.items()},
+        run_s=run_s,
+        cost_usd=[round(c * scale, 2) for c in sp.cost_usd] if sp.cost_usd else None,
+    )
+    new.reasons["speed"] = (
+        old.reasons.get("speed", "") + "; then moved by the throughput model for the step "
+        "down after running out of memory: "
+        + ", ".join(f"{k.upper()} step × {r:.2f}" for k, r in ratios.items())
+    )
 
 
 def carry_speed(old, new) -> None:
@@ -280,6 +346,8 @@ def carry_speed(old, new) -> None:
         model = resolve_model(old.model)
     except UserError as e:
         new.speed = None
-        new.reasons["speed"] = f"time unknown: the plan changed and its forecast could not be redone ({e.message})"
+        new.reasons["speed"] = (
+            f"time unknown: the plan changed and its forecast could not be redone ({e.message})"
+        )
         return
     rescale_speed(old, new, model)

@@ -50,9 +50,18 @@ def _raw() -> dict:
 @lru_cache(maxsize=1)
 def catalog() -> tuple[GpuSpec, ...]:
     """Every card in rules/gpus.yaml, in matching order."""
-    return tuple(GpuSpec(name=r["name"], bf16_tflops=r["bf16_tflops"], fp16_tflops=float(r["fp16_tflops"]),
-                         bandwidth_gbs=float(r["bandwidth_gbs"]), memory_gb=float(r["memory_gb"]),
-                         source=r["source"], patterns=tuple(r["match"])) for r in _raw()["gpus"])
+    return tuple(
+        GpuSpec(
+            name=r["name"],
+            bf16_tflops=r["bf16_tflops"],
+            fp16_tflops=float(r["fp16_tflops"]),
+            bandwidth_gbs=float(r["bandwidth_gbs"]),
+            memory_gb=float(r["memory_gb"]),
+            source=r["source"],
+            patterns=tuple(r["match"]),
+        )
+        for r in _raw()["gpus"]
+    )
 
 
 def find_gpu(name: str) -> GpuSpec | None:
@@ -71,9 +80,11 @@ def require_gpu(name: str) -> GpuSpec:
     """`find_gpu`, or a UserError naming the known cards (the throughput model never guesses a card)."""
     spec = find_gpu(name)
     if spec is None:
-        raise UserError(f"unknown throughput for GPU {name!r}: it is not in the GPU catalog (rules/gpus.yaml)",
-                        f"name one of: {', '.join(s.name for s in catalog())}, or add its row with the "
-                        "spec sheet's dense BF16/FP16 TFLOPS and memory bandwidth")
+        raise UserError(
+            f"unknown throughput for GPU {name!r}: it is not in the GPU catalog (rules/gpus.yaml)",
+            f"name one of: {', '.join(s.name for s in catalog())}, or add its row with the "
+            "spec sheet's dense BF16/FP16 TFLOPS and memory bandwidth",
+        )
     return spec
 
 

@@ -53,12 +53,20 @@ class Throughput:
         return tokens / self.tokens_per_s, tokens / self.tokens_per_s_high, tokens / self.tokens_per_s_low
 
     def to_dict(self) -> dict:
-        return {"gpu": self.gpu, "n_gpus": self.n_gpus, "tokens_per_s": round(self.tokens_per_s, 1),
-                "tokens_per_s_range": [round(self.tokens_per_s_low, 1), round(self.tokens_per_s_high, 1)],
-                "step_s": round(self.step_s, 4), "tokens_per_step": self.tokens_per_step,
-                "flops_per_token": round(self.flops_per_token), "efficiency": round(self.efficiency, 4),
-                "efficiency_key": self.efficiency_key, "spread": self.spread,
-                "compute_share": round(self.compute_share, 3), "assumptions": list(self.assumptions)}
+        return {
+            "gpu": self.gpu,
+            "n_gpus": self.n_gpus,
+            "tokens_per_s": round(self.tokens_per_s, 1),
+            "tokens_per_s_range": [round(self.tokens_per_s_low, 1), round(self.tokens_per_s_high, 1)],
+            "step_s": round(self.step_s, 4),
+            "tokens_per_step": self.tokens_per_step,
+            "flops_per_token": round(self.flops_per_token),
+            "efficiency": round(self.efficiency, 4),
+            "efficiency_key": self.efficiency_key,
+            "spread": self.spread,
+            "compute_share": round(self.compute_share, 3),
+            "assumptions": list(self.assumptions),
+        }
 
 
 @lru_cache(maxsize=1)
@@ -77,17 +85,25 @@ def efficiency_key(cfg) -> str:
     return f"{cfg.stack}:{'adapters' if cfg.method in ('lora', 'qlora') else 'dense'}"
 
 
-def step_seconds(work: StepWork, gpu: GpuSpec, efficiency: float, *, grad_accum: int = 1,
-                 bf16: bool = True) -> tuple[float, float]:
+def step_seconds(
+    work: StepWork, gpu: GpuSpec, efficiency: float, *, grad_accum: int = 1, bf16: bool = True
+) -> tuple[float, float]:
     """(seconds of one micro-batch, the tensor math's share of it) on one GPU at `efficiency`."""
     compute = work.flops / (gpu.peak_tflops(bf16) * 1e12 * efficiency)
     memory = (work.dequant_bytes + work.optimizer_bytes / grad_accum) / (gpu.bandwidth_gbs * 1e9)
     return compute + memory, compute / (compute + memory)
 
 
-def tokens_per_s(model: ModelFacts, cfg, gpu: GpuSpec | str, *, grad_accum: int = 1,
-                 mean_doc_tokens: float | None = None, bf16: bool = True,
-                 efficiency: float | None = None) -> Throughput:
+def tokens_per_s(
+    model: ModelFacts,
+    cfg,
+    gpu: GpuSpec | str,
+    *,
+    grad_accum: int = 1,
+    mean_doc_tokens: float | None = None,
+    bf16: bool = True,
+    efficiency: float | None = None,
+) -> Throughput:
     """Predicted tokens/s and step time of `cfg`'s step on `gpu` (a catalog row or any GPU name).
 
     `grad_accum`: micro-batches per optimizer step (the optimizer's traffic is paid once per step).
@@ -98,15 +114,20 @@ def tokens_per_s(model: ModelFacts, cfg, gpu: GpuSpec | str, *, grad_accum: int 
     """
     validate(cfg)
     if getattr(cfg, "cpu_offload", False):
-        raise UnknownThroughput("unknown throughput: FSDP with CPU offload moves every weight shard over PCIe in the "
-                                "forward and the backward and runs AdamW on the CPU, which the throughput model does "
-                                "not cover", "time a few steps with `tunewise launch RUN_DIR --max-steps 5`")
+        raise UnknownThroughput(
+            "unknown throughput: FSDP with CPU offload moves every weight shard over PCIe in the "
+            "forward and the backward and runs AdamW on the CPU, which the throughput model does "
+            "not cover",
+            "time a few steps with `tunewise launch RUN_DIR --max-steps 5`",
+        )
     spec = gpu if isinstance(gpu, GpuSpec) else _require(gpu)
     bf16 = bf16 and spec.bf16_tflops is not None
     if not bf16 and cfg.method in ("spectrum", "full"):
-        raise UnknownThroughput(f"unknown throughput: {cfg.method} trains in fp32 on a {spec.name} (no bfloat16), "
-                                "and the throughput model covers 16-bit tensor math only",
-                                "use a bfloat16 card (Ampere or newer), or an adapter method (lora, qlora)")
+        raise UnknownThroughput(
+            f"unknown throughput: {cfg.method} trains in fp32 on a {spec.name} (no bfloat16), "
+            "and the throughput model covers 16-bit tensor math only",
+            "use a bfloat16 card (Ampere or newer), or an adapter method (lora, qlora)",
+        )
     data = fit()
     key = efficiency_key(cfg)
     eff = efficiency if efficiency is not None else float(data["efficiency"][key]["value"])
@@ -118,20 +139,32 @@ def tokens_per_s(model: ModelFacts, cfg, gpu: GpuSpec | str, *, grad_accum: int 
         strategy = cfg.distributed or "ddp"
         s = data["scaling"][strategy]
         scaling = float(s["value"])
-        assumptions.append(f"{n} GPUs ({strategy}) at {scaling:.0%} of {n} × one GPU's speed: {s['why']} "
-                           "(an assumption, not measured)")
+        assumptions.append(
+            f"{n} GPUs ({strategy}) at {scaling:.0%} of {n} × one GPU's speed: {s['why']} "
+            "(an assumption, not measured)"
+        )
     faster = faster_on(spec, bf16)
     if spec.name != MEASURED_ON:
-        assumptions.append(f"the efficiency was fitted on an {MEASURED_ON}; assumed the same on the {spec.name}"
-                           + (f", where the run may be up to {faster:.2g}× faster (a published figure for a slower "
-                              "card was; docs/throughput.md)" if faster > 1 else ""))
-    for note in data["efficiency"][key].get("assumed_for", {}).get(cfg.method, []) if efficiency is None else []:
+        assumptions.append(
+            f"the efficiency was fitted on an {MEASURED_ON}; assumed the same on the {spec.name}"
+            + (
+                f", where the run may be up to {faster:.2g}× faster (a published figure for a slower "
+                "card was; docs/throughput.md)"
+                if faster > 1
+                else ""
+            )
+        )
+    for note in (
+        data["efficiency"][key].get("assumed_for", {}).get(cfg.method, []) if efficiency is None else []
+    ):
         assumptions.append(note)
     slower = 1.0
     if cfg.stack == "tunewise" and not cfg.liger:
         slower = float(data["without_liger"]["slower_by_up_to"])
-        assumptions.append(f"the job's efficiency was measured with Liger kernels on; without them the step may be "
-                           f"up to {slower:g}× slower (what Liger gave the plain stack)")
+        assumptions.append(
+            f"the job's efficiency was measured with Liger kernels on; without them the step may be "
+            f"up to {slower:g}× slower (what Liger gave the plain stack)"
+        )
     if cfg.stage == "dpo":
         assumptions.append("no DPO step was measured on a GPU: the SFT step's efficiency is assumed")
     if not bf16:
@@ -140,10 +173,21 @@ def tokens_per_s(model: ModelFacts, cfg, gpu: GpuSpec | str, *, grad_accum: int 
     tokens_step = work.tokens * grad_accum * n
     rate = tokens_step / step_s
     spread = float(data["spread"]["value"])
-    return Throughput(gpu=spec.name, n_gpus=n, tokens_per_s=rate, tokens_per_s_low=rate * (1 - spread) / slower,
-                      tokens_per_s_high=rate * max(1 + spread, faster), step_s=step_s, tokens_per_step=tokens_step,
-                      flops_per_token=work.flops_per_token, efficiency=eff, efficiency_key=key, spread=spread,
-                      compute_share=share, assumptions=assumptions)
+    return Throughput(
+        gpu=spec.name,
+        n_gpus=n,
+        tokens_per_s=rate,
+        tokens_per_s_low=rate * (1 - spread) / slower,
+        tokens_per_s_high=rate * max(1 + spread, faster),
+        step_s=step_s,
+        tokens_per_step=tokens_step,
+        flops_per_token=work.flops_per_token,
+        efficiency=eff,
+        efficiency_key=key,
+        spread=spread,
+        compute_share=share,
+        assumptions=assumptions,
+    )
 
 
 def faster_on(spec: GpuSpec, bf16: bool = True) -> float:

@@ -34,7 +34,9 @@ def evaluate_at_end(run_dir, plan) -> None:
     if plan.evaluation is None or not plan.evaluation.enabled:
         return
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:
-        print(f"[tunewise] eval: not run inside a multi-process job; run `tunewise eval {run_dir}`", flush=True)
+        print(
+            f"[tunewise] eval: not run inside a multi-process job; run `tunewise eval {run_dir}`", flush=True
+        )
         return
     try:
         from launcher.evaluation.run import evaluate_run as _run
@@ -45,8 +47,11 @@ def evaluate_at_end(run_dir, plan) -> None:
         print(f"[tunewise] eval: skipped: {e}", file=sys.stderr, flush=True)
         return
     except Exception as e:  # the model is trained and saved; a failed measurement must not undo that
-        print(f"[tunewise] eval: failed ({type(e).__name__}: {e}); retry with `tunewise eval {run_dir}`",
-              file=sys.stderr, flush=True)
+        print(
+            f"[tunewise] eval: failed ({type(e).__name__}: {e}); retry with `tunewise eval {run_dir}`",
+            file=sys.stderr,
+            flush=True,
+        )
         return
     from rich.console import Console
 

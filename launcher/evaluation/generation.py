@@ -33,7 +33,9 @@ def load(model_dir: str, adapter: Path | None = None, *, trust_remote_code: bool
     cuda = torch.cuda.is_available()
     dtype = torch.bfloat16 if cuda and torch.cuda.is_bf16_supported() else torch.float32
     own = adapter is not None and (adapter / "tokenizer_config.json").is_file()
-    tok = AutoTokenizer.from_pretrained(str(adapter) if own else model_dir, trust_remote_code=trust_remote_code)
+    tok = AutoTokenizer.from_pretrained(
+        str(adapter) if own else model_dir, trust_remote_code=trust_remote_code
+    )
     tok.padding_side = "left"
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token
@@ -69,33 +71,44 @@ def generate(model, tok, prompts: list[list[dict]], *, max_new_tokens: int, batc
     if cuda:
         torch.cuda.reset_peak_memory_stats()
     texts, latencies, new_tokens, gen_s = [], [], [], 0.0
-    stop = [t for t in {tok.eos_token_id, getattr(model.generation_config, "eos_token_id", None)} if t is not None]
+    stop = [
+        t for t in {tok.eos_token_id, getattr(model.generation_config, "eos_token_id", None)} if t is not None
+    ]
     stop = [x for t in stop for x in (t if isinstance(t, list) else [t])]
     for start in range(0, len(prompts), batch_size):
-        batch = [_render(tok, p) for p in prompts[start:start + batch_size]]
+        batch = [_render(tok, p) for p in prompts[start : start + batch_size]]
         enc = tok(batch, return_tensors="pt", padding=True, add_special_tokens=not tok.chat_template)
         enc = enc.to(model.device)
         t0 = time.perf_counter()
         with torch.no_grad():
-            out = model.generate(**enc, max_new_tokens=max_new_tokens, do_sample=False, eos_token_id=stop,
-                                 pad_token_id=tok.pad_token_id)
+            out = model.generate(
+                **enc,
+                max_new_tokens=max_new_tokens,
+                do_sample=False,
+                eos_token_id=stop,
+                pad_token_id=tok.pad_token_id,
+            )
         dt = time.perf_counter() - t0
         gen_s += dt
-        for row in out[:, enc["input_ids"].shape[1]:]:
+        for row in out[:, enc["input_ids"].shape[1] :]:
             ids = row.tolist()
             n = next((i + 1 for i, t in enumerate(ids) if t in stop), len(ids))
             new_tokens.append(n)
             texts.append(tok.decode(ids[:n], skip_special_tokens=True).strip())
             latencies.append(dt)
-    system = {"latency_p50_s": round(float(np.percentile(latencies, 50)), 3),
-              "latency_p95_s": round(float(np.percentile(latencies, 95)), 3),
-              "tokens_per_s": round(sum(new_tokens) / gen_s, 1) if gen_s else None,
-              "peak_memory_gib": _peak_gib(cuda),
-              "output_tokens_mean": round(float(np.mean(new_tokens)), 1)}
+    system = {
+        "latency_p50_s": round(float(np.percentile(latencies, 50)), 3),
+        "latency_p95_s": round(float(np.percentile(latencies, 95)), 3),
+        "tokens_per_s": round(sum(new_tokens) / gen_s, 1) if gen_s else None,
+        "peak_memory_gib": _peak_gib(cuda),
+        "output_tokens_mean": round(float(np.mean(new_tokens)), 1),
+    }
     return Outputs(texts, system=system)
 
 
-def reference_nll(model, tok, prompts: list[list[dict]], references: list[str], *, batch_size: int) -> np.ndarray:
+def reference_nll(
+    model, tok, prompts: list[list[dict]], references: list[str], *, batch_size: int
+) -> np.ndarray:
     """Summed negative log-likelihood of each reference answer after its prompt, and its token count
     (teacher-forced; for held-out perplexity)."""
     import torch
@@ -103,10 +116,16 @@ def reference_nll(model, tok, prompts: list[list[dict]], references: list[str], 
     rows = []
     for start in range(0, len(prompts), batch_size):
         ids, spans = [], []
-        for p, r in zip(prompts[start:start + batch_size], references[start:start + batch_size], strict=True):
+        for p, r in zip(
+            prompts[start : start + batch_size], references[start : start + batch_size], strict=True
+        ):
             prompt = tok(_render(tok, p), add_special_tokens=not tok.chat_template)["input_ids"]
-            full = tok(_render(tok, p + [{"role": "assistant", "content": r}], generation_prompt=False)
-                       if tok.chat_template else _render(tok, p) + r, add_special_tokens=not tok.chat_template)
+            full = tok(
+                _render(tok, p + [{"role": "assistant", "content": r}], generation_prompt=False)
+                if tok.chat_template
+                else _render(tok, p) + r,
+                add_special_tokens=not tok.chat_template,
+            )
             full = full["input_ids"]
             ids.append(full)
             spans.append((min(len(prompt), len(full) - 1), len(full)))
@@ -122,6 +141,6 @@ def reference_nll(model, tok, prompts: list[list[dict]], references: list[str], 
         for b, (s, e) in enumerate(spans):
             off = width - len(ids[b])
             # Tokens s..e-1 of the row are the answer; position t predicts token t+1.
-            seg = tok_nll[b, off + s - 1: off + e - 1]
+            seg = tok_nll[b, off + s - 1 : off + e - 1]
             rows.append([float(seg.sum()), float(seg.numel())])
     return np.array(rows)

@@ -52,14 +52,18 @@ def read_examples(path: Path, what: str) -> list[Example]:
         UserError: the file is missing, unreadable, or no row has a reference answer.
     """
     if not path.is_file():
-        raise UserError(f"the run has no {what} split ({path} is missing)",
-                        "recreate the run with `tunewise recommend --out RUN_DIR` and a dataset, so a held-out "
-                        "split is written")
+        raise UserError(
+            f"the run has no {what} split ({path} is missing)",
+            "recreate the run with `tunewise recommend --out RUN_DIR` and a dataset, so a held-out "
+            "split is written",
+        )
     out, bad = [], 0
     try:
         lines = path.read_text(encoding="utf-8").splitlines()
     except (OSError, UnicodeDecodeError) as e:
-        raise UserError(f"cannot read {path}: {e}", "regenerate the split with `tunewise recommend --out`") from None
+        raise UserError(
+            f"cannot read {path}: {e}", "regenerate the split with `tunewise recommend --out`"
+        ) from None
     for line in lines:
         if not line.strip():
             continue
@@ -72,9 +76,12 @@ def read_examples(path: Path, what: str) -> list[Example]:
         else:
             out.append(ex)
     if not out:
-        raise UserError(f"no row of {path} has a reference answer to compare with ({bad} rows of plain text or "
-                        "other shapes)", "evaluation needs prompt/answer rows (messages, prompt+completion or "
-                        "preference data); plain-text data has no reference, so measure it by perplexity elsewhere")
+        raise UserError(
+            f"no row of {path} has a reference answer to compare with ({bad} rows of plain text or "
+            "other shapes)",
+            "evaluation needs prompt/answer rows (messages, prompt+completion or "
+            "preference data); plain-text data has no reference, so measure it by perplexity elsewhere",
+        )
     return out
 
 
@@ -118,5 +125,7 @@ def few_shot_messages(example: Example, shots: list[Example]) -> list[dict]:
     system = [m for m in example.prompt if m["role"] == "system"]
     msgs += system
     for s in shots:
-        msgs += [m for m in s.prompt if m["role"] != "system"] + [{"role": "assistant", "content": s.reference}]
+        msgs += [m for m in s.prompt if m["role"] != "system"] + [
+            {"role": "assistant", "content": s.reference}
+        ]
     return msgs + [m for m in example.prompt if m["role"] != "system"]

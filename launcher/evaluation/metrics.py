@@ -128,9 +128,15 @@ def macro_f1_metric(preds, refs, labels: list[str]) -> Metric:
     from sklearn.metrics import f1_score
 
     ids = {lab: i for i, lab in enumerate(labels)}
-    pairs = np.array([[ids.get(strip_answer(p), -1), ids[strip_answer(r)]] for p, r in zip(preds, refs, strict=True)])
-    return Metric(pairs, lambda v: f1_score(v[:, 1], v[:, 0], labels=list(range(len(labels))), average="macro",
-                                            zero_division=0))
+    pairs = np.array(
+        [[ids.get(strip_answer(p), -1), ids[strip_answer(r)]] for p, r in zip(preds, refs, strict=True)]
+    )
+    return Metric(
+        pairs,
+        lambda v: f1_score(
+            v[:, 1], v[:, 0], labels=list(range(len(labels))), average="macro", zero_division=0
+        ),
+    )
 
 
 def perplexity_metric(nll_and_tokens: np.ndarray) -> Metric:
@@ -138,12 +144,25 @@ def perplexity_metric(nll_and_tokens: np.ndarray) -> Metric:
     return Metric(nll_and_tokens, lambda v: float(np.exp(v[:, 0].sum() / max(1.0, v[:, 1].sum()))))
 
 
-PER_EXAMPLE = {"exact_match": exact_match, "accuracy": exact_match, "token_f1": token_f1,
-               "json_valid": json_valid, "field_f1": field_f1, "rouge_l": rouge_l, "chrf": chrf}
+PER_EXAMPLE = {
+    "exact_match": exact_match,
+    "accuracy": exact_match,
+    "token_f1": token_f1,
+    "json_valid": json_valid,
+    "field_f1": field_f1,
+    "rouge_l": rouge_l,
+    "chrf": chrf,
+}
 
 
-def build(name: str, preds: list[str], refs: list[str], *, labels: list[str] | None = None,
-          nll: np.ndarray | None = None) -> Metric | None:
+def build(
+    name: str,
+    preds: list[str],
+    refs: list[str],
+    *,
+    labels: list[str] | None = None,
+    nll: np.ndarray | None = None,
+) -> Metric | None:
     """The metric `name` for one model's outputs, or None when it cannot be measured (perplexity without NLL)."""
     if name == "macro_f1":
         return macro_f1_metric(preds, refs, labels or sorted({strip_answer(r) for r in refs}))

@@ -52,7 +52,9 @@ def loss_curves(run_dir: Path) -> str | None:
     fig, ax = plt.subplots(figsize=(6, 3.5))
     for pts, name in ((train, "training loss"), (val, "validation loss")):
         if pts:
-            ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o" if len(pts) < 30 else None, label=name)
+            ax.plot(
+                [p[0] for p in pts], [p[1] for p in pts], marker="o" if len(pts) < 30 else None, label=name
+            )
     ax.set_xlabel("optimizer step")
     ax.set_ylabel("loss")
     ax.legend()
@@ -74,9 +76,17 @@ def metric_bars(run_dir: Path, result: dict) -> str | None:
     for ax, metric in zip(axes[0], metrics, strict=True):
         keys = [k for k in models if metric in models[k]["metrics"]]
         vals = [models[k]["metrics"][metric]["value"] for k in keys]
-        err = [[v - models[k]["metrics"][metric]["ci"][0] for k, v in zip(keys, vals, strict=True)],
-               [models[k]["metrics"][metric]["ci"][1] - v for k, v in zip(keys, vals, strict=True)]]
-        ax.bar(range(len(keys)), vals, yerr=err, capsize=4, color=["#999999", "#6699cc", "#dd7733", "#cc3333"][:len(keys)])
+        err = [
+            [v - models[k]["metrics"][metric]["ci"][0] for k, v in zip(keys, vals, strict=True)],
+            [models[k]["metrics"][metric]["ci"][1] - v for k, v in zip(keys, vals, strict=True)],
+        ]
+        ax.bar(
+            range(len(keys)),
+            vals,
+            yerr=err,
+            capsize=4,
+            color=["#999999", "#6699cc", "#dd7733", "#cc3333"][: len(keys)],
+        )
         ax.set_xticks(range(len(keys)), [models[k]["label"] for k in keys], rotation=20, ha="right")
         ax.set_title(label(metric))
         ax.grid(axis="y", alpha=0.3)

@@ -22,8 +22,14 @@ PROBE_SHOTS = 5
 PROBE_SEED = 0
 
 
-def probe_few_shot(answers: Answers, *, examples: int = PROBE_EXAMPLES, shots: int = PROBE_SHOTS,
-                   max_new_tokens: int = 64, batch_size: int = 8) -> dict:
+def probe_few_shot(
+    answers: Answers,
+    *,
+    examples: int = PROBE_EXAMPLES,
+    shots: int = PROBE_SHOTS,
+    max_new_tokens: int = 64,
+    batch_size: int = 8,
+) -> dict:
     """{metric, value, ci, n, k, wall_s} for k-shot prompting of `answers.model` on `answers.dataset`.
 
     Raises:
@@ -33,9 +39,13 @@ def probe_few_shot(answers: Answers, *, examples: int = PROBE_EXAMPLES, shots: i
     from launcher.evaluation import bootstrap, generation, heldout, metrics
 
     if not answers.dataset:
-        raise UserError("--probe needs a dataset to measure prompting on", "add `dataset: FILE` to the answers")
+        raise UserError(
+            "--probe needs a dataset to measure prompting on", "add `dataset: FILE` to the answers"
+        )
     if not answers.model:
-        raise UserError("--probe needs the model to prompt", "add `model: DIR` (a local model directory) to the answers")
+        raise UserError(
+            "--probe needs the model to prompt", "add `model: DIR` (a local model directory) to the answers"
+        )
     t0 = time.perf_counter()
     metric = headline_metric(answers.task, answers.success.metric if answers.success else None)
     with tempfile.TemporaryDirectory(prefix="tunewise-probe-") as tmp:
@@ -44,19 +54,37 @@ def probe_few_shot(answers: Answers, *, examples: int = PROBE_EXAMPLES, shots: i
         train = heldout.read_examples(Path(split.train), "training")
     sample = heldout.cap(held, examples, PROBE_SEED, stratify=answers.task == "classification")
     shot_rows = heldout.pick_shots(train, shots, PROBE_SEED)
-    print(f"[tunewise] probe: {len(shot_rows)}-shot prompting of {answers.model} on {len(sample)} held-out "
-          f"examples ({metric})", file=sys.stderr, flush=True)
+    print(
+        f"[tunewise] probe: {len(shot_rows)}-shot prompting of {answers.model} on {len(sample)} held-out "
+        f"examples ({metric})",
+        file=sys.stderr,
+        flush=True,
+    )
     try:
         model, tok = generation.load(answers.model, trust_remote_code=answers.trust_remote_code)
     except OSError as e:
-        raise UserError(f"--probe cannot load the model {answers.model!r} ({str(e).splitlines()[0]})",
-                        "set `model:` to a local model directory (with its tokenizer), or leave out --probe") from None
+        raise UserError(
+            f"--probe cannot load the model {answers.model!r} ({str(e).splitlines()[0]})",
+            "set `model:` to a local model directory (with its tokenizer), or leave out --probe",
+        ) from None
     prompts = [heldout.few_shot_messages(e, shot_rows) for e in sample]
     refs = [e.reference for e in sample]
     out = generation.generate(model, tok, prompts, max_new_tokens=max_new_tokens, batch_size=batch_size)
-    nll = generation.reference_nll(model, tok, prompts, refs, batch_size=batch_size) if metric == "perplexity" else None
-    labels = sorted({metrics.strip_answer(e.reference) for e in held + train}) if metric == "macro_f1" else None
+    nll = (
+        generation.reference_nll(model, tok, prompts, refs, batch_size=batch_size)
+        if metric == "perplexity"
+        else None
+    )
+    labels = (
+        sorted({metrics.strip_answer(e.reference) for e in held + train}) if metric == "macro_f1" else None
+    )
     scored = metrics.build(metric, out.texts, refs, labels=labels, nll=nll)
     ci = bootstrap.interval(scored, bootstrap.resamples(len(sample), PROBE_SEED))
-    return {"metric": metric, "value": ci["value"], "ci": ci["ci"], "n": len(sample), "k": len(shot_rows),
-            "wall_s": round(time.perf_counter() - t0, 1)}
+    return {
+        "metric": metric,
+        "value": ci["value"],
+        "ci": ci["ci"],
+        "n": len(sample),
+        "k": len(shot_rows),
+        "wall_s": round(time.perf_counter() - t0, 1),
+    }

@@ -36,7 +36,11 @@ def tuned_variants(run_dir: Path, plan: TrainingPlan) -> list[tuple[str, str, Pa
         d = final_dir(run_dir, plan, stage, last=last)
         if d.is_dir() and any(d.iterdir()):
             key = "tuned" if last else f"tuned_{stage}"
-            name = "fine-tuned" if len(stages) == 1 else ("fine-tuned (SFT)" if not last else "fine-tuned (SFT+DPO)")
+            name = (
+                "fine-tuned"
+                if len(stages) == 1
+                else ("fine-tuned (SFT)" if not last else "fine-tuned (SFT+DPO)")
+            )
             out.append((key, name, d))
     return out
 
@@ -49,8 +53,10 @@ def _load(plan: TrainingPlan, tuned: Path | None = None):
     try:
         return load(model_dir, adapter, trust_remote_code=plan.trust_remote_code)
     except OSError as e:
-        raise UserError(f"the base model {plan.model!r} is not on disk ({str(e).splitlines()[0]})",
-                        "download it (`hf download MODEL --local-dir DIR`) and set `model: DIR` in plan.yaml") from None
+        raise UserError(
+            f"the base model {plan.model!r} is not on disk ({str(e).splitlines()[0]})",
+            "download it (`hf download MODEL --local-dir DIR`) and set `model: DIR` in plan.yaml",
+        ) from None
 
 
 def metric_names(task: str | None, refs: list[str]) -> list[str]:
@@ -76,9 +82,11 @@ def evaluate_run(run_dir: str | Path, *, max_examples: int | None = None) -> dic
     plan = TrainingPlan.load(run_dir / "plan.yaml")
     spec = plan.evaluation or EvalSpec()
     if not plan.data.validation:
-        raise UserError(f"the run {run_dir} has no held-out split (plan.yaml data.validation is empty)",
-                        "recreate the run with `tunewise recommend --out RUN_DIR` so a validation split is written, "
-                        "or set data.validation to a held-out JSONL file")
+        raise UserError(
+            f"the run {run_dir} has no held-out split (plan.yaml data.validation is empty)",
+            "recreate the run with `tunewise recommend --out RUN_DIR` so a validation split is written, "
+            "or set data.validation to a held-out JSONL file",
+        )
     everything = heldout.read_examples(run_dir / plan.data.validation, "held-out")
     train = heldout.read_examples(run_dir / plan.data.train, "training") if plan.data.train else []
     n_cap = max_examples or spec.max_examples
@@ -90,7 +98,11 @@ def evaluate_run(run_dir: str | Path, *, max_examples: int | None = None) -> dic
     names = metric_names(spec.task, refs)
     if spec.target_metric and spec.target_metric not in names:
         names.append(spec.target_metric)
-    labels = sorted({metrics.strip_answer(e.reference) for e in everything + train}) if "macro_f1" in names else None
+    labels = (
+        sorted({metrics.strip_answer(e.reference) for e in everything + train})
+        if "macro_f1" in names
+        else None
+    )
 
     runs: list[tuple[str, str, Path | None, list]] = [("base_zero_shot", "base, zero-shot", None, zero)]
     if shots:
@@ -107,37 +119,74 @@ def evaluate_run(run_dir: str | Path, *, max_examples: int | None = None) -> dic
             loaded = (directory, *_load(plan, directory))
         _, model, tok = loaded
         _say(f"{name}: {len(prompts)} examples")
-        out = generation.generate(model, tok, prompts, max_new_tokens=spec.max_new_tokens, batch_size=spec.batch_size)
+        out = generation.generate(
+            model, tok, prompts, max_new_tokens=spec.max_new_tokens, batch_size=spec.batch_size
+        )
         if "perplexity" in names:
             out.nll = generation.reference_nll(model, tok, prompts, refs, batch_size=spec.batch_size)
         outputs[key], label_of[key] = out, name
     loaded = model = tok = None
 
     idx = bootstrap.resamples(len(examples), spec.seed)
-    scored = {k: {m: metrics.build(m, o.texts, refs, labels=labels, nll=o.nll) for m in names}
-              for k, o in outputs.items()}
-    models = {k: {"label": label_of[k], "system": outputs[k].system,
-                  "metrics": {m: bootstrap.interval(s, idx) for m, s in scored[k].items() if s is not None}}
-              for k in outputs}
+    scored = {
+        k: {m: metrics.build(m, o.texts, refs, labels=labels, nll=o.nll) for m in names}
+        for k, o in outputs.items()
+    }
+    models = {
+        k: {
+            "label": label_of[k],
+            "system": outputs[k].system,
+            "metrics": {m: bootstrap.interval(s, idx) for m, s in scored[k].items() if s is not None},
+        }
+        for k in outputs
+    }
     pairs = [(t, b) for t, _, _ in tuned for b in ("base_zero_shot", "base_few_shot") if b in outputs]
     if "base_few_shot" in outputs:
         pairs.append(("base_few_shot", "base_zero_shot"))
-    comparisons = [{"a": a, "b": b, "metric": m, **bootstrap.paired_difference(scored[a][m], scored[b][m], idx)}
-                   for a, b in pairs for m in names if scored[a][m] is not None and scored[b][m] is not None]
+    comparisons = [
+        {"a": a, "b": b, "metric": m, **bootstrap.paired_difference(scored[a][m], scored[b][m], idx)}
+        for a, b in pairs
+        for m in names
+        if scored[a][m] is not None and scored[b][m] is not None
+    ]
     headline = spec.target_metric or names[0]
     result = {
-        "version": 1, "task": spec.task, "task_metrics": [m for m in names if m in models["base_zero_shot"]["metrics"]],
-        "n_examples": len(examples), "n_available": len(everything), "few_shot": len(shots),
-        "confidence": bootstrap.CONFIDENCE, "resamples": len(idx), "seed": spec.seed,
-        "models": models, "comparisons": comparisons,
-        "verdict": verdict.decide(headline, models, comparisons, [t for t, _, _ in tuned], target=spec.target,
-                                  confidence=bootstrap.CONFIDENCE),
-        "examples": [{"prompt": e.prompt[-1]["content"], "reference": e.reference,
-                      "outputs": {k: o.texts[i] for k, o in outputs.items()}}
-                     for i, e in enumerate(examples[:SIDE_BY_SIDE])],
+        "version": 1,
+        "task": spec.task,
+        "task_metrics": [m for m in names if m in models["base_zero_shot"]["metrics"]],
+        "n_examples": len(examples),
+        "n_available": len(everything),
+        "few_shot": len(shots),
+        "confidence": bootstrap.CONFIDENCE,
+        "resamples": len(idx),
+        "seed": spec.seed,
+        "models": models,
+        "comparisons": comparisons,
+        "verdict": verdict.decide(
+            headline,
+            models,
+            comparisons,
+            [t for t, _, _ in tuned],
+            target=spec.target,
+            confidence=bootstrap.CONFIDENCE,
+        ),
+        "examples": [
+            {
+                "prompt": e.prompt[-1]["content"],
+                "reference": e.reference,
+                "outputs": {k: o.texts[i] for k, o in outputs.items()},
+            }
+            for i, e in enumerate(examples[:SIDE_BY_SIDE])
+        ],
     }
-    result["plots"] = {k: v for k, v in (("loss curves", plots.loss_curves(run_dir)),
-                                         ("metric comparison", plots.metric_bars(run_dir, result))) if v}
+    result["plots"] = {
+        k: v
+        for k, v in (
+            ("loss curves", plots.loss_curves(run_dir)),
+            ("metric comparison", plots.metric_bars(run_dir, result)),
+        )
+        if v
+    }
     result["wall_s"] = round(time.perf_counter() - t0, 1)
     atomic_write(run_dir / EVAL_JSON, json.dumps(result, indent=2, ensure_ascii=False) + "\n")
     section.update_report(run_dir, result)
@@ -149,5 +198,11 @@ def headline_numbers(result: dict) -> dict:
     """What summary.json carries: the headline metric per model, and the verdict."""
     v = result["verdict"]
     m = v["metric"]
-    return {"metric": m, "outcome": v["outcome"], "verdict": v["text"], "diff": v.get("diff"), "ci": v.get("ci"),
-            **{k: x["metrics"][m]["value"] for k, x in result["models"].items() if m in x["metrics"]}}
+    return {
+        "metric": m,
+        "outcome": v["outcome"],
+        "verdict": v["text"],
+        "diff": v.get("diff"),
+        "ci": v.get("ci"),
+        **{k: x["metrics"][m]["value"] for k, x in result["models"].items() if m in x["metrics"]},
+    }

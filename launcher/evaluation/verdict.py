@@ -19,8 +19,15 @@ def fmt_ci(ci: list[float], signed: bool = False) -> str:
     return f"{f.format(ci[0])}…{f.format(ci[1])}"
 
 
-def decide(metric: str, models: dict, comparisons: list[dict], tuned: list[str], *, target: float | None,
-           confidence: float) -> dict:
+def decide(
+    metric: str,
+    models: dict,
+    comparisons: list[dict],
+    tuned: list[str],
+    *,
+    target: float | None,
+    confidence: float,
+) -> dict:
     """The verdict object of eval.json: outcome, text, and the numbers it rests on."""
     pct = f"{confidence:.0%}"
     name = label(metric)
@@ -32,11 +39,15 @@ def decide(metric: str, models: dict, comparisons: list[dict], tuned: list[str],
     out: dict = {"metric": metric, "baseline": best_prompt}
     final = next((t for t in reversed(tuned) if t in value), None)
     if final is None:
-        out |= {"outcome": "baselines-only",
-                "text": f"no fine-tuned model in the run yet: {models[best_prompt]['label']} scores "
-                        f"{value[best_prompt]:.2f} {name} (the figure fine-tuning has to beat)"}
+        out |= {
+            "outcome": "baselines-only",
+            "text": f"no fine-tuned model in the run yet: {models[best_prompt]['label']} scores "
+            f"{value[best_prompt]:.2f} {name} (the figure fine-tuning has to beat)",
+        }
     else:
-        cmp = next(c for c in comparisons if c["a"] == final and c["b"] == best_prompt and c["metric"] == metric)
+        cmp = next(
+            c for c in comparisons if c["a"] == final and c["b"] == best_prompt and c["metric"] == metric
+        )
         d, ci = cmp["diff"], cmp["ci"]
         good = (lambda x: x > 0) if _better(metric) else (lambda x: x < 0)
         what = f"{d:+.2f} {name}, {pct} CI {fmt_ci(ci, signed=True)}"
@@ -44,9 +55,15 @@ def decide(metric: str, models: dict, comparisons: list[dict], tuned: list[str],
         if good(ci[0]) and good(ci[1]):
             outcome, text = "fine-tune-better", f"{tuned_label} beats {base_label} by {what}"
         elif good(-ci[0]) and good(-ci[1]):
-            outcome, text = "prompting-better", f"{tuned_label} is worse than {base_label} ({what}): prompting is enough"
+            outcome, text = (
+                "prompting-better",
+                f"{tuned_label} is worse than {base_label} ({what}): prompting is enough",
+            )
         else:
-            outcome, text = "no-gain", f"no gain beyond the noise over {base_label} ({what}): prompting is enough"
+            outcome, text = (
+                "no-gain",
+                f"no gain beyond the noise over {base_label} ({what}): prompting is enough",
+            )
         out |= {"outcome": outcome, "tuned": final, "diff": d, "ci": ci, "text": text}
     if target is not None:
         out["target"] = _target(metric, target, value, models, final, best_prompt)
@@ -54,7 +71,9 @@ def decide(metric: str, models: dict, comparisons: list[dict], tuned: list[str],
     return out
 
 
-def _target(metric: str, target: float, value: dict, models: dict, final: str | None, best_prompt: str) -> dict:
+def _target(
+    metric: str, target: float, value: dict, models: dict, final: str | None, best_prompt: str
+) -> dict:
     sign = "≥" if _better(metric) else "≤"
     parts, res = [], {"metric": metric, "target": target}
     for key in [k for k in (final, best_prompt) if k]:

@@ -7,9 +7,23 @@ import platform
 import sys
 from importlib import metadata
 
-PACKAGES = ["tunewise", "torch", "transformers", "peft", "trl", "bitsandbytes", "datasets", "accelerate",
-            "liger-kernel", "safetensors", "tokenizers", "nvidia-ml-py", "rich", "questionary",
-            "common-expression-language"]
+PACKAGES = [
+    "tunewise",
+    "torch",
+    "transformers",
+    "peft",
+    "trl",
+    "bitsandbytes",
+    "datasets",
+    "accelerate",
+    "liger-kernel",
+    "safetensors",
+    "tokenizers",
+    "nvidia-ml-py",
+    "rich",
+    "questionary",
+    "common-expression-language",
+]
 
 
 def add_parser(sub):
@@ -56,9 +70,11 @@ def run(args) -> int:
     if info["gpus"]:
         console.print(f"NVIDIA driver {info['driver']}, CUDA driver API {info['cuda_driver_version']}")
         for g in info["gpus"]:
-            console.print(f"  GPU {g['index']}: {g['name']}, {g['memory_gib']} GiB "
-                          f"({g['free_gib']} GiB free), compute capability {g['compute_capability']}, "
-                          f"bf16 {'yes' if g['bf16'] else 'no'}")
+            console.print(
+                f"  GPU {g['index']}: {g['name']}, {g['memory_gib']} GiB "
+                f"({g['free_gib']} GiB free), compute capability {g['compute_capability']}, "
+                f"bf16 {'yes' if g['bf16'] else 'no'}"
+            )
     else:
         console.print(f"GPUs: none ({info['gpu_note']})")
     return 0

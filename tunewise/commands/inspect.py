@@ -14,18 +14,32 @@ from tunewise.commands.argtypes import positive_int
 
 
 def add_parser(sub):
-    p = sub.add_parser("inspect", help="check a dataset: format, bad rows, duplicates, token lengths",
-                       description="Check a dataset (JSONL, JSON, CSV, Parquet, a save_to_disk directory) "
-                       "before training: format, invalid rows, duplicates, leakage, token lengths.")
+    p = sub.add_parser(
+        "inspect",
+        help="check a dataset: format, bad rows, duplicates, token lengths",
+        description="Check a dataset (JSONL, JSON, CSV, Parquet, a save_to_disk directory) "
+        "before training: format, invalid rows, duplicates, leakage, token lengths.",
+    )
     p.add_argument("data", metavar="DATA", help="the dataset file or directory")
     who = p.add_mutually_exclusive_group()
-    who.add_argument("--model", metavar="M", help="model whose tokenizer measures token lengths "
-                     "(a local directory or a model in the Hugging Face cache; skipped if not found)")
+    who.add_argument(
+        "--model",
+        metavar="M",
+        help="model whose tokenizer measures token lengths "
+        "(a local directory or a model in the Hugging Face cache; skipped if not found)",
+    )
     who.add_argument("--tokenizer", metavar="PATH", help="a local tokenizer directory (must load)")
-    p.add_argument("--max-length", type=positive_int, metavar="N",
-                   help="sequence length to check truncation against (default: the recommended one)")
-    p.add_argument("--column-map", metavar="K=V,...",
-                   help="map your columns onto known names, e.g. prompt=question,completion=answer")
+    p.add_argument(
+        "--max-length",
+        type=positive_int,
+        metavar="N",
+        help="sequence length to check truncation against (default: the recommended one)",
+    )
+    p.add_argument(
+        "--column-map",
+        metavar="K=V,...",
+        help="map your columns onto known names, e.g. prompt=question,completion=answer",
+    )
     p.add_argument("--validation", metavar="FILE", help="a separate validation file (checked for leakage)")
     p.add_argument("--max-rows", type=positive_int, metavar="N", help="read only the first N rows")
     p.add_argument("--format", choices=["text", "json"], default="text", help="output format (text)")
@@ -37,8 +51,14 @@ def run(args) -> int:
 
     column_map = parse_column_map(args.column_map)
     tokenizer, note = _tokenizer(args)
-    report = inspect_dataset(args.data, tokenizer=tokenizer, max_length=args.max_length,
-                             column_map=column_map, max_rows=args.max_rows, validation=args.validation)
+    report = inspect_dataset(
+        args.data,
+        tokenizer=tokenizer,
+        max_length=args.max_length,
+        column_map=column_map,
+        max_rows=args.max_rows,
+        validation=args.validation,
+    )
     if note:
         report.warnings.append(note)
     if args.format == "json":
@@ -75,8 +95,10 @@ def _tokenizer(args):
             return load_tokenizer(place, what="tokenizer for the model"), None
         except UserError as e:
             error = error or e
-    return None, (f"no tokenizer for {args.model} found locally, so no token statistics "
-                  f"({error.message.split(': ', 1)[-1][:120]}); pass --tokenizer DIR")
+    return None, (
+        f"no tokenizer for {args.model} found locally, so no token statistics "
+        f"({error.message.split(': ', 1)[-1][:120]}); pass --tokenizer DIR"
+    )
 
 
 def _jsonable(o):

@@ -13,19 +13,42 @@ from advisor.errors import CheckFailed, UserError
 
 
 def add_parser(sub):
-    p = sub.add_parser("recommend", help="recommend prompting / RAG / fine-tuning and write the training plan",
-                       description="Reads an answers file, inspects the data, model and GPUs, applies the "
-                       "guide's rules and prints the recommendation with its reasons.")
-    p.add_argument("--answers", required=True, metavar="FILE", help="answers YAML (see README: the answers file)")
-    p.add_argument("--format", choices=["text", "markdown", "json"], default="text",
-                   help="text (terminal), markdown (report.md) or json (one object on stdout)")
-    p.add_argument("--out", metavar="RUN_DIR", help="also write a run directory: report.md, report.json, "
-                   "plan.yaml, launch.sh, data split (never overwrites: an existing RUN_DIR gets a sibling)")
-    p.add_argument("--no-detect", action="store_true", help="do not probe NVML; use only the gpus in the answers")
-    p.add_argument("--probe", action="store_true", help="load the model and measure few-shot prompting on a "
-                   "held-out sample of the dataset before deciding (the figure the rules weigh against `success`)")
-    p.add_argument("--brief", action="store_true", help="about one screen: the decision, the rules that decided "
-                   "it, the memory fit, the key plan values and every warning (text format only)")
+    p = sub.add_parser(
+        "recommend",
+        help="recommend prompting / RAG / fine-tuning and write the training plan",
+        description="Reads an answers file, inspects the data, model and GPUs, applies the "
+        "guide's rules and prints the recommendation with its reasons.",
+    )
+    p.add_argument(
+        "--answers", required=True, metavar="FILE", help="answers YAML (see README: the answers file)"
+    )
+    p.add_argument(
+        "--format",
+        choices=["text", "markdown", "json"],
+        default="text",
+        help="text (terminal), markdown (report.md) or json (one object on stdout)",
+    )
+    p.add_argument(
+        "--out",
+        metavar="RUN_DIR",
+        help="also write a run directory: report.md, report.json, "
+        "plan.yaml, launch.sh, data split (never overwrites: an existing RUN_DIR gets a sibling)",
+    )
+    p.add_argument(
+        "--no-detect", action="store_true", help="do not probe NVML; use only the gpus in the answers"
+    )
+    p.add_argument(
+        "--probe",
+        action="store_true",
+        help="load the model and measure few-shot prompting on a "
+        "held-out sample of the dataset before deciding (the figure the rules weigh against `success`)",
+    )
+    p.add_argument(
+        "--brief",
+        action="store_true",
+        help="about one screen: the decision, the rules that decided "
+        "it, the memory fit, the key plan values and every warning (text format only)",
+    )
     return p
 
 
@@ -34,8 +57,10 @@ def run(args) -> int:
     from advisor.recommend import recommend, recommendation_json
 
     if getattr(args, "brief", False) and args.format != "text":
-        raise UserError(f"--brief works with --format text only, not --format {args.format}",
-                        f"drop --brief for the full {args.format} report, or drop --format for the brief view")
+        raise UserError(
+            f"--brief works with --format text only, not --format {args.format}",
+            f"drop --brief for the full {args.format} report, or drop --format for the brief view",
+        )
     if args.out is not None and not args.out.strip():
         raise UserError("--out is empty", "name the run directory to write, e.g. --out runs/my-run")
     answers = load_answers(args.answers)

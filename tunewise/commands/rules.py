@@ -12,8 +12,11 @@ import yaml
 
 
 def add_parser(sub):
-    p = sub.add_parser("rules", help="list the decision rules, or show one with its why and source",
-                       description="Every recommendation comes from these rules (rules/*.yaml).")
+    p = sub.add_parser(
+        "rules",
+        help="list the decision rules, or show one with its why and source",
+        description="Every recommendation comes from these rules (rules/*.yaml).",
+    )
     p.add_argument("id", nargs="?", metavar="ID", help="a rule id or unique prefix, e.g. TW101")
     p.add_argument("--format", choices=["text", "json"], default="text", help="text or json (on stdout)")
     p.add_argument("--facts", action="store_true", help="list the facts (CEL variables) rules can read")
@@ -29,14 +32,26 @@ def _find(rules, key: str):
         return matches[0]
     if not matches:
         raise UserError(f"no rule with id {key!r}", "run `tunewise rules` to list the ids")
-    raise UserError(f"{key!r} matches {len(matches)} rules ({', '.join(r.id for r in matches[:5])}, ...)",
-                    "give more of the id")
+    raise UserError(
+        f"{key!r} matches {len(matches)} rules ({', '.join(r.id for r in matches[:5])}, ...)",
+        "give more of the id",
+    )
 
 
 def rule_dict(r) -> dict:
-    return {"id": r.id, "title": r.title, "when": " ".join(r.when.split()), "then": r.then,
-            "priority": r.priority, "message": r.message, "why": r.why, "source": r.source,
-            "examples": r.examples, "file": r.path, "layer": r.layer}
+    return {
+        "id": r.id,
+        "title": r.title,
+        "when": " ".join(r.when.split()),
+        "then": r.then,
+        "priority": r.priority,
+        "message": r.message,
+        "why": r.why,
+        "source": r.source,
+        "examples": r.examples,
+        "file": r.path,
+        "layer": r.layer,
+    }
 
 
 def run(args) -> int:
@@ -72,15 +87,29 @@ def run(args) -> int:
 
 def _full_text(r, thresholds) -> str:
     used = [thresholds[n] for n in r.thresholds if n in thresholds]
-    lines = [f"{r.id}: {r.title}", "", "## What it does", f"When: {' '.join(r.when.split())}",
-             "Then: " + yaml.safe_dump(r.then, default_flow_style=True, sort_keys=False).strip(),
-             f"Priority: {r.priority} (higher wins among recommendations; exclusions always win)",
-             f"Says: {r.message}", "", "## Why", r.why, "", "## Example",
-             "Fires with:         " + json.dumps(r.examples["fires"][0])]
+    lines = [
+        f"{r.id}: {r.title}",
+        "",
+        "## What it does",
+        f"When: {' '.join(r.when.split())}",
+        "Then: " + yaml.safe_dump(r.then, default_flow_style=True, sort_keys=False).strip(),
+        f"Priority: {r.priority} (higher wins among recommendations; exclusions always win)",
+        f"Says: {r.message}",
+        "",
+        "## Why",
+        r.why,
+        "",
+        "## Example",
+        "Fires with:         " + json.dumps(r.examples["fires"][0]),
+    ]
     if r.examples["does_not_fire"]:
         lines.append("Does not fire with: " + json.dumps(r.examples["does_not_fire"][0]))
     if used:
         lines += ["", "## Thresholds"] + [f"t.{t.name} = {t.value:g}  ({t.note} [{t.source}])" for t in used]
-    lines += ["", "## Source", r.source if r.source == "measurement" else
-              f'Guide section "{r.source}"', f"File: rules/{r.path}"]
+    lines += [
+        "",
+        "## Source",
+        r.source if r.source == "measurement" else f'Guide section "{r.source}"',
+        f"File: rules/{r.path}",
+    ]
     return "\n".join(lines)

@@ -18,15 +18,21 @@ WHERE = "Full report: answer y below to show it here; a run directory keeps it a
 
 
 def add_parser(sub):
-    p = sub.add_parser("wizard", help="answer questions in the terminal; get a recommendation and a run",
-                       description="Asks only what the recommendation needs (pre-filled, detected and "
-                       "data-implied answers are skipped), prints a one-screen summary (the full report on request), "
-                       "and offers to launch.")
+    p = sub.add_parser(
+        "wizard",
+        help="answer questions in the terminal; get a recommendation and a run",
+        description="Asks only what the recommendation needs (pre-filled, detected and "
+        "data-implied answers are skipped), prints a one-screen summary (the full report on request), "
+        "and offers to launch.",
+    )
     p.add_argument("--answers", metavar="FILE", help="pre-fill answers from this YAML file")
     p.add_argument("--save-answers", metavar="FILE", help="write the final answers to this YAML file")
-    p.add_argument("--demo", action="store_true",
-                   help=f"pre-fill the bundled demo ({DEMO}); press Enter through it")
-    p.add_argument("--no-detect", action="store_true", help="do not probe for GPUs (plan for another machine)")
+    p.add_argument(
+        "--demo", action="store_true", help=f"pre-fill the bundled demo ({DEMO}); press Enter through it"
+    )
+    p.add_argument(
+        "--no-detect", action="store_true", help="do not probe for GPUs (plan for another machine)"
+    )
     return p
 
 
@@ -36,8 +42,10 @@ def demo_answers_path() -> Path:
 
     path = shipped()
     if not path.is_file():
-        raise UserError(f"the demo answers are not at {path}",
-                        "reinstall tunewise (the demo ships with the package), or pass --answers FILE")
+        raise UserError(
+            f"the demo answers are not at {path}",
+            "reinstall tunewise (the demo ships with the package), or pass --answers FILE",
+        )
     return path
 
 
@@ -60,16 +68,24 @@ def save_answers(answers, path: str) -> Path:
         raise UserError(f"--save-answers {path}: is a directory", "give a file name, e.g. answers.yaml")
     if not out.parent.exists():
         raise UserError(f"--save-answers {path}: folder {out.parent} does not exist", "create it first")
-    stored = answers.model_copy(update={"dataset": _relative_for(answers.dataset, out)}) \
-        if answers.dataset else answers
+    stored = (
+        answers.model_copy(update={"dataset": _relative_for(answers.dataset, out)})
+        if answers.dataset
+        else answers
+    )
     # atomic: a full disk leaves the old file (or none), never half of one
-    atomic_write(out, "# written by `tunewise wizard`; use with `tunewise recommend --answers FILE`\n"
-                 + dump_answers(stored), fix="--save-answers: check that the folder is writable and the disk has free space")
+    atomic_write(
+        out,
+        "# written by `tunewise wizard`; use with `tunewise recommend --answers FILE`\n"
+        + dump_answers(stored),
+        fix="--save-answers: check that the folder is writable and the disk has free space",
+    )
     return out
 
 
 def _probe(detect: bool):
     """The approach the rules would choose with the answers so far (None when it cannot be computed yet)."""
+
     def approach(answers) -> str | None:
         try:
             from advisor.recommend import recommend
@@ -77,6 +93,7 @@ def _probe(detect: bool):
             return recommend(answers, detect_gpus=detect).decision.approach
         except Exception:  # noqa: BLE001 - a probe only: any gap means "ask the questions"
             return None
+
     return approach
 
 
@@ -84,8 +101,10 @@ def full_report_hint(answers_file: str | None) -> str:
     """How to see the full report later: the saved answers file, given back to `recommend`."""
     if answers_file:
         return f"Full report: tunewise recommend --answers {shlex.quote(answers_file)}"
-    return ("Full report: rerun the wizard with --save-answers ANSWERS.yaml, then "
-            "tunewise recommend --answers ANSWERS.yaml")
+    return (
+        "Full report: rerun the wizard with --save-answers ANSWERS.yaml, then "
+        "tunewise recommend --answers ANSWERS.yaml"
+    )
 
 
 def show_recommendation(rec, console, prompter) -> bool:
@@ -140,25 +159,36 @@ def _offer_launch(rec, console, prompter, answers_file: str | None, shown: bool 
             # the launcher names the directory (a sibling when the name is taken): the new one is it
             written = sorted(d for d in _run_dirs() - before if (d / "report.md").is_file())
             if len(written) == 1:
-                console.print(f"Full report: {written[0] / 'report.md'}", markup=False, highlight=False,
-                              soft_wrap=True)  # one line, whole: a path to copy
+                console.print(
+                    f"Full report: {written[0] / 'report.md'}", markup=False, highlight=False, soft_wrap=True
+                )  # one line, whole: a path to copy
             else:
                 hint()
     where = answers_file or "ANSWERS.yaml"
-    console.print("\nThe launcher is not available in this installation; nothing was written. "
-                  "Create the run directory with:")
-    console.print(f"  tunewise recommend --answers {shlex.quote(where)} --out runs/my-run", markup=False,
-                  highlight=False)
+    console.print(
+        "\nThe launcher is not available in this installation; nothing was written. "
+        "Create the run directory with:"
+    )
+    console.print(
+        f"  tunewise recommend --answers {shlex.quote(where)} --out runs/my-run",
+        markup=False,
+        highlight=False,
+    )
     if not answers_file:
-        console.print("(rerun the wizard with --save-answers ANSWERS.yaml to keep these answers)",
-                      markup=False, highlight=False)
+        console.print(
+            "(rerun the wizard with --save-answers ANSWERS.yaml to keep these answers)",
+            markup=False,
+            highlight=False,
+        )
     return 0
 
 
 def run(args) -> int:
     if not sys.stdin.isatty():
-        raise UserError("`tunewise wizard` needs an interactive terminal (stdin is not a TTY)",
-                        "use `tunewise recommend --answers FILE` in scripts and pipes")
+        raise UserError(
+            "`tunewise wizard` needs an interactive terminal (stdin is not a TTY)",
+            "use `tunewise recommend --answers FILE` in scripts and pipes",
+        )
     if args.demo and args.answers:
         raise UserError("--demo and --answers both pre-fill the answers", "pass only one of them")
     from advisor.answers import Answers, load_answers
