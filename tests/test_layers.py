@@ -75,6 +75,17 @@ def test_ruff_lint_passes():
     assert r.returncode == 0, r.stdout + r.stderr
 
 
+def test_ruff_format_is_applied():
+    r = subprocess.run(
+        [str(BIN / "ruff"), "format", "--check", "--no-cache", "."],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert r.returncode == 0, r.stdout + r.stderr
+
+
 def test_ruff_bans_module_level_ml_imports_outside_the_launcher(tmp_path):
     pkg = tmp_path / "advisor"
     pkg.mkdir()
