@@ -13,17 +13,16 @@ No heavy imports; the training script installs `StopRequest` before it imports t
 
 from __future__ import annotations
 
-import errno
 import fcntl
 import os
 import signal
-import stat
 import sys
 import threading
 import time
 from pathlib import Path
 
 from advisor.errors import UserError
+from launcher.safefiles import open_regular
 
 LOCK_FILE = ".launch.lock"
 LAUNCHED_BY = "TUNEWISE_LAUNCHER_PID"  # set by the launcher in the job's environment
@@ -47,22 +46,7 @@ def _busy(run_dir: Path, fd: int) -> UserError:
 
 def open_lock(run_dir: Path) -> int:
     """Open RUN_DIR/.launch.lock without following a symlink; a symlink or special file is refused."""
-    path = Path(run_dir) / LOCK_FILE
-    try:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
-    except OSError as e:
-        if e.errno == errno.ELOOP:
-            raise UserError(
-                f"{path} is a symlink; tunewise never writes through a link in a run directory",
-                f"remove it (`rm {path}`) and launch again",
-            ) from None
-        raise UserError(
-            f"cannot open {path}: {e.strerror or e}", "check that the run directory is writable"
-        ) from None
-    if not stat.S_ISREG(os.fstat(fd).st_mode):
-        os.close(fd)
-        raise UserError(f"{path} is not a regular file", "remove it and launch again")
-    return fd
+    return open_regular(Path(run_dir) / LOCK_FILE, os.O_RDWR, verb="open")
 
 
 def acquire(run_dir: Path) -> int:

@@ -55,13 +55,12 @@ def refuse_links(run_dir: Path) -> None:
             raise UserError(f"{p} is neither a file nor a folder", f"remove it (`rm {p}`) and launch again")
 
 
-def open_append(path: str | Path) -> int:
-    """A descriptor to append to `path` (created if missing), refusing a symlink or a special file."""
+def open_regular(path: str | Path, flags: int, *, verb: str = "write") -> int:
+    """`os.open(path, flags)` (created if missing) that never follows a symlink and refuses anything but a
+    regular file: a link or special file planted in a run directory is a `UserError`, never written through."""
     path = Path(path)
     try:
-        fd = os.open(
-            path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK, 0o644
-        )
+        fd = os.open(path, flags | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK, 0o644)
     except OSError as e:
         if e.errno == errno.ELOOP:
             raise UserError(
@@ -69,13 +68,18 @@ def open_append(path: str | Path) -> int:
                 f"remove it (`rm {path}`) and launch again",
             ) from None
         raise UserError(
-            f"cannot write {path}: {e.strerror or e}", "check the directory is writable"
+            f"cannot {verb} {path}: {e.strerror or e}", "check the directory is writable"
         ) from None
     if not stat.S_ISREG(os.fstat(fd).st_mode):
         os.close(fd)
         raise UserError(f"{path} is not a regular file", f"remove it (`rm {path}`) and launch again")
     os.set_blocking(fd, True)
     return fd
+
+
+def open_append(path: str | Path) -> int:
+    """A descriptor to append to `path` (created if missing), refusing a symlink or a special file."""
+    return open_regular(path, os.O_WRONLY | os.O_APPEND)
 
 
 def append_line(path: str | Path, line: str) -> None:
