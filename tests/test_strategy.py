@@ -4,6 +4,7 @@ the global batch and the evaluation cadence as data and GPU counts grow."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 
@@ -103,17 +104,22 @@ def test_gpu_indices_reach_the_job_environment(tmp_path, monkeypatch):
         raise Stop
 
     monkeypatch.setattr(launch.subprocess, "Popen", fake_popen)
-    with pytest.raises(Stop):
-        launch._run_once(
-            tmp_path,
-            rec.plan,
-            attempt=1,
-            max_steps=None,
-            save_steps=None,
-            console=__import__("rich.console").console.Console(file=open("/dev/null", "w")),
-            allow_network=False,
-            cpu=False,
-        )
+    lock = launch.jobcontrol.acquire(tmp_path)  # as `launch` holds it
+    try:
+        with pytest.raises(Stop):
+            launch._run_once(
+                tmp_path,
+                rec.plan,
+                attempt=1,
+                max_steps=None,
+                save_steps=None,
+                console=__import__("rich.console").console.Console(file=open("/dev/null", "w")),
+                allow_network=False,
+                cpu=False,
+                lock=lock,
+            )
+    finally:
+        os.close(lock)
     assert seen["CUDA_VISIBLE_DEVICES"] == "1"
 
 
