@@ -204,9 +204,15 @@ class TrainingPlan:
         kernel) rather than kept as rows: asked for, or forced by an attention that cannot mask per row."""
         return self.padding_free or self.attn_implementation not in ROW_ATTENTION
 
+    @property
+    def own_validation(self) -> bool:
+        """A validation file of the user's rather than the split tunewise writes from `data.source` (whose
+        `data/validation.jsonl` holds the `validation_fraction` share of that source)."""
+        return bool(self.data.validation) and not self.data.source
+
     def train_examples(self, examples: int) -> int:
         """Examples left for training: all of them beside a separate validation file, else the split's share."""
-        if self.data.validation:
+        if self.own_validation:
             return examples
         held = examples - math.floor(examples * (1 - self.data.validation_fraction))
         if self.data.validation_max_rows:

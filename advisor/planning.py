@@ -131,6 +131,7 @@ def build_plan(decision: Decision, facts: Facts) -> TrainingPlan | None:
     _sequence_length(plan, v, th, r)
     _data(plan, facts, r)
     _hardware_and_batch(plan, decision, facts, r)
+    _examples_per_step(plan, decision, facts, r)
     _dpo_batch(plan, facts, r)
     _dpo_prediction(plan, facts, r)
     _dpo_only(plan, r)
@@ -378,6 +379,89 @@ def _hardware_and_batch(plan: TrainingPlan, d: Decision, facts: Facts, r: dict) 
     )
 
 
+def _examples_per_step(plan: TrainingPlan, d: Decision, facts: Facts, r: dict) -> None:
+    """Micro-batch and accumulation from the examples one optimizer step should average (advisor/batching.py):
+    packed rows hold several examples each, and small data needs enough optimizer steps to learn. Memory
+    bounds the micro-batch only (the fit search's largest); a smaller micro-batch is re-estimated."""
+    from advisor.batching import describe, examples_per_row, plan_step
+
+    if plan.max_steps:
+        return
+    v = facts.values
+    sft = "sft" in plan.stage
+    n = v.get("sft_examples") if sft else v.get("preference_pairs")
+    stats = (getattr(facts.data, "token_stats", None) or {}) if sft else {}
+    mean = stats.get("mean") if isinstance(stats, dict) else None
+    epochs = plan.dpo.epochs if plan.stage == "dpo" and plan.dpo is not None else plan.epochs
+    cand = d.candidates.get(plan.method)
+    fit_micro = (
+        cand.micro_batch if cand is not None and cand.fits and cand.micro_batch else plan.micro_batch_size
+    )
+    fitted = (plan.micro_batch_size, plan.grad_accum)
+    per_row = examples_per_row(plan.max_length, mean, plan.packing and sft)
+    b = plan_step(
+        train_examples=plan.train_examples(int(n)) if n else None,
+        epochs=float(epochs),
+        per_row=per_row,
+        fit_micro=fit_micro,
+        n_gpus=plan.n_gpus,
+        th=facts.thresholds,
+    )
+    plan.micro_batch_size, plan.grad_accum = b.micro_batch, b.grad_accum
+    memory = (
+        f"the memory estimate allows a micro-batch of up to {fit_micro} at {plan.max_length:,} tokens "
+        "(measurement: memory estimate)"
+        if cand is not None and cand.fits and cand.micro_batch
+        else f"no GPU memory to fit against: the micro-batch stays at most the guide's {fit_micro}"
+    )
+    r["micro_batch_size"], r["grad_accum"] = describe(
+        b, packing=plan.packing and sft, max_length=plan.max_length, n_gpus=plan.n_gpus, memory=memory
+    )
+    if plan.stage == "sft+dpo" and plan.dpo is not None and per_row > 1:
+        # DPO pairs are not packed: that stage keeps the guide's examples per step at the fitted micro-batch.
+        dpo_b = plan_step(
+            train_examples=plan.train_examples(int(v["preference_pairs"]))
+            if v.get("preference_pairs")
+            else None,
+            epochs=float(plan.dpo.epochs),
+            per_row=1.0,
+            fit_micro=fitted[0],
+            n_gpus=plan.n_gpus,
+            th=facts.thresholds,
+        )
+        plan.dpo.micro_batch_size, plan.dpo.grad_accum = dpo_b.micro_batch, dpo_b.grad_accum
+    if plan.micro_batch_size != fitted[0] and cand is not None and cand.fits:
+        _re_estimate(plan, cand, facts, r)
+
+
+def _re_estimate(plan: TrainingPlan, cand, facts: Facts, r: dict) -> None:
+    """The step's memory at the micro-batch the plan now runs (smaller than the fit search's largest); the
+    chosen method's candidate takes the same figures, so the memory table shows what the job runs."""
+    from dataclasses import replace
+
+    from advisor.memory import config_for_plan, estimate
+    from advisor.models import ModelFacts
+
+    if not isinstance(facts.model, ModelFacts):
+        return
+    cfg = replace(
+        config_for_plan(plan, "sft" if "sft" in plan.stage else "dpo"),
+        spectrum_fraction=facts.thresholds.get("spectrum_top_percent", 30) / 100,
+    )
+    e = estimate(facts.model, cfg)
+    plan.predicted_peak_gib, plan.predicted_device_gib = (
+        round(e.peak_allocated_gib, 2),
+        round(e.device_gib, 2),
+    )
+    cand.micro_batch, cand.grad_accum = plan.micro_batch_size, plan.grad_accum
+    cand.peak_gib, cand.device_gib = plan.predicted_peak_gib, plan.predicted_device_gib
+    tokens = plan.micro_batch_size * plan.max_length
+    r["predicted_peak_gib"] = (
+        f"estimated {plan.predicted_device_gib:g} GiB in use at peak ({plan.predicted_peak_gib:g} GiB allocated) "
+        f"at {plan.micro_batch_size} x {plan.max_length:,} = {tokens:,} tokens per micro-batch (measurement)"
+    )
+
+
 def _dpo_only(plan: TrainingPlan, r: dict) -> None:
     """A plan that is DPO alone runs the DPO stage's settings: its learning rate and epochs are the plan's (so
     every format shows what the job runs), and the SFT-only settings (packing, completion-only loss) are off."""
@@ -515,7 +599,7 @@ def _dpo_batch(plan: TrainingPlan, facts: Facts, r: dict) -> None:
     margin = th.get("fit_margin", 0.10)
     usable = gpu_gib * (1 - margin)
     cfg = _dpo_config(plan, facts)
-    mb, accum = plan.micro_batch_size, plan.grad_accum
+    mb, accum = plan.stage_batch("dpo")
     e = estimate(facts.model, cfg)
     shape = f"{mb} pairs ({2 * mb} rows: chosen and rejected) x {plan.max_length:,} tokens"
     if e.device_gib <= usable:

@@ -176,3 +176,20 @@ def test_each_task_gets_its_metrics_on_a_real_generation(base, tmp_path, task, e
             assert v["ci"][0] <= v["value"] <= v["ci"][1]
             assert v["value"] > 1 if name == "perplexity" else 0 <= v["value"] <= 1
     assert result["verdict"]["outcome"] == "baselines-only"  # nothing trained yet: the figure to beat
+
+
+def test_a_missing_plotting_library_costs_the_plots_not_the_numbers(base, tmp_path, monkeypatch):
+    from launcher.evaluation import plots
+    from launcher.evaluation.run import evaluate_run
+
+    rd = make_run(tmp_path, base, rows=DEMO_ROWS[:12])
+    _small_eval(rd)
+
+    def no_matplotlib(*a, **k):
+        raise ModuleNotFoundError("No module named 'matplotlib'")
+
+    monkeypatch.setattr(plots, "loss_curves", no_matplotlib)
+    result = evaluate_run(rd)
+    saved = json.loads((rd / "eval.json").read_text())
+    assert saved["models"] == result["models"] and saved["plots"] == {}
+    assert "matplotlib" in saved["plots_missing"]

@@ -313,3 +313,18 @@ def test_a_hand_edited_evaluation_section_is_checked_like_the_rest_of_the_plan()
         assert words in e.value.message
     with pytest.raises(UserError, match="unexpected keyword|evaluation"):
         TrainingPlan.from_dict({**base, "evaluation": {"shots": 5}})
+
+
+def test_the_generation_budget_follows_the_longest_reference_within_the_plans_cap():
+    from pathlib import Path
+
+    from transformers import AutoTokenizer
+
+    from launcher.evaluation.run import new_token_budget
+
+    tok = AutoTokenizer.from_pretrained(Path(__file__).parents[1] / "examples" / "demo" / "tokenizer")
+    iso = ["2005-01-14", "1999-12-31"]
+    n = max(len(tok(r, add_special_tokens=False)["input_ids"]) for r in iso)
+    assert new_token_budget(tok, iso, 64) == 2 * n + 8 < 64
+    assert new_token_budget(tok, ["word " * 200], 64) == 64  # never above the plan's cap
+    assert new_token_budget(tok, [], 64) == 64

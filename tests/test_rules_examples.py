@@ -76,6 +76,7 @@ def test_every_guide_section_has_rules_and_every_threshold_is_used():
         "spectrum_top_percent",
         "lora_gpu_max_gib",
         "eval_every_epoch_fraction",
+        "min_optimizer_steps",
     }
     assert set(TH) - used - by_code == set()
 

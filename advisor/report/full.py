@@ -321,7 +321,8 @@ def _memory(rec) -> Section:
     table = Table(["Method", "Batch × seq", "Peak GiB", "Device GiB", "GPU GiB", "Verdict", "Margin"], rows)
     after = [
         "Per GPU, for one training step at the largest micro-batch and sequence length that fit each "
-        "method (so methods can differ in batch). Peak: what PyTorch allocates; device: plus the CUDA "
+        "method (so methods can differ in batch), the chosen one at the micro-batch its plan runs. Peak: "
+        "what PyTorch allocates; device: plus the CUDA "
         "context and allocator reserve, which decides the verdict."
     ]
     return Section("memory", "Estimated peak memory per method", table=table, after=after)

@@ -102,7 +102,7 @@ def _path(p: str | None) -> str:
 def _split_size(examples: int | None, plan: TrainingPlan) -> tuple[int | None, str]:
     if examples is None:
         return None, ""
-    if plan.data.validation:
+    if plan.own_validation:
         return examples, f"{examples:,} training examples (validation from its own file)"
     share = 1 - plan.data.validation_fraction
     n_train = plan.train_examples(examples)
@@ -128,6 +128,18 @@ def step_arithmetic(plan: TrainingPlan, data, examples: int | None, why=None) ->
             f"(micro-batch × accumulation{' × GPUs' if gpus > 1 else ''})",
         ]
     ]
+    stats = (data.token_stats if data is not None else None) or {}
+    mean = stats.get("mean")
+    if plan.packing and mean and "sft" in plan.stage:
+        per_row = max(1.0, plan.max_length / mean)
+        rows.append(
+            [
+                "Examples per optimizer step",
+                f"~{per_step * per_row:,.0f}",
+                f"{per_step:,} packed rows × ~{per_row:.1f} examples a row ({plan.max_length:,} / "
+                f"{mean:,.0f} mean tokens); the guide's batch 4-8 × accumulation 2-4 counts examples: 8-32",
+            ]
+        )
     tokens = per_step * plan.max_length
     rows.append(
         [
@@ -146,8 +158,6 @@ def step_arithmetic(plan: TrainingPlan, data, examples: int | None, why=None) ->
         if plan.max_steps:
             rows.append(["Optimizer steps", _n(plan.max_steps), why("max_steps")])
         return rows
-    stats = (data.token_stats if data is not None else None) or {}
-    mean = stats.get("mean")
     seqs = plan.sequences_per_epoch(n_train, mean)
     if plan.packing and mean:
         how = (
@@ -217,7 +227,7 @@ def plan_rows(
     # the data row is always shown: "no dataset yet" is worth saying
     src = f"`{_path(p.data.source)}`" if p.data.source else "no dataset yet"
     share = p.data.validation_fraction
-    split = "; validation from its own file" if p.data.validation else f"; {1 - share:.0%}/{share:.0%} split"
+    split = "; validation from its own file" if p.own_validation else f"; {1 - share:.0%}/{share:.0%} split"
     if not p.data.validation and getattr(p.data, "validation_max_rows", None):
         split += f" (validation at most {p.data.validation_max_rows:,} rows)"
     rows.append(

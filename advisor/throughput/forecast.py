@@ -227,7 +227,7 @@ def _eval_seconds(plan, model, cfg, t, steps: int, examples: int | None, mean_to
     no recomputation), timed at the training step's rate per FLOP."""
     from advisor.throughput.flops import step_work
 
-    if not examples or plan.data.validation or not plan.eval_steps:
+    if not examples or plan.own_validation or not plan.eval_steps:
         return 0.0  # a separate validation file's size is not known here
     n_val = examples - plan.train_examples(examples)
     rows = plan.sequences_per_epoch(n_val, mean_tokens) if stage == "sft" else n_val

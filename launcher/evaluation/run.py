@@ -69,6 +69,14 @@ def metric_names(task: str | None, refs: list[str]) -> list[str]:
     return names
 
 
+def new_token_budget(tok, references: list[str], cap: int) -> int:
+    """Tokens each answer may generate: twice the longest reference answer (in this tokenizer's tokens) plus
+    8, within the plan's `max_new_tokens`. An answer that long is already wrong for every reference-based
+    metric, and a base model that rambles would otherwise spend the whole cap on every prompt."""
+    longest = max((len(tok(r, add_special_tokens=False)["input_ids"]) for r in references if r), default=0)
+    return max(1, min(cap, 2 * longest + 8)) if longest else cap
+
+
 def evaluate_run(run_dir: str | Path, *, max_examples: int | None = None) -> dict:
     """Evaluate a run directory; returns the eval.json object (also written).
 
@@ -113,15 +121,16 @@ def evaluate_run(run_dir: str | Path, *, max_examples: int | None = None) -> dic
     outputs: dict[str, generation.Outputs] = {}
     label_of: dict[str, str] = {}
     loaded = None  # (directory, model, tokenizer): the base model serves zero- and few-shot
+    budget = None
     for key, name, directory, prompts in runs:
         if loaded is None or loaded[0] != directory:
             loaded = None  # release the previous model before loading the next
             loaded = (directory, *_load(plan, directory))
         _, model, tok = loaded
+        if budget is None:
+            budget = new_token_budget(tok, [e.reference for e in everything + train], spec.max_new_tokens)
         _say(f"{name}: {len(prompts)} examples")
-        out = generation.generate(
-            model, tok, prompts, max_new_tokens=spec.max_new_tokens, batch_size=spec.batch_size
-        )
+        out = generation.generate(model, tok, prompts, max_new_tokens=budget, batch_size=spec.batch_size)
         if "perplexity" in names:
             out.nll = generation.reference_nll(model, tok, prompts, refs, batch_size=spec.batch_size)
         outputs[key], label_of[key] = out, name
@@ -156,6 +165,7 @@ def evaluate_run(run_dir: str | Path, *, max_examples: int | None = None) -> dic
         "task_metrics": [m for m in names if m in models["base_zero_shot"]["metrics"]],
         "n_examples": len(examples),
         "n_available": len(everything),
+        "max_new_tokens": budget,
         "few_shot": len(shots),
         "confidence": bootstrap.CONFIDENCE,
         "resamples": len(idx),
@@ -179,14 +189,19 @@ def evaluate_run(run_dir: str | Path, *, max_examples: int | None = None) -> dic
             for i, e in enumerate(examples[:SIDE_BY_SIDE])
         ],
     }
-    result["plots"] = {
-        k: v
-        for k, v in (
-            ("loss curves", plots.loss_curves(run_dir)),
-            ("metric comparison", plots.metric_bars(run_dir, result)),
-        )
-        if v
-    }
+    try:
+        result["plots"] = {
+            k: v
+            for k, v in (
+                ("loss curves", plots.loss_curves(run_dir)),
+                ("metric comparison", plots.metric_bars(run_dir, result)),
+            )
+            if v
+        }
+    except ImportError as e:  # a broken install must not throw away minutes of generation: the numbers stand
+        result["plots"] = {}
+        result["plots_missing"] = f"no plots: {e} (reinstall tunewise, which depends on matplotlib)"
+        print(f"[tunewise] eval: {result['plots_missing']}", file=sys.stderr, flush=True)
     result["wall_s"] = round(time.perf_counter() - t0, 1)
     atomic_write(run_dir / EVAL_JSON, json.dumps(result, indent=2, ensure_ascii=False) + "\n")
     section.update_report(run_dir, result)
