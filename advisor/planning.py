@@ -364,14 +364,6 @@ def _hardware_and_batch(plan: TrainingPlan, d: Decision, facts: Facts, r: dict) 
         f"{plan.effective_batch}, the guide's start of batch {start_b} x accumulation {start_acc} "
         f"= {start_b * start_acc} ({PRACTICAL})"
     )
-    top = int(th.get("batch_size_max", 8)) * int(th.get("grad_accum_start", 4))
-    if plan.effective_batch > top:
-        d.warnings.append(
-            f"Effective batch {plan.effective_batch} ({plan.micro_batch_size} x {plan.grad_accum} x {plan.n_gpus} GPUs) "
-            f"is above the guide's range (batch 4-8 x accumulation 2-4, at most {top}): with so many GPUs each step "
-            "averages more examples than the guide's starting settings assume; raise the learning rate with care or "
-            "train on fewer GPUs."
-        )
     r["predicted_peak_gib"] = (
         f"estimated {cand.device_gib:g} GiB in use at peak ({cand.peak_gib:g} GiB allocated) "
         f"at {plan.micro_batch_size} x {cand.seq_len or plan.max_length:,} = {tokens:,} "
@@ -417,6 +409,15 @@ def _examples_per_step(plan: TrainingPlan, d: Decision, facts: Facts, r: dict) -
     r["micro_batch_size"], r["grad_accum"] = describe(
         b, packing=plan.packing and sft, max_length=plan.max_length, n_gpus=plan.n_gpus, memory=memory
     )
+    examples = b.rows_per_step * per_row
+    if examples > b.high and plan.n_gpus > 1 and b.micro_batch == 1 and b.grad_accum == 1:
+        each = f" (each a packed row of ~{per_row:.1f} examples)" if per_row > 1 else ""
+        d.warnings.append(
+            f"Effective batch {b.rows_per_step} ({plan.micro_batch_size} x {plan.grad_accum} x {plan.n_gpus} GPUs)"
+            f"{each} is ~{examples:.0f} examples per step, above the guide's range (batch 4-8 x accumulation 2-4, "
+            f"at most {b.high}): with so many GPUs each step averages more examples than the guide's starting "
+            "settings assume; raise the learning rate with care or train on fewer GPUs."
+        )
     if plan.stage == "sft+dpo" and plan.dpo is not None and per_row > 1:
         # DPO pairs are not packed: that stage keeps the guide's examples per step at the fitted micro-batch.
         dpo_b = plan_step(

@@ -119,3 +119,22 @@ def test_dpo_after_packed_sft_keeps_its_pairs_per_step(tmp_path, smollm2_dir):
     sft_rows = p.effective_batch
     mb, accum = p.stage_batch("dpo")
     assert sft_rows < 8 and 8 <= mb * accum <= 16  # SFT packs several examples a row; DPO pairs are one a row
+
+
+def test_many_gpus_of_packed_rows_say_the_examples_per_step(tmp_path, smollm2_dir):
+    data = tmp_path / "d.jsonl"
+    _write_prompt_completion(data, 20_000, 6)
+    a = parse_answers(
+        {
+            "task": "extraction",
+            "clear_task": True,
+            "tried_prompting": True,
+            "dataset": str(data),
+            "model": str(smollm2_dir),
+            "gpus": [{"name": "NVIDIA H100 80GB HBM3", "memory_gib": 80}] * 8,
+        }
+    )
+    rec = recommend(a, detect_gpus=False)
+    p = rec.plan
+    assert p.n_gpus == 8 and p.micro_batch_size == 1 and p.grad_accum == 1
+    assert any("packed row of ~" in w and "examples per step" in w for w in rec.decision.warnings)

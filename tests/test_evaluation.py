@@ -320,7 +320,7 @@ def test_the_generation_budget_follows_the_longest_reference_within_the_plans_ca
 
     from transformers import AutoTokenizer
 
-    from launcher.evaluation.run import new_token_budget
+    from launcher.evaluation.generation import new_token_budget
 
     tok = AutoTokenizer.from_pretrained(Path(__file__).parents[1] / "examples" / "demo" / "tokenizer")
     iso = ["2005-01-14", "1999-12-31"]

@@ -64,6 +64,14 @@ def _peak_gib(cuda: bool) -> float:
     return round(kib * (1 if sys.platform == "darwin" else 1024) / GiB, 3)
 
 
+def new_token_budget(tok, references: list[str], cap: int) -> int:
+    """Tokens each answer may generate: twice the longest reference answer (in this tokenizer's tokens) plus
+    8, within the plan's `max_new_tokens`. An answer that long is already wrong for every reference-based
+    metric, and a base model that rambles would otherwise spend the whole cap on every prompt."""
+    longest = max((len(tok(r, add_special_tokens=False)["input_ids"]) for r in references if r), default=0)
+    return max(1, min(cap, 2 * longest + 8)) if longest else cap
+
+
 def generate(model, tok, prompts: list[list[dict]], *, max_new_tokens: int, batch_size: int) -> Outputs:
     import torch
 

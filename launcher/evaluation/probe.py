@@ -69,7 +69,8 @@ def probe_few_shot(
         ) from None
     prompts = [heldout.few_shot_messages(e, shot_rows) for e in sample]
     refs = [e.reference for e in sample]
-    out = generation.generate(model, tok, prompts, max_new_tokens=max_new_tokens, batch_size=batch_size)
+    budget = generation.new_token_budget(tok, [e.reference for e in held + train], max_new_tokens)
+    out = generation.generate(model, tok, prompts, max_new_tokens=budget, batch_size=batch_size)
     nll = (
         generation.reference_nll(model, tok, prompts, refs, batch_size=batch_size)
         if metric == "perplexity"

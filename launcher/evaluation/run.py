@@ -69,14 +69,6 @@ def metric_names(task: str | None, refs: list[str]) -> list[str]:
     return names
 
 
-def new_token_budget(tok, references: list[str], cap: int) -> int:
-    """Tokens each answer may generate: twice the longest reference answer (in this tokenizer's tokens) plus
-    8, within the plan's `max_new_tokens`. An answer that long is already wrong for every reference-based
-    metric, and a base model that rambles would otherwise spend the whole cap on every prompt."""
-    longest = max((len(tok(r, add_special_tokens=False)["input_ids"]) for r in references if r), default=0)
-    return max(1, min(cap, 2 * longest + 8)) if longest else cap
-
-
 def evaluate_run(run_dir: str | Path, *, max_examples: int | None = None) -> dict:
     """Evaluate a run directory; returns the eval.json object (also written).
 
@@ -128,7 +120,9 @@ def evaluate_run(run_dir: str | Path, *, max_examples: int | None = None) -> dic
             loaded = (directory, *_load(plan, directory))
         _, model, tok = loaded
         if budget is None:
-            budget = new_token_budget(tok, [e.reference for e in everything + train], spec.max_new_tokens)
+            budget = generation.new_token_budget(
+                tok, [e.reference for e in everything + train], spec.max_new_tokens
+            )
         _say(f"{name}: {len(prompts)} examples")
         out = generation.generate(model, tok, prompts, max_new_tokens=budget, batch_size=spec.batch_size)
         if "perplexity" in names:
