@@ -37,6 +37,8 @@ Goal = Literal[
     "output-format",
 ]
 Method = Literal["auto", "lora", "qlora", "spectrum", "full"]
+MIN_LENGTH = 16  # a shorter max_length leaves no room for a prompt and an answer
+MAX_LENGTH = 1_048_576  # 2^20 tokens: longer than any supported model's context
 
 
 def _reject_bool(v):
@@ -135,6 +137,12 @@ class Answers(BaseModel):
     # What one GPU-hour costs you (any currency, shown as $): the report's cost = run time x GPUs x this.
     # Without it, a dated market midpoint for the card where rules/gpus.yaml has one (never a quote).
     gpu_hour_price: float | None = Field(default=None, gt=0, le=1000)
+    # The sequence length to train at (tokens), instead of one sized from the data; above the model's context is
+    # an error (advisor/facts.py). The bound is far above any context a dense model here has.
+    max_length: int | None = Field(default=None, ge=MIN_LENGTH, le=MAX_LENGTH)
+    # Tokens in a long example (prompt and answer together) when the data cannot be measured (no dataset yet,
+    # or no tokenizer for the model): the plan's max_length covers it. Measured lengths win over it.
+    tokens_per_example: int | None = Field(default=None, ge=1, le=MAX_LENGTH)
 
     @field_validator("goals", mode="before")
     @classmethod
@@ -145,7 +153,9 @@ class Answers(BaseModel):
             raise ValueError(f"goals is a list: write [{v}]")
         return v
 
-    @field_validator("examples", "preference_pairs", "gpu_hour_price", mode="before")
+    @field_validator(
+        "examples", "preference_pairs", "gpu_hour_price", "max_length", "tokens_per_example", mode="before"
+    )
     @classmethod
     def _count_not_bool(cls, v):
         return _reject_bool(v)
@@ -163,6 +173,10 @@ _ALLOWED = {
     "goals": ", ".join(get_args(Goal)),
     "method": ", ".join(get_args(Method)),
     "success": "{metric: " + " | ".join(get_args(SuccessMetric)) + ", target: NUMBER}",
+    "max_length": f"a whole number of tokens from {MIN_LENGTH} to {MAX_LENGTH:,}, at most the model's context "
+    "(leave it out to size it from the data)",
+    "tokens_per_example": f"a whole number of tokens from 1 to {MAX_LENGTH:,}: a long example's prompt and answer "
+    "together (used only when the data cannot be measured)",
 }
 
 

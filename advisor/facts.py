@@ -45,7 +45,14 @@ FACT_DOCS: dict[str, str] = {
     "data_invalid": "rows that could not be used",
     "data_duplicates": "duplicate rows in the dataset",
     "data_p95_tokens": "95th percentile of tokens per example (needs a tokenizer)",
-    "data_recommended_max_length": "the data inspector's recommended sequence length, tokens",
+    "data_max_tokens": "tokens in the longest measured example (needs a tokenizer)",
+    "data_recommended_max_length": "the data inspector's recommended sequence length (covers the longest measured "
+    "row, within the model's context), tokens",
+    "data_zero_trainable_rows": "dataset rows left with no trainable token at the plan's max_length (set by the "
+    "planner; they are not counted in sft_examples)",
+    "preference_zero_trainable_rows": "preference pairs left with no trainable token at the plan's max_length "
+    "(set by the planner; not counted in preference_pairs)",
+    "model_context": "the model's context length (max_position_embeddings), tokens",
     "model_given": "the user named a model (otherwise the guide's default pick is assumed)",
     "model_name": "the model as named in the answers (or the guide's default pick)",
     "model_family": "the transformers model_type (llama, mistral, qwen2, phi3, gemma2, ...)",
@@ -60,7 +67,8 @@ FACT_DOCS: dict[str, str] = {
     "gpu_unknown_names": "names of the GPUs whose bfloat16 support is assumed",
     "zero_latency": "adapters must merge into the weights (no inference overhead)",
     "method_requested": "the method the user asked for: auto, lora, qlora, spectrum or full",
-    "lora_fits": "LoRA fits the GPU at some micro-batch (1-8) and sequence length (512-1,024) by the estimate",
+    "lora_fits": "LoRA fits the GPU at some micro-batch (1-8) and sequence length (the planned length, or a "
+    "shorter one down to 512) by the estimate",
     "qlora_fits": "QLoRA's estimated peak memory fits the GPU",
     "spectrum_fits": "Spectrum's estimated peak memory fits the GPU",
     "full_fits": "full fine-tuning's estimated peak memory fits the GPU (estimated only when asked for)",
@@ -122,6 +130,7 @@ class Facts:
     candidates: dict[str, Candidate] = field(default_factory=dict)
     thresholds: dict[str, float] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)  # e.g. "model not given: assumed Llama-3.1-8B"
+    unmeasured: str | None = None  # why the data's token lengths are not measured; None when they are
 
 
 def normalise(value: Any) -> Any:
@@ -162,12 +171,14 @@ def fit_memory(
 ) -> Fit:
     """Memory of one training step for `method` (`advisor.memory`).
 
-    With a GPU: the longest sequence (within the guide's 512-1,024 start, capped by `seq_len`) and
-    largest micro-batch (up to 8) that fit, accumulation keeping the effective batch; when nothing
-    fits, the smallest configuration's figure (so "a GPU of X GiB would do" is the minimum).
+    With a GPU: the longest sequence (`seq_len`, else a shorter one down to the guide's 512,
+    `advisor.seqlen.fit_lengths`) and largest micro-batch (up to 8) that fit, accumulation keeping the
+    effective batch; when nothing fits, the smallest configuration's figure (so "a GPU of X GiB would do"
+    is the minimum).
     Without a GPU: the guide's starting configuration.
     """
     from advisor.memory import MemoryConfig, estimate, fit_search
+    from advisor.seqlen import fit_lengths
 
     start_b, accum = int(th["batch_size_start"]), int(th["grad_accum_start"])
     offload = distributed == "fsdp_offload"  # a layout of advisor.strategy: FSDP with CPU offload
@@ -197,35 +208,51 @@ def fit_memory(
         gpu_gib,
         margin=th["fit_margin"],
         target_effective_batch=target,
-        seq_lens=tuple(x for x in (lo, seq_len) if x <= seq_len) or (seq_len,),
+        seq_lens=fit_lengths(seq_len, lo),
     )
     return r
 
 
-def start_max_length(v: dict[str, Any], th: dict[str, float]) -> int:
-    """The starting sequence length: the data's measured length (inspector's recommendation, else
-    p95) rounded up to a multiple of 64, kept within the guide's 512-1,024; 1,024 without data."""
-    lo, hi = int(th.get("max_length_min", 512)), int(th.get("max_length_start", 1024))
-    measured = v.get("data_recommended_max_length") or v.get("data_p95_tokens")
-    if not measured:
-        return hi
-    return max(lo, min(hi, -(-int(measured) // 64) * 64))
+def start_max_length(v: dict[str, Any], th: dict[str, float], answers=None, model=None) -> int:
+    """The sequence length memory tries first (`advisor.seqlen.choose`): the answers' `max_length`, else one
+    that covers the data's measured lengths (or the answers' `tokens_per_example`), within the model's context;
+    the guide's starting 1,024 when nothing is known."""
+    from advisor.seqlen import choose
+
+    return choose(v, th, answers, model).length
 
 
-def _local_tokenizer(model: str | None) -> str | None:
-    """A local model directory with tokenizer files: the data inspector can then count tokens."""
-    from pathlib import Path
+def _tokenizer_for(answers: Answers) -> tuple[str | None, str | None]:
+    """(where to load the model's tokenizer from, why there is none): a local folder, or a hub id (a catalog
+    name's too) whose tokenizer is in the local Hugging Face cache. Never downloads."""
+    from advisor.data.tokens import find_tokenizer
+    from advisor.models import load_catalog
 
-    if (
-        model
-        and Path(model).is_dir()
-        and any(
-            (Path(model) / f).is_file()
-            for f in ("tokenizer.json", "tokenizer.model", "tokenizer_config.json")
+    if not answers.model:
+        return None, "no model named, so no tokenizer to count with"
+    names = [answers.model]
+    hit = load_catalog().get(answers.model.strip().lower())
+    if hit is not None and hit.name not in names:
+        names.append(hit.name)
+    found, where = find_tokenizer(names)
+    return (found, None) if found else (None, where)
+
+
+def _check_max_length(answers: Answers, model) -> None:
+    """`max_length` in the answers must fit the model's context.
+
+    Raises:
+        UserError: it is longer than the model's context.
+    """
+    from advisor.errors import UserError
+    from advisor.seqlen import context_of
+
+    ctx = context_of(model)
+    if answers.max_length and ctx and answers.max_length > ctx:
+        raise UserError(
+            f"'max_length': {answers.max_length:,} tokens is longer than {model.name}'s context of {ctx:,} tokens",
+            f"set max_length to at most {ctx:,}, or leave it out to size it from the data",
         )
-    ):
-        return model
-    return None
 
 
 def _gpu_facts(answers: Answers, detect_gpus: bool) -> tuple[list[GPU], str | None]:
@@ -262,6 +289,7 @@ def _data_facts(report) -> dict[str, Any]:
         "data_invalid": invalid,
         "data_duplicates": getattr(report, "duplicates", None),
         "data_p95_tokens": tokens.get("p95") if isinstance(tokens, dict) else None,
+        "data_max_tokens": tokens.get("max") if isinstance(tokens, dict) else None,
         "data_recommended_max_length": getattr(report, "recommended_max_length", None),
     }
     if usable is not None:
@@ -293,6 +321,7 @@ def _preference_facts(report, path: str, v: dict[str, Any]) -> dict[str, Any]:
     tokens = getattr(report, "token_stats", None) or {}
     for key, val in (
         ("data_p95_tokens", tokens.get("p95") if isinstance(tokens, dict) else None),
+        ("data_max_tokens", tokens.get("max") if isinstance(tokens, dict) else None),
         ("data_recommended_max_length", getattr(report, "recommended_max_length", None)),
     ):
         if val and (v.get(key) is None or val > v[key]):
@@ -311,8 +340,11 @@ def _candidates(
     from functools import partial
 
     from advisor.precision import default_precision, fallbacks
+    from advisor.seqlen import context_of
     from advisor.strategy import best_layout
 
+    ctx = context_of(model)
+    seq_len = min(seq_len, ctx) if ctx else seq_len  # a fallback model's context may be shorter
     methods = list(PEFT_METHODS) + (["full"] if answers.method == "full" else [])
     if not gpus:
         out = {}
@@ -373,7 +405,7 @@ def for_stage(facts: Facts, stage: str, fitter: Callable | None = None) -> Facts
     if facts.model is None or not hasattr(facts.model, "params_total"):
         return facts
     fit = fitter or partial(fit_memory, stage=stage)
-    seq_len = start_max_length(facts.values, facts.thresholds)
+    seq_len = start_max_length(facts.values, facts.thresholds, facts.answers, facts.model)
     cands = _candidates(facts.model, facts.gpus, facts.answers, seq_len, facts.thresholds, fit)
     values = dict(facts.values)
     values.update({k: normalise(x) for k, x in _fit_values(cands, facts.answers, bool(facts.gpus)).items()})
@@ -446,8 +478,13 @@ def build_facts(
     data = pref_data = None
     stated = answers.preference_pairs
     pairs_from = "stated in the answers" if stated is not None else None
+    tokenizer, unmeasured = (
+        _tokenizer_for(answers)
+        if answers.dataset or answers.preference_dataset
+        else (None, "no dataset given")
+    )
     if answers.dataset:
-        data = inspector(answers.dataset, tokenizer=_local_tokenizer(answers.model))
+        data = inspector(answers.dataset, tokenizer=tokenizer)
         dv = _data_facts(data)
         counted = dv.pop("preference_pairs", None)
         v.update(dv)
@@ -457,7 +494,7 @@ def build_facts(
         elif stated is None:
             v["preference_pairs"] = 0
     if answers.preference_dataset:
-        pref_data = inspector(answers.preference_dataset, tokenizer=_local_tokenizer(answers.model))
+        pref_data = inspector(answers.preference_dataset, tokenizer=tokenizer)
         v.update(_preference_facts(pref_data, answers.preference_dataset, v))
         pairs_from = f"counted in {answers.preference_dataset}"
     if v["sft_examples"] is None and v["preference_pairs"] and not answers.dataset:
@@ -487,9 +524,19 @@ def build_facts(
         v["gpu_unknown_names"] = sorted(set(unknown))
         v["gpu_usable_gib"] = round(v["gpu_memory_gib"] * (1 - th["fit_margin"]), 2)
 
-    seq_len = start_max_length(v, th)
+    if tokenizer and not v.get("data_max_tokens"):
+        unmeasured = "the data inspection measured no row with the tokenizer"
+    stated_length = answers.max_length or answers.tokens_per_example
+    if unmeasured and tokenizer is None and not stated_length:
+        for rep in (data, pref_data):
+            if rep is not None and isinstance(getattr(rep, "warnings", None), list):
+                rep.warnings.append(
+                    f"token lengths unmeasured: {unmeasured}; max_length is assumed, not sized to the data "
+                    "(set `tokens_per_example` or `max_length` in the answers, or put the tokenizer in a local "
+                    "folder or the Hugging Face cache)"
+                )
 
-    model, candidates = None, {}
+    model, candidates, seq_len = None, {}, start_max_length(v, th, answers)
     specs = [answers.model] if answers.model else list(DEFAULT_MODELS)
     for spec in specs:
         try:
@@ -498,6 +545,8 @@ def build_facts(
             model = None
             notes.append("model facts unavailable: size-based rules and memory estimates skipped")
             break
+        _check_max_length(answers, model)
+        seq_len = start_max_length(v, th, answers, model)
         candidates = _candidates(model, gpus, answers, seq_len, th, fitter)
         # Without a named model, take the guide's first pick that fits (Llama-3.1-8B, then Phi-3-mini).
         if answers.model or not gpus or any(c.fits for c in candidates.values()):
@@ -521,6 +570,7 @@ def build_facts(
         v["requested_params_b"] = round(requested.params_total / 1e9, 3)
     if model is not None:
         v["model_family"] = model.family
+        v["model_context"] = getattr(model, "max_position_embeddings", None)
         v["model_params_b"] = round(model.params_total / 1e9, 3)
     v.update(_fit_values(candidates, answers, bool(gpus)))
 
@@ -536,4 +586,5 @@ def build_facts(
         candidates=candidates,
         thresholds=th,
         notes=notes,
+        unmeasured=unmeasured,
     )

@@ -17,8 +17,9 @@ from __future__ import annotations
 import math
 
 from advisor.decision import Decision
-from advisor.facts import Facts, start_max_length
+from advisor.facts import Facts
 from advisor.plan import DataSpec, DPOSpec, EvalSpec, LoraSpec, QuantSpec, SpectrumSpec, TrainingPlan
+from advisor.seqlen import account as account_length_cut
 
 PRACTICAL = "Practical Tools and Getting Started"
 PITFALLS = "Avoiding Critical Pitfalls"
@@ -128,9 +129,10 @@ def build_plan(decision: Decision, facts: Facts) -> TrainingPlan | None:
 
     _attention(plan, facts, r)
     _precision(plan, decision, facts, r)
-    _sequence_length(plan, v, th, r)
+    _sequence_length(plan, facts, r)
     _data(plan, facts, r)
     _hardware_and_batch(plan, decision, facts, r)
+    account_length_cut(plan, decision, facts, r)  # after memory's cut: the rows it costs (advisor/seqlen.py)
     _examples_per_step(plan, decision, facts, r)
     _dpo_batch(plan, facts, r)
     _dpo_prediction(plan, facts, r)
@@ -196,22 +198,15 @@ def _precision(plan: TrainingPlan, d: Decision, facts: Facts, r: dict) -> None:
     )
 
 
-def _sequence_length(plan: TrainingPlan, v: dict, th: dict, r: dict) -> None:
-    lo, hi = int(th.get("max_length_min", 512)), int(th.get("max_length_start", 1024))
-    measured = v.get("data_recommended_max_length") or v.get("data_p95_tokens")
-    if measured:
-        plan.max_length = start_max_length(v, th)
-        what = (
-            "recommended by the data inspection"
-            if v.get("data_recommended_max_length")
-            else "p95 of the data"
-        )
-        r["max_length"] = (
-            f"{int(measured):,} tokens {what}, rounded up to a multiple of 64 and kept within the "
-            f"guide's starting range {lo:,}-{hi:,} (measurement; {PRACTICAL})"
-        )
-    else:
-        r.setdefault("max_length", f"no token measurement: the guide's starting length {hi:,} ({PRACTICAL})")
+def _sequence_length(plan: TrainingPlan, facts: Facts, r: dict) -> None:
+    """The length memory tries first (advisor/seqlen.py): the answers' `max_length`, else one covering the
+    measured rows (or the answers' `tokens_per_example`), within the model's context; the guide's start else.
+    A rule's `set` keeps its reason only when nothing better is known."""
+    from advisor.seqlen import choose
+
+    choice = choose(facts.values, facts.thresholds, facts.answers, facts.model, facts.unmeasured)
+    plan.max_length = choice.length
+    r["max_length"] = choice.reason
 
 
 def _data(plan: TrainingPlan, facts: Facts, r: dict) -> None:
@@ -334,9 +329,10 @@ def _hardware_and_batch(plan: TrainingPlan, d: Decision, facts: Facts, r: dict) 
     plan.micro_batch_size, plan.grad_accum = cand.micro_batch, cand.grad_accum or plan.grad_accum
     tokens = plan.micro_batch_size * (cand.seq_len or plan.max_length)
     if cand.seq_len and cand.seq_len < plan.max_length:
+        wanted = r.get("max_length", "")
         r["max_length"] = (
-            f"{cand.seq_len:,}: {plan.max_length:,} tokens does not fit the GPU even at "
-            "micro-batch 1 (measurement: memory estimate)"
+            f"{cand.seq_len:,}: the longest length that fits the GPU (measurement: memory estimate); "
+            f"{plan.max_length:,} does not fit even at micro-batch 1" + (f" (wanted: {wanted})" if wanted else "")
         )
         plan.max_length = cand.seq_len
     usable = v.get("gpu_usable_gib", 0)

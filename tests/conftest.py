@@ -6,6 +6,9 @@ os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# An empty hub cache: the planner measures the data with a hub model's tokenizer when it is cached, so a
+# developer's cache would change the reports; tests that want a cached tokenizer build one under tmp_path.
+os.environ["HF_HUB_CACHE"] = os.path.join(__import__("tempfile").mkdtemp(prefix="tunewise-empty-hub-"), "hub")
 
 import pytest  # noqa: E402
 

@@ -37,7 +37,7 @@ def rows_of_lengths(n):
     ]
 
 
-def test_lengths_match_the_tokenizer_and_recommendation_follows_p95(tmp_path, tok):
+def test_lengths_match_the_tokenizer_and_recommendation_covers_the_longest(tmp_path, tok):
     rows = rows_of_lengths(60)
     r = inspect_dataset(write_jsonl(tmp_path / "d.jsonl", rows), tokenizer=tok)
     expected = sorted(
@@ -47,9 +47,10 @@ def test_lengths_match_the_tokenizer_and_recommendation_follows_p95(tmp_path, to
     p95 = expected[math.ceil(0.95 * len(expected)) - 1]
     assert r.token_stats["max"] == expected[-1] and r.token_stats["p95"] == p95
     assert r.token_stats["p50"] == expected[math.ceil(0.5 * len(expected)) - 1]
-    assert r.recommended_max_length == math.ceil(p95 / 64) * 64
+    assert r.recommended_max_length == math.ceil(expected[-1] / 64) * 64
     assert r.max_length == r.recommended_max_length
-    assert r.truncated_rows == sum(n > r.max_length for n in expected)
+    assert r.truncated_rows == 0 == sum(n > r.max_length for n in expected)
+    assert sorted(r.row_tokens) == expected and "row_tokens" not in r.to_dict()
     assert sum(b["count"] for b in r.token_histogram) == 60
     assert r.token_sample is None and r.tokenizer
 
@@ -106,13 +107,38 @@ def test_big_files_are_sampled_and_say_so(tmp_path, tok, monkeypatch):
     assert 0 < r.truncated_rows <= 400
 
 
-def test_recommendation_rounding_and_caps():
-    assert tokens.recommend_max_length({"p95": 10})[0] == 64
-    assert tokens.recommend_max_length({"p95": 513})[0] == 576
-    assert tokens.recommend_max_length({"p95": 1100})[0] == 1152
-    rec, why = tokens.recommend_max_length({"p95": 30000})
-    assert rec == tokens.MAX_RECOMMENDED and "capped" in why
-    assert tokens.recommend_max_length({"p95": 3000}, model_max=2048)[0] == 2048
+def test_recommendation_covers_the_longest_row_within_the_model():
+    assert tokens.recommend_max_length({"p95": 10, "max": 10})[0] == 64
+    assert tokens.recommend_max_length({"p95": 300, "max": 513})[0] == 576
+    assert tokens.recommend_max_length({"p95": 900, "max": 1100})[0] == 1152
+    # no arbitrary cap: a 30k-token row is covered within a long-context model
+    assert tokens.recommend_max_length({"p95": 9000, "max": 30000})[0] == 30080
+    rec, why = tokens.recommend_max_length({"p95": 3000, "max": 9000}, model_max=8192)
+    assert rec == 8192 and "context of 8,192" in why and "9,000" in why
+
+
+def test_cut_at_counts_rows_tokens_and_rows_left_with_nothing_to_learn():
+    lengths, prompts = [100, 5000, 9000, 9100], [80, 4000, 8990, 9050]
+    c = tokens.cut_at(lengths, prompts, 4096)
+    assert (c.truncated, c.tokens_lost, c.zero_trainable) == (3, 904 + 4904 + 5004, 2)
+    assert tokens.cut_at(lengths, prompts, 4096, completion_only=False).zero_trainable == 0
+    assert tokens.cut_at(lengths, prompts, 4096, scale=10.0).zero_trainable == 20
+
+
+def test_the_tokenizer_is_found_in_a_folder_or_the_hub_cache(tmp_path, monkeypatch):
+    import shutil
+
+    cache = tmp_path / "hub"
+    monkeypatch.setenv("HF_HUB_CACHE", str(cache))
+    assert tokens.find_tokenizer([TOKENIZER])[0] == TOKENIZER
+    found, why = tokens.find_tokenizer(["org/model"])
+    assert found is None and str(cache) in why and "org/model" in why
+    snap = cache / "models--org--model" / "snapshots" / "abc123"
+    shutil.copytree(TOKENIZER, snap)
+    (snap.parent.parent / "refs").mkdir()
+    (snap.parent.parent / "refs" / "main").write_text("abc123")
+    assert tokens.find_tokenizer(["org/model"]) == (str(snap), "the local Hugging Face cache")
+    assert tokens.load_tokenizer(str(snap)) is not None
 
 
 def test_a_tokenizer_that_cannot_load_is_a_user_error(tmp_path):

@@ -289,11 +289,9 @@ def _tokens(r: DataReport, s: Scan, tok, max_length: int | None) -> None:
     )
     limit = max_length or r.recommended_max_length
     r.max_length = limit
-    truncated = zero = 0
+    r.row_tokens, r.row_prompt_tokens = list(res.lengths), list(res.prompt_lengths)
     for n, p, line in zip(res.lengths, res.prompt_lengths, res.lines, strict=True):
-        truncated += n > limit
         if p >= limit:
-            zero += 1
             s.log.add(
                 "zero-trainable",
                 line,
@@ -303,6 +301,10 @@ def _tokens(r: DataReport, s: Scan, tok, max_length: int | None) -> None:
         elif n > limit:
             s.log.add("truncated", line, f"{n:,} tokens, longer than max_length {limit:,}")
     sampled = len(s.sample) < r.valid
-    scale = r.valid / len(res.lengths) if sampled else 1.0
     r.token_sample = len(s.sample) if sampled else None
-    r.truncated_rows, r.zero_trainable_rows = round(truncated * scale), round(zero * scale)
+    cut = r.cut_at(limit)
+    r.truncated_rows, r.truncated_tokens, r.zero_trainable_rows = (
+        cut.truncated,
+        cut.tokens_lost,
+        cut.zero_trainable,
+    )

@@ -82,8 +82,9 @@ def _tokens(r: DataReport) -> Group:
     if r.max_length is not None:
         lines.append(
             Text(
-                f"at max_length {r.max_length:,}: {r.truncated_rows:,} rows truncated, "
-                f"{r.zero_trainable_rows:,} with no trainable tokens"
+                f"at max_length {r.max_length:,}: {r.truncated_rows:,} rows truncated"
+                + (f" ({r.truncated_tokens:,} tokens lost)" if r.truncated_tokens else "")
+                + f", {r.zero_trainable_rows:,} with no trainable tokens"
             )
         )
     return Group(*lines)

@@ -73,6 +73,7 @@ class DataReport:
     tokenizer: str | None = None
     max_length: int | None = None  # the limit truncated/zero-trainable counts refer to
     truncated_rows: int | None = None
+    truncated_tokens: int | None = None  # tokens past max_length over the truncated rows
     zero_trainable_rows: int | None = None
     recommended_max_length: int | None = None
     max_length_reason: str | None = None
@@ -84,6 +85,10 @@ class DataReport:
     finding_counts: dict[str, int] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
     usable: bool = False
+    # Per measured row (aligned): total tokens and tokens before the first trainable one. The planner measures
+    # a sequence length's cut with them (`tokens.cut_at`); not part of the JSON (one entry per row).
+    row_tokens: list[int] = field(default_factory=list, repr=False)
+    row_prompt_tokens: list[int] = field(default_factory=list, repr=False)
 
     @property
     def usable_rows(self) -> int:
@@ -92,8 +97,21 @@ class DataReport:
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
+        del d["row_tokens"], d["row_prompt_tokens"]
         d["usable_rows"] = self.usable_rows
         return d
+
+    def cut_at(self, max_length: int, *, completion_only: bool = True):
+        """`tokens.LengthCut` of the measured rows at `max_length`, scaled to the valid rows when sampled; None
+        when lengths were not measured."""
+        from advisor.data.tokens import cut_at
+
+        if not self.row_tokens:
+            return None
+        scale = self.valid / len(self.row_tokens) if self.token_sample else 1.0
+        return cut_at(
+            self.row_tokens, self.row_prompt_tokens, max_length, completion_only=completion_only, scale=scale
+        )
 
 
 def summarise(r: DataReport) -> list[str]:
@@ -123,15 +141,19 @@ def summarise(r: DataReport) -> list[str]:
         out.append(f"{c['trailing-turn']:,} conversations end with a turn nothing answers")
     if c.get("chat-template"):
         out.append(f"{c['chat-template']:,} rows fail the tokenizer's chat template")
+    if c.get("no-generation-markers"):
+        f = next((x for x in r.findings if x.kind == "no-generation-markers"), None)
+        out.append(f.message if f else "the chat template has no {% generation %} markers")
     if c.get("missing-eos"):
         f = next((x for x in r.findings if x.kind == "missing-eos"), None)
         out.append(f.message if f else "end-of-sequence token missing")
     est = " (estimated from a sample)" if r.token_sample else ""
     if r.truncated_rows:
         pct = 100 * r.truncated_rows / max(r.valid, 1)
+        lost = f", losing {r.truncated_tokens:,} tokens in all" if r.truncated_tokens else ""
         out.append(
             f"{r.truncated_rows:,} rows ({pct:.1f}%) are longer than max_length {r.max_length:,} "
-            f"tokens and will be truncated{est}"
+            f"tokens and will be truncated{lost}{est}"
         )
     if r.zero_trainable_rows:
         out.append(

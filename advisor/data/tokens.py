@@ -9,13 +9,14 @@ alone reaches `max_length` keeps no trainable tokens after truncation, so its lo
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from advisor.errors import UserError
 
 SAMPLE_ROWS = 20_000  # rows tokenised at most; larger files are sampled (and the report says so)
-MAX_RECOMMENDED = 8192  # longest max_length recommended from data: longer rows are better split
 _BATCH = 512
 GUIDE = "Practical Tools and Getting Started"  # "start with 512–1,024 token sequences"
 
@@ -56,6 +57,16 @@ def measure(rows: list[tuple[int, dict]], fmt: str, tok) -> TokenResult:
         probe(
             tok, repr(getattr(tok, "name_or_path", None) or "the tokenizer")
         )  # a runaway template: UserError
+    template = getattr(tok, "chat_template", None)
+    if fmt == "messages" and isinstance(template, str) and not _has_generation_markers(template):
+        res.notes.append(
+            (
+                "no-generation-markers",
+                "the tokenizer's chat template has no {% generation %} markers, which assistant-only loss "
+                "needs: unless TRL knows a patched copy of this template, the job trains each assistant turn "
+                "as a prompt-completion row (the conversation before it as the prompt)",
+            )
+        )
     if conversational and not has_template:
         res.notes.append(
             (
@@ -97,6 +108,11 @@ def measure(rows: list[tuple[int, dict]], fmt: str, tok) -> TokenResult:
     res.lines = lines
     _check_eos(tok, fulls, rows, fmt, conversational, res)
     return res
+
+
+def _has_generation_markers(template: str) -> bool:
+    """The template marks the assistant's tokens for TRL's assistant-only loss ({% generation %} ...)."""
+    return "generation" in template and "endgeneration" in template
 
 
 def _render(row: dict, fmt: str, tok, has_template: bool) -> tuple[str, str]:
@@ -173,27 +189,115 @@ def histogram(lengths: list[int], bins: int = 12) -> list[dict]:
     return [{"lo": i * width, "hi": (i + 1) * width - 1, "count": c} for i, c in enumerate(counts)]
 
 
+def round_up_length(n: int) -> int:
+    """A token count rounded up to a multiple of 64 (up to 1,024) or 128 (beyond)."""
+    step = 64 if n <= 1024 else 128
+    return max(step, math.ceil(n / step) * step)
+
+
 def recommend_max_length(st: dict, model_max: int | None = None) -> tuple[int, str]:
-    """p95 rounded up (to 64 up to 1,024, to 128 beyond), capped; and why."""
-    p95 = st["p95"]
-    step = 64 if p95 <= 1024 else 128
-    rec = max(step, math.ceil(p95 / step) * step)
+    """The length that covers every measured row: the longest rounded up, capped at the model's context;
+    and why. Covering the longest rather than the p95 matters when prompts are long and answers short: the
+    rows past a p95 cut lose their answer, not their prompt's tail."""
+    longest, p95 = st["max"], st["p95"]
+    rec = round_up_length(longest)
     why = (
-        f"95% of rows fit in {p95:,} tokens (p95), rounded up to a multiple of {step}: {rec:,}; "
-        f'the guide suggests starting with 512–1,024 tokens ("{GUIDE}")'
+        f"the longest measured row is {longest:,} tokens (p95 {p95:,}): rounded up to {rec:,}, every row fits "
+        f"whole; the guide's 512–1,024 is where to start, and packing fills the rest of a longer row "
+        f'("{GUIDE}")'
     )
-    cap = MAX_RECOMMENDED
-    if model_max and 0 < model_max < cap:
-        cap = model_max
-    if rec > cap:
-        why += (
-            f"; capped at {cap:,} ("
-            + (
-                "the model's limit"
-                if cap == model_max
-                else "longer rows are better split into shorter examples"
-            )
-            + ")"
-        )
-        rec = cap
+    if model_max and 0 < model_max < rec:
+        why += f"; capped at the model's context of {model_max:,} tokens"
+        rec = model_max
     return rec, why
+
+
+@dataclass(frozen=True)
+class LengthCut:
+    """What a sequence length does to the measured rows (figures scaled to all rows when sampled)."""
+
+    max_length: int
+    truncated: int  # rows longer than max_length
+    tokens_lost: int  # tokens past max_length, over all truncated rows
+    zero_trainable: int  # rows whose prompt alone fills max_length: no trainable token is left
+    estimated: bool = False  # from a sample of the rows
+
+
+def cut_at(
+    lengths: list[int],
+    prompt_lengths: list[int],
+    max_length: int,
+    *,
+    completion_only: bool = True,
+    scale: float = 1.0,
+) -> LengthCut:
+    """Truncation at `max_length` of rows measured as (total, prompt) tokens. The job keeps each row's start
+    (TRL truncates the end), so a row whose prompt reaches `max_length` keeps no token of its answer; with
+    loss on every token (plain text, or `completion_only` off) no row keeps none."""
+    truncated = lost = zero = 0
+    for n, p in zip(lengths, prompt_lengths, strict=True):
+        if n > max_length:
+            truncated += 1
+            lost += n - max_length
+        zero += completion_only and p >= max_length
+    return LengthCut(
+        max_length, round(truncated * scale), round(lost * scale), round(zero * scale), scale != 1.0
+    )
+
+
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "tokenizer.model")
+
+
+def hub_cache_dir() -> Path:
+    """The Hugging Face hub cache as the hub client finds it (read when called, so a test's HF_HOME counts)."""
+    if os.environ.get("HF_HUB_CACHE"):
+        return Path(os.environ["HF_HUB_CACHE"]).expanduser()
+    home = os.environ.get("HF_HOME") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "huggingface"
+    )
+    return Path(home).expanduser() / "hub"
+
+
+def find_tokenizer(names: list[str]) -> tuple[str | None, str]:
+    """(a folder holding tokenizer files, where it was found) for the first of `names` that has one: a
+    local folder, or a hub id whose tokenizer is in the local Hugging Face cache (never downloaded); (None,
+    why not) otherwise."""
+    for name in names:
+        if not name:
+            continue
+        p = Path(name).expanduser()
+        try:
+            local = p.is_dir()
+        except OSError:  # a name too long for the file system: not a folder
+            local = False
+        if local:
+            if any((p / f).is_file() for f in TOKENIZER_FILES):
+                return str(p), "the model's folder"
+            continue
+        if name.count("/") != 1 or name.startswith((".", "/", "~")):
+            continue
+        snapshot = _cached_snapshot(name)
+        if snapshot:
+            return snapshot, "the local Hugging Face cache"
+    shown = ", ".join(n for n in names if n) or "no model named"
+    return None, (
+        f"no tokenizer for {shown} in a local folder or the local Hugging Face cache ({hub_cache_dir()})"
+    )
+
+
+def _cached_snapshot(repo: str) -> str | None:
+    """The cached snapshot folder of hub repo `repo` that holds tokenizer files (main's first)."""
+    folder = hub_cache_dir() / ("models--" + repo.replace("/", "--"))
+    snaps = folder / "snapshots"
+    try:
+        main = (folder / "refs" / "main").read_text(encoding="utf-8").strip()
+    except (OSError, UnicodeDecodeError):
+        main = None
+    try:
+        found = sorted(snaps.iterdir(), key=lambda d: (d.name != main, -d.stat().st_mtime))
+    except OSError:
+        return None
+    for d in found:
+        if any((d / f).is_file() for f in TOKENIZER_FILES):
+            return str(d)
+    return None
