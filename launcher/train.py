@@ -205,6 +205,12 @@ def train_stage(
         train_ds, eval_ds, note = prepare(tokenizer, train_ds, eval_ds)
         if note:
             print(f"[tunewise] {note}", flush=True)
+    left_out = 0
+    if stage == "dpo" or plan.completion_only_loss:  # a row whose prompt fills max_length trains nothing
+        from launcher.trainable import drop_untrainable
+
+        train_ds, left_out = drop_untrainable(tokenizer, train_ds, plan.max_length)
+        eval_ds, _ = drop_untrainable(tokenizer, eval_ds, plan.max_length, what="validation", required=False)
     model = load_model(plan, cuda, precision)
     peft_config = lora_config(plan)
     if stage == "dpo" and index > 0:
@@ -281,6 +287,7 @@ def train_stage(
         output_dir=str(run_dir / "output"),
         **stage_prediction(plan, stage),
         resumed_from=last_ckpt,
+        **({"rows_left_out": left_out} if left_out else {}),  # no trainable token at max_length
     )
     if main_proc:
         write_summary(run_dir, status="running", error=None, **base)

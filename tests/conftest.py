@@ -8,7 +8,7 @@ os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 # An empty hub cache: the planner measures the data with a hub model's tokenizer when it is cached, so a
 # developer's cache would change the reports; tests that want a cached tokenizer build one under tmp_path.
-os.environ["HF_HUB_CACHE"] = os.path.join(__import__("tempfile").mkdtemp(prefix="tunewise-empty-hub-"), "hub")
+os.environ["HF_HUB_CACHE"] = os.path.join(__import__("tempfile").gettempdir(), "tunewise-tests-no-hub-cache")
 
 import pytest  # noqa: E402
 
