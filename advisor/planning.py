@@ -332,7 +332,8 @@ def _hardware_and_batch(plan: TrainingPlan, d: Decision, facts: Facts, r: dict) 
         wanted = r.get("max_length", "")
         r["max_length"] = (
             f"{cand.seq_len:,}: the longest length that fits the GPU (measurement: memory estimate); "
-            f"{plan.max_length:,} does not fit even at micro-batch 1" + (f" (wanted: {wanted})" if wanted else "")
+            f"{plan.max_length:,} does not fit even at micro-batch 1"
+            + (f" (wanted: {wanted})" if wanted else "")
         )
         plan.max_length = cand.seq_len
     usable = v.get("gpu_usable_gib", 0)
