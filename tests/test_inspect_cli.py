@@ -90,6 +90,21 @@ def test_model_without_local_tokenizer_is_a_note_not_an_error(tmp_path, capsys):
     assert d["token_stats"]["max"] > 0 and d["tokenizer"]
 
 
+def test_a_chat_template_without_generation_markers_is_a_warning(tmp_path, capsys, smollm2_dir):
+    """SmolLM2's template has no {% generation %} markers: assistant-only loss trains per-turn rows instead."""
+    data = write_jsonl(tmp_path / "d.jsonl", [chat(f"q{i}?", f"a{i}.") for i in range(5)])
+    assert main(["inspect", data, "--tokenizer", str(smollm2_dir), "--format", "json"]) == 0
+    d = json.loads(capsys.readouterr().out)
+    found = [w for w in d["warnings"] if "{% generation %} markers" in w]
+    assert found and "prompt-completion row" in found[0]
+    assert d["finding_counts"]["no-generation-markers"] == 1
+    assert main(["inspect", data, "--tokenizer", "examples/demo/tokenizer", "--format", "json"]) == 0
+    assert not any("generation %} markers" in w for w in json.loads(capsys.readouterr().out)["warnings"])
+    pc = write_jsonl(tmp_path / "pc.jsonl", [{"prompt": f"q{i}?", "completion": f"a{i}."} for i in range(5)])
+    assert main(["inspect", pc, "--tokenizer", str(smollm2_dir), "--format", "json"]) == 0
+    assert not any("generation %} markers" in w for w in json.loads(capsys.readouterr().out)["warnings"])
+
+
 def test_validation_flag_reports_leakage(tmp_path):
     train = write_jsonl(tmp_path / "t.jsonl", [{"text": f"row {i}"} for i in range(10)])
     val = write_jsonl(tmp_path / "v.jsonl", [{"text": "row 3"}, {"text": "fresh"}])
