@@ -222,10 +222,10 @@ def start_max_length(v: dict[str, Any], th: dict[str, float], answers=None, mode
     return choose(v, th, answers, model).length
 
 
-def _tokenizer_for(answers: Answers) -> tuple[str | None, str | None]:
+def tokenizer_for(answers: Answers) -> tuple[str | None, str | None]:
     """(where to load the model's tokenizer from, why there is none): a local folder, or a hub id (a catalog
     name's too) whose tokenizer is in the local Hugging Face cache. Never downloads."""
-    from advisor.data.tokens import find_tokenizer
+    from advisor.hubcache import find_tokenizer
     from advisor.models import load_catalog
 
     if not answers.model:
@@ -479,7 +479,7 @@ def build_facts(
     stated = answers.preference_pairs
     pairs_from = "stated in the answers" if stated is not None else None
     tokenizer, unmeasured = (
-        _tokenizer_for(answers)
+        tokenizer_for(answers)
         if answers.dataset or answers.preference_dataset
         else (None, "no dataset given")
     )

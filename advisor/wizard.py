@@ -127,6 +127,13 @@ def float_validator(lo: float, hi: float) -> Validator:
     return check
 
 
+def tokens_validator(s: str) -> str | None:
+    """Tokens per example, or nothing (skipped: the guide's starting length is assumed)."""
+    from advisor.answers import MAX_LENGTH
+
+    return None if not s.strip() else int_validator(1, MAX_LENGTH)(s)
+
+
 def price_validator(s: str) -> str | None:
     """A price per GPU-hour, or nothing (skipped: the report uses a dated market figure where it has one)."""
     return None if not s.strip() else float_validator(0, 1000)(s)
@@ -415,12 +422,33 @@ class Wizard:
                 price_validator,
             )
             a.gpu_hour_price = float(price) if price.strip() else None
+        self._tokens_per_example()
         # needed whenever the model ships code, unless the file said so explicitly
         if _needs_custom_code(a.model) and "trust_remote_code" not in self.given:
             self.asked.append("trust_remote_code")
             a.trust_remote_code = self.p.confirm(
                 "This model ships its own Python code (auto_map). Run it (trust_remote_code)?", False
             )
+
+    def _tokens_per_example(self) -> None:
+        """Asked only when the data's lengths cannot be measured (no dataset, or no tokenizer for the model
+        here) and no `max_length` was given: the plan's sequence length then covers the answer."""
+        from advisor.facts import tokenizer_for
+
+        a = self.a
+        if a.max_length or "tokens_per_example" in self.skip:
+            return
+        why = "no dataset yet" if not a.dataset else tokenizer_for(a)[1]
+        if why is None:  # measurable: the data sizes the length
+            return
+        self.say(f"Token lengths cannot be measured here ({why}).")
+        self.asked.append("tokens_per_example")
+        n = self.p.text(
+            "How many tokens is a long example, prompt and answer together? (Enter to skip: the guide's starting length is assumed)",
+            str(a.tokens_per_example) if a.tokens_per_example else "",
+            tokens_validator,
+        )
+        a.tokens_per_example = _as_int(n) if n.strip() else None
 
 
 def _show(v: Any) -> str:

@@ -7,6 +7,7 @@ import math
 
 import pytest
 
+from advisor import hubcache
 from advisor.data import inspect_dataset, tokens
 from advisor.errors import UserError
 
@@ -130,14 +131,14 @@ def test_the_tokenizer_is_found_in_a_folder_or_the_hub_cache(tmp_path, monkeypat
 
     cache = tmp_path / "hub"
     monkeypatch.setenv("HF_HUB_CACHE", str(cache))
-    assert tokens.find_tokenizer([TOKENIZER])[0] == TOKENIZER
-    found, why = tokens.find_tokenizer(["org/model"])
+    assert hubcache.find_tokenizer([TOKENIZER])[0] == TOKENIZER
+    found, why = hubcache.find_tokenizer(["org/model"])
     assert found is None and str(cache) in why and "org/model" in why
     snap = cache / "models--org--model" / "snapshots" / "abc123"
     shutil.copytree(TOKENIZER, snap)
     (snap.parent.parent / "refs").mkdir()
     (snap.parent.parent / "refs" / "main").write_text("abc123")
-    assert tokens.find_tokenizer(["org/model"]) == (str(snap), "the local Hugging Face cache")
+    assert hubcache.find_tokenizer(["org/model"]) == (str(snap), "the local Hugging Face cache")
     assert tokens.load_tokenizer(str(snap)) is not None
 
 

@@ -84,9 +84,9 @@ def test_from_scratch_asks_everything_and_builds_valid_answers():
     assert (answers.success.metric, answers.success.target) == ("exact_match", 0.7)
     assert answers.gpus[0].memory_gib == 16.0 and answers.gpus[0].name.startswith("NVIDIA T4")
     assert any("No GPU detected" in s for s in said)
-    assert (
-        len(script.asked) == 18
-    )  # the success criterion (metric, target), the price per GPU-hour last and the preference file (both skipped: Enter)
+    # the success criterion (metric, target), the price per GPU-hour, the preference file and the tokens per
+    # example (no dataset to measure) last: the three skipped with Enter
+    assert len(script.asked) == 19 and answers.tokens_per_example is None
     assert answers.preference_dataset is None and answers.preference_pairs == 0
     # what the wizard built is a valid answers file
     assert parse_answers(__import__("yaml").safe_load(dump_answers(answers))) == answers
@@ -405,3 +405,34 @@ def test_a_preference_file_is_asked_beside_the_dataset_and_counts_the_pairs(tmp_
     assert answers.preference_dataset == str(pref) and answers.preference_pairs is None
     assert not any("How many preference pairs" in q for q in script.asked)
     assert any("Preference data: 150 usable rows, format preference, 150 preference pairs" in s for s in said)
+
+
+def test_tokens_per_example_is_asked_only_when_lengths_cannot_be_measured(tmp_path):
+    """No dataset, or no tokenizer for the model here: asked (Enter skips); a local tokenizer: not asked."""
+    import shutil
+
+    q = "How many tokens is a long example"
+    answers, script, said = run(Answers(), {"Which GPU": 1, q: "3,000"}, probe=lambda a: "fine-tune")
+    assert answers.tokens_per_example == 3000 and any("no dataset yet" in s for s in said)
+    skipped, _, _ = run(Answers(), {"Which GPU": 1}, probe=lambda a: "fine-tune")
+    assert skipped.tokens_per_example is None
+    data = tmp_path / "d.jsonl"
+    data.write_text('{"prompt": "q?", "completion": "a."}\n' * 20, encoding="utf-8")
+    hub = {"dataset": str(data), "model": "meta-llama/Llama-3.2-1B"}
+    answers, script, said = run(
+        Answers(), {"Training data": str(data), "Which GPU": 1, q: "900"}, probe=lambda a: "fine-tune"
+    )
+    assert answers.tokens_per_example == 900
+    assert any("no tokenizer for meta-llama/Llama-3.1-8B" in s for s in said)  # the default model
+    local = tmp_path / "model"
+    shutil.copytree("examples/demo/tokenizer", local)
+    (local / "config.json").write_text("{}")
+    prefill = parse_answers({**hub, "model": str(local)})
+    _, script, _ = run(prefill, {"Use these answers": False, "Which GPU": 1}, probe=lambda a: "fine-tune")
+    assert not any(q in m for m in script.asked)
+    _, script, _ = run(
+        parse_answers({**hub, "max_length": 2048}),
+        {"Use these answers": False, "Which GPU": 1},
+        probe=lambda a: "fine-tune",
+    )
+    assert not any(q in m for m in script.asked)  # a stated max_length needs no estimate

@@ -179,6 +179,9 @@ def test_from_scratch_with_arrow_keys_typing_and_a_rejected_number(tmp_path):
     child.send(DOWN + DOWN + ENTER)  # auto -> lora -> qlora
     child.expect("GPU-hour cost you")
     child.send("2.5" + ENTER)
+    child.expect("Token lengths cannot be measured here \\(no dataset yet\\)")
+    child.expect("How many tokens is a long example")
+    child.send("2,500" + ENTER)
     child.expect("Answers saved to")
     child.expect("tunewise recommendation")
     child.expect("Show the full report here")
@@ -193,6 +196,7 @@ def test_from_scratch_with_arrow_keys_typing_and_a_rejected_number(tmp_path):
     assert a.model == "meta-llama/Llama-3.2-1B"
     assert [g.memory_gib for g in a.gpus] == [48.0, 48.0]
     assert a.method == "qlora" and a.zero_latency is False and a.gpu_hour_price == 2.5
+    assert a.tokens_per_example == 2500 and a.max_length is None
     assert (a.needs_citations, a.knowledge_changes_often, a.clear_task, a.tried_prompting) == (
         False,
         False,
@@ -211,6 +215,69 @@ def test_from_scratch_with_arrow_keys_typing_and_a_rejected_number(tmp_path):
     child.send("n")
     assert finish(child) == 0
     assert "Which GPU" not in child.logfile_read.text
+
+
+def test_tokens_per_example_is_asked_when_the_models_tokenizer_is_not_here(tmp_path):
+    """A dataset with a hub model whose tokenizer is in no local folder or cache: the lengths cannot be measured,
+    so the wizard asks for the expected tokens per example (a rejected value first); the answer sizes max_length."""
+    data = tmp_path / "docs.jsonl"
+    data.write_text(
+        "".join(
+            json.dumps({"prompt": f"Document {i}: ...", "completion": "30 days."}) + "\n" for i in range(400)
+        ),
+        encoding="utf-8",
+    )
+    answers = tmp_path / "answers.yaml"
+    answers.write_text(
+        f"task: question-answering\ngoals: [privacy]\nclear_task: true\ntried_prompting: true\n"
+        f"dataset: {data}\nmodel: meta-llama/Llama-3.1-8B\ngpus: [{{memory_gib: 80, bf16: true}}]\n",
+        encoding="utf-8",
+    )
+    saved = tmp_path / "saved.yaml"
+    child = spawn("--answers", str(answers), "--save-answers", str(saved))
+    child.expect("Use these answers")
+    child.send("n")  # review each one: Enter keeps the file's value
+    for question in ("What should the model do", "Which of these"):
+        child.expect(question)
+        child.send(ENTER)
+    for question in ("cite", "change often", "clear task"):
+        child.expect(question)
+        child.send(ENTER)
+    child.expect("success criterion")
+    child.send(ENTER)
+    child.expect("tried prompt")
+    child.send(ENTER)
+    child.expect("Training data")
+    child.send(ENTER)
+    child.expect("400 usable rows")
+    child.expect("Preference pairs file")
+    child.send(ENTER)
+    child.expect("How many preference pairs")
+    child.send(ENTER)
+    child.expect("Which base model")
+    child.send(ENTER)
+    child.expect("Which GPU will you train on")
+    child.send(ENTER)
+    child.expect("How many of them")
+    child.send(ENTER)
+    child.expect("zero extra inference latency")
+    child.send(ENTER)
+    child.expect("Training method")
+    child.send(ENTER)
+    child.expect("GPU-hour cost you")
+    child.send(ENTER)
+    child.expect("Token lengths cannot be measured here \\(no tokenizer for meta-llama/Llama-3.1-8B")
+    child.expect("How many tokens is a long example")
+    child.send("0" + ENTER)
+    child.expect("out of range")
+    child.send(CLEAR_LINE + "9,000" + ENTER)
+    child.expect("Answers saved to")
+    child.expect("Show the full report here")
+    child.send("n")
+    child.expect("Write the run directory and launch now")
+    child.send("n")
+    assert finish(child) == 0
+    assert load_answers(saved).tokens_per_example == 9000
 
 
 def test_ctrl_c_exits_130_without_a_traceback(tmp_path):

@@ -9,9 +9,7 @@ alone reaches `max_length` keeps no trainable tokens after truncation, so its lo
 from __future__ import annotations
 
 import math
-import os
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from advisor.errors import UserError
@@ -243,61 +241,3 @@ def cut_at(
     return LengthCut(
         max_length, round(truncated * scale), round(lost * scale), round(zero * scale), scale != 1.0
     )
-
-
-TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "tokenizer.model")
-
-
-def hub_cache_dir() -> Path:
-    """The Hugging Face hub cache as the hub client finds it (read when called, so a test's HF_HOME counts)."""
-    if os.environ.get("HF_HUB_CACHE"):
-        return Path(os.environ["HF_HUB_CACHE"]).expanduser()
-    home = os.environ.get("HF_HOME") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "huggingface"
-    )
-    return Path(home).expanduser() / "hub"
-
-
-def find_tokenizer(names: list[str]) -> tuple[str | None, str]:
-    """(a folder holding tokenizer files, where it was found) for the first of `names` that has one: a
-    local folder, or a hub id whose tokenizer is in the local Hugging Face cache (never downloaded); (None,
-    why not) otherwise."""
-    for name in names:
-        if not name:
-            continue
-        p = Path(name).expanduser()
-        try:
-            local = p.is_dir()
-        except OSError:  # a name too long for the file system: not a folder
-            local = False
-        if local:
-            if any((p / f).is_file() for f in TOKENIZER_FILES):
-                return str(p), "the model's folder"
-            continue
-        if name.count("/") != 1 or name.startswith((".", "/", "~")):
-            continue
-        snapshot = _cached_snapshot(name)
-        if snapshot:
-            return snapshot, "the local Hugging Face cache"
-    shown = ", ".join(n for n in names if n) or "no model named"
-    return None, (
-        f"no tokenizer for {shown} in a local folder or the local Hugging Face cache ({hub_cache_dir()})"
-    )
-
-
-def _cached_snapshot(repo: str) -> str | None:
-    """The cached snapshot folder of hub repo `repo` that holds tokenizer files (main's first)."""
-    folder = hub_cache_dir() / ("models--" + repo.replace("/", "--"))
-    snaps = folder / "snapshots"
-    try:
-        main = (folder / "refs" / "main").read_text(encoding="utf-8").strip()
-    except (OSError, UnicodeDecodeError):
-        main = None
-    try:
-        found = sorted(snaps.iterdir(), key=lambda d: (d.name != main, -d.stat().st_mtime))
-    except OSError:
-        return None
-    for d in found:
-        if any((d / f).is_file() for f in TOKENIZER_FILES):
-            return str(d)
-    return None
