@@ -526,15 +526,15 @@ def build_facts(
 
     if tokenizer and not v.get("data_max_tokens"):
         unmeasured = "the data inspection measured no row with the tokenizer"
-    stated_length = answers.max_length or answers.tokens_per_example
-    if unmeasured and tokenizer is None and not stated_length:
-        for rep in (data, pref_data):
-            if rep is not None and isinstance(getattr(rep, "warnings", None), list):
-                rep.warnings.append(
-                    f"token lengths unmeasured: {unmeasured}; max_length is assumed, not sized to the data "
-                    "(set `tokens_per_example` or `max_length` in the answers, or put the tokenizer in a local "
-                    "folder or the Hugging Face cache)"
-                )
+    if unmeasured and tokenizer is None and (data is not None or pref_data is not None):
+        notes.append(
+            f"token lengths unmeasured ({unmeasured}): max_length is "
+            + (
+                "from the answers"
+                if answers.max_length or answers.tokens_per_example
+                else "assumed, not sized to the data; set `tokens_per_example` or `max_length` in the answers"
+            )
+        )
 
     model, candidates, seq_len = None, {}, start_max_length(v, th, answers)
     specs = [answers.model] if answers.model else list(DEFAULT_MODELS)

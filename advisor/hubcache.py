@@ -44,9 +44,7 @@ def find_tokenizer(names: list[str]) -> tuple[str | None, str]:
         if snapshot:
             return snapshot, "the local Hugging Face cache"
     shown = ", ".join(n for n in names if n) or "no model named"
-    return None, (
-        f"no tokenizer for {shown} in a local folder or the local Hugging Face cache ({hub_cache_dir()})"
-    )
+    return None, f"no tokenizer for {shown} in a local folder or the Hugging Face cache"
 
 
 def _cached_snapshot(repo: str) -> str | None:

@@ -88,9 +88,8 @@ def choose(
     return LengthChoice(
         n,
         "default",
-        f"{unknown}: assumed {why} ({PRACTICAL}); rows longer than that are truncated unseen: set "
-        "`tokens_per_example` or `max_length` in the answers, or make the model's tokenizer available "
-        "locally so the data is measured",
+        f"{unknown}: assumed {why} ({PRACTICAL}); longer rows would be truncated unseen: set "
+        "`tokens_per_example` or `max_length` in the answers, or make the model's tokenizer available locally",
     )
 
 

@@ -159,7 +159,7 @@ def test_a_hub_model_without_a_cached_tokenizer_says_lengths_are_unmeasured(long
     why = rec.plan.reasons["max_length"]
     assert why.startswith("lengths unmeasured (no tokenizer for meta-llama/Llama-3.1-8B")
     assert "assumed the guide's starting length 1,024" in why and "tokens_per_example" in why
-    assert any("token lengths unmeasured" in w for w in rec.facts.data.warnings)
+    assert any("token lengths unmeasured" in n for n in rec.facts.notes)
 
 
 def test_a_hub_model_whose_tokenizer_is_cached_is_measured(long_docs, tmp_path, monkeypatch):
