@@ -209,8 +209,11 @@ def train_stage(
     if stage == "dpo" or plan.completion_only_loss:  # a row whose prompt fills max_length trains nothing
         from launcher.trainable import drop_untrainable
 
-        train_ds, left_out = drop_untrainable(tokenizer, train_ds, plan.max_length)
-        eval_ds, _ = drop_untrainable(tokenizer, eval_ds, plan.max_length, what="validation", required=False)
+        smoke = "smoke" in plan.reasons  # launcher/smoke.py's plan: max_length cut to 256 for speed
+        train_ds, left_out = drop_untrainable(tokenizer, train_ds, plan.max_length, smoke=smoke)
+        eval_ds, _ = drop_untrainable(
+            tokenizer, eval_ds, plan.max_length, what="validation", required=False, smoke=smoke
+        )
     model = load_model(plan, cuda, precision)
     peft_config = lora_config(plan)
     if stage == "dpo" and index > 0:

@@ -48,9 +48,12 @@ def _chat_len(tokenizer, messages: list[dict]) -> int:
     return len(_ids(tokenizer.apply_chat_template(messages, tokenize=True, add_generation_prompt=True)))
 
 
-def drop_untrainable(tokenizer, ds, max_length: int, *, what: str = "training", required: bool = True):
+def drop_untrainable(
+    tokenizer, ds, max_length: int, *, what: str = "training", required: bool = True, smoke: bool = False
+):
     """(`ds` without the rows whose prompt reaches `max_length`, how many were left out); when every row goes,
-    None for a dataset that is not `required` (a validation split: no evaluation).
+    None for a dataset that is not `required` (a validation split: no evaluation), and `ds` unchanged for a
+    `smoke` run (its short max_length is the smoke's, not the plan's: the pipeline still runs).
 
     Raises:
         UserError: every row of a required dataset is left out.
@@ -63,6 +66,13 @@ def drop_untrainable(tokenizer, ds, max_length: int, *, what: str = "training", 
     keep = [i for i, n in enumerate(lengths) if n < max_length]
     dropped = len(ds) - len(keep)
     if not dropped:
+        return ds, 0
+    if not keep and smoke:
+        print(
+            f"[tunewise] smoke: every {what} row's prompt fills the smoke's max_length {max_length:,}; kept so the "
+            "pipeline runs (the real plan's length is longer)",
+            flush=True,
+        )
         return ds, 0
     if not keep and not required:
         print(

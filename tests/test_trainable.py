@@ -67,6 +67,8 @@ def test_plain_text_loses_nothing_and_all_gone_is_an_error(demo_tok, capsys):
         drop_untrainable(demo_tok, long_only, 64)
     assert drop_untrainable(demo_tok, long_only, 64, what="validation", required=False) == (None, 2)
     assert "no validation loss" in capsys.readouterr().out
+    assert drop_untrainable(demo_tok, long_only, 64, smoke=True) == (long_only, 0)  # the smoke still runs
+    assert "kept so the pipeline runs" in capsys.readouterr().out
 
 
 def test_a_real_run_leaves_the_untrainable_rows_out(tmp_path, capsys):
