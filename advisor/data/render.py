@@ -46,7 +46,9 @@ def _counts(r: DataReport) -> Table:
     t.add_row("exact duplicates", f"{r.duplicates:,}")
     t.add_row("near-duplicates", f"{r.near_duplicates:,}")
     # Rows that keep no trainable token at max_length make data unusable even when the split keeps them.
-    t.add_row("usable for training", f"{r.usable_rows:,}" if r.usable or not r.usable_rows else "0")
+    t.add_row("usable for training", f"{r.trainable_rows:,}" if r.usable or not r.usable_rows else "0")
+    if r.zero_trainable_rows and r.usable:
+        t.add_row("left out at max_length", f"{r.zero_trainable_rows:,} (no trainable token)")
     if r.format == "preference":
         t.add_row("preference pairs", f"{r.preference_rows:,}")
     if r.label_column:
@@ -112,5 +114,5 @@ def _problems(r: DataReport) -> RenderableType | None:
 
 def _verdict(r: DataReport) -> Text:
     if r.usable:
-        return Text(f"usable: {r.usable_rows:,} rows to train on", style="bold green")
+        return Text(f"usable: {r.trainable_rows:,} rows to train on", style="bold green")
     return Text("unusable: no rows to train on", style="bold red")

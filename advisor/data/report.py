@@ -95,10 +95,16 @@ class DataReport:
         """Rows the split keeps: valid and not an exact duplicate."""
         return self.valid - self.duplicates
 
+    @property
+    def trainable_rows(self) -> int:
+        """Usable rows that keep a trainable token at `max_length` (the job leaves the others out)."""
+        return max(0, self.usable_rows - (self.zero_trainable_rows or 0))
+
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         del d["row_tokens"], d["row_prompt_tokens"]
         d["usable_rows"] = self.usable_rows
+        d["trainable_rows"] = self.trainable_rows
         return d
 
     def cut_at(self, max_length: int, *, completion_only: bool = True):
