@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import math
 
+from advisor.data.report import trained_mean_tokens
 from advisor.decision import Decision
 from advisor.facts import Facts
 from advisor.plan import DataSpec, DPOSpec, EvalSpec, LoraSpec, QuantSpec, SpectrumSpec, TrainingPlan
@@ -379,8 +380,7 @@ def _examples_per_step(plan: TrainingPlan, d: Decision, facts: Facts, r: dict) -
     v = facts.values
     sft = "sft" in plan.stage
     n = v.get("sft_examples") if sft else v.get("preference_pairs")
-    stats = (getattr(facts.data, "token_stats", None) or {}) if sft else {}
-    mean = stats.get("mean") if isinstance(stats, dict) else None
+    mean = trained_mean_tokens(facts.data, plan.max_length, plan.completion_only_loss) if sft else None
     epochs = plan.dpo.epochs if plan.stage == "dpo" and plan.dpo is not None else plan.epochs
     cand = d.candidates.get(plan.method)
     fit_micro = (
@@ -502,8 +502,8 @@ def _schedule(plan: TrainingPlan, v: dict, facts: Facts, r: dict) -> None:
     n = v.get("sft_examples") if "sft" in plan.stage else v.get("preference_pairs")
     if n:
         train = plan.train_examples(n)
-        stats = (getattr(facts.data, "token_stats", None) or {}) if "sft" in plan.stage else {}
-        mean = stats.get("mean") if isinstance(stats, dict) else None
+        sft = "sft" in plan.stage
+        mean = trained_mean_tokens(facts.data, plan.max_length, plan.completion_only_loss) if sft else None
         seqs = plan.sequences_per_epoch(train, mean)  # the report's step arithmetic counts the same way
         steps = max(1, math.ceil(seqs / plan.effective_batch))
         frac = facts.thresholds.get("eval_every_epoch_fraction", 0.05)

@@ -102,6 +102,14 @@ def test_where_memory_cuts_the_plan_states_the_rows_lost_and_does_not_count_them
     # not counted as training rows: the schedule and the report use the rows left
     assert rec.facts.values["sft_examples"] == data.usable_rows - 100
     assert f"{p.train_examples(200):,} training rows" in p.reasons["eval_steps"]
+    # packing counts the tokens the job trains: the rows left out add no packed sequence
+    from advisor.data.report import trained_mean_tokens
+
+    kept = [n for n, q in zip(data.row_tokens, data.row_prompt_tokens, strict=True) if q < p.max_length]
+    assert trained_mean_tokens(data, p.max_length) == sum(min(n, p.max_length) for n in kept) / len(kept)
+    assert trained_mean_tokens(data, p.max_length) < data.token_stats["mean"]
+    seqs = p.sequences_per_epoch(p.train_examples(200), trained_mean_tokens(data, p.max_length))
+    assert f"≈ {seqs:,} sequences" in p.reasons["eval_steps"]
 
 
 def test_the_models_context_caps_the_length(long_docs, tmp_path):

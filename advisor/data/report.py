@@ -120,6 +120,26 @@ class DataReport:
         )
 
 
+def trained_mean_tokens(
+    report: DataReport | None, max_length: int, completion_only: bool = True
+) -> float | None:
+    """Mean tokens per example the job trains at `max_length`: each measured row cut to it, the rows that keep
+    no trainable token left out (as the job leaves them out); the inspector's mean when no per-row lengths
+    were kept; None when lengths were not measured. Packing arithmetic (examples per row, rows per epoch)
+    uses this, so a cut of long rows does not count their lost tokens as packed sequences."""
+    if report is None:
+        return None
+    rows = [
+        min(n, max_length)
+        for n, p in zip(report.row_tokens, report.row_prompt_tokens, strict=True)
+        if not (completion_only and p >= max_length)
+    ]
+    if rows:
+        return sum(rows) / len(rows)
+    stats = report.token_stats if isinstance(report.token_stats, dict) else {}
+    return stats.get("mean") if not report.row_tokens else None
+
+
 def summarise(r: DataReport) -> list[str]:
     """One-line warnings for the recommendation report, most serious first."""
     out: list[str] = []

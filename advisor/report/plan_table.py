@@ -128,8 +128,9 @@ def step_arithmetic(plan: TrainingPlan, data, examples: int | None, why=None) ->
             f"(micro-batch × accumulation{' × GPUs' if gpus > 1 else ''})",
         ]
     ]
-    stats = (data.token_stats if data is not None else None) or {}
-    mean = stats.get("mean")
+    from advisor.data.report import trained_mean_tokens
+
+    mean = trained_mean_tokens(data, plan.max_length, plan.completion_only_loss)
     if plan.packing and mean and "sft" in plan.stage:
         per_row = max(1.0, plan.max_length / mean)
         rows.append(

@@ -260,8 +260,9 @@ def speed_spec(fc: Forecast):
 def plan_forecast(plan, facts) -> Forecast:
     """The forecast for a plan from the facts it was built from (GPU, model, data, answers)."""
     v = facts.values
-    stats = getattr(facts.data, "token_stats", None) or {}
-    mean = stats.get("mean") if isinstance(stats, dict) else None
+    from advisor.data.report import trained_mean_tokens
+
+    mean = trained_mean_tokens(facts.data, plan.max_length, plan.completion_only_loss)
     gpu = facts.gpus[0].name if facts.gpus else None
     return forecast(
         plan,
