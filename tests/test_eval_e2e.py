@@ -16,10 +16,11 @@ import yaml
 
 pytestmark = pytest.mark.slow
 
-ROWS = 200  # in the guide's 100-1,000 band: the probe's measured shortfall decides fine-tuning (TW122)
+ROWS = 300  # in the guide's 100-1,000 band: the probe's measured shortfall decides fine-tuning (TW122). At 200 rows
+# the plan's 39 steps were not enough to beat 5-shot beyond the noise (bench/results/e2e-recommended-cpu.md).
 
 
-def tunewise(*args, cwd, timeout=1800):
+def tunewise(*args, cwd, timeout=3600):
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "HF_HUB_DISABLE_TELEMETRY": "1"}
     return subprocess.run(
         [sys.executable, "-m", "tunewise", *map(str, args)],
