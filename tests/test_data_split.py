@@ -207,3 +207,32 @@ def test_split_output_trains_with_trl(tmp_path):
     out = trainer.train()
     assert out.global_step == 2 and out.training_loss > 0
     assert trainer.evaluate()["eval_loss"] > 0
+
+
+def test_a_rows_tests_survive_the_split_and_do_not_change_what_is_a_duplicate(tmp_path):
+    # Code tasks: `tests` (or MBPP's `test_list`, or a column mapped onto `tests`) rides beside the normalised
+    # row, for `tunewise eval` to run on the model's code; the job drops it (tests/test_datafile.py).
+    rows = [
+        {"instruction": f"Write f{i}(x) returning x + {i}.", "output": f"def f{i}(x):\n    return x + {i}\n"}
+        | ({"test_list": [f"assert f{i}(1) == {1 + i}"]} if i % 2 else {"tests": f"assert f{i}(0) == {i}"})
+        for i in range(20)
+    ]
+    rows.append(dict(rows[0], tests="assert True"))  # same prompt and answer, other tests: still a duplicate
+    split = write_split(write_jsonl(tmp_path / "d.jsonl", rows), tmp_path / "out")
+    assert split.format == "messages" and split.dropped_duplicates == 1
+    out = read_jsonl(split.train) + read_jsonl(split.validation)
+    assert len(out) == 20 and all(set(r) == {"messages", "tests"} for r in out)
+    by_answer = {r["messages"][-1]["content"]: r["tests"] for r in out}
+    assert by_answer["def f3(x):\n    return x + 3\n"] == ["assert f3(1) == 4"]
+    assert by_answer["def f4(x):\n    return x + 4\n"] == "assert f4(0) == 4"
+    mapped = [{"q": "Write g.", "a": "def g(): return 1", "checks": ["assert g() == 1"]}] + [
+        {"q": f"Q{i}", "a": f"A{i}"} for i in range(4)
+    ]
+    split = write_split(
+        write_jsonl(tmp_path / "m.jsonl", mapped),
+        tmp_path / "m",
+        column_map={"prompt": "q", "completion": "a", "tests": "checks"},
+    )
+    out = read_jsonl(split.train) + read_jsonl(split.validation)
+    assert [r.get("tests") for r in out if r["prompt"] == "Write g."] == [["assert g() == 1"]]
+    assert sum("tests" in r for r in out) == 1  # rows without tests get no column

@@ -35,3 +35,15 @@ def test_a_broken_line_is_a_user_error_naming_it(tmp_path):
     p.write_text('{"text": "a"}\n\n{"text": \n', encoding="utf-8")
     with pytest.raises(UserError, match="line 3"):
         jsonl_dataset(p)
+
+
+def test_a_rows_tests_are_not_training_data(tmp_path):
+    # Code tasks keep `tests` in the split for `tunewise eval`; the trainer sees the columns it saw without them.
+    rows = [
+        {"prompt": "add", "completion": "def add(a, b): return a + b", "tests": ["assert add(1, 2) == 3"]},
+        {"prompt": "sub", "completion": "def sub(a, b): return a - b", "test_list": "assert sub(2, 1) == 1"},
+    ]
+    path = tmp_path / "train.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    ds = jsonl_dataset(path)
+    assert ds.column_names == ["prompt", "completion"] and ds[1]["completion"] == rows[1]["completion"]

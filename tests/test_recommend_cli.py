@@ -169,3 +169,36 @@ def test_report_is_still_printed_when_out_cannot_be_completed(capsys, tmp_path):
     out = capsys.readouterr()
     assert rc == 2 and "Spectrum needs a scan" in out.err
     assert json.loads(out.out)["method"] == "spectrum" and not (tmp_path / "run").exists()
+
+
+def test_out_keeps_the_rows_tests_for_a_code_task(capsys, tmp_path):
+    # The held-out split keeps each row's tests, and the plan says the evaluation will run them.
+    rows = [
+        {
+            "prompt": f"Write f{i}(x) returning x times {i}.",
+            "completion": f"def f{i}(x):\n    return x * {i}\n",
+            "tests": [f"assert f{i}(2) == {2 * i}"],
+        }
+        for i in range(120)  # 100+: fine-tuning (TW118), so --out writes a plan and a split
+    ]
+    data = tmp_path / "code.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    answers = _answers(
+        tmp_path,
+        task="code",
+        clear_task=True,
+        tried_prompting=True,
+        dataset=str(data),
+        model="meta-llama/Llama-3.2-1B",
+        gpus=[{"name": "RTX 4090", "memory_gib": 24}],
+        success={"metric": "tests_pass", "target": 0.5},
+    )
+    out = tmp_path / "run"
+    assert main(["recommend", "--answers", answers, "--out", str(out), "--format", "json"]) == 0
+    capsys.readouterr()
+    held = [json.loads(line) for line in (out / "data" / "validation.jsonl").read_text().splitlines()]
+    assert held
+    by_prompt = {r["prompt"]: r for r in rows}
+    assert all(r["tests"] == by_prompt[r["prompt"]]["tests"] for r in held)
+    evaluation = yaml.safe_load((out / "plan.yaml").read_text())["evaluation"]
+    assert evaluation["run_tests"] is True and evaluation["target_metric"] == "tests_pass"

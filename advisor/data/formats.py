@@ -40,7 +40,12 @@ CANONICAL = (
     "rejected",
     "text",
     "label",
+    "tests",
 )
+# A row's tests for its answer (code tasks): Python `assert` statements, a string or a list of them. The split
+# keeps them as `tests` beside the normalised row; the job drops them (launcher/datafile.py), `tunewise eval`
+# runs them on the model's code. `test_list` is MBPP's name.
+TEST_COLUMNS = ("tests", "test_list")
 LABEL_COLUMNS = ("label", "labels", "category", "class", "intent")
 ROLES = ("system", "user", "assistant", "tool")
 SHAREGPT_ROLES = {
@@ -68,6 +73,7 @@ class Checked:
     notes: list[tuple[str, str]] = field(default_factory=list)  # (kind, message): row kept
     label: str | None = None  # the value to stratify on, when there is one
     target: str | None = None  # the answer text, to detect classification-style labels
+    tests: Any = None  # the row's tests as the data gives them (checked where they are run)
 
 
 def parse_column_map(text: str | None) -> dict[str, str] | None:
@@ -178,6 +184,7 @@ def check_row(value: Any, fmt: str) -> Checked:
             if col in value and value[col] is not None and not isinstance(value[col], (list, dict)):
                 out.label = str(value[col])
                 break
+        out.tests = next((value[c] for c in TEST_COLUMNS if value.get(c) is not None), None)
     else:
         out.row = None
     return out

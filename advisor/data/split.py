@@ -113,7 +113,7 @@ def write_split(
             for rec, chk in checked_rows(s.source, column_map)[1]:
                 if chk is None or chk.row is None or rec.index in dup_idx:
                     continue
-                line = json.dumps(chk.row, ensure_ascii=False) + "\n"
+                line = _line(chk)
                 if rec.index in val_idx:
                     fv.write(line)
                     result.validation_rows += 1
@@ -130,14 +130,20 @@ def write_split(
     with atomic_file(result.train) as ft:
         for rec, chk in checked_rows(s.source, column_map)[1]:
             if chk is not None and chk.row is not None and rec.index not in dup_idx:
-                ft.write(json.dumps(chk.row, ensure_ascii=False) + "\n")
+                ft.write(_line(chk))
                 result.train_rows += 1
     with atomic_file(result.validation) as fv:
         for rec, chk in checked_rows(v.source, column_map)[1]:
             if chk is not None and chk.row is not None and rec.index not in drop_v:
-                fv.write(json.dumps(chk.row, ensure_ascii=False) + "\n")
+                fv.write(_line(chk))
                 result.validation_rows += 1
     return result
+
+
+def _line(chk) -> str:
+    """A split row: the normalised row, and the row's tests (code tasks) under `tests` when it has some."""
+    row = chk.row if chk.tests is None else {**chk.row, "tests": chk.tests}
+    return json.dumps(row, ensure_ascii=False) + "\n"
 
 
 def _choose_validation(s, dup_idx: set[int], frac: float, seed: int, cap: int | None = None) -> set[int]:
