@@ -2,7 +2,9 @@
 
 Rows come from the run's split (`data/validation.jsonl`: never trained on) in the formats the split writes:
 `messages`, `prompt`/`completion` (strings or message lists), or preference rows (`chosen` is the reference).
-Each becomes a prompt (the conversation up to the last assistant turn) and a reference (that turn).
+Each becomes a prompt (the conversation up to the last assistant turn) and a reference (that turn), with the
+row's tests for code tasks (`tests`, or MBPP's `test_list`: a string of Python `assert` statements or a list of
+them) when it has some.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 
+from advisor.data.formats import TEST_COLUMNS
 from advisor.errors import UserError
 
 
@@ -20,6 +23,30 @@ from advisor.errors import UserError
 class Example:
     prompt: list[dict]  # chat messages, ending with the user's turn
     reference: str
+    tests: list[str] | None = None  # Python statements that pass on a correct answer (code tasks)
+
+
+def row_tests(row: dict, where: str) -> list[str] | None:
+    """A row's tests as a list of Python snippets; None when it has none (absent, null, empty).
+
+    Raises:
+        UserError: tests that are neither a string nor a list of strings, naming `where` (file and line).
+    """
+    col = next((c for c in TEST_COLUMNS if c in row and row[c] is not None), None)
+    if col is None:
+        return None
+    value = row[col]
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, list) or not all(isinstance(t, str) for t in value):
+        shown = json.dumps(value, ensure_ascii=False)
+        raise UserError(
+            f"{where}: `{col}` is {shown[:80]}, not a string or a list of strings",
+            f"give each row's `{col}` as Python assert statements, a string or a list of them, e.g. "
+            '["assert add(1, 2) == 3"], and write the split again with `tunewise recommend --out`',
+        )
+    value = [t for t in value if t.strip()]
+    return value or None
 
 
 def _as_messages(value, role: str) -> list[dict]:
@@ -64,16 +91,18 @@ def read_examples(path: Path, what: str) -> list[Example]:
         raise UserError(
             f"cannot read {path}: {e}", "regenerate the split with `tunewise recommend --out`"
         ) from None
-    for line in lines:
+    for n, line in enumerate(lines, 1):
         if not line.strip():
             continue
         try:
-            ex = to_example(json.loads(line))
+            row = json.loads(line)
+            ex = to_example(row)
         except (ValueError, TypeError, AttributeError):
             ex = None
         if ex is None:
             bad += 1
         else:
+            ex.tests = row_tests(row, f"{path}, line {n}")
             out.append(ex)
     if not out:
         raise UserError(

@@ -3,7 +3,8 @@
 Each metric turns (predictions, references) into per-example values, and aggregates any resample of them
 to one figure: a mean for most, macro-F1 over the label set (scikit-learn) for classification, and
 exp(summed NLL / summed tokens) for perplexity. Maintained implementations, nothing downloaded at run
-time: ROUGE-L from `rouge-score`, chrF from `sacrebleu`, F1 from scikit-learn.
+time: ROUGE-L from `rouge-score`, chrF from `sacrebleu`, F1 from scikit-learn. `tests_pass` runs the data's
+own tests on the answer's code (launcher/evaluation/codetests.py).
 """
 
 from __future__ import annotations
@@ -15,6 +16,9 @@ from collections import Counter
 from collections.abc import Callable
 
 import numpy as np
+
+from advisor.task_metrics import task_metrics
+from launcher.evaluation import codetests
 
 _ARTICLES = re.compile(r"\b(a|an|the)\b")
 
@@ -162,10 +166,25 @@ def build(
     *,
     labels: list[str] | None = None,
     nll: np.ndarray | None = None,
+    tests: list[list[str]] | None = None,
 ) -> Metric | None:
-    """The metric `name` for one model's outputs, or None when it cannot be measured (perplexity without NLL)."""
+    """The metric `name` for one model's outputs, or None when it cannot be measured (perplexity without NLL,
+    tests passed without tests)."""
+    if name == "tests_pass":
+        return Metric(codetests.tests_pass(preds, tests)) if tests is not None else None
     if name == "macro_f1":
         return macro_f1_metric(preds, refs, labels or sorted({strip_answer(r) for r in refs}))
     if name == "perplexity":
         return perplexity_metric(nll) if nll is not None else None
     return Metric(PER_EXAMPLE[name](preds, refs))
+
+
+def metric_names(task: str | None, refs: list[str], tests: list[list[str] | None] | None = None) -> list[str]:
+    """The task's metrics; JSON validity and field F1 only where the references are JSON (else token F1);
+    tests passed only where every example carries tests (`tests`, one entry per example; None: not run)."""
+    names = list(task_metrics(task))
+    if {"json_valid", "field_f1"} & set(names) and sum(map(is_json_object, refs)) * 2 < len(refs):
+        names = [n for n in names if n not in ("json_valid", "field_f1")] + ["token_f1"]
+    if "tests_pass" in names and (not tests or any(t is None for t in tests)):
+        names.remove("tests_pass")
+    return names
