@@ -84,6 +84,7 @@ SuccessMetric = Literal[
     "rouge_l",
     "chrf",
     "perplexity",
+    "tests_pass",
 ]  # advisor/task_metrics.py's METRICS
 
 

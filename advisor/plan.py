@@ -102,6 +102,8 @@ class EvalSpec:
     target_metric: str | None = None  # the success criterion from the answers
     target: float | None = None
     seed: int = 0
+    # Code tasks: run the data's tests on the model's code (a subprocess on this machine, 10 s per example)
+    run_tests: bool = True
 
     def problems(self) -> list[str]:
         out = []
@@ -125,8 +127,13 @@ class EvalSpec:
             not isinstance(self.target, int | float) or isinstance(self.target, bool)
         ):
             out.append(f"evaluation.target must be a number (got {self.target!r})")
-        if not isinstance(self.enabled, bool):
-            out.append(f"evaluation.enabled must be true or false (got {self.enabled!r})")
+        for name in ("enabled", "run_tests"):
+            if not isinstance(getattr(self, name), bool):
+                out.append(f"evaluation.{name} must be true or false (got {getattr(self, name)!r})")
+        if self.target_metric == "tests_pass" and self.run_tests is False:
+            out.append(
+                "evaluation.target_metric tests_pass needs evaluation.run_tests: true (or another target_metric)"
+            )
         return out
 
 

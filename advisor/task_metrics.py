@@ -28,9 +28,12 @@ METRICS: dict[str, MetricInfo] = {
     "rouge_l": MetricInfo("ROUGE-L"),
     "chrf": MetricInfo("chrF"),  # sacrebleu's 0-100 scale divided by 100, like the others
     "perplexity": MetricInfo("perplexity", higher_is_better=False, bounded=False),
+    "tests_pass": MetricInfo("tests passed"),  # pass@1: the data's own tests on the answer's code
 }
 
-# Task metrics per task type (the reference-based ones first: the first is the headline).
+# Task metrics per task type (the reference-based ones first: the first is the headline). `tests_pass` is
+# measured only where the held-out rows carry tests (else exact match leads), as JSON validity and field F1
+# only where the references are JSON.
 TASK_METRICS: dict[str, tuple[str, ...]] = {
     "classification": ("accuracy", "macro_f1"),
     "extraction": ("exact_match", "json_valid", "field_f1"),
@@ -38,7 +41,7 @@ TASK_METRICS: dict[str, tuple[str, ...]] = {
     "summarization": ("rouge_l",),
     "chat": ("rouge_l", "perplexity"),
     "generation": ("chrf", "perplexity"),
-    "code": ("exact_match",),
+    "code": ("tests_pass", "exact_match"),
     "reasoning": ("exact_match", "token_f1"),
 }
 DEFAULT_TASK_METRICS = ("exact_match", "token_f1")  # task not given: works on any reference answer
@@ -48,11 +51,6 @@ SYSTEM_METRICS = ("latency_p50_s", "latency_p95_s", "tokens_per_s", "peak_memory
 
 def task_metrics(task: str | None) -> tuple[str, ...]:
     return TASK_METRICS.get(task or "", DEFAULT_TASK_METRICS)
-
-
-def headline_metric(task: str | None, target_metric: str | None = None) -> str:
-    """The metric a verdict is about: the user's success metric when given, else the task's first."""
-    return target_metric or task_metrics(task)[0]
 
 
 def label(metric: str) -> str:

@@ -12,7 +12,7 @@ from advisor.answers import SuccessMetric, parse_answers
 from advisor.errors import UserError
 from advisor.task_metrics import METRICS, TASK_METRICS, meets, probe_facts, shortfall
 from launcher.evaluation import bootstrap, heldout, metrics, section, verdict
-from launcher.evaluation.run import metric_names
+from launcher.evaluation.metrics import metric_names
 
 # --- held-out examples -------------------------------------------------------------------------
 
@@ -313,6 +313,14 @@ def test_a_hand_edited_evaluation_section_is_checked_like_the_rest_of_the_plan()
         assert words in e.value.message
     with pytest.raises(UserError, match="unexpected keyword|evaluation"):
         TrainingPlan.from_dict({**base, "evaluation": {"shots": 5}})
+    # Code tasks: running the data's tests on the model's code can be turned off, but not under its own target.
+    assert TrainingPlan.from_dict({**base, "evaluation": {"run_tests": False}}).evaluation.run_tests is False
+    with pytest.raises(UserError, match="evaluation.run_tests must be true or false"):
+        TrainingPlan.from_dict({**base, "evaluation": {"run_tests": "no"}})
+    with pytest.raises(UserError, match="tests_pass needs evaluation.run_tests: true"):
+        TrainingPlan.from_dict(
+            {**base, "evaluation": {"run_tests": False, "target_metric": "tests_pass", "target": 0.5}}
+        )
 
 
 def test_the_generation_budget_follows_the_longest_reference_within_the_plans_cap():

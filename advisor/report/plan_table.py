@@ -355,8 +355,14 @@ def _evaluation(p: TrainingPlan) -> str:
     if not e.enabled:
         return "off at the end of the job (`tunewise eval RUN_DIR` runs it)"
     names = list(dict.fromkeys([*task_metrics(e.task), *([e.target_metric] if e.target_metric else [])]))
+    if not e.run_tests:
+        names = [m for m in names if m != "tests_pass"]
+    tests_note = (
+        " (where the rows carry tests; the model's code runs on this machine, `evaluation.run_tests`)"
+    )
+    shown = [label(m) + (tests_note if m == "tests_pass" else "") for m in names]
     text = (
-        f"{', '.join(label(m) for m in names)} on up to {e.max_examples:,} held-out examples: fine-tuned vs "
+        f"{', '.join(shown)} on up to {e.max_examples:,} held-out examples: fine-tuned vs "
         f"the base model zero-shot and {e.few_shot}-shot, 95% intervals"
     )
     if e.target_metric and e.target is not None:

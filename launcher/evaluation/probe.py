@@ -3,7 +3,8 @@
 The data is split exactly as `recommend --out` splits it (same seed and share), the held-out side sampled
 (deterministic, stratified for classification), and the base model prompted with k examples from the
 training side. The figure and its interval go into the facts (advisor/task_metrics.py `probe_facts`), where
-the rules TW121 and TW707 read them.
+the rules TW121 and TW707 read them. For code whose rows carry tests, the figure is tests passed: the model's
+code runs on this machine (launcher/evaluation/codetests.py), as in `tunewise eval`.
 """
 
 from __future__ import annotations
@@ -15,7 +16,6 @@ from pathlib import Path
 
 from advisor.answers import Answers
 from advisor.errors import UserError
-from advisor.task_metrics import headline_metric
 
 PROBE_EXAMPLES = 50  # held-out rows measured: ~15-25 s of greedy decoding for short answers on 2 CPU cores
 PROBE_SHOTS = 5
@@ -36,7 +36,7 @@ def probe_few_shot(
         UserError: no dataset or model in the answers, a model not on disk, or data without reference answers.
     """
     from advisor.data.split import write_split
-    from launcher.evaluation import bootstrap, generation, heldout, metrics
+    from launcher.evaluation import bootstrap, codetests, generation, heldout, metrics
 
     if not answers.dataset:
         raise UserError(
@@ -47,13 +47,24 @@ def probe_few_shot(
             "--probe needs the model to prompt", "add `model: DIR` (a local model directory) to the answers"
         )
     t0 = time.perf_counter()
-    metric = headline_metric(answers.task, answers.success.metric if answers.success else None)
     with tempfile.TemporaryDirectory(prefix="tunewise-probe-") as tmp:
         split = write_split(answers.dataset, Path(tmp))
         held = heldout.read_examples(Path(split.validation), "held-out")
         train = heldout.read_examples(Path(split.train), "training")
     sample = heldout.cap(held, examples, PROBE_SEED, stratify=answers.task == "classification")
     shot_rows = heldout.pick_shots(train, shots, PROBE_SEED)
+    refs = [e.reference for e in sample]
+    tests = [e.tests for e in sample]
+    # The success metric, else the task's headline as `tunewise eval` measures it on this data (tests passed
+    # only where every row carries tests).
+    metric = answers.success.metric if answers.success else metrics.metric_names(answers.task, refs, tests)[0]
+    if metric == "tests_pass" and None in tests:
+        raise UserError(
+            f"the success metric is tests passed, but {tests.count(None)} of {len(sample)} sampled rows of "
+            f"{answers.dataset} carry no tests",
+            "give every row a `tests` column (Python assert statements, a string or a list), or choose "
+            "another success metric",
+        )
     print(
         f"[tunewise] probe: {len(shot_rows)}-shot prompting of {answers.model} on {len(sample)} held-out "
         f"examples ({metric})",
@@ -68,7 +79,6 @@ def probe_few_shot(
             "set `model:` to a local model directory (with its tokenizer), or leave out --probe",
         ) from None
     prompts = [heldout.few_shot_messages(e, shot_rows) for e in sample]
-    refs = [e.reference for e in sample]
     budget = generation.new_token_budget(tok, [e.reference for e in held + train], max_new_tokens)
     out = generation.generate(model, tok, prompts, max_new_tokens=budget, batch_size=batch_size)
     nll = (
@@ -79,7 +89,14 @@ def probe_few_shot(
     labels = (
         sorted({metrics.strip_answer(e.reference) for e in held + train}) if metric == "macro_f1" else None
     )
-    scored = metrics.build(metric, out.texts, refs, labels=labels, nll=nll)
+    if metric == "tests_pass":
+        print(
+            "[tunewise] probe: running the data's tests on the model's code on this machine "
+            f"(python -I in a temporary directory, {codetests.TIMEOUT_S:g} s per example)",
+            file=sys.stderr,
+            flush=True,
+        )
+    scored = metrics.build(metric, out.texts, refs, labels=labels, nll=nll, tests=tests)
     ci = bootstrap.interval(scored, bootstrap.resamples(len(sample), PROBE_SEED))
     return {
         "metric": metric,

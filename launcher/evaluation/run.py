@@ -14,7 +14,6 @@ from pathlib import Path
 
 from advisor.errors import UserError
 from advisor.plan import EvalSpec, TrainingPlan
-from advisor.task_metrics import task_metrics
 from launcher.evaluation import bootstrap, heldout, plots, section, verdict
 from launcher.rundir import atomic_write, final_dir
 from launcher.summary import write_summary
@@ -59,14 +58,30 @@ def _load(plan: TrainingPlan, tuned: Path | None = None):
         ) from None
 
 
-def metric_names(task: str | None, refs: list[str]) -> list[str]:
-    """The task's metrics; JSON validity and field F1 only where the references are JSON (else token F1)."""
-    from launcher.evaluation.metrics import is_json_object
+def code_tests_note(examples: list[heldout.Example], run_tests: bool, measured: bool) -> dict | None:
+    """What eval.json says about running the data's tests (None when no held-out example carries any)."""
+    from launcher.evaluation.codetests import TIMEOUT_S, WORKERS
 
-    names = list(task_metrics(task))
-    if {"json_valid", "field_f1"} & set(names) and sum(map(is_json_object, refs)) * 2 < len(refs):
-        names = [n for n in names if n not in ("json_valid", "field_f1")] + ["token_f1"]
-    return names
+    with_tests = sum(e.tests is not None for e in examples)
+    if not with_tests:
+        return None
+    out = {"run": measured, "examples_with_tests": with_tests, "timeout_s": TIMEOUT_S, "workers": WORKERS}
+    if measured:
+        out["note"] = (
+            f"the model's code was executed on this machine with the data's tests (python -I in a temporary "
+            f"directory, {TIMEOUT_S:g} s per example; not a sandbox); turn it off with `evaluation.run_tests: "
+            "false` in plan.yaml"
+        )
+    elif not run_tests:
+        out["note"] = "not run: evaluation.run_tests is false in plan.yaml"
+    elif with_tests < len(examples):
+        out["note"] = (
+            f"not run: only {with_tests} of {len(examples)} held-out examples carry tests; give every row "
+            "`tests` to measure tests passed"
+        )
+    else:
+        out["note"] = "not run: tests passed is measured for task `code` (or as the success metric)"
+    return out
 
 
 def evaluate_run(run_dir: str | Path, *, max_examples: int | None = None) -> dict:
@@ -95,9 +110,19 @@ def evaluate_run(run_dir: str | Path, *, max_examples: int | None = None) -> dic
     refs = [e.reference for e in examples]
     zero = [e.prompt for e in examples]
     few = [heldout.few_shot_messages(e, shots) for e in examples]
-    names = metric_names(spec.task, refs)
+    tests = [e.tests for e in examples] if spec.run_tests else None
+    names = metrics.metric_names(spec.task, refs, tests)
+    if spec.target_metric == "tests_pass" and (not tests or None in tests):
+        missing = sum(e.tests is None for e in examples)
+        raise UserError(
+            f"the success metric is tests passed, but {missing} of the {len(examples)} held-out examples "
+            f"carry no tests ({run_dir / plan.data.validation})",
+            "give every row a `tests` column (Python assert statements) and write the split again with "
+            "`tunewise recommend --out`, or set evaluation.target_metric in plan.yaml to another metric",
+        )
     if spec.target_metric and spec.target_metric not in names:
         names.append(spec.target_metric)
+    code_tests = code_tests_note(examples, spec.run_tests, "tests_pass" in names)
     labels = (
         sorted({metrics.strip_answer(e.reference) for e in everything + train})
         if "macro_f1" in names
@@ -130,9 +155,13 @@ def evaluate_run(run_dir: str | Path, *, max_examples: int | None = None) -> dic
         outputs[key], label_of[key] = out, name
     loaded = model = tok = None
 
+    if code_tests and code_tests["run"]:
+        _say(f"running the data's tests on each model's code ({code_tests['note']})")
+    elif code_tests:
+        _say(f"the data's tests: {code_tests['note']}")
     idx = bootstrap.resamples(len(examples), spec.seed)
     scored = {
-        k: {m: metrics.build(m, o.texts, refs, labels=labels, nll=o.nll) for m in names}
+        k: {m: metrics.build(m, o.texts, refs, labels=labels, nll=o.nll, tests=tests) for m in names}
         for k, o in outputs.items()
     }
     models = {
@@ -174,6 +203,7 @@ def evaluate_run(run_dir: str | Path, *, max_examples: int | None = None) -> dic
             target=spec.target,
             confidence=bootstrap.CONFIDENCE,
         ),
+        **({"code_tests": code_tests} if code_tests else {}),
         "examples": [
             {
                 "prompt": e.prompt[-1]["content"],

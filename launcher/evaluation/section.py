@@ -62,6 +62,8 @@ def markdown(result: dict) -> str:
         f"Evaluation took {result['wall_s']:.0f} s.",
         "",
     ]
+    if result.get("code_tests"):
+        lines += [f"The data's tests: {result['code_tests']['note']}.", ""]
     header, rows = table_rows(result)
     lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(r) + " |" for r in rows]
