@@ -199,17 +199,11 @@ def test_a_dropped_warning_would_be_caught():
         "they will be truncated, which can cut the answers the model should learn"
     )
     rec.decision.warnings += ["Second engine warning.", long]
-    rec.facts.data = type(
-        "Data",
-        (),
-        {
-            "warnings": ["Data warning: 12 empty responses."],
-            "path": None,
-            "rows": 10,
-            "format": "messages",
-            "token_stats": None,
-        },
-    )()
+    from advisor.data.report import DataReport
+
+    rec.facts.data = DataReport(
+        path=None, format="messages", rows=10, warnings=["Data warning: 12 empty responses."]
+    )
     for width in (100, 70):
         brief = render_brief(rec, width=width)
         shown = brief.split("\nWarnings (")[1]
