@@ -23,6 +23,8 @@ from advisor.plan import DataSpec, DPOSpec, EvalSpec, LoraSpec, QuantSpec, Spect
 from advisor.seqlen import account as account_length_cut
 
 PRACTICAL = "Practical Tools and Getting Started"
+# Tasks whose answers run long: a 64-token cap would cut a function or a summary off and score it wrong.
+LONG_ANSWER_TOKENS = {"code": 512, "summarization": 256, "chat": 256, "generation": 256, "reasoning": 512}
 PITFALLS = "Avoiding Critical Pitfalls"
 
 # Values no rule sets: why the default is kept.
@@ -109,6 +111,8 @@ def build_plan(decision: Decision, facts: Facts) -> TrainingPlan | None:
         task=a.task,
         target_metric=a.success.metric if a.success else None,
         target=a.success.target if a.success else None,
+        # the cap on each answer; the evaluation trims it to twice the longest reference + 8 tokens
+        max_new_tokens=LONG_ANSWER_TOKENS.get(a.task or "", EvalSpec.max_new_tokens),
     )
     r["evaluation"] = "held-out evaluation against prompting, set up before training (Your Learning Path)"
 

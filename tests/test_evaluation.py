@@ -336,3 +336,15 @@ def test_the_generation_budget_follows_the_longest_reference_within_the_plans_ca
     assert new_token_budget(tok, iso, 64) == 2 * n + 8 < 64
     assert new_token_budget(tok, ["word " * 200], 64) == 64  # never above the plan's cap
     assert new_token_budget(tok, [], 64) == 64
+
+
+def test_long_answer_tasks_get_a_longer_generation_cap():
+    from advisor.answers import parse_answers
+    from advisor.recommend import recommend
+
+    def cap(task):
+        a = {"task": task, "clear_task": True, "tried_prompting": True, "examples": 5000}
+        a |= {"model": "meta-llama/Llama-3.1-8B", "gpus": [{"memory_gib": 80}]}
+        return recommend(parse_answers(a), detect_gpus=False).plan.evaluation.max_new_tokens
+
+    assert cap("code") == 512 and cap("summarization") == 256 and cap("extraction") == 64
