@@ -390,7 +390,6 @@ def _examples_per_step(plan: TrainingPlan, d: Decision, facts: Facts, r: dict) -
     fit_micro = (
         cand.micro_batch if cand is not None and cand.fits and cand.micro_batch else plan.micro_batch_size
     )
-    fitted = (plan.micro_batch_size, plan.grad_accum)
     per_row = examples_per_row(plan.max_length, mean, plan.packing and sft)
     b = plan_step(
         train_examples=plan.train_examples(int(n)) if n else None,
@@ -427,29 +426,24 @@ def _examples_per_step(plan: TrainingPlan, d: Decision, facts: Facts, r: dict) -
             else None,
             epochs=float(plan.dpo.epochs),
             per_row=1.0,
-            fit_micro=fitted[0],
+            fit_micro=fit_micro,
             n_gpus=plan.n_gpus,
             th=facts.thresholds,
         )
         plan.dpo.micro_batch_size, plan.dpo.grad_accum = dpo_b.micro_batch, dpo_b.grad_accum
-    if plan.micro_batch_size != fitted[0] and cand is not None and cand.fits:
+    if plan.micro_batch_size != fit_micro and cand is not None and cand.fits:
         _re_estimate(plan, cand, facts, r)
 
 
 def _re_estimate(plan: TrainingPlan, cand, facts: Facts, r: dict) -> None:
     """The step's memory at the micro-batch the plan now runs (smaller than the fit search's largest); the
     chosen method's candidate takes the same figures, so the memory table shows what the job runs."""
-    from dataclasses import replace
-
-    from advisor.memory import config_for_plan, estimate
+    from advisor.memory import estimate
     from advisor.models import ModelFacts
 
     if not isinstance(facts.model, ModelFacts):
         return
-    cfg = replace(
-        config_for_plan(plan, "sft" if "sft" in plan.stage else "dpo"),
-        spectrum_fraction=facts.thresholds.get("spectrum_top_percent", 30) / 100,
-    )
+    cfg = _stage_config(plan, facts, "sft" if "sft" in plan.stage else "dpo")
     e = estimate(facts.model, cfg)
     plan.predicted_peak_gib, plan.predicted_device_gib = (
         round(e.peak_allocated_gib, 2),
@@ -543,15 +537,15 @@ def _speed(plan: TrainingPlan, facts: Facts, r: dict) -> None:
     r["speed"] = forecast_reason(fc)
 
 
-def _dpo_config(plan: TrainingPlan, facts: Facts):
-    """The estimator's settings for the plan's DPO step at the batch DPO runs (after SFT, with the frozen
-    copy of the SFT adapter TRL keeps as the reference); Spectrum at the plan's top percent."""
+def _stage_config(plan: TrainingPlan, facts: Facts, stage: str):
+    """The estimator's settings for the plan's `stage` step at the batch that stage runs (for DPO after SFT, with
+    the frozen copy of the SFT adapter TRL keeps as the reference); Spectrum at the plan's top percent."""
     from dataclasses import replace
 
     from advisor.memory import config_for_plan
 
     return replace(
-        config_for_plan(plan, "dpo"), spectrum_fraction=facts.thresholds.get("spectrum_top_percent", 30) / 100
+        config_for_plan(plan, stage), spectrum_fraction=facts.thresholds.get("spectrum_top_percent", 30) / 100
     )
 
 
@@ -564,7 +558,7 @@ def _dpo_prediction(plan: TrainingPlan, facts: Facts, r: dict) -> None:
 
     if plan.dpo is None or not isinstance(facts.model, ModelFacts):
         return
-    cfg = _dpo_config(plan, facts)
+    cfg = _stage_config(plan, facts, "dpo")
     e = estimate(facts.model, cfg)
     plan.dpo.predicted_peak_gib, plan.dpo.predicted_device_gib = (
         round(e.peak_allocated_gib, 2),
@@ -600,7 +594,7 @@ def _dpo_batch(plan: TrainingPlan, facts: Facts, r: dict) -> None:
     gpu_gib = min(g.usable_gib for g in gpus)
     margin = th.get("fit_margin", 0.10)
     usable = gpu_gib * (1 - margin)
-    cfg = _dpo_config(plan, facts)
+    cfg = _stage_config(plan, facts, "dpo")
     mb, accum = plan.stage_batch("dpo")
     e = estimate(facts.model, cfg)
     shape = f"{mb} pairs ({2 * mb} rows: chosen and rejected) x {plan.max_length:,} tokens"

@@ -73,20 +73,18 @@ def _write_prompt_completion(path, n: int, words: int) -> None:
             f.write(json.dumps({"prompt": f"Q{i}: {body}", "completion": f" A{i} {body}"}) + "\n")
 
 
+def _recommend_extraction(data, model, gpus):
+    """The recommendation for an extraction task on `data` with a local `model` and the given GPUs."""
+    base = {"task": "extraction", "clear_task": True, "tried_prompting": True}
+    return recommend(
+        parse_answers({**base, "dataset": str(data), "model": str(model), "gpus": gpus}), detect_gpus=False
+    )
+
+
 def test_recommend_counts_examples_with_packing(tmp_path, smollm2_dir):
     data = tmp_path / "d.jsonl"
     _write_prompt_completion(data, 2000, 6)
-    a = parse_answers(
-        {
-            "task": "extraction",
-            "clear_task": True,
-            "tried_prompting": True,
-            "dataset": str(data),
-            "model": str(smollm2_dir),
-            "gpus": [{"name": "NVIDIA A100-SXM4-80GB", "memory_gib": 80}],
-        }
-    )
-    rec = recommend(a, detect_gpus=False)
+    rec = _recommend_extraction(data, smollm2_dir, [{"name": "NVIDIA A100-SXM4-80GB", "memory_gib": 80}])
     p = rec.plan
     assert p is not None and p.packing
     mean = rec.facts.data.token_stats["mean"]
@@ -124,17 +122,7 @@ def test_dpo_after_packed_sft_keeps_its_pairs_per_step(tmp_path, smollm2_dir):
 def test_many_gpus_of_packed_rows_say_the_examples_per_step(tmp_path, smollm2_dir):
     data = tmp_path / "d.jsonl"
     _write_prompt_completion(data, 20_000, 6)
-    a = parse_answers(
-        {
-            "task": "extraction",
-            "clear_task": True,
-            "tried_prompting": True,
-            "dataset": str(data),
-            "model": str(smollm2_dir),
-            "gpus": [{"name": "NVIDIA H100 80GB HBM3", "memory_gib": 80}] * 8,
-        }
-    )
-    rec = recommend(a, detect_gpus=False)
+    rec = _recommend_extraction(data, smollm2_dir, [{"name": "NVIDIA H100 80GB HBM3", "memory_gib": 80}] * 8)
     p = rec.plan
     assert p.n_gpus == 8 and p.micro_batch_size == 1 and p.grad_accum == 1
     assert any("packed row of ~" in w and "examples per step" in w for w in rec.decision.warnings)
