@@ -53,15 +53,7 @@ def main() -> int:
     realmodel.write_jsonl(
         work / "dates.jsonl", realmodel.date_task(args.rows, seed=0, fmt="prompt-completion")
     )
-    answers = {
-        "task": "extraction",
-        "clear_task": True,
-        "tried_prompting": True,
-        "dataset": "dates.jsonl",
-        "model": str(base),
-        "gpus": [],
-        "success": {"metric": "exact_match", "target": 0.5},
-    }
+    answers = realmodel.date_answers(base, "dates.jsonl")
     (work / "answers.yaml").write_text(yaml.safe_dump(answers), encoding="utf-8")
     load_before = os.getloadavg()
     rec, t_rec = tunewise(

@@ -231,6 +231,20 @@ def write_jsonl(path: Path, rows: list[dict]) -> Path:
     return path
 
 
+def date_answers(model, dataset: str) -> dict:
+    """The answers a user of the date task gives: extraction, a clear task, exact match 0.5 as the success
+    target, no GPU (bench/e2e_recommended.py and tests/test_eval_e2e.py run `recommend --probe` on them)."""
+    return {
+        "task": "extraction",
+        "clear_task": True,
+        "tried_prompting": True,
+        "dataset": dataset,
+        "model": str(model),
+        "gpus": [],
+        "success": {"metric": "exact_match", "target": 0.5},
+    }
+
+
 def date_run(parent, base, *, steps: int, n_train: int = 200, n_val: int = 40, batch_size: int = 20) -> Path:
     """A run directory on the date task: LoRA r=8, lr 1e-3, micro-batch 2, no packing (the issue's
     measured recipe: 25 CPU steps reach most of the held-out set)."""

@@ -36,15 +36,7 @@ def test_recommend_probe_launch_eval_on_the_recommended_plan(tmp_path, smollm2_d
     realmodel.write_jsonl(
         tmp_path / "dates.jsonl", realmodel.date_task(ROWS, seed=0, fmt="prompt-completion")
     )
-    answers = {
-        "task": "extraction",
-        "clear_task": True,
-        "tried_prompting": True,
-        "dataset": "dates.jsonl",
-        "model": str(smollm2_dir),
-        "gpus": [],
-        "success": {"metric": "exact_match", "target": 0.5},
-    }
+    answers = realmodel.date_answers(smollm2_dir, "dates.jsonl")
     (tmp_path / "answers.yaml").write_text(yaml.safe_dump(answers), encoding="utf-8")
     r = tunewise(
         "recommend", "--answers", "answers.yaml", "--no-detect", "--probe", "--out", "run", cwd=tmp_path
